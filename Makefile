@@ -1,0 +1,106 @@
+# Sluice build. `make` = `make build`. Every target works on a fresh Debian 12
+# machine as root: `make deps` installs what is missing and is quick when
+# nothing is.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+NODE    ?= node
+BUILD   := build
+ESBUILD := node_modules/.bin/esbuild
+VERSION := $(shell $(NODE) -p "require('./package.json').version")
+
+# Debian packages: build toolchain, then what the tests and demo drive.
+APT_BUILD := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev g++ make pkg-config
+APT_TEST  := iproute2 iputils-ping util-linux containernetworking-plugins
+APT_PACKAGES := $(APT_BUILD) $(APT_TEST)
+
+TS_SOURCES  := $(shell find src -name '*.ts' ! -name '*.test.ts' 2>/dev/null)
+BPF_SOURCES := $(wildcard bpf/*.c)
+BPF_HEADERS := $(shell find bpf -name '*.h' 2>/dev/null)
+BPF_OBJECTS := $(patsubst bpf/%.c,$(BUILD)/bpf/%.o,$(BPF_SOURCES))
+
+.PHONY: all build deps apt npm typecheck bundle bpf native test test-unit demo bench clean
+
+all: build
+
+# ---------------------------------------------------------------- deps
+deps: apt npm
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# npm may gate dependency install scripts; none of ours needs one (the addon
+# is built below, esbuild ships its binary as an optional dependency).
+npm: node_modules/.package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# ---------------------------------------------------------------- build
+build: deps typecheck bpf native bundle
+
+typecheck: npm
+	node_modules/.bin/tsc -p tsconfig.json --noEmit
+
+# vmlinux.h from the running kernel's BTF: the objects use CO-RE-free UAPI
+# structs only, but the header keeps every kernel type at hand.
+$(BUILD)/bpf/vmlinux.h:
+	@test -r /sys/kernel/btf/vmlinux || { echo "error: /sys/kernel/btf/vmlinux missing: Sluice needs a kernel with BTF (CONFIG_DEBUG_INFO_BTF=y)" >&2; exit 1; }
+	@mkdir -p $(@D)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/bpf/%.o: bpf/%.c $(BPF_HEADERS) $(BUILD)/bpf/vmlinux.h
+	clang -target bpf -O2 -g -Wall -Werror -I$(BUILD)/bpf -Ibpf -c $< -o $@
+
+bpf: $(BPF_OBJECTS)
+
+native: npm
+
+-include native/build.mk
+
+# Single-file CommonJS bundles with a shebang. import.meta.url is mapped to
+# the bundle's own file URL so module-relative paths (the addon) resolve.
+ESBUILD_FLAGS := --bundle --platform=node --target=node20 --format=cjs --log-level=warning \
+  --define:import.meta.url=__sluice_import_meta_url --define:SLUICE_VERSION='"$(VERSION)"' \
+  --banner:js=$$'\#!/usr/bin/env node\nconst __sluice_import_meta_url = require("url").pathToFileURL(__filename).href;'
+
+$(BUILD)/package.json:
+	@mkdir -p $(@D)
+	echo '{"type":"commonjs"}' > $@
+
+$(BUILD)/bin/sluice: $(TS_SOURCES) package-lock.json $(BUILD)/package.json | npm
+	$(ESBUILD) src/cli/main.ts $(ESBUILD_FLAGS) --outfile=$@
+	chmod +x $@
+
+# The CNI binary is a small static C program: Node's own start-up (~50 ms)
+# would dominate every pod's ADD. It forwards to the agent (docs/cni.md).
+$(BUILD)/bin/sluice-cni: native/cni/sluice-cni.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -static -s -o $@ $<
+
+$(BUILD)/demo/demo.cjs: $(TS_SOURCES) package-lock.json $(BUILD)/package.json | npm
+	$(ESBUILD) src/demo/main.ts $(ESBUILD_FLAGS) --outfile=$@
+
+bundle: $(BUILD)/bin/sluice $(BUILD)/bin/sluice-cni $(BUILD)/demo/demo.cjs
+
+# ---------------------------------------------------------------- run
+test: build
+	node_modules/.bin/vitest run
+
+test-unit: npm
+	node_modules/.bin/vitest run src
+
+demo: build
+	$(NODE) $(BUILD)/demo/demo.cjs
+
+bench: build
+	$(NODE) bench/run.mjs
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,343 @@
+// The only module that loads build/Release/sluice_native.node. The addon is
+// syscall-shaped: Buffers and plain numbers/strings in and out, no policy.
+// Callers validate their inputs; the addon's own checks are a last line of
+// defence (wrong types throw TypeError/RangeError rather than crash).
+//
+// Errors from the OS are NativeError with the errno name, the failing call and
+// details (verifier log, netlink extack message, path). Expected absence is a
+// value: lookups of missing things return undefined, deletes return false.
+//
+// Every netlink/tc/sysctl function takes `netns` first: a path such as
+// /var/run/netns/<name> or /proc/<pid>/ns/net, or null for the caller's own
+// namespace. The addon does the work on a short-lived helper thread inside
+// that namespace; the JS thread never changes namespace.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// ---------------------------------------------------------------------------
+// errors
+
+export interface NativeErrorInit {
+  /** errno name such as "ENOENT", or "E<n>" when the number has no name. */
+  code: string;
+  errno: number;
+  /** The failing call: "bpf_map_update_elem", "RTM_NEWLINK", "open", ... */
+  syscall: string;
+  details?: string;
+  /** strerror text, used in the message. */
+  description?: string;
+}
+
+/** Thrown by the addon for OS-level failures (never for bad argument types). */
+export class NativeError extends Error {
+  override readonly name = 'NativeError';
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  /** Verifier/libbpf log, netlink extack message or the path involved; may be empty. */
+  readonly details: string;
+
+  constructor(init: NativeErrorInit) {
+    super(NativeError.#message(init));
+    this.code = init.code;
+    this.errno = init.errno;
+    this.syscall = init.syscall;
+    this.details = init.details ?? '';
+  }
+
+  static #message(init: NativeErrorInit): string {
+    let msg = `${init.syscall}: ${init.code}`;
+    if (init.description) msg += ` (${init.description})`;
+    const details = (init.details ?? '').trim();
+    if (!details) return msg;
+    // Short details (extack text, a path) belong in the message; long ones
+    // (libbpf/verifier logs) stay in .details, with a hint: libbpf's first
+    // line and, for a verifier rejection, the verifier's reason (the line
+    // before its "processed N insns" summary).
+    const lines = details.split('\n').filter((l) => l.trim() !== '');
+    if (lines.length === 1 && details.length <= 200) return `${msg}: ${details}`;
+    let hint = (lines[0] ?? '').slice(0, 200);
+    const summary = lines.findIndex((l) => /^processed \d+ insns/.test(l));
+    const reason = summary > 0 ? lines[summary - 1] : undefined;
+    if (reason) hint += ` / verifier: ${reason.slice(0, 200)}`;
+    return `${msg}: ${hint} (see .details)`;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// types
+
+/** Path of a network namespace file, or null for the caller's own. */
+export type NetnsPath = string | null;
+
+export const BPF_ANY = 0;
+export const BPF_NOEXIST = 1;
+export const BPF_EXIST = 2;
+
+export interface ObjLoadOptions {
+  /** Directory on bpffs where LIBBPF_PIN_BY_NAME maps are pinned and reused. */
+  pinRoot?: string;
+  /** Per map name: max_entries override applied before load. */
+  maxEntries?: Record<string, number>;
+  /** Per map name: an existing map fd to use instead of creating the map. */
+  reuseMaps?: Record<string, number>;
+}
+
+export interface ObjLoadResult {
+  /** Program fds by function name. The caller owns them (close()). */
+  progs: Record<string, number>;
+  /** Map fds by map name. The caller owns them (close()). */
+  maps: Record<string, number>;
+}
+
+export interface MapInfo {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  id: number;
+  name: string;
+}
+
+export interface ProgInfo {
+  id: number;
+  type: number;
+  name: string;
+  /** 8-byte program tag as 16 hex chars. */
+  tag: string;
+}
+
+export interface BatchLookupResult {
+  /** count * keySize bytes. */
+  keys: Buffer;
+  /** count * valueSize bytes. */
+  values: Buffer;
+  count: number;
+}
+
+export interface TestRunOptions {
+  repeat?: number;
+  /** Context in; for tc programs a struct __sk_buff. */
+  ctx?: Buffer;
+  /** Room for the output packet; default data.length + 256. */
+  dataOutSize?: number;
+}
+
+export interface TestRunResult {
+  retval: number;
+  data: Buffer;
+  durationNs: number;
+}
+
+export type TcDirection = 'ingress' | 'egress';
+
+export interface TcOptions {
+  /** Filter priority, default 1. */
+  priority?: number;
+  /** Filter handle, default 1. */
+  handle?: number;
+}
+
+export interface TcAttachResult {
+  priority: number;
+  handle: number;
+  progId: number;
+}
+
+export interface VethOptions {
+  /** Namespace to create the peer in directly; null/absent = same as `netns`. */
+  peerNetns?: string | null;
+  /** MTU for both ends. */
+  mtu?: number;
+  mac?: string;
+  peerMac?: string;
+}
+
+export interface LinkInfo {
+  ifindex: number;
+  name: string;
+  mtu: number;
+  /** Lowercase colon-separated hardware address; "" if the link has none. */
+  mac: string;
+  up: boolean;
+  /** rtnetlink kind ("veth", "bridge", ...); absent for physical links and lo. */
+  kind?: string;
+  /** IFLA_LINK: for a veth, the peer's ifindex in the peer's namespace. */
+  peerIfindex?: number;
+  /** IFLA_LINK_NETNSID: the peer's namespace id, when it is another namespace. */
+  linkNetnsid?: number;
+}
+
+export interface LinkSetOptions {
+  up?: boolean;
+  mtu?: number;
+  mac?: string;
+  newName?: string;
+  /** Move the link into this namespace (other changes apply there). */
+  netnsPath?: string;
+}
+
+export interface AddrOptions {
+  /** IPv6 only: skip duplicate address detection so the address works at once. */
+  noDad?: boolean;
+}
+
+export interface AddrInfo {
+  ifindex: number;
+  ifname: string;
+  family: 4 | 6;
+  address: string;
+  prefixLen: number;
+}
+
+export type RouteScope = 'universe' | 'link' | 'host';
+
+export interface Route {
+  /** CIDR; "0.0.0.0/0" or "::/0" for the default route. */
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  src?: string;
+  /** Default: 'link' without a gateway, 'universe' with one. */
+  scope?: RouteScope;
+  onlink?: boolean;
+  /** Default: main (254). */
+  table?: number;
+  metric?: number;
+}
+
+export interface Neigh {
+  dev: string;
+  ip: string;
+  mac: string;
+  /** NUD_PERMANENT when true, otherwise NUD_REACHABLE (ages to STALE). */
+  permanent?: boolean;
+}
+
+/** Everything the addon exports (besides its internal init). */
+export interface NativeAddon {
+  // --- BPF objects and programs
+  objLoad(path: string, opts: ObjLoadOptions): ObjLoadResult;
+  close(fd: number): void;
+  objPin(fd: number, path: string): void;
+  /** undefined when nothing is pinned at path. */
+  objGet(path: string): number | undefined;
+  mapInfo(fd: number): MapInfo;
+  progInfo(fd: number): ProgInfo;
+  numPossibleCpus(): number;
+  progTestRun(progFd: number, data: Buffer, opts?: TestRunOptions): TestRunResult;
+
+  // --- maps (sizes must match the map; per-CPU values are roundup8(value) * ncpus)
+  mapLookup(fd: number, key: Buffer, valueSize: number): Buffer | undefined;
+  mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): void;
+  mapDelete(fd: number, key: Buffer): boolean;
+  /** key null = first key; undefined = no more keys. */
+  mapGetNextKey(fd: number, key: Buffer | null, keySize: number): Buffer | undefined;
+  mapLookupBatch(fd: number, keySize: number, valueSize: number, maxCount: number): BatchLookupResult;
+  mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, flags: number): void;
+  /** Returns how many of the keys were present (and are now deleted). */
+  mapDeleteBatch(fd: number, keys: Buffer, count: number): number;
+
+  // --- ring buffers
+  ringbufOpen(mapFd: number): number;
+  /** Non-blocking; copies at most maxRecords records. */
+  ringbufConsume(handle: number, maxRecords: number): Buffer[];
+  ringbufEpollFd(handle: number): number;
+  ringbufClose(handle: number): void;
+
+  // --- tc (clsact, direct-action)
+  tcAttach(netns: NetnsPath, ifname: string, direction: TcDirection, progFd: number, opts?: TcOptions): TcAttachResult;
+  tcDetach(netns: NetnsPath, ifname: string, direction: TcDirection, opts?: TcOptions): boolean;
+  /** Program id attached at (handle, priority), or undefined. */
+  tcQuery(netns: NetnsPath, ifname: string, direction: TcDirection, opts?: TcOptions): number | undefined;
+
+  // --- links
+  linkAddVeth(netns: NetnsPath, name: string, peerName: string, opts: VethOptions): void;
+  linkGet(netns: NetnsPath, name: string): LinkInfo | undefined;
+  linkGetByIndex(netns: NetnsPath, ifindex: number): LinkInfo | undefined;
+  linkList(netns: NetnsPath): LinkInfo[];
+  linkSet(netns: NetnsPath, name: string, opts: LinkSetOptions): void;
+  linkDel(netns: NetnsPath, name: string): boolean;
+
+  // --- addresses
+  addrAdd(netns: NetnsPath, ifname: string, cidr: string, opts?: AddrOptions): void;
+  addrDel(netns: NetnsPath, ifname: string, cidr: string): boolean;
+  addrList(netns: NetnsPath, ifname?: string): AddrInfo[];
+
+  // --- routes (main table unless route.table is set)
+  routeAdd(netns: NetnsPath, r: Route): void;
+  routeReplace(netns: NetnsPath, r: Route): void;
+  routeDel(netns: NetnsPath, r: Route): boolean;
+  /** Main-table unicast routes of one family. */
+  routeList(netns: NetnsPath, family: 4 | 6): Route[];
+
+  // --- neighbours
+  neighAdd(netns: NetnsPath, n: Neigh): void;
+
+  // --- sysctl (key relative to /proc/sys, e.g. "net/ipv4/conf/eth0/proxy_arp")
+  sysctlWrite(netns: NetnsPath, key: string, value: string): void;
+  /** undefined when the key does not exist. */
+  sysctlRead(netns: NetnsPath, key: string): string | undefined;
+}
+
+interface RawAddon extends NativeAddon {
+  init(errorClass: typeof NativeError): void;
+}
+
+// ---------------------------------------------------------------------------
+// loading
+
+const ADDON_FILE = 'sluice_native.node';
+
+let loaded: { path: string; addon: NativeAddon } | undefined;
+
+function candidates(): string[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return [
+    // src/native/index.ts (vitest, tsx)
+    resolve(here, '../../build/Release', ADDON_FILE),
+    // bundled into build/bin/<file>
+    resolve(here, '../Release', ADDON_FILE),
+  ];
+}
+
+/**
+ * Loads the addon once and returns it. `override` (or SLUICE_NATIVE_ADDON)
+ * names the .node file explicitly; otherwise it is found next to the sources
+ * or the bundle.
+ */
+export function loadNative(override?: string): NativeAddon {
+  const explicit = override ?? process.env['SLUICE_NATIVE_ADDON'];
+  if (loaded) {
+    if (explicit && resolve(explicit) !== loaded.path) {
+      throw new Error(`native addon already loaded from ${loaded.path}; cannot switch to ${resolve(explicit)}`);
+    }
+    return loaded.addon;
+  }
+  const tried = explicit ? [resolve(explicit)] : candidates();
+  const path = tried.find((p) => existsSync(p));
+  if (!path) {
+    throw new Error(
+      `sluice native addon not found (tried: ${tried.join(', ')}). Run \`make build\` to compile it` +
+        (explicit ? ', or fix SLUICE_NATIVE_ADDON / the override path.' : '.'),
+    );
+  }
+  const require = createRequire(import.meta.url);
+  let raw: RawAddon;
+  try {
+    raw = require(path) as RawAddon;
+  } catch (err) {
+    throw new Error(`failed to load native addon ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  raw.init(NativeError);
+  loaded = { path, addon: raw };
+  return raw;
+}
+
+/** The addon, loaded on first use. */
+export function native(): NativeAddon {
+  return loaded?.addon ?? loadNative();
+}

@@ -1,0 +1,48 @@
+// Sweeps leftovers of earlier crashed runs (only names with our test prefix)
+// before and after the whole suite, and makes sure bpffs is mounted (we
+// unmount it again only if we mounted it).
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { sh, TEST_PREFIX } from './netns.js';
+
+let mountedBpffs = false;
+
+function bpffsMounted(): boolean {
+  return readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
+}
+
+function sweep(): void {
+  let names: string[] = [];
+  try {
+    names = readdirSync('/var/run/netns');
+  } catch {
+    names = [];
+  }
+  for (const n of names) if (n.startsWith(TEST_PREFIX)) sh('ip', ['netns', 'del', n], { allowFail: true });
+  const links = sh('ip', ['-o', 'link', 'show'], { allowFail: true });
+  for (const line of links.split('\n')) {
+    const m = /^\d+: ([^:@]+)/.exec(line);
+    if (m?.[1]?.startsWith(TEST_PREFIX)) sh('ip', ['link', 'del', m[1]], { allowFail: true });
+  }
+  if (!bpffsMounted()) return;
+  for (const d of readdirSync('/sys/fs/bpf')) {
+    if (d.startsWith(TEST_PREFIX)) rmSync(`/sys/fs/bpf/${d}`, { recursive: true, force: true });
+  }
+}
+
+export function setup(): void {
+  if (process.getuid?.() !== 0) return;
+  sweep();
+  if (!bpffsMounted()) {
+    execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
+    mountedBpffs = true;
+  }
+}
+
+export function teardown(): void {
+  if (process.getuid?.() !== 0) return;
+  sweep();
+  if (mountedBpffs) execFileSync('umount', ['/sys/fs/bpf']);
+}
