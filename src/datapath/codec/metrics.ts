@@ -1,0 +1,60 @@
+// Mirror of bpf/shared/metrics.h (struct sluice_metrics_key, sluice_metrics_value).
+
+export const KEY_SIZE = 4;
+export const KEY_OFFSETS = { reason: 0, direction: 1, pad: 2 } as const;
+
+export const SIZE = 16;
+export const OFFSETS = { packets: 0, bytes: 8 } as const;
+
+export const DIR_FROM_POD = 0;
+export const DIR_TO_POD = 1;
+
+export interface MetricsKey {
+  reason: number;
+  direction: number;
+}
+
+export interface MetricsValue {
+  packets: bigint;
+  bytes: bigint;
+}
+
+export function encodeKey(key: MetricsKey): Buffer {
+  const buf = Buffer.alloc(KEY_SIZE);
+  buf.writeUInt8(key.reason, KEY_OFFSETS.reason);
+  buf.writeUInt8(key.direction, KEY_OFFSETS.direction);
+  return buf;
+}
+
+export function decodeKey(buf: Buffer): MetricsKey {
+  return { reason: buf.readUInt8(KEY_OFFSETS.reason), direction: buf.readUInt8(KEY_OFFSETS.direction) };
+}
+
+export function encode(v: MetricsValue): Buffer {
+  const buf = Buffer.alloc(SIZE);
+  buf.writeBigUInt64LE(v.packets, OFFSETS.packets);
+  buf.writeBigUInt64LE(v.bytes, OFFSETS.bytes);
+  return buf;
+}
+
+export function decode(buf: Buffer, offset = 0): MetricsValue {
+  return {
+    packets: buf.readBigUInt64LE(offset + OFFSETS.packets),
+    bytes: buf.readBigUInt64LE(offset + OFFSETS.bytes),
+  };
+}
+
+/**
+ * Sums a per-CPU value as the kernel returns it: one slot per possible CPU,
+ * each rounded up to 8 bytes (SIZE already is).
+ */
+export function decodePerCpu(buf: Buffer, cpus: number): MetricsValue {
+  let packets = 0n;
+  let bytes = 0n;
+  for (let cpu = 0; cpu < cpus; cpu++) {
+    const v = decode(buf, cpu * SIZE);
+    packets += v.packets;
+    bytes += v.bytes;
+  }
+  return { packets, bytes };
+}

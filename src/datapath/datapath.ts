@@ -1,0 +1,201 @@
+// The per-node datapath: one loaded copy of build/bpf/sluice.o whose maps are
+// pinned under --bpffs (so they outlive the agent and a restarted agent adopts
+// them), and the two entry programs attached to each pod's host-side veth.
+import { readFileSync } from 'node:fs';
+import { native, type NativeError } from '../native/index.js';
+import * as endpointCodec from './codec/endpoint.js';
+import * as flowEventCodec from './codec/flow-event.js';
+import * as metricsCodec from './codec/metrics.js';
+import { DatapathError } from './errors.js';
+import { bpfObjectPath } from './paths.js';
+
+export const PROG_FROM_POD = 'sluice_from_pod';
+export const PROG_TO_POD = 'sluice_to_pod';
+export const MAP_ENDPOINTS = 'sluice_endpoints_v1';
+export const MAP_METRICS = 'sluice_metrics_v1';
+export const MAP_EVENTS = 'sluice_events_v1';
+
+/** tc filter slot we own on each veth; replaced in place on re-attach. */
+const TC_PRIORITY = 1;
+const TC_HANDLE = 1;
+const BPF_ANY = 0;
+
+export interface DatapathOptions {
+  /** Directory on a bpffs where maps are pinned (--bpffs). */
+  bpffs: string;
+  /** Override the compiled object (tests). */
+  objectPath?: string;
+  maxEndpoints?: number;
+}
+
+export interface MetricsRow {
+  reason: number;
+  direction: number;
+  packets: bigint;
+  bytes: bigint;
+}
+
+export function isBpffs(path: string): boolean {
+  // The mount that holds `path` must be of type bpf: the longest mount point
+  // that is a prefix of it.
+  let best = '';
+  let type = '';
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const [, mnt, fstype] = line.split(' ');
+    if (!mnt || !fstype) continue;
+    const prefix = mnt.endsWith('/') ? mnt : `${mnt}/`;
+    if ((path === mnt || path.startsWith(prefix)) && mnt.length >= best.length) {
+      best = mnt;
+      type = fstype;
+    }
+  }
+  return type === 'bpf';
+}
+
+export class Datapath {
+  readonly #progs: Record<string, number>;
+  readonly #maps: Record<string, number>;
+  readonly #cpus: number;
+  #closed = false;
+
+  private constructor(progs: Record<string, number>, maps: Record<string, number>) {
+    this.#progs = progs;
+    this.#maps = maps;
+    this.#cpus = native().numPossibleCpus();
+  }
+
+  static open(opts: DatapathOptions): Datapath {
+    if (!isBpffs(opts.bpffs)) {
+      throw new DatapathError('SLUICE_BPFFS_MISSING', `${opts.bpffs} is not on a bpf filesystem: mount one (mount -t bpf bpf /sys/fs/bpf) or pass --bpffs`);
+    }
+    const path = opts.objectPath ?? bpfObjectPath('sluice.o');
+    const maxEntries: Record<string, number> = {};
+    if (opts.maxEndpoints !== undefined) maxEntries[MAP_ENDPOINTS] = opts.maxEndpoints;
+    let loaded: { progs: Record<string, number>; maps: Record<string, number> };
+    try {
+      loaded = native().objLoad(path, { pinRoot: opts.bpffs, maxEntries });
+    } catch (err) {
+      const e = err as NativeError;
+      throw new DatapathError('SLUICE_DATAPATH', `loading ${path}: ${e.message}${e.details ? `\n${e.details}` : ''}`, { cause: err });
+    }
+    for (const name of [PROG_FROM_POD, PROG_TO_POD]) {
+      if (loaded.progs[name] === undefined) throw new DatapathError('SLUICE_DATAPATH', `${path} has no program ${name}`);
+    }
+    return new Datapath(loaded.progs, loaded.maps);
+  }
+
+  mapFd(name: string): number {
+    const fd = this.#maps[name];
+    if (fd === undefined) throw new DatapathError('SLUICE_DATAPATH', `no map ${name}`);
+    return fd;
+  }
+
+  progFd(name: string): number {
+    const fd = this.#progs[name];
+    if (fd === undefined) throw new DatapathError('SLUICE_DATAPATH', `no program ${name}`);
+    return fd;
+  }
+
+  upsertEndpoint(ifindex: number, ep: endpointCodec.Endpoint): void {
+    try {
+      native().mapUpdate(this.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(ifindex), endpointCodec.encode(ep), BPF_ANY);
+    } catch (err) {
+      if ((err as NativeError).code === 'E2BIG' || (err as NativeError).code === 'ENOSPC') {
+        throw new DatapathError('SLUICE_MAP_FULL', `${MAP_ENDPOINTS} is full`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  getEndpoint(ifindex: number): endpointCodec.Endpoint | undefined {
+    const v = native().mapLookup(this.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(ifindex), endpointCodec.SIZE);
+    return v && endpointCodec.decode(v);
+  }
+
+  deleteEndpoint(ifindex: number): boolean {
+    return native().mapDelete(this.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(ifindex));
+  }
+
+  listEndpoints(): Map<number, endpointCodec.Endpoint> {
+    const fd = this.mapFd(MAP_ENDPOINTS);
+    const info = native().mapInfo(fd);
+    const { keys, values, count } = native().mapLookupBatch(fd, endpointCodec.KEY_SIZE, endpointCodec.SIZE, info.maxEntries);
+    const out = new Map<number, endpointCodec.Endpoint>();
+    for (let i = 0; i < count; i++) {
+      out.set(
+        endpointCodec.decodeKey(keys.subarray(i * endpointCodec.KEY_SIZE)),
+        endpointCodec.decode(values.subarray(i * endpointCodec.SIZE)),
+      );
+    }
+    return out;
+  }
+
+  /**
+   * Attaches both entry programs to a host-side veth (in `netns`, or the
+   * caller's netns when null). The endpoint entry must exist first: until it
+   * does, the programs drop everything on that veth (fail closed).
+   */
+  attach(netns: string | null, ifname: string): void {
+    const n = native();
+    const opts = { priority: TC_PRIORITY, handle: TC_HANDLE };
+    n.tcAttach(netns, ifname, 'ingress', this.progFd(PROG_FROM_POD), opts);
+    n.tcAttach(netns, ifname, 'egress', this.progFd(PROG_TO_POD), opts);
+  }
+
+  detach(netns: string | null, ifname: string): void {
+    const n = native();
+    const opts = { priority: TC_PRIORITY, handle: TC_HANDLE };
+    n.tcDetach(netns, ifname, 'ingress', opts);
+    n.tcDetach(netns, ifname, 'egress', opts);
+  }
+
+  /** Per-(reason, direction) counters summed over CPUs. */
+  metrics(): MetricsRow[] {
+    const fd = this.mapFd(MAP_METRICS);
+    const n = native();
+    const valueSize = metricsCodec.SIZE * this.#cpus;
+    const { keys, values, count } = n.mapLookupBatch(fd, metricsCodec.KEY_SIZE, valueSize, n.mapInfo(fd).maxEntries);
+    const rows: MetricsRow[] = [];
+    for (let i = 0; i < count; i++) {
+      const key = metricsCodec.decodeKey(keys.subarray(i * metricsCodec.KEY_SIZE));
+      const v = metricsCodec.decodePerCpu(values.subarray(i * valueSize, (i + 1) * valueSize), this.#cpus);
+      rows.push({ ...key, ...v });
+    }
+    return rows.sort((a, b) => a.reason - b.reason || a.direction - b.direction);
+  }
+
+  /** Opens a reader of flow events; the caller polls and closes it. */
+  openEvents(): FlowEventReader {
+    return new FlowEventReader(native().ringbufOpen(this.mapFd(MAP_EVENTS)));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const n = native();
+    for (const fd of [...Object.values(this.#progs), ...Object.values(this.#maps)]) n.close(fd);
+  }
+}
+
+export class FlowEventReader {
+  readonly #handle: number;
+  #closed = false;
+  constructor(handle: number) {
+    this.#handle = handle;
+  }
+  /** The fd to poll for readability (epoll), for an event loop watcher. */
+  get fd(): number {
+    return native().ringbufEpollFd(this.#handle);
+  }
+  /** Takes what is in the ring now, without blocking. */
+  drain(max = 4096): flowEventCodec.FlowEvent[] {
+    return native()
+      .ringbufConsume(this.#handle, max)
+      .map((b) => flowEventCodec.decode(b));
+  }
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    native().ringbufClose(this.#handle);
+  }
+}

@@ -1,0 +1,10 @@
+export { Datapath, FlowEventReader, isBpffs, MAP_ENDPOINTS, MAP_EVENTS, MAP_METRICS, PROG_FROM_POD, PROG_TO_POD } from './datapath.js';
+export type { DatapathOptions, MetricsRow } from './datapath.js';
+export { DatapathError } from './errors.js';
+export { DropReason, REASON_FORWARDED, reasonName } from './drop-reasons.js';
+export type { DropReasonName } from './drop-reasons.js';
+export { bpfObjectPath } from './paths.js';
+export { endpoint as endpointCodec, flowEvent as flowEventCodec, metrics as metricsCodec, SHARED_STRUCTS } from './codec/index.js';
+export type { StructLayout } from './codec/index.js';
+export type { Endpoint } from './codec/endpoint.js';
+export type { FlowEvent } from './codec/flow-event.js';
