@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { parseArgs, parseDurationMs, UsageError } from './args.js';
+
+const specs = [
+  { name: 'state-dir', help: 'state', default: '/var/lib/sluice' },
+  { name: 'follow', help: 'follow', boolean: true },
+  { name: 'output', help: 'format', short: 'o', default: 'table' },
+];
+
+describe('parseArgs', () => {
+  it('takes flags, then env, then defaults', () => {
+    const p = parseArgs(['--follow', 'x', '-o', 'json'], specs, { SLUICE_STATE_DIR: '/tmp/s' });
+    expect(p.flags).toEqual({ 'state-dir': '/tmp/s', follow: 'true', output: 'json' });
+    expect(p.positional).toEqual(['x']);
+    expect(parseArgs(['--state-dir=/a'], specs, { SLUICE_STATE_DIR: '/tmp/s' }).flags['state-dir']).toBe('/a');
+    expect(parseArgs([], specs, {}).flags['state-dir']).toBe('/var/lib/sluice');
+  });
+  it('rejects unknown flags and missing values', () => {
+    expect(() => parseArgs(['--nope'], specs, {})).toThrow(UsageError);
+    expect(() => parseArgs(['--state-dir'], specs, {})).toThrow(/needs a value/);
+    expect(() => parseArgs(['--follow=maybe'], specs, {})).toThrow(/takes no value/);
+  });
+});
+
+describe('parseDurationMs', () => {
+  it.each([
+    ['500ms', 500],
+    ['30s', 30_000],
+    ['1m30s', 90_000],
+    ['60', 60_000],
+    ['1.5', 1500],
+    ['2h', 7_200_000],
+  ])('%s', (text, ms) => expect(parseDurationMs(text)).toBe(ms));
+  it.each(['', 'abc', '10x', '5s garbage', '-1s'])('rejects %j', (text) => {
+    expect(() => parseDurationMs(text)).toThrow(UsageError);
+  });
+});

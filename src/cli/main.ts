@@ -1,0 +1,65 @@
+// Entry of build/bin/sluice. Each command module is imported only when that
+// command runs, so `sluice --help` and the operator commands start fast.
+import { UsageError } from './args.js';
+import { VERSION } from './version.js';
+
+interface Command {
+  summary: string;
+  run(argv: string[]): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  version: {
+    summary: 'print the version',
+    run: async () => {
+      process.stdout.write(`sluice ${VERSION}\n`);
+      return 0;
+    },
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length)) + 2;
+  return [
+    'sluice — eBPF Kubernetes CNI with DNS-aware egress policy',
+    '',
+    'Usage: sluice <command> [flags]',
+    '',
+    'Commands:',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}${c.summary}`),
+    '',
+    'Run `sluice <command> --help` for the flags of a command.',
+    'Every flag is also settable in the environment as SLUICE_<FLAG> (e.g. SLUICE_STATE_DIR).',
+    '',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') return COMMANDS.version!.run([]);
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`sluice: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
+    return 2;
+  }
+  return command.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`sluice: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    process.stderr.write(`sluice: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
