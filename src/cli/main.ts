@@ -9,6 +9,10 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  agent: {
+    summary: 'run the per-node daemon',
+    run: async (argv) => (await import('../agent/index.js')).runAgent(argv),
+  },
   version: {
     summary: 'print the version',
     run: async () => {

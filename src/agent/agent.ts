@@ -1,0 +1,263 @@
+// `sluice agent`: start-up, recovery and the request loop of the per-node
+// daemon. Start-up and recovery are the same code: whatever the last agent
+// left (pinned maps, attached programs, endpoint records, IPAM files, queued
+// DELs) is adopted and reconciled, never flushed, so enforcement continues
+// across restarts.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import type { Server } from 'node:net';
+import { join } from 'node:path';
+import {
+  CniCode,
+  CniError,
+  decodeRequest,
+  encodeResponse,
+  HOST_VETH_PREFIX,
+  makeHandlers,
+  parseEnv,
+  runSkel,
+  type CniDeps,
+  type EndpointRecord,
+  type Handler,
+  type CniCommand,
+} from '../cni/index.js';
+import { Datapath, isBpffs } from '../datapath/index.js';
+import { Ipam } from '../ipam/index.js';
+import type { Logger } from '../log/index.js';
+import { native } from '../native/index.js';
+import { StandaloneSource } from '../standalone/index.js';
+import { ObjectStore } from '../store/index.js';
+import { ExecDelegate } from './delegate.js';
+import { EndpointRegistry } from './endpoints.js';
+import { AttachmentLocks } from './lock.js';
+import { listen } from './server.js';
+
+export interface AgentConfig {
+  nodeName: string;
+  standalone: string;
+  podCidrs: string[];
+  stateDir: string;
+  runDir: string;
+  bpffs: string;
+  maxEndpoints: number;
+}
+
+export class AgentError extends Error {
+  override readonly name = 'AgentError';
+  readonly code = 'SLUICE_AGENT_PREFLIGHT';
+}
+
+/** What the agent needs from the machine, checked before touching anything. */
+function preflight(cfg: AgentConfig, log: Logger): void {
+  if (process.getuid?.() !== 0) throw new AgentError('the agent needs root (netlink, eBPF, netns)');
+  if (!existsSync('/sys/kernel/btf/vmlinux')) throw new AgentError('the kernel has no BTF (/sys/kernel/btf/vmlinux); Sluice needs CONFIG_DEBUG_INFO_BTF=y');
+  if (!isBpffs(cfg.bpffs)) {
+    // Only the conventional mount point is ours to create; anywhere else the
+    // operator chose a path and must mount it.
+    if (cfg.bpffs.startsWith('/sys/fs/bpf/') && !isBpffs('/sys/fs/bpf')) {
+      log.warn('no bpf filesystem at /sys/fs/bpf: mounting one');
+      execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
+    }
+    if (!isBpffs(cfg.bpffs)) throw new AgentError(`--bpffs ${cfg.bpffs} is not on a bpf filesystem (mount -t bpf bpf /sys/fs/bpf)`);
+  }
+  if (cfg.podCidrs.length === 0) throw new AgentError('no pod CIDR: pass --pod-cidr CIDR[,CIDR6]');
+}
+
+/** A network namespace file: it lives on nsfs, like our own /proc/self/ns/net. */
+function netnsExists(path: string): boolean {
+  try {
+    return statSync(path).dev === statSync('/proc/self/ns/net').dev;
+  } catch {
+    return false;
+  }
+}
+
+export class Agent {
+  readonly #cfg: AgentConfig;
+  readonly #root: Logger;
+  readonly #log: Logger;
+  #datapath!: Datapath;
+  #ipam!: Ipam;
+  #endpoints!: EndpointRegistry;
+  #handlers!: Record<CniCommand, Handler>;
+  readonly #locks = new AttachmentLocks();
+  readonly #store = new ObjectStore();
+  #source: StandaloneSource | undefined;
+  #server: Server | undefined;
+
+  constructor(cfg: AgentConfig, log: Logger) {
+    this.#cfg = cfg;
+    this.#root = log;
+    this.#log = log.child({ subsystem: 'agent' });
+  }
+
+  get socketPath(): string {
+    return join(this.#cfg.runDir, 'agent.sock');
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.#cfg;
+    preflight(cfg, this.#log);
+    for (const d of [cfg.stateDir, cfg.runDir, cfg.bpffs]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    const n = native();
+    // The node routes between pods and from pods out.
+    n.sysctlWrite(null, 'net/ipv4/ip_forward', '1');
+    if (cfg.podCidrs.some((c) => c.includes(':'))) n.sysctlWrite(null, 'net/ipv6/conf/all/forwarding', '1');
+
+    this.#datapath = Datapath.open({ bpffs: cfg.bpffs, maxEndpoints: cfg.maxEndpoints });
+    this.#ipam = new Ipam(cfg.stateDir, cfg.podCidrs);
+    this.#endpoints = new EndpointRegistry(cfg.stateDir, this.#datapath, this.#root.child({ subsystem: 'endpoints' }));
+    const ipam = this.#ipam;
+    const deps: CniDeps = {
+      netlink: n,
+      ipam: {
+        allocate: (owner) => ipam.allocate(owner).map((a) => `${a.ip}/${a.family === 4 ? 32 : 128}`),
+        release: (owner) => void ipam.release(owner),
+        owners: () => {
+          const seen = new Map<string, { containerId: string; ifname: string }>();
+          for (const a of ipam.list()) seen.set(`${a.owner.containerId}/${a.owner.ifname}`, a.owner);
+          return [...seen.values()];
+        },
+      },
+      delegate: new ExecDelegate(),
+      endpoints: this.#endpoints,
+      netnsExists,
+      now: () => new Date(),
+    };
+    this.#handlers = makeHandlers(deps);
+
+    await this.#reconcile();
+    await this.#applyQueuedDels();
+
+    if (cfg.standalone) {
+      this.#source = new StandaloneSource(cfg.standalone, this.#store, this.#root.child({ subsystem: 'standalone' }));
+      await this.#source.start();
+    }
+    this.#server = await listen(this.socketPath, { cni: (req) => this.#cni(req), api: (req) => this.#api(req) }, this.#root.child({ subsystem: 'server' }));
+    this.#log.info({ socket: this.socketPath, podCidrs: this.#ipam.cidrs, endpoints: this.#endpoints.list().length }, 'agent ready');
+  }
+
+  /**
+   * Brings the datapath in line with the endpoint records: re-attaches the
+   * freshly loaded programs (an atomic replace), re-writes each entry, and
+   * removes whatever no record accounts for. A record whose veth is gone
+   * (the pod died while we were down) is torn down as DEL would.
+   */
+  async #reconcile(): Promise<void> {
+    const n = native();
+    const live = new Map(n.linkList(null).map((l) => [l.name, l]));
+    for (const rec of this.#endpoints.list()) {
+      const link = live.get(rec.hostIfname);
+      if (link && link.ifindex === rec.hostIfindex) {
+        await this.#endpoints.register(rec);
+        continue;
+      }
+      this.#log.info({ pod: rec.pod, containerId: rec.containerId }, 'endpoint vanished while the agent was down: cleaning up');
+      await this.#endpoints.unregister(rec.containerId, rec.ifname);
+      this.#ipam.release(rec);
+    }
+    const known = new Set(this.#endpoints.list().map((r) => r.hostIfindex));
+    for (const ifindex of this.#datapath.listEndpoints().keys()) if (!known.has(ifindex)) this.#datapath.deleteEndpoint(ifindex);
+    const keep = new Set(this.#endpoints.list().map((r) => r.hostIfname));
+    for (const l of live.values()) {
+      // An interrupted ADD's veth: no record means it never completed.
+      if (l.kind === 'veth' && l.name.startsWith(HOST_VETH_PREFIX) && !keep.has(l.name)) {
+        this.#log.info({ link: l.name }, 'removing a veth no endpoint accounts for');
+        n.linkDel(null, l.name);
+      }
+    }
+    const owners = new Set(this.#endpoints.list().map((r) => `${r.containerId}/${r.ifname}`));
+    for (const a of this.#ipam.list()) {
+      if (!owners.has(`${a.owner.containerId}/${a.owner.ifname}`)) {
+        this.#log.info({ ip: a.ip, owner: a.owner }, 'releasing an address no endpoint holds');
+        this.#ipam.release(a.owner);
+      }
+    }
+  }
+
+  /** DELs that sluice-cni queued while no agent was listening. */
+  async #applyQueuedDels(): Promise<void> {
+    const dir = join(this.#cfg.stateDir, 'cni-pending-del');
+    if (!existsSync(dir)) return;
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      if (name.startsWith('.')) {
+        rmSync(path, { force: true });
+        continue;
+      }
+      const resp = (await this.#cni(readFileSync(path))).toString();
+      if (!resp.startsWith('0\n')) this.#log.error({ file: name, answer: resp }, 'queued DEL failed; dropping it');
+      else this.#log.info({ file: name }, 'applied a DEL queued while the agent was down');
+      rmSync(path, { force: true });
+    }
+  }
+
+  async #cni(raw: Buffer): Promise<Buffer> {
+    const started = process.hrtime.bigint();
+    let stdout = '';
+    let status: number;
+    let env: ReturnType<typeof decodeRequest>['env'] = {};
+    try {
+      const req = decodeRequest(raw);
+      env = req.env;
+      const io = { env: req.env, readStdin: () => req.stdin, writeStdout: (s: string) => void (stdout += s) };
+      let command: CniCommand | undefined;
+      try {
+        command = parseEnv(req.env).command;
+      } catch {
+        command = undefined; // runSkel reports the env error itself
+      }
+      const run = () => runSkel(this.#handlers, io);
+      status =
+        command === 'GC'
+          ? await this.#locks.exclusive(run)
+          : command === 'ADD' || command === 'DEL' || command === 'CHECK'
+            ? await this.#locks.withKey(`${req.env.CNI_CONTAINERID}/${req.env.CNI_IFNAME}`, run)
+            : await run();
+    } catch (err) {
+      status = 1;
+      stdout = `${JSON.stringify(new CniError(CniCode.DECODE_FAILURE, 'malformed request from sluice-cni', (err as Error).message).toJSON('1.1.0'))}\n`;
+    }
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    this.#log.info(
+      { cni: { command: env.CNI_COMMAND, containerId: env.CNI_CONTAINERID, ifname: env.CNI_IFNAME, args: env.CNI_ARGS }, status, ms: Math.round(ms * 10) / 10, ...(status ? { answer: stdout.trim() } : {}) },
+      'CNI request',
+    );
+    return encodeResponse(status, stdout);
+  }
+
+  async #api(req: { method: string; params?: Record<string, unknown> }): Promise<unknown> {
+    switch (req.method) {
+      case 'status':
+        return {
+          nodeName: this.#cfg.nodeName,
+          mode: this.#cfg.standalone ? 'standalone' : 'kubernetes',
+          podCidrs: this.#ipam.cidrs,
+          endpoints: this.#endpoints.list().length,
+          allocations: this.#ipam.list().length,
+          manifests: this.#source?.status() ?? [],
+        };
+      case 'endpoints':
+        return this.#endpoints.list().map((r: EndpointRecord) => ({
+          pod: r.pod.namespace && r.pod.name ? `${r.pod.namespace}/${r.pod.name}` : '',
+          containerId: r.containerId,
+          ifname: r.ifname,
+          hostIfname: r.hostIfname,
+          ips: r.ips,
+          programmed: this.#endpoints.programmed(r),
+        }));
+      default:
+        throw Object.assign(new Error(`unknown method ${req.method}`), { code: 'SLUICE_API_UNKNOWN_METHOD' });
+    }
+  }
+
+  /**
+   * Stops serving. Deliberately leaves maps pinned and programs attached:
+   * enforcement goes on while no agent runs.
+   */
+  async stop(): Promise<void> {
+    this.#source?.stop();
+    await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
+    this.#datapath?.close();
+  }
+}

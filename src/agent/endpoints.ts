@@ -1,0 +1,100 @@
+// The agent's endpoint registry: one record per attachment, persisted as
+// <state-dir>/endpoints/<containerId>.<ifname>.json (temp file + rename), and
+// the datapath entry for its host veth. A record is written only once the
+// datapath is programmed, so "has a record" means "was fully added".
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { EndpointRecord, EndpointsPort } from '../cni/index.js';
+import type { Datapath, Endpoint } from '../datapath/index.js';
+import type { Logger } from '../log/index.js';
+import { native } from '../native/index.js';
+
+/** Decides an endpoint's datapath entry (identity, flags). Policy hooks in here. */
+export type EndpointProgrammer = (rec: EndpointRecord) => Endpoint;
+
+export const allowAll: EndpointProgrammer = () => ({ identity: 0, flags: 0 });
+
+function key(containerId: string, ifname: string): string {
+  return `${containerId}.${ifname}`;
+}
+
+export class EndpointRegistry implements EndpointsPort {
+  readonly #dir: string;
+  readonly #datapath: Datapath;
+  readonly #log: Logger;
+  readonly #records = new Map<string, EndpointRecord>();
+  #program: EndpointProgrammer;
+
+  constructor(stateDir: string, datapath: Datapath, log: Logger, program: EndpointProgrammer = allowAll) {
+    this.#dir = join(stateDir, 'endpoints');
+    this.#datapath = datapath;
+    this.#log = log;
+    this.#program = program;
+    mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+    for (const name of readdirSync(this.#dir)) {
+      const path = join(this.#dir, name);
+      if (!name.endsWith('.json')) {
+        rmSync(path, { force: true }); // a temp file from a crash mid-write
+        continue;
+      }
+      try {
+        const rec = JSON.parse(readFileSync(path, 'utf8')) as EndpointRecord;
+        this.#records.set(key(rec.containerId, rec.ifname), rec);
+      } catch (err) {
+        log.error({ err, file: path }, 'unreadable endpoint record ignored');
+      }
+    }
+  }
+
+  setProgrammer(program: EndpointProgrammer): void {
+    this.#program = program;
+  }
+
+  get(containerId: string, ifname: string): EndpointRecord | undefined {
+    return this.#records.get(key(containerId, ifname));
+  }
+
+  list(): EndpointRecord[] {
+    return [...this.#records.values()];
+  }
+
+  async register(rec: EndpointRecord): Promise<void> {
+    // Map entry before the programs: attached programs drop everything on a
+    // veth without an entry, so there is never a window of unenforced traffic.
+    this.#datapath.upsertEndpoint(rec.hostIfindex, this.#program(rec));
+    this.#datapath.attach(null, rec.hostIfname);
+    const path = join(this.#dir, `${key(rec.containerId, rec.ifname)}.json`);
+    const tmp = `${path}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(rec, null, 2)}\n`, { mode: 0o600 });
+    renameSync(tmp, path);
+    this.#records.set(key(rec.containerId, rec.ifname), rec);
+    this.#log.info({ pod: rec.pod, containerId: rec.containerId, ifname: rec.ifname, hostIfname: rec.hostIfname, ips: rec.ips }, 'endpoint programmed');
+  }
+
+  async unregister(containerId: string, ifname: string): Promise<void> {
+    const rec = this.get(containerId, ifname);
+    if (!rec) return;
+    // Only delete the map entry if the ifindex is still this veth's: after a
+    // reboot or a manual delete, the kernel may have reused it.
+    const link = native().linkGetByIndex(null, rec.hostIfindex);
+    if (!link || link.name === rec.hostIfname) this.#datapath.deleteEndpoint(rec.hostIfindex);
+    rmSync(join(this.#dir, `${key(containerId, ifname)}.json`), { force: true });
+    this.#records.delete(key(containerId, ifname));
+    this.#log.info({ pod: rec.pod, containerId, ifname }, 'endpoint removed');
+  }
+
+  programmed(rec: EndpointRecord): boolean {
+    const n = native();
+    const opts = { priority: 1, handle: 1 };
+    return (
+      this.#datapath.getEndpoint(rec.hostIfindex) !== undefined &&
+      n.tcQuery(null, rec.hostIfname, 'ingress', opts) !== undefined &&
+      n.tcQuery(null, rec.hostIfname, 'egress', opts) !== undefined
+    );
+  }
+
+  /** Re-applies the programmer to every endpoint (policy changed). */
+  reprogramAll(): void {
+    for (const rec of this.#records.values()) this.#datapath.upsertEndpoint(rec.hostIfindex, this.#program(rec));
+  }
+}

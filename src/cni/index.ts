@@ -1,0 +1,16 @@
+export { CniCode, CniError } from './errors.js';
+export type { CniCodeValue } from './errors.js';
+export { parseCniArgs, parseNetConf, requireContainerId, runtimeConfig, DEFAULT_MTU } from './config.js';
+export type { NetConf, PodArgs, ValidAttachment } from './config.js';
+export { GATEWAY_V4, GATEWAY_V6, makeHandlers, SluiceCniCode } from './handlers.js';
+export type { CniDeps, DelegatePort, EndpointRecord, EndpointsPort, IpamPort, Netlink } from './ports.js';
+export { parseIpamResult, renderResult } from './result.js';
+export type { Interface, IpConfig, Result, Route } from './result.js';
+export { COMMANDS, parseEnv, runSkel } from './skel.js';
+export type { CniCommand, CniEnv, CniRequest, Handler, Io } from './skel.js';
+export { hostVethName, HOST_VETH_PREFIX } from './veth-name.js';
+export { versionInfo } from './version.js';
+export { compareVersions, CURRENT_VERSION, isSupportedVersion, requireSupportedVersion, SUPPORTED_VERSIONS } from './versions.js';
+export type { CniVersion } from './versions.js';
+export { decodeRequest, encodeRequest, encodeResponse, FORWARDED_ENV, WIRE_MAGIC, WireError } from './wire.js';
+export type { WireRequest } from './wire.js';
