@@ -191,6 +191,118 @@ static int config_string(const char *json, const char *key, char *out, size_t ou
 	}
 }
 
+/* Strict JSON syntax check (RFC 8259), so an undecodable config is reported
+ * as such (code 6) whether or not the agent is up. Depth-limited. */
+#define JSON_MAX_DEPTH 64
+
+static const char *json_value(const char *p, int depth);
+
+static const char *json_string_end(const char *p)
+{
+	if (*p++ != '"')
+		return NULL;
+	for (; *p != '"'; p++) {
+		if ((unsigned char)*p < 0x20)
+			return NULL; /* includes the terminating NUL */
+		if (*p == '\\') {
+			p++;
+			if (*p == 'u') {
+				for (int i = 1; i <= 4; i++)
+					if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f') || (p[i] >= 'A' && p[i] <= 'F')))
+						return NULL;
+				p += 4;
+			} else if (!strchr("\"\\/bfnrt", *p) || !*p) {
+				return NULL;
+			}
+		}
+	}
+	return p + 1;
+}
+
+static const char *json_number_end(const char *p)
+{
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (*p >= '0' && *p <= '9')
+			p++;
+	else
+		return NULL;
+	if (*p == '.') {
+		p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return NULL;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return NULL;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	return p;
+}
+
+static const char *json_value(const char *p, int depth)
+{
+	p = skip_ws(p);
+	if (depth > JSON_MAX_DEPTH)
+		return NULL;
+	if (*p == '{' || *p == '[') {
+		char close = *p == '{' ? '}' : ']';
+		int object = *p == '{';
+		p = skip_ws(p + 1);
+		if (*p == close)
+			return p + 1;
+		for (;;) {
+			if (object) {
+				p = json_string_end(skip_ws(p));
+				if (!p)
+					return NULL;
+				p = skip_ws(p);
+				if (*p++ != ':')
+					return NULL;
+			}
+			p = json_value(p, depth + 1);
+			if (!p)
+				return NULL;
+			p = skip_ws(p);
+			if (*p == close)
+				return p + 1;
+			if (*p++ != ',')
+				return NULL;
+		}
+	}
+	if (*p == '"')
+		return json_string_end(p);
+	if (strncmp(p, "true", 4) == 0)
+		return p + 4;
+	if (strncmp(p, "false", 5) == 0)
+		return p + 5;
+	if (strncmp(p, "null", 4) == 0)
+		return p + 4;
+	return json_number_end(p);
+}
+
+/* 0 when `text` (of `len` bytes) is one JSON object and nothing else. */
+static int json_object_valid(const char *text, size_t len)
+{
+	const char *end;
+
+	if (strlen(text) != len)
+		return -1; /* an embedded NUL */
+	if (*skip_ws(text) != '{')
+		return -1;
+	end = json_value(text, 0);
+	return end && *skip_ws(end) == '\0' ? 0 : -1;
+}
+
 static void json_escaped(FILE *f, const char *s)
 {
 	for (; *s; s++) {
@@ -418,6 +530,12 @@ int main(void)
 
 	if (!cmd || !*cmd)
 		return fail(config.data, CNI_ERR_INVALID_ENV, "CNI_COMMAND is not set");
+	/* VERSION may come without a config; everything else is decoded here
+	 * first. An empty stdin goes on to the agent, which says what is missing. */
+	if (config.len > 0 && json_object_valid(config.data, config.len) != 0) {
+		if (strcmp(cmd, "VERSION") != 0)
+			return fail("", CNI_ERR_DECODE, "stdin is not a JSON object");
+	}
 	if (strcmp(cmd, "VERSION") == 0) {
 		printf("{\"cniVersion\":\"%s\",\"supportedVersions\":" SUPPORTED "}\n", answer_version(config.data));
 		return 0;
