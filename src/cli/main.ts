@@ -13,6 +13,14 @@ const COMMANDS: Record<string, Command> = {
     summary: 'run the per-node daemon',
     run: async (argv) => (await import('../agent/index.js')).runAgent(argv),
   },
+  status: {
+    summary: 'show the agent\'s state',
+    run: async (argv) => (await import('./operator.js')).statusCommand(argv),
+  },
+  endpoints: {
+    summary: 'list the pods on this node',
+    run: async (argv) => (await import('./operator.js')).endpointsCommand(argv),
+  },
   version: {
     summary: 'print the version',
     run: async () => {
@@ -58,6 +66,12 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
+    const code = (err as { code?: string })?.code;
+    if (code === 'SLUICE_AGENT_UNREACHABLE' || code?.startsWith('SLUICE_API')) {
+      process.stderr.write(`sluice: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+      return;
+    }
     if (err instanceof UsageError) {
       process.stderr.write(`sluice: ${err.message}\n`);
       process.exitCode = 2;

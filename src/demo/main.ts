@@ -1,39 +1,151 @@
 // `make demo`: a self-contained scenario in network namespaces on this
-// machine. Only addresses assigned inside its own namespaces are ever used.
-// Everything it creates carries the "sdemo" prefix and is removed on exit,
-// also on failure or Ctrl-C.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { Datapath, DropReason, endpointCodec, reasonName } from '../datapath/index.js';
-import { native } from '../native/index.js';
+// machine, standalone mode. Only addresses assigned inside its own namespaces
+// are used. Everything it creates carries the "sdemo" prefix (or lives under a
+// temp dir) and is removed on exit, also on failure or Ctrl-C.
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const PREFIX = 'sdemo';
 const NODE_NS = `${PREFIX}-node`;
-const POD_NS = `${PREFIX}-pod`;
-const HOST_IF = `${PREFIX}-veth`;
-const BPFFS = `/sys/fs/bpf/${PREFIX}`;
-const NODE_IP = '10.251.0.1';
-const POD_IP = '10.251.0.2';
+const NODE_IP = '10.251.255.1';
+const POD_CIDR = '10.251.0.0/24';
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin');
+const work = mkdtempSync(join(tmpdir(), `${PREFIX}-`));
+const runDir = join(work, 'run');
+const stateDir = join(work, 'state');
+const manifests = join(work, 'manifests');
+const bpffs = `/sys/fs/bpf/${PREFIX}`;
 
 const cleanups: Array<() => void> = [];
-const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
+const tty = process.stdout.isTTY;
+const bold = (s: string) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
 const say = (s: string) => process.stdout.write(`\n${bold(`==> ${s}`)}\n`);
-const show = (s: string) => process.stdout.write(`    ${s}\n`);
+const show = (s: string) => process.stdout.write(`${s.replace(/^/gm, '    ')}\n`);
 
 function run(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
-
-function ping(): boolean {
-  try {
-    run('nsenter', [`--net=/var/run/netns/${POD_NS}`, 'ping', '-c', '2', '-i', '0.2', '-W', '1', '-q', NODE_IP]);
-    return true;
-  } catch {
-    return false;
-  }
+function inNs(ns: string, cmd: string, args: string[]): string {
+  return run('nsenter', [`--net=/var/run/netns/${ns}`, cmd, ...args]);
+}
+function ping(ns: string, ip: string): boolean {
+  return spawnSync('nsenter', [`--net=/var/run/netns/${ns}`, 'ping', '-c', '1', '-W', '1', '-q', ip]).status === 0;
+}
+function sluice(args: string[]): string {
+  return run(process.execPath, [join(BIN, 'sluice'), ...args, '--run-dir', runDir]);
 }
 
+function addNetns(name: string): void {
+  if (existsSync(`/var/run/netns/${name}`)) run('ip', ['netns', 'del', name]);
+  run('ip', ['netns', 'add', name]);
+  cleanups.push(() => run('ip', ['netns', 'del', name]));
+}
+
+const conf = { cniVersion: '1.1.0', name: 'sluice', type: 'sluice-cni', agentSocket: join(runDir, 'agent.sock'), stateDir, mtu: 1500 };
+
+function cniCall(command: string, pod: string): { status: number; out: string } {
+  const r = spawnSync(join(BIN, 'sluice-cni'), [], {
+    input: JSON.stringify(conf),
+    encoding: 'utf8',
+    env: {
+      PATH: process.env.PATH,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: `${PREFIX}-${pod}`,
+      CNI_NETNS: `/var/run/netns/${PREFIX}-${pod}`,
+      CNI_IFNAME: 'eth0',
+      CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=demo;K8S_POD_NAME=${pod}`,
+      CNI_PATH: BIN,
+    },
+  });
+  return { status: r.status ?? 1, out: r.stdout };
+}
+
+let agent: ChildProcess | undefined;
+const readyCount = () => (existsSync(join(work, 'agent.log')) ? readFileSync(join(work, 'agent.log'), 'utf8').split('"agent ready"').length - 1 : 0);
+
+async function startAgent(): Promise<void> {
+  const before = readyCount();
+  const log = openSync(join(work, 'agent.log'), 'a');
+  agent = spawn('nsenter', [`--net=/var/run/netns/${NODE_NS}`, process.execPath, join(BIN, 'sluice'), 'agent', '--standalone', manifests, '--pod-cidr', POD_CIDR, '--state-dir', stateDir, '--run-dir', runDir, '--bpffs', bpffs, '--node-name', NODE_NS], {
+    stdio: ['ignore', log, log],
+  });
+  const deadline = Date.now() + 15_000;
+  while (readyCount() === before) {
+    if (agent.exitCode !== null || Date.now() > deadline) throw new Error(`agent did not start:\n${readFileSync(join(work, 'agent.log'), 'utf8')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+async function stopAgent(signal: NodeJS.Signals): Promise<void> {
+  if (!agent || agent.exitCode !== null) return;
+  const exited = new Promise((r) => agent!.once('exit', r));
+  agent.kill(signal);
+  await exited;
+}
+
+function bpffsMounted(): boolean {
+  return readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the demo needs root (network namespaces, eBPF)');
+  cleanups.push(() => rmSync(work, { recursive: true, force: true }));
+  if (!bpffsMounted()) {
+    run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
+    cleanups.push(() => run('umount', ['/sys/fs/bpf']));
+  }
+  cleanups.push(() => rmSync(bpffs, { recursive: true, force: true }));
+
+  say(`A node (netns ${NODE_NS}, address ${NODE_IP}) running \`sluice agent\` in standalone mode`);
+  addNetns(NODE_NS);
+  inNs(NODE_NS, 'ip', ['link', 'set', 'lo', 'up']);
+  inNs(NODE_NS, 'ip', ['addr', 'add', `${NODE_IP}/32`, 'dev', 'lo']);
+  mkdirSync(manifests, { recursive: true });
+  writeFileSync(
+    join(manifests, 'demo.yaml'),
+    ['apiVersion: v1', 'kind: Namespace', 'metadata: { name: demo }', '---', 'apiVersion: v1', 'kind: Pod', 'metadata: { name: web, namespace: demo, labels: { app: web } }', ''].join('\n'),
+  );
+  await startAgent();
+  cleanups.push(() => agent?.kill('SIGKILL'));
+  show(`pod CIDR ${POD_CIDR}, state in ${stateDir}, maps pinned in ${bpffs}`);
+
+  say('Two pods created the way containerd does it: the real sluice-cni binary, CNI ADD');
+  for (const pod of ['web', 'client']) {
+    addNetns(`${PREFIX}-${pod}`);
+    const t0 = process.hrtime.bigint();
+    const r = cniCall('ADD', pod);
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (r.status !== 0) throw new Error(`ADD ${pod} failed: ${r.out}`);
+    const ips = (JSON.parse(r.out) as { ips: Array<{ address: string }> }).ips.map((i) => i.address);
+    show(`demo/${pod}: ${ips.join(', ')}  (ADD took ${ms.toFixed(1)} ms, policy programmed before it returned)`);
+  }
+  show(sluice(['endpoints']).trimEnd());
+
+  const webIp = sluice(['endpoints', '-o', 'json']).match(/"10\.251\.0\.\d+\/32"/)![0].slice(1, -4);
+  say(`client -> web (${webIp}): ${ping(`${PREFIX}-client`, webIp) ? 'reachable' : 'NOT reachable'}; node -> web: ${ping(NODE_NS, webIp) ? 'reachable' : 'NOT reachable'}`);
+
+  say('Restart safety: SIGKILL the agent; the pinned maps and attached programs keep working');
+  await stopAgent('SIGKILL');
+  show(`agent down; client -> web: ${ping(`${PREFIX}-client`, webIp) ? 'still reachable' : 'NOT reachable'}`);
+  await startAgent();
+  show('agent restarted and adopted its endpoints:');
+  show(sluice(['status']).trimEnd());
+
+  say('CNI DEL for both pods: nothing is left behind');
+  for (const pod of ['web', 'client']) if (cniCall('DEL', pod).status !== 0) throw new Error(`DEL ${pod} failed`);
+  const left = inNs(NODE_NS, 'ip', ['-o', 'link']).split('\n').filter((l) => / slc[0-9a-f]{11}[@:]/.test(l));
+  show(`host veths left: ${left.length}; endpoints: ${sluice(['endpoints', '-o', 'json']).trim()}`);
+}
+
+process.on('SIGINT', () => {
+  cleanup();
+  process.exit(130);
+});
+
 function cleanup(): void {
+  agent?.kill('SIGKILL');
   for (const c of cleanups.splice(0).reverse()) {
     try {
       c();
@@ -43,73 +155,16 @@ function cleanup(): void {
   }
 }
 
-function bpffsMounted(): boolean {
-  return readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
-}
-
-function main(): void {
-  if (process.getuid?.() !== 0) throw new Error('the demo needs root (network namespaces, eBPF)');
-  for (const ns of [NODE_NS, POD_NS]) if (existsSync(`/var/run/netns/${ns}`)) run('ip', ['netns', 'del', ns]);
-  if (!bpffsMounted()) {
-    run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
-    cleanups.push(() => run('umount', ['/sys/fs/bpf']));
-  }
-
-  say('A node and a pod, each a network namespace, joined by a veth pair made by the Sluice addon');
-  for (const ns of [NODE_NS, POD_NS]) {
-    run('ip', ['netns', 'add', ns]);
-    cleanups.push(() => run('ip', ['netns', 'del', ns]));
-  }
-  const n = native();
-  const nodePath = `/var/run/netns/${NODE_NS}`;
-  const podPath = `/var/run/netns/${POD_NS}`;
-  n.linkAddVeth(nodePath, HOST_IF, 'eth0', { peerNetns: podPath, mtu: 1500 });
-  n.addrAdd(nodePath, HOST_IF, `${NODE_IP}/24`);
-  n.linkSet(nodePath, HOST_IF, { up: true });
-  n.addrAdd(podPath, 'eth0', `${POD_IP}/24`);
-  n.linkSet(podPath, 'eth0', { up: true });
-  const ifindex = n.linkGet(nodePath, HOST_IF)!.ifindex;
-  show(`node ${NODE_NS}: ${HOST_IF} ${NODE_IP}/24   pod ${POD_NS}: eth0 ${POD_IP}/24`);
-
-  say('Load the datapath (maps pinned under /sys/fs/bpf/sdemo) and attach it to the host side of the veth');
-  mkdirSync(BPFFS, { recursive: true });
-  cleanups.push(() => rmSync(BPFFS, { recursive: true, force: true }));
-  const dp = Datapath.open({ bpffs: BPFFS });
-  cleanups.push(() => dp.close());
-  dp.upsertEndpoint(ifindex, { identity: 1, flags: 0 });
-  dp.attach(nodePath, HOST_IF);
-  const events = dp.openEvents();
-  cleanups.push(() => events.close());
-
-  say(`The pod pings the node: ${ping() ? 'replies' : 'NO REPLY'}`);
-
-  say('Flip the endpoint to drop-all in the map (no re-attach, no restart)');
-  dp.upsertEndpoint(ifindex, { identity: 1, flags: endpointCodec.FLAG_DROP_ALL });
-  say(`The pod pings the node: ${ping() ? 'replies' : 'no reply: dropped'}`);
-  for (const e of events.drain().slice(0, 3)) {
-    show(`flow event: ${reasonName(e.reason)} (${e.reason}) ${e.direction === 0 ? 'from-pod' : 'to-pod'} ${e.saddr} -> ${e.daddr} proto ${e.protocol}`);
-  }
-
-  say('Counters per verdict, read back from the per-CPU map');
-  for (const r of dp.metrics()) show(`${reasonName(r.reason).padEnd(18)} ${r.direction === 0 ? 'from-pod' : 'to-pod  '} packets=${r.packets} bytes=${r.bytes}`);
-
-  dp.upsertEndpoint(ifindex, { identity: 1, flags: 0 });
-  say(`Flip it back; the pod pings the node: ${ping() ? 'replies' : 'NO REPLY'}`);
-  const dropped = dp.metrics().some((r) => r.reason === DropReason.ENDPOINT_DISABLED && r.packets > 0n);
-  if (!dropped) throw new Error('expected drops with reason endpoint-disabled');
-}
-
-process.on('SIGINT', () => {
-  cleanup();
-  process.exit(130);
-});
-try {
-  main();
-  say('Cleaning up');
-  cleanup();
-  show('done: no namespaces, links or pins left behind');
-} catch (err) {
-  cleanup();
-  process.stderr.write(`demo failed: ${(err as Error).message}\n`);
-  process.exitCode = 1;
-}
+main().then(
+  async () => {
+    await stopAgent('SIGTERM');
+    say('Cleaning up');
+    cleanup();
+    show('done: no namespaces, links, pins or processes left behind');
+  },
+  (err: unknown) => {
+    cleanup();
+    process.stderr.write(`demo failed: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);
