@@ -1,0 +1,292 @@
+// The policy compiler: objects in, datapath-shaped policy out. Pure (no I/O),
+// so `sluice explain`/`sluice test` run the very code the datapath is fed from.
+//
+// Model:
+// - A pod's identity is its (namespace, labels, named ports): pods of one
+//   Deployment share it, and a named port always means one number per
+//   identity, so egress to a named port is exact.
+// - ipBlocks are matched by address, never by identity: every cidr/except of
+//   every policy (plus 0.0.0.0/0 and ::/0) becomes a "CIDR identity", and the
+//   datapath looks up the longest such prefix containing the peer address —
+//   pod addresses included (an ipBlock must match pod IPs too). Whether an
+//   ipBlock matches an address is a function of that longest prefix alone,
+//   because prefixes are nested or disjoint.
+// - Per endpoint and direction: isolated or not, and a list of allow entries
+//   (peer identity or ANY, protocol or any, port range). NetworkPolicy only
+//   allows, so the union is just the set of entries.
+import { isIP } from 'node:net';
+import { parseCidr } from '../ipam/cidr.js';
+import { CIDR_ID_MAX, CIDR_ID_MIN, ID_ANY, ID_HOST, IdentityAllocator, POD_ID_MAX, POD_ID_MIN } from './identity.js';
+import type { NetworkPolicy, Peer, PortSpec, Protocol } from './netpol.js';
+import { matches, type Labels } from './selector.js';
+
+export const PROTO_ANY = 0;
+export const PROTO_NUMBERS: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
+
+export interface NamedPort {
+  name: string;
+  protocol: Protocol;
+  port: number;
+}
+
+export interface EndpointInput {
+  /** Stable key of the local endpoint (containerId.ifname). */
+  key: string;
+  namespace: string;
+  name: string;
+  ips: string[];
+  labels: Labels;
+  namedPorts: NamedPort[];
+}
+
+export interface PolicyInput {
+  /** Namespace name → labels (kubernetes.io/metadata.name included). */
+  namespaces: ReadonlyMap<string, Labels>;
+  /** Local endpoints (enforced here) and, later, remote pods (peers only). */
+  endpoints: readonly EndpointInput[];
+  remotePods?: readonly Omit<EndpointInput, 'key'>[];
+  policies: readonly NetworkPolicy[];
+  /** This node's own addresses: traffic from them to local pods is always allowed. */
+  nodeIps: readonly string[];
+}
+
+export interface RuleRef {
+  /** "namespace/name" of the NetworkPolicy. */
+  policy: string;
+  direction: 'ingress' | 'egress';
+  /** Index of the rule in spec.ingress/spec.egress. */
+  rule: number;
+}
+
+export interface PolicyEntry {
+  direction: 'ingress' | 'egress';
+  /** Peer identity (pod or CIDR), or ID_ANY. */
+  peer: number;
+  /** IP protocol number, or PROTO_ANY. */
+  protocol: number;
+  portMin: number;
+  portMax: number;
+  ref: RuleRef;
+}
+
+export interface EndpointPolicy {
+  identity: number;
+  ingressIsolated: boolean;
+  egressIsolated: boolean;
+  /** Policies selecting this endpoint, "namespace/name". */
+  selectedBy: string[];
+  entries: PolicyEntry[];
+}
+
+export interface IdentityInfo {
+  id: number;
+  namespace: string;
+  labels: Labels;
+  namedPorts: NamedPort[];
+}
+
+export interface CompiledPolicy {
+  identities: Map<number, IdentityInfo>;
+  /** Pod and node addresses → identity. */
+  ipcache: Map<string, number>;
+  /** Normalized prefix ("10.0.0.0/8") → CIDR identity. */
+  cidrs: Map<string, number>;
+  endpoints: Map<string, EndpointPolicy>;
+}
+
+export interface Allocators {
+  pods: IdentityAllocator;
+  cidrs: IdentityAllocator;
+}
+
+export function newAllocators(seed?: { pods?: Array<[string, number]>; cidrs?: Array<[string, number]> }): Allocators {
+  return {
+    pods: new IdentityAllocator(POD_ID_MIN, POD_ID_MAX, seed?.pods),
+    cidrs: new IdentityAllocator(CIDR_ID_MIN, CIDR_ID_MAX, seed?.cidrs),
+  };
+}
+
+// ---------------------------------------------------------------- prefixes
+
+interface Prefix {
+  family: 4 | 6;
+  bits: bigint;
+  len: number;
+  text: string;
+}
+
+export function parsePrefix(text: string): Prefix {
+  const c = parseCidr(text);
+  return { family: c.family, bits: c.base, len: c.prefixLen, text: c.text };
+}
+
+/** a ⊆ b */
+function prefixWithin(a: Prefix, b: Prefix): boolean {
+  if (a.family !== b.family || a.len < b.len) return false;
+  const shift = BigInt((a.family === 4 ? 32 : 128) - b.len);
+  return a.bits >> shift === b.bits >> shift;
+}
+
+// ---------------------------------------------------------------- compile
+
+function identityKey(namespace: string, labels: Labels, namedPorts: readonly NamedPort[]): string {
+  const l = Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const p = [...namedPorts].map((n) => `${n.name}/${n.protocol}=${n.port}`).sort();
+  return JSON.stringify([namespace, l, p]);
+}
+
+function resolveNamed(ports: readonly NamedPort[], name: string, protocol: Protocol): number | undefined {
+  return ports.find((p) => p.name === name && p.protocol === protocol)?.port;
+}
+
+export function compile(input: PolicyInput, alloc: Allocators = newAllocators()): CompiledPolicy {
+  const identities = new Map<number, IdentityInfo>();
+  const ipcache = new Map<string, number>();
+  const liveKeys = new Set<string>();
+  const nsLabels = (ns: string): Labels => input.namespaces.get(ns) ?? { 'kubernetes.io/metadata.name': ns };
+
+  const podIdentity = (p: Omit<EndpointInput, 'key'>): number => {
+    const key = identityKey(p.namespace, p.labels, p.namedPorts);
+    liveKeys.add(key);
+    const id = alloc.pods.get(key);
+    if (!identities.has(id)) identities.set(id, { id, namespace: p.namespace, labels: p.labels, namedPorts: p.namedPorts });
+    for (const ip of p.ips) ipcache.set(ip, id);
+    return id;
+  };
+  const endpointIds = new Map(input.endpoints.map((e) => [e.key, podIdentity(e)]));
+  for (const p of input.remotePods ?? []) podIdentity(p);
+  // Node addresses last: a node address is never a pod's.
+  for (const ip of input.nodeIps) ipcache.set(ip, ID_HOST);
+  alloc.pods.retain(liveKeys);
+
+  // CIDR identities for every prefix any ipBlock mentions, plus the roots.
+  const prefixes = new Map<string, Prefix>();
+  for (const root of ['0.0.0.0/0', '::/0']) prefixes.set(root, parsePrefix(root));
+  for (const pol of input.policies) {
+    for (const rule of [...pol.ingress, ...pol.egress]) {
+      for (const peer of rule.peers ?? []) {
+        if (peer.kind !== 'ipBlock') continue;
+        for (const t of [peer.ipBlock.cidr, ...peer.ipBlock.except]) {
+          const p = parsePrefix(t);
+          prefixes.set(p.text, p);
+        }
+      }
+    }
+  }
+  alloc.cidrs.retain(new Set(prefixes.keys()));
+  const cidrs = new Map([...prefixes.keys()].sort().map((t) => [t, alloc.cidrs.get(t)]));
+
+  /** CIDR identities an ipBlock matches: prefixes inside cidr and inside no except. */
+  const blockIdentities = (peer: Extract<Peer, { kind: 'ipBlock' }>): number[] => {
+    const c = parsePrefix(peer.ipBlock.cidr);
+    const ex = peer.ipBlock.except.map(parsePrefix);
+    return [...prefixes.values()].filter((p) => prefixWithin(p, c) && !ex.some((e) => prefixWithin(p, e))).map((p) => cidrs.get(p.text)!);
+  };
+  const blockCovers = (peer: Extract<Peer, { kind: 'ipBlock' }>, ip: string): boolean => {
+    const a = parsePrefix(`${ip}/${isIP(ip) === 4 ? 32 : 128}`);
+    return prefixWithin(a, parsePrefix(peer.ipBlock.cidr)) && !peer.ipBlock.except.some((e) => prefixWithin(a, parsePrefix(e)));
+  };
+
+  /** Pod identities a pods-peer selects, seen from a policy in `polNs`. */
+  const podPeers = (peer: Extract<Peer, { kind: 'pods' }>, polNs: string): number[] => {
+    const out: number[] = [];
+    for (const info of identities.values()) {
+      const nsOk = peer.namespaceSelector ? matches(peer.namespaceSelector, nsLabels(info.namespace)) : info.namespace === polNs;
+      if (nsOk && (!peer.podSelector || matches(peer.podSelector, info.labels))) out.push(info.id);
+    }
+    return out;
+  };
+
+  const endpoints = new Map<string, EndpointPolicy>();
+  for (const ep of input.endpoints) {
+    const selecting = input.policies.filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
+    const entries: PolicyEntry[] = [];
+    for (const pol of selecting) {
+      for (const direction of ['ingress', 'egress'] as const) {
+        if (!pol.types[direction]) continue;
+        pol[direction].forEach((rule, index) => {
+          const ref: RuleRef = { policy: `${pol.namespace}/${pol.name}`, direction, rule: index };
+          // (peer, named-port resolver) pairs. A named port resolves on the
+          // destination: ingress → this endpoint; egress → the peer pod.
+          const peers: Array<{ id: number; namedOn: NamedPort[] | 'each-pod' | 'self' }> = [];
+          if (!rule.peers) peers.push({ id: ID_ANY, namedOn: direction === 'ingress' ? 'self' : 'each-pod' });
+          for (const peer of rule.peers ?? []) {
+            if (peer.kind === 'ipBlock') {
+              for (const id of blockIdentities(peer)) peers.push({ id, namedOn: direction === 'ingress' ? 'self' : [] });
+              // Egress to a named port of pods inside the block: only pod
+              // identities whose every address the block covers (exact, never
+              // wider than the block).
+              if (direction === 'egress' && rule.ports?.some((p) => typeof p.port === 'string')) {
+                for (const info of identities.values()) {
+                  const ips = [...ipcache].filter(([, id]) => id === info.id).map(([ip]) => ip);
+                  if (ips.length && ips.every((ip) => blockCovers(peer, ip))) peers.push({ id: info.id, namedOn: info.namedPorts });
+                }
+              }
+            } else {
+              for (const id of podPeers(peer, pol.namespace)) {
+                peers.push({ id, namedOn: direction === 'ingress' ? 'self' : identities.get(id)!.namedPorts });
+              }
+            }
+          }
+          for (const { id, namedOn } of peers) {
+            if (!rule.ports) {
+              entries.push({ direction, peer: id, protocol: PROTO_ANY, portMin: 0, portMax: 65535, ref });
+              continue;
+            }
+            for (const port of rule.ports) emitPort(entries, direction, id, port, namedOn, ep, identities, ref);
+          }
+        });
+      }
+    }
+    endpoints.set(ep.key, {
+      identity: endpointIds.get(ep.key)!,
+      ingressIsolated: selecting.some((p) => p.types.ingress),
+      egressIsolated: selecting.some((p) => p.types.egress),
+      selectedBy: selecting.map((p) => `${p.namespace}/${p.name}`),
+      entries: dedupe(entries),
+    });
+  }
+  return { identities, ipcache, cidrs, endpoints };
+}
+
+function emitPort(
+  entries: PolicyEntry[],
+  direction: 'ingress' | 'egress',
+  peer: number,
+  port: PortSpec,
+  namedOn: NamedPort[] | 'each-pod' | 'self',
+  ep: EndpointInput,
+  identities: Map<number, IdentityInfo>,
+  ref: RuleRef,
+): void {
+  const protocol = PROTO_NUMBERS[port.protocol];
+  if (port.port === undefined) {
+    entries.push({ direction, peer, protocol, portMin: 0, portMax: 65535, ref });
+  } else if (typeof port.port === 'number') {
+    entries.push({ direction, peer, protocol, portMin: port.port, portMax: port.endPort ?? port.port, ref });
+  } else if (namedOn === 'self') {
+    const n = resolveNamed(ep.namedPorts, port.port, port.protocol);
+    if (n !== undefined) entries.push({ direction, peer, protocol, portMin: n, portMax: n, ref });
+  } else if (namedOn === 'each-pod') {
+    // "Any destination, named port": every pod identity that has the name.
+    for (const info of identities.values()) {
+      const n = resolveNamed(info.namedPorts, port.port, port.protocol);
+      if (n !== undefined) entries.push({ direction, peer: info.id, protocol, portMin: n, portMax: n, ref });
+    }
+  } else {
+    const n = resolveNamed(namedOn, port.port, port.protocol);
+    if (n !== undefined) entries.push({ direction, peer, protocol, portMin: n, portMax: n, ref });
+  }
+}
+
+function dedupe(entries: PolicyEntry[]): PolicyEntry[] {
+  const seen = new Set<string>();
+  return entries.filter((e) => {
+    const k = `${e.direction}|${e.peer}|${e.protocol}|${e.portMin}|${e.portMax}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+export { ID_ANY, ID_HOST };
