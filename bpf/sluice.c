@@ -5,9 +5,10 @@
  *   sluice_from_pod  host veth tc ingress: packets leaving the pod (pod egress)
  *   sluice_to_pod    host veth tc egress:  packets going to the pod (pod ingress)
  *
- * Both look up the endpoint by the host veth's ifindex, so an unknown veth
- * (not programmed, or programmed by a crashed agent and since removed) drops:
- * fail closed. Every drop has a reason, is counted and is sent as a flow event.
+ * Per packet, a fixed number of lookups whatever the number of rules:
+ * endpoint (hash), conntrack (2, LRU hash), peer identity (hash), peer
+ * ipBlock prefix (LPM), policy (at most 3, LPM). Every drop has a reason, is
+ * counted and is sent as a flow event; every failure drops (fail closed).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -15,31 +16,79 @@
 
 #include "shared/drop_reasons.h"
 #include "lib/common.h"
+#include "lib/parse.h"
 #include "lib/endpoint.h"
 #include "lib/metrics.h"
 #include "lib/events.h"
+#include "lib/ipcache.h"
+#include "lib/policy.h"
+#include "lib/conntrack.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
+static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struct tuple *t)
 {
-	__u8 reason = SLUICE_REASON_FORWARDED;
 	struct sluice_endpoint *ep;
+	__u32 isolated, peer_id, cidr_id;
+	const __u8 *peer_addr;
+	__u16 dport_be;
+	/* Parsed first so that every drop's flow event carries addresses. */
+	int parsed = parse_packet(skb, t);
 
 	ep = endpoint_lookup(skb->ifindex);
-	if (!ep) {
-		reason = SLUICE_DROP_NO_ENDPOINT;
-		goto out;
+	if (!ep)
+		return SLUICE_DROP_NO_ENDPOINT;
+	if (ep->flags & SLUICE_EP_F_DROP_ALL)
+		return SLUICE_DROP_ENDPOINT_DISABLED;
+	if (ep->flags & SLUICE_EP_F_POLICY_FAILED)
+		return SLUICE_DROP_POLICY_FAILED;
+
+	switch (parsed) {
+	case PARSE_OK:
+		break;
+	case PARSE_NOT_IP:
+		return SLUICE_DROP_UNSUPPORTED_L3;
+	default:
+		return SLUICE_DROP_INVALID_PACKET;
 	}
-	if (ep->flags & SLUICE_EP_F_DROP_ALL) {
-		reason = SLUICE_DROP_ENDPOINT_DISABLED;
-		goto out;
+	if (t->always_pass)
+		return SLUICE_REASON_FORWARDED;
+
+	if (ct_lookup(skb->ifindex, direction, t))
+		return SLUICE_REASON_FORWARDED;
+
+	isolated = ep->flags & (direction == SLUICE_DIR_FROM_POD ? SLUICE_EP_F_EGRESS_ISOLATED : SLUICE_EP_F_INGRESS_ISOLATED);
+	if (isolated) {
+		/* The peer is the destination of pod egress, the source of pod ingress. */
+		peer_addr = direction == SLUICE_DIR_FROM_POD ? t->daddr : t->saddr;
+		peer_id = ipcache_identity(t->family, peer_addr);
+		/* The node's own traffic to its pods (kubelet probes) always passes. */
+		if (direction == SLUICE_DIR_TO_POD && peer_id == SLUICE_ID_HOST)
+			goto allow;
+		cidr_id = cidr_identity(t->family, peer_addr);
+		dport_be = t->dport_be;
+		/* ICMP carries no port: only rules without ports match it. */
+		if (t->protocol == IPPROTO_ICMP || t->protocol == IPPROTO_ICMPV6)
+			dport_be = 0;
+		if (!policy_allows(ep->policy_id, peer_id, cidr_id, direction, t->protocol, dport_be))
+			return SLUICE_DROP_POLICY_DENIED;
 	}
-out:
+allow:
+	/* Recorded even when not isolated in this direction: the replies come
+	 * back through the other direction, which may be. */
+	ct_create(skb->ifindex, direction, t);
+	return SLUICE_REASON_FORWARDED;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
+{
+	struct tuple t = {};
+	__u8 reason = verdict(skb, direction, &t);
+
 	metrics_account(reason, direction, skb->len);
 	if (reason == SLUICE_REASON_FORWARDED)
 		return TC_ACT_OK;
-	send_flow_event(skb, reason, direction);
+	send_flow_event(skb, t.family ? &t : NULL, reason, direction);
 	return TC_ACT_SHOT;
 }
 

@@ -20,5 +20,6 @@
 #define SLUICE_DROP_UNSUPPORTED_L3     136 /* neither IPv4, IPv6 nor ARP */
 #define SLUICE_DROP_INVALID_PACKET     137 /* truncated or malformed headers */
 #define SLUICE_DROP_INTERNAL           138 /* a should-not-happen path: fail closed */
+#define SLUICE_DROP_POLICY_FAILED      139 /* the agent could not program this endpoint's policy */
 
 #endif

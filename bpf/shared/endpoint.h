@@ -3,18 +3,22 @@
 #define SLUICE_SHARED_ENDPOINT_H
 #include "types.h"
 
-/* Drop every packet of this endpoint (both directions). */
-#define SLUICE_EP_F_DROP_ALL (1U << 0)
+#define SLUICE_EP_F_DROP_ALL          (1U << 0) /* drop every packet, both directions */
+#define SLUICE_EP_F_INGRESS_ISOLATED  (1U << 1) /* a policy selects it for ingress */
+#define SLUICE_EP_F_EGRESS_ISOLATED   (1U << 2) /* a policy selects it for egress */
+#define SLUICE_EP_F_POLICY_FAILED     (1U << 3) /* its policy could not be programmed: fail closed */
 
 struct sluice_endpoint_key {
 	__u32 ifindex;
 };
 
 struct sluice_endpoint {
-	__u32 identity; /* security identity of the pod's label set */
-	__u32 flags;    /* SLUICE_EP_F_* */
+	__u32 identity;  /* the pod's security identity */
+	__u32 flags;     /* SLUICE_EP_F_* */
+	__u32 policy_id; /* which generation of policy entries applies (sluice_policy_v1 keys) */
+	__u32 pad;       /* must be zero */
 };
 
 _Static_assert(sizeof(struct sluice_endpoint_key) == 4, "sluice_endpoint_key layout");
-_Static_assert(sizeof(struct sluice_endpoint) == 8, "sluice_endpoint layout");
+_Static_assert(sizeof(struct sluice_endpoint) == 16, "sluice_endpoint layout");
 #endif

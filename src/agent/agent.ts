@@ -29,6 +29,7 @@ import { StandaloneSource } from '../standalone/index.js';
 import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
+import { PolicyEngine } from './policy-engine.js';
 import { AttachmentLocks } from './lock.js';
 import { listen } from './server.js';
 
@@ -40,6 +41,7 @@ export interface AgentConfig {
   runDir: string;
   bpffs: string;
   maxEndpoints: number;
+  maxPolicyEntries: number;
 }
 
 export class AgentError extends Error {
@@ -79,6 +81,7 @@ export class Agent {
   #datapath!: Datapath;
   #ipam!: Ipam;
   #endpoints!: EndpointRegistry;
+  #policy!: PolicyEngine;
   #handlers!: Record<CniCommand, Handler>;
   readonly #locks = new AttachmentLocks();
   readonly #store = new ObjectStore();
@@ -104,9 +107,10 @@ export class Agent {
     n.sysctlWrite(null, 'net/ipv4/ip_forward', '1');
     if (cfg.podCidrs.some((c) => c.includes(':'))) n.sysctlWrite(null, 'net/ipv6/conf/all/forwarding', '1');
 
-    this.#datapath = Datapath.open({ bpffs: cfg.bpffs, maxEndpoints: cfg.maxEndpoints });
+    this.#datapath = Datapath.open({ bpffs: cfg.bpffs, maxEndpoints: cfg.maxEndpoints, maxPolicyEntries: cfg.maxPolicyEntries });
     this.#ipam = new Ipam(cfg.stateDir, cfg.podCidrs);
     this.#endpoints = new EndpointRegistry(cfg.stateDir, this.#datapath, this.#root.child({ subsystem: 'endpoints' }));
+    this.#policy = new PolicyEngine(this.#store, () => this.#endpoints.list(), this.#datapath, cfg.stateDir, this.#root.child({ subsystem: 'policy' }));
     const ipam = this.#ipam;
     const deps: CniDeps = {
       netlink: n,
@@ -126,13 +130,16 @@ export class Agent {
     };
     this.#handlers = makeHandlers(deps);
 
-    await this.#reconcile();
-    await this.#applyQueuedDels();
-
+    // Policy sources first, so the first compile already sees every policy
+    // and nothing restored from pins is ever judged by an empty policy set.
     if (cfg.standalone) {
       this.#source = new StandaloneSource(cfg.standalone, this.#store, this.#root.child({ subsystem: 'standalone' }));
       await this.#source.start();
     }
+    await this.#reconcile();
+    this.#endpoints.onChange(() => this.#policy.sync());
+    this.#store.onChange(() => this.#policy.sync());
+    await this.#applyQueuedDels();
     this.#server = await listen(this.socketPath, { cni: (req) => this.#cni(req), api: (req) => this.#api(req) }, this.#root.child({ subsystem: 'server' }));
     this.#log.info({ socket: this.socketPath, podCidrs: this.#ipam.cidrs, endpoints: this.#endpoints.list().length }, 'agent ready');
   }
@@ -148,14 +155,16 @@ export class Agent {
     const live = new Map(n.linkList(null).map((l) => [l.name, l]));
     for (const rec of this.#endpoints.list()) {
       const link = live.get(rec.hostIfname);
-      if (link && link.ifindex === rec.hostIfindex) {
-        await this.#endpoints.register(rec);
-        continue;
-      }
+      if (link && link.ifindex === rec.hostIfindex) continue;
       this.#log.info({ pod: rec.pod, containerId: rec.containerId }, 'endpoint vanished while the agent was down: cleaning up');
       await this.#endpoints.unregister(rec.containerId, rec.ifname);
       this.#ipam.release(rec);
     }
+    // One compile for every surviving endpoint, then re-attach the freshly
+    // loaded programs (an atomic replace of the old ones).
+    this.#policy.sync();
+    for (const rec of this.#endpoints.list()) this.#endpoints.attach(rec);
+    this.#policy.collectGarbage();
     const known = new Set(this.#endpoints.list().map((r) => r.hostIfindex));
     for (const ifindex of this.#datapath.listEndpoints().keys()) if (!known.has(ifindex)) this.#datapath.deleteEndpoint(ifindex);
     const keep = new Set(this.#endpoints.list().map((r) => r.hostIfname));

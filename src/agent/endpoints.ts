@@ -5,14 +5,15 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EndpointRecord, EndpointsPort } from '../cni/index.js';
-import type { Datapath, Endpoint } from '../datapath/index.js';
+import type { Datapath } from '../datapath/index.js';
 import type { Logger } from '../log/index.js';
 import { native } from '../native/index.js';
 
-/** Decides an endpoint's datapath entry (identity, flags). Policy hooks in here. */
-export type EndpointProgrammer = (rec: EndpointRecord) => Endpoint;
-
-export const allowAll: EndpointProgrammer = () => ({ identity: 0, flags: 0 });
+/**
+ * Called whenever the set of endpoints changes; must leave every endpoint's
+ * datapath entry (identity, flags, policy) written before it returns.
+ */
+export type EndpointsChanged = () => void;
 
 function key(containerId: string, ifname: string): string {
   return `${containerId}.${ifname}`;
@@ -23,13 +24,12 @@ export class EndpointRegistry implements EndpointsPort {
   readonly #datapath: Datapath;
   readonly #log: Logger;
   readonly #records = new Map<string, EndpointRecord>();
-  #program: EndpointProgrammer;
+  #changed: EndpointsChanged = () => undefined;
 
-  constructor(stateDir: string, datapath: Datapath, log: Logger, program: EndpointProgrammer = allowAll) {
+  constructor(stateDir: string, datapath: Datapath, log: Logger) {
     this.#dir = join(stateDir, 'endpoints');
     this.#datapath = datapath;
     this.#log = log;
-    this.#program = program;
     mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
     for (const name of readdirSync(this.#dir)) {
       const path = join(this.#dir, name);
@@ -46,8 +46,8 @@ export class EndpointRegistry implements EndpointsPort {
     }
   }
 
-  setProgrammer(program: EndpointProgrammer): void {
-    this.#program = program;
+  onChange(changed: EndpointsChanged): void {
+    this.#changed = changed;
   }
 
   get(containerId: string, ifname: string): EndpointRecord | undefined {
@@ -59,16 +59,33 @@ export class EndpointRegistry implements EndpointsPort {
   }
 
   async register(rec: EndpointRecord): Promise<void> {
-    // Map entry before the programs: attached programs drop everything on a
-    // veth without an entry, so there is never a window of unenforced traffic.
-    this.#datapath.upsertEndpoint(rec.hostIfindex, this.#program(rec));
-    this.#datapath.attach(null, rec.hostIfname);
-    const path = join(this.#dir, `${key(rec.containerId, rec.ifname)}.json`);
-    const tmp = `${path}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(rec, null, 2)}\n`, { mode: 0o600 });
-    renameSync(tmp, path);
-    this.#records.set(key(rec.containerId, rec.ifname), rec);
+    const k = key(rec.containerId, rec.ifname);
+    // Policy (map entry included) before the programs: attached programs
+    // drop everything on a veth without an entry, so there is never a window
+    // of unenforced traffic.
+    this.#records.set(k, rec);
+    try {
+      this.#changed();
+      this.attach(rec);
+      const path = join(this.#dir, `${k}.json`);
+      writeFileSync(`${path}.tmp`, `${JSON.stringify(rec, null, 2)}\n`, { mode: 0o600 });
+      renameSync(`${path}.tmp`, path);
+    } catch (err) {
+      this.#records.delete(k);
+      this.#datapath.deleteEndpoint(rec.hostIfindex);
+      try {
+        this.#changed();
+      } catch (again) {
+        this.#log.error({ err: again }, 'reprogramming after a failed ADD failed too');
+      }
+      throw err;
+    }
     this.#log.info({ pod: rec.pod, containerId: rec.containerId, ifname: rec.ifname, hostIfname: rec.hostIfname, ips: rec.ips }, 'endpoint programmed');
+  }
+
+  /** (Re-)attaches the programs of an endpoint whose entry is written. */
+  attach(rec: EndpointRecord): void {
+    this.#datapath.attach(null, rec.hostIfname);
   }
 
   async unregister(containerId: string, ifname: string): Promise<void> {
@@ -80,6 +97,7 @@ export class EndpointRegistry implements EndpointsPort {
     if (!link || link.name === rec.hostIfname) this.#datapath.deleteEndpoint(rec.hostIfindex);
     rmSync(join(this.#dir, `${key(containerId, ifname)}.json`), { force: true });
     this.#records.delete(key(containerId, ifname));
+    this.#changed();
     this.#log.info({ pod: rec.pod, containerId, ifname }, 'endpoint removed');
   }
 
@@ -93,8 +111,4 @@ export class EndpointRegistry implements EndpointsPort {
     );
   }
 
-  /** Re-applies the programmer to every endpoint (policy changed). */
-  reprogramAll(): void {
-    for (const rec of this.#records.values()) this.#datapath.upsertEndpoint(rec.hostIfindex, this.#program(rec));
-  }
 }

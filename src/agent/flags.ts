@@ -9,6 +9,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: 'run-dir', help: 'runtime directory holding agent.sock', default: '/run/sluice' },
   { name: 'bpffs', help: 'directory on a bpf filesystem for pinned maps', default: '/sys/fs/bpf/sluice' },
   { name: 'max-endpoints', help: 'size of the endpoint map', default: '4096' },
+  { name: 'max-policy-entries', help: 'size of the policy map (allow entries of all endpoints)', default: '262144' },
   { name: 'log-level', help: 'fatal, error, warn, info, debug or trace', default: 'info' },
   { name: 'help', short: 'h', help: 'show this help', boolean: true },
 ];

@@ -25,8 +25,11 @@ export async function runAgent(argv: string[]): Promise<number> {
   }
   if (positional.length) throw new UsageError(`unexpected argument ${positional[0]}`);
   if (!flags.standalone) throw new UsageError('Kubernetes mode is not implemented yet: pass --standalone DIR');
-  const maxEndpoints = Number(flags['max-endpoints']);
-  if (!Number.isInteger(maxEndpoints) || maxEndpoints < 1) throw new UsageError('--max-endpoints must be a positive integer');
+  const positiveInt = (flag: string): number => {
+    const v = Number(flags[flag]);
+    if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${flag} must be a positive integer`);
+    return v;
+  };
   const cfg: AgentConfig = {
     nodeName: flags['node-name'] ?? '',
     standalone: flags.standalone,
@@ -34,7 +37,8 @@ export async function runAgent(argv: string[]): Promise<number> {
     stateDir: flags['state-dir']!,
     runDir: flags['run-dir']!,
     bpffs: flags.bpffs!,
-    maxEndpoints,
+    maxEndpoints: positiveInt('max-endpoints'),
+    maxPolicyEntries: positiveInt('max-policy-entries'),
   };
   const log = initLogger(flags['log-level']!);
   const agent = new Agent(cfg, log);

@@ -5,15 +5,20 @@ import { readFileSync } from 'node:fs';
 import { native, type NativeError } from '../native/index.js';
 import * as endpointCodec from './codec/endpoint.js';
 import * as flowEventCodec from './codec/flow-event.js';
+import * as ipcacheCodec from './codec/ipcache.js';
 import * as metricsCodec from './codec/metrics.js';
 import { DatapathError } from './errors.js';
 import { bpfObjectPath } from './paths.js';
 
 export const PROG_FROM_POD = 'sluice_from_pod';
 export const PROG_TO_POD = 'sluice_to_pod';
-export const MAP_ENDPOINTS = 'sluice_endpoints_v1';
+export const MAP_ENDPOINTS = 'sluice_endpoints_v2';
 export const MAP_METRICS = 'sluice_metrics_v1';
 export const MAP_EVENTS = 'sluice_events_v1';
+export const MAP_IPCACHE = 'sluice_ipcache_v1';
+export const MAP_CIDR = 'sluice_cidr_v1';
+export const MAP_POLICY = 'sluice_policy_v1';
+export const MAP_CONNTRACK = 'sluice_ct_v1';
 
 /** tc filter slot we own on each veth; replaced in place on re-attach. */
 const TC_PRIORITY = 1;
@@ -26,6 +31,8 @@ export interface DatapathOptions {
   /** Override the compiled object (tests). */
   objectPath?: string;
   maxEndpoints?: number;
+  maxPolicyEntries?: number;
+  maxConntrack?: number;
 }
 
 export interface MetricsRow {
@@ -71,6 +78,8 @@ export class Datapath {
     const path = opts.objectPath ?? bpfObjectPath('sluice.o');
     const maxEntries: Record<string, number> = {};
     if (opts.maxEndpoints !== undefined) maxEntries[MAP_ENDPOINTS] = opts.maxEndpoints;
+    if (opts.maxPolicyEntries !== undefined) maxEntries[MAP_POLICY] = opts.maxPolicyEntries;
+    if (opts.maxConntrack !== undefined) maxEntries[MAP_CONNTRACK] = opts.maxConntrack;
     let loaded: { progs: Record<string, number>; maps: Record<string, number> };
     try {
       loaded = native().objLoad(path, { pinRoot: opts.bpffs, maxEntries });
@@ -105,6 +114,28 @@ export class Datapath {
       }
       throw err;
     }
+  }
+
+  /** The pinned ipcache as it is (for diffing after a restart). */
+  dumpIpcache(): Map<string, number> {
+    const fd = this.mapFd(MAP_IPCACHE);
+    const { keys, values, count } = native().mapLookupBatch(fd, ipcacheCodec.KEY_SIZE, ipcacheCodec.VALUE_SIZE, native().mapInfo(fd).maxEntries);
+    const out = new Map<string, number>();
+    for (let i = 0; i < count; i++) {
+      out.set(ipcacheCodec.decodeKey(keys.subarray(i * ipcacheCodec.KEY_SIZE)), ipcacheCodec.decodeValue(values.subarray(i * ipcacheCodec.VALUE_SIZE)));
+    }
+    return out;
+  }
+
+  /** The pinned ipBlock prefixes as they are. */
+  dumpCidrs(): Map<string, number> {
+    const fd = this.mapFd(MAP_CIDR);
+    const { keys, values, count } = native().mapLookupBatch(fd, ipcacheCodec.CIDR_KEY_SIZE, ipcacheCodec.VALUE_SIZE, native().mapInfo(fd).maxEntries);
+    const out = new Map<string, number>();
+    for (let i = 0; i < count; i++) {
+      out.set(ipcacheCodec.decodeCidrKey(keys.subarray(i * ipcacheCodec.CIDR_KEY_SIZE)), ipcacheCodec.decodeValue(values.subarray(i * ipcacheCodec.VALUE_SIZE)));
+    }
+    return out;
   }
 
   getEndpoint(ifindex: number): endpointCodec.Endpoint | undefined {

@@ -13,6 +13,7 @@ export const DropReason = {
   UNSUPPORTED_L3: 136,
   INVALID_PACKET: 137,
   INTERNAL: 138,
+  POLICY_FAILED: 139,
 } as const;
 
 export type DropReasonName = keyof typeof DropReason;

@@ -1,4 +1,6 @@
-export { Datapath, FlowEventReader, isBpffs, MAP_ENDPOINTS, MAP_EVENTS, MAP_METRICS, PROG_FROM_POD, PROG_TO_POD } from './datapath.js';
+export { Datapath, FlowEventReader, isBpffs, MAP_CIDR, MAP_CONNTRACK, MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_METRICS, MAP_POLICY, PROG_FROM_POD, PROG_TO_POD } from './datapath.js';
+export { PolicyWriter } from './policy-writer.js';
+export type { ApplyReport, ProgramTarget } from './policy-writer.js';
 export type { DatapathOptions, MetricsRow } from './datapath.js';
 export { DatapathError } from './errors.js';
 export { DropReason, REASON_FORWARDED, reasonName } from './drop-reasons.js';

@@ -2,6 +2,7 @@
 // policy-level validation exists (selectors, FQDN patterns) is applied by the
 // policy compiler; this only makes sure an object is of a kind we serve and
 // well-formed enough to be stored.
+import { parseNetworkPolicy } from '../policy/index.js';
 import type { Kind, KubeObject } from '../store/index.js';
 
 const API_VERSIONS: Record<Kind, readonly string[]> = {
@@ -99,5 +100,12 @@ export function validateObject(raw: unknown, where: string): KubeObject {
   if (kind === 'Namespace') labels = { ...labels, 'kubernetes.io/metadata.name': name };
   const obj: KubeObject = { ...raw, apiVersion: raw.apiVersion as string, kind, metadata: { ...meta, name, ...(namespace ? { namespace } : {}), ...(labels ? { labels } : {}) } };
   if (kind === 'Pod') validatePod(obj, at);
+  if (kind === 'NetworkPolicy') {
+    try {
+      parseNetworkPolicy(obj as never);
+    } catch (err) {
+      throw new ValidationError(`${where}: ${(err as Error).message}`);
+    }
+  }
   return obj;
 }

@@ -40,7 +40,7 @@ afterAll(() => cleanup.run());
 
 describe('tc datapath on a veth', () => {
   it('pins its maps under --bpffs', () => {
-    expect(native().objGet(`${bpffs}/sluice_endpoints_v1`)).toBeTypeOf('number');
+    expect(native().objGet(`${bpffs}/sluice_endpoints_v2`)).toBeTypeOf('number');
   });
 
   it('passes and counts traffic of a programmed endpoint', () => {
@@ -60,7 +60,7 @@ describe('tc datapath on a veth', () => {
     try {
       events.drain();
       dp.upsertEndpoint(ifindex, { identity: 7, flags: endpointCodec.FLAG_DROP_ALL });
-      expect(dp.getEndpoint(ifindex)).toEqual({ identity: 7, flags: endpointCodec.FLAG_DROP_ALL });
+      expect(dp.getEndpoint(ifindex)).toEqual({ identity: 7, flags: endpointCodec.FLAG_DROP_ALL, policyId: 0 });
       const before = count(DropReason.ENDPOINT_DISABLED, metricsCodec.DIR_FROM_POD);
       expect(pod.ping('10.250.0.1', 2)).toBe(false);
       expect(count(DropReason.ENDPOINT_DISABLED, metricsCodec.DIR_FROM_POD) - before).toBeGreaterThanOrEqual(2n);
@@ -89,8 +89,8 @@ describe('tc datapath on a veth', () => {
     dp.upsertEndpoint(ifindex, { identity: 9, flags: 0 });
     const again = Datapath.open({ bpffs });
     try {
-      expect(again.getEndpoint(ifindex)).toEqual({ identity: 9, flags: 0 });
-      expect(again.listEndpoints().get(ifindex)).toEqual({ identity: 9, flags: 0 });
+      expect(again.getEndpoint(ifindex)).toEqual({ identity: 9, flags: 0, policyId: 0 });
+      expect(again.listEndpoints().get(ifindex)).toEqual({ identity: 9, flags: 0, policyId: 0 });
     } finally {
       again.close();
     }

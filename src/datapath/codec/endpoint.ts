@@ -3,15 +3,19 @@
 export const KEY_SIZE = 4;
 export const KEY_OFFSETS = { ifindex: 0 } as const;
 
-export const SIZE = 8;
-export const OFFSETS = { identity: 0, flags: 4 } as const;
+export const SIZE = 16;
+export const OFFSETS = { identity: 0, flags: 4, policy_id: 8, pad: 12 } as const;
 
-/** SLUICE_EP_F_DROP_ALL: drop every packet of this endpoint. */
 export const FLAG_DROP_ALL = 1 << 0;
+export const FLAG_INGRESS_ISOLATED = 1 << 1;
+export const FLAG_EGRESS_ISOLATED = 1 << 2;
+export const FLAG_POLICY_FAILED = 1 << 3;
 
 export interface Endpoint {
   identity: number;
   flags: number;
+  /** Generation of policy entries in effect; 0 = none written. */
+  policyId?: number;
 }
 
 export function encodeKey(ifindex: number): Buffer {
@@ -28,9 +32,10 @@ export function encode(ep: Endpoint): Buffer {
   const buf = Buffer.alloc(SIZE);
   buf.writeUInt32LE(ep.identity >>> 0, OFFSETS.identity);
   buf.writeUInt32LE(ep.flags >>> 0, OFFSETS.flags);
+  buf.writeUInt32LE((ep.policyId ?? 0) >>> 0, OFFSETS.policy_id);
   return buf;
 }
 
-export function decode(buf: Buffer): Endpoint {
-  return { identity: buf.readUInt32LE(OFFSETS.identity), flags: buf.readUInt32LE(OFFSETS.flags) };
+export function decode(buf: Buffer): Required<Endpoint> {
+  return { identity: buf.readUInt32LE(OFFSETS.identity), flags: buf.readUInt32LE(OFFSETS.flags), policyId: buf.readUInt32LE(OFFSETS.policy_id) };
 }

@@ -1,9 +1,12 @@
 // Every struct shared with the eBPF side, with the C name of its mirror in
 // bpf/shared/. The layout test walks this list, so a new codec is checked as
 // soon as it is listed here.
+import * as conntrack from './conntrack.js';
 import * as endpoint from './endpoint.js';
 import * as flowEvent from './flow-event.js';
+import * as ipcache from './ipcache.js';
 import * as metrics from './metrics.js';
+import * as policy from './policy.js';
 
 export interface StructLayout {
   cName: string;
@@ -18,6 +21,13 @@ export const SHARED_STRUCTS: readonly StructLayout[] = [
   { cName: 'sluice_metrics_key', header: 'metrics.h', size: metrics.KEY_SIZE, offsets: metrics.KEY_OFFSETS },
   { cName: 'sluice_metrics_value', header: 'metrics.h', size: metrics.SIZE, offsets: metrics.OFFSETS },
   { cName: 'sluice_flow_event', header: 'flow_event.h', size: flowEvent.SIZE, offsets: flowEvent.OFFSETS },
+  { cName: 'sluice_ipcache_key', header: 'ipcache.h', size: ipcache.KEY_SIZE, offsets: ipcache.KEY_OFFSETS },
+  { cName: 'sluice_identity_value', header: 'ipcache.h', size: ipcache.VALUE_SIZE, offsets: ipcache.VALUE_OFFSETS },
+  { cName: 'sluice_cidr_key', header: 'ipcache.h', size: ipcache.CIDR_KEY_SIZE, offsets: ipcache.CIDR_KEY_OFFSETS },
+  { cName: 'sluice_policy_key', header: 'policy.h', size: policy.KEY_SIZE, offsets: policy.KEY_OFFSETS },
+  { cName: 'sluice_policy_value', header: 'policy.h', size: policy.SIZE, offsets: policy.OFFSETS },
+  { cName: 'sluice_ct_key', header: 'conntrack.h', size: conntrack.KEY_SIZE, offsets: conntrack.KEY_OFFSETS },
+  { cName: 'sluice_ct_value', header: 'conntrack.h', size: conntrack.SIZE, offsets: conntrack.OFFSETS },
 ];
 
-export { endpoint, flowEvent, metrics };
+export { conntrack, endpoint, flowEvent, ipcache, metrics, policy };

@@ -1,0 +1,105 @@
+/* Stateful allow: replies to, and the rest of, an allowed flow pass. */
+#ifndef SLUICE_LIB_CONNTRACK_H
+#define SLUICE_LIB_CONNTRACK_H
+#include "../shared/conntrack.h"
+#include "parse.h"
+
+#define NSEC_PER_SEC 1000000000ULL
+/* As Cilium's defaults: long for established TCP, short while opening or
+ * closing, a minute for everything else (refreshed by every packet). */
+#define CT_TCP_SYN_TIMEOUT     (60ULL * NSEC_PER_SEC)
+#define CT_TCP_ESTABLISHED     (21600ULL * NSEC_PER_SEC)
+#define CT_TCP_CLOSE_TIMEOUT   (10ULL * NSEC_PER_SEC)
+#define CT_OTHER_TIMEOUT       (60ULL * NSEC_PER_SEC)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sluice_ct_key);
+	__type(value, struct sluice_ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_ct_v1 SEC(".maps");
+
+static __always_inline void ct_key_fill(struct sluice_ct_key *k, __u32 ifindex, __u8 direction, const struct tuple *t, int reverse)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->ifindex = ifindex;
+	k->direction = direction;
+	k->family = t->family;
+	k->protocol = t->protocol;
+	if (reverse) {
+		__builtin_memcpy(k->saddr, t->daddr, 16);
+		__builtin_memcpy(k->daddr, t->saddr, 16);
+		k->sport_be = t->dport_be;
+		k->dport_be = t->sport_be;
+	} else {
+		__builtin_memcpy(k->saddr, t->saddr, 16);
+		__builtin_memcpy(k->daddr, t->daddr, 16);
+		k->sport_be = t->sport_be;
+		k->dport_be = t->dport_be;
+	}
+}
+
+static __always_inline __u64 ct_lifetime(const struct tuple *t, __u32 flags)
+{
+	if (t->protocol != IPPROTO_TCP)
+		return CT_OTHER_TIMEOUT;
+	if (flags & (SLUICE_CT_F_RST) || (flags & SLUICE_CT_F_FIN_FWD && flags & SLUICE_CT_F_FIN_REV))
+		return CT_TCP_CLOSE_TIMEOUT;
+	if (flags & SLUICE_CT_F_ESTABLISHED)
+		return CT_TCP_ESTABLISHED;
+	return CT_TCP_SYN_TIMEOUT;
+}
+
+static __always_inline void ct_refresh(struct sluice_ct_value *v, const struct tuple *t, int reply, __u64 now)
+{
+	__u32 flags = v->flags;
+
+	if (t->protocol == IPPROTO_TCP) {
+		if (t->tcp_flags & TCP_FLAG_RST)
+			flags |= SLUICE_CT_F_RST;
+		if (t->tcp_flags & TCP_FLAG_FIN)
+			flags |= reply ? SLUICE_CT_F_FIN_REV : SLUICE_CT_F_FIN_FWD;
+		if (reply && (t->tcp_flags & TCP_FLAG_ACK))
+			flags |= SLUICE_CT_F_ESTABLISHED;
+	}
+	v->flags = flags;
+	v->expires_ns = now + ct_lifetime(t, flags);
+}
+
+/* 1 if the packet belongs to a flow already allowed at this point. */
+static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct tuple *t)
+{
+	struct sluice_ct_key key;
+	struct sluice_ct_value *v;
+	__u64 now = bpf_ktime_get_ns();
+
+	ct_key_fill(&key, ifindex, direction, t, 0);
+	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
+	if (v && v->expires_ns > now) {
+		ct_refresh(v, t, 0, now);
+		return 1;
+	}
+	/* A reply: the flow was opened in the other direction. */
+	ct_key_fill(&key, ifindex, direction ^ 1, t, 1);
+	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
+	if (v && v->expires_ns > now) {
+		ct_refresh(v, t, 1, now);
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline void ct_create(__u32 ifindex, __u8 direction, const struct tuple *t)
+{
+	struct sluice_ct_key key;
+	struct sluice_ct_value v = {};
+
+	ct_key_fill(&key, ifindex, direction, t, 0);
+	ct_refresh(&v, t, 0, bpf_ktime_get_ns());
+	if (t->protocol == IPPROTO_TCP && (t->tcp_flags & TCP_FLAG_SYN))
+		v.flags |= SLUICE_CT_F_SYN;
+	/* LRU: an insert never fails for lack of room (the oldest goes). */
+	bpf_map_update_elem(&sluice_ct_v1, &key, &v, BPF_ANY);
+}
+#endif

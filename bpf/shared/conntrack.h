@@ -1,0 +1,34 @@
+/* Connection tracking, per enforcement point: a flow allowed at one veth in
+ * one direction is recorded there only, so another pod's own ingress check is
+ * never skipped because the sender's egress allowed the flow. */
+#ifndef SLUICE_SHARED_CONNTRACK_H
+#define SLUICE_SHARED_CONNTRACK_H
+#include "types.h"
+
+#define SLUICE_CT_F_SYN      (1U << 0)
+#define SLUICE_CT_F_FIN_FWD  (1U << 1)
+#define SLUICE_CT_F_FIN_REV  (1U << 2)
+#define SLUICE_CT_F_RST      (1U << 3)
+#define SLUICE_CT_F_ESTABLISHED (1U << 4)
+
+struct sluice_ct_key {
+	__u32 ifindex;   /* host veth of the endpoint */
+	__u8 direction;  /* direction of the packet that opened the flow */
+	__u8 family;
+	__u8 protocol;
+	__u8 pad;        /* must be zero */
+	__u8 saddr[16];  /* as in the opening packet */
+	__u8 daddr[16];
+	__u16 sport_be;  /* ICMP echo: the identifier as sport, 0 as dport */
+	__u16 dport_be;
+};
+
+struct sluice_ct_value {
+	__u64 expires_ns; /* bpf_ktime_get_ns() deadline */
+	__u32 flags;      /* SLUICE_CT_F_* */
+	__u32 pad;
+};
+
+_Static_assert(sizeof(struct sluice_ct_key) == 44, "sluice_ct_key layout");
+_Static_assert(sizeof(struct sluice_ct_value) == 16, "sluice_ct_value layout");
+#endif

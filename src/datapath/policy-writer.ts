@@ -1,0 +1,183 @@
+// Programs compiled policy into the maps, transactionally from the
+// datapath's point of view:
+//
+//   1. an endpoint whose entries changed gets them written under a fresh
+//      policy_id, which no packet consults yet;
+//   2. one update of its endpoint entry flips identity, flags and policy_id
+//      at once (a single map update is atomic for the programs);
+//   3. the ipcache and the ipBlock prefixes are brought up to date;
+//   4. the old generation's entries are deleted.
+//
+// So a packet is judged by the old policy or the new one, never by a mix.
+// Identities that exist only in the new state are unknown to the old
+// entries, and vice versa: during the swap that can only deny. If entries
+// cannot be written (map full), the endpoint is flipped to POLICY_FAILED and
+// drops everything: fail closed, reported by the caller.
+import type { CompiledPolicy, EndpointPolicy } from '../policy/index.js';
+import { native, type NativeError } from '../native/index.js';
+import * as endpointCodec from './codec/endpoint.js';
+import * as ipcacheCodec from './codec/ipcache.js';
+import * as policyCodec from './codec/policy.js';
+import type { Datapath } from './datapath.js';
+import { MAP_CIDR, MAP_ENDPOINTS, MAP_IPCACHE, MAP_POLICY } from './datapath.js';
+import { DIR_FROM_POD, DIR_TO_POD } from './codec/metrics.js';
+
+const BPF_ANY = 0;
+
+export interface ProgramTarget {
+  /** Endpoint key in the compiled policy. */
+  key: string;
+  ifindex: number;
+}
+
+export interface ApplyReport {
+  /** Endpoints whose policy generation was rewritten. */
+  rewritten: number;
+  /** Endpoints that could not be programmed and now drop everything. */
+  failed: Array<{ key: string; error: string }>;
+  entries: number;
+}
+
+interface Programmed {
+  policyId: number;
+  signature: string;
+  keys: Buffer[];
+  endpoint: Buffer;
+}
+
+/** Flags for the endpoint entry from its compiled policy. */
+function flagsOf(p: EndpointPolicy): number {
+  return (p.ingressIsolated ? endpointCodec.FLAG_INGRESS_ISOLATED : 0) | (p.egressIsolated ? endpointCodec.FLAG_EGRESS_ISOLATED : 0);
+}
+
+function encodeEntries(policyId: number, p: EndpointPolicy): Buffer[] {
+  const seen = new Set<string>();
+  const out: Buffer[] = [];
+  for (const e of p.entries) {
+    for (const k of policyCodec.encodeKeys({
+      policyId,
+      peer: e.peer,
+      direction: e.direction === 'egress' ? DIR_FROM_POD : DIR_TO_POD,
+      protocol: e.protocol,
+      portMin: e.portMin,
+      portMax: e.portMax,
+    })) {
+      const hex = k.toString('hex');
+      if (seen.has(hex)) continue;
+      seen.add(hex);
+      out.push(k);
+    }
+  }
+  return out;
+}
+
+/** A generation-independent description of an endpoint's entries. */
+function signatureOf(p: EndpointPolicy): string {
+  return `${p.identity}|${flagsOf(p)}|${encodeEntries(0, p)
+    .map((b) => b.toString('hex'))
+    .sort()
+    .join(',')}`;
+}
+
+export class PolicyWriter {
+  readonly #dp: Datapath;
+  readonly #programmed = new Map<string, Programmed>();
+  #ipcache = new Map<string, number>();
+  #cidrs = new Map<string, number>();
+  #nextPolicyId = 1;
+
+  constructor(dp: Datapath) {
+    this.#dp = dp;
+    // Never reuse a generation a pinned endpoint entry may still point at.
+    for (const ep of dp.listEndpoints().values()) this.#nextPolicyId = Math.max(this.#nextPolicyId, (ep.policyId ?? 0) + 1);
+    // Start from what the pinned maps hold, so the first apply diffs
+    // against reality instead of flushing.
+    this.#ipcache = dp.dumpIpcache();
+    this.#cidrs = dp.dumpCidrs();
+  }
+
+  apply(compiled: CompiledPolicy, targets: readonly ProgramTarget[]): ApplyReport {
+    const n = native();
+    const policyFd = this.#dp.mapFd(MAP_POLICY);
+    const report: ApplyReport = { rewritten: 0, failed: [], entries: 0 };
+    const stale: Buffer[] = [];
+    const live = new Set<string>();
+
+    for (const t of targets) {
+      const p = compiled.endpoints.get(t.key);
+      if (!p) continue;
+      live.add(t.key);
+      const signature = `${t.ifindex}|${signatureOf(p)}`;
+      const prev = this.#programmed.get(t.key);
+      if (prev && prev.signature === signature) {
+        report.entries += prev.keys.length;
+        continue;
+      }
+      const policyId = this.#nextPolicyId++;
+      const keys = encodeEntries(policyId, p);
+      let endpoint: Buffer;
+      try {
+        if (keys.length) n.mapUpdateBatch(policyFd, Buffer.concat(keys), Buffer.concat(keys.map(() => policyCodec.encode(0))), keys.length, BPF_ANY);
+        endpoint = endpointCodec.encode({ identity: p.identity, flags: flagsOf(p), policyId });
+      } catch (err) {
+        // Roll back what made it in; the endpoint drops everything.
+        if (keys.length) n.mapDeleteBatch(policyFd, Buffer.concat(keys), keys.length);
+        endpoint = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0 });
+        report.failed.push({ key: t.key, error: `${(err as NativeError).code ?? ''} ${(err as Error).message}`.trim() });
+        keys.length = 0;
+      }
+      n.mapUpdate(this.#dp.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(t.ifindex), endpoint, BPF_ANY);
+      if (prev) stale.push(...prev.keys);
+      this.#programmed.set(t.key, { policyId, signature, keys, endpoint });
+      report.rewritten++;
+      report.entries += keys.length;
+    }
+    for (const [key, prev] of this.#programmed) {
+      if (live.has(key)) continue;
+      stale.push(...prev.keys);
+      this.#programmed.delete(key);
+    }
+
+    this.#syncIpcache(compiled.ipcache);
+    this.#syncCidrs(compiled.cidrs);
+    if (stale.length) n.mapDeleteBatch(policyFd, Buffer.concat(stale), stale.length);
+    return report;
+  }
+
+  /** The endpoint entry last written for `key`, to re-assert on re-attach. */
+  endpointEntry(key: string): Buffer | undefined {
+    return this.#programmed.get(key)?.endpoint;
+  }
+
+  /**
+   * Deletes every policy entry of a generation no endpoint uses: what a
+   * previous agent left behind. Run once after the first apply.
+   */
+  collectGarbage(): number {
+    const n = native();
+    const fd = this.#dp.mapFd(MAP_POLICY);
+    const inUse = new Set([...this.#programmed.values()].map((p) => p.policyId));
+    const dead: Buffer[] = [];
+    for (let k = n.mapGetNextKey(fd, null, policyCodec.KEY_SIZE); k; k = n.mapGetNextKey(fd, k, policyCodec.KEY_SIZE)) {
+      if (!inUse.has(policyCodec.decodeKey(k).policyId)) dead.push(k);
+    }
+    if (dead.length) n.mapDeleteBatch(fd, Buffer.concat(dead), dead.length);
+    return dead.length;
+  }
+
+  #syncIpcache(want: ReadonlyMap<string, number>): void {
+    const n = native();
+    const fd = this.#dp.mapFd(MAP_IPCACHE);
+    for (const [ip, id] of want) if (this.#ipcache.get(ip) !== id) n.mapUpdate(fd, ipcacheCodec.encodeKey(ip), ipcacheCodec.encodeValue(id), BPF_ANY);
+    for (const ip of this.#ipcache.keys()) if (!want.has(ip)) n.mapDelete(fd, ipcacheCodec.encodeKey(ip));
+    this.#ipcache = new Map(want);
+  }
+
+  #syncCidrs(want: ReadonlyMap<string, number>): void {
+    const n = native();
+    const fd = this.#dp.mapFd(MAP_CIDR);
+    for (const [cidr, id] of want) if (this.#cidrs.get(cidr) !== id) n.mapUpdate(fd, ipcacheCodec.encodeCidrKey(cidr), ipcacheCodec.encodeValue(id), BPF_ANY);
+    for (const cidr of this.#cidrs.keys()) if (!want.has(cidr)) n.mapDelete(fd, ipcacheCodec.encodeCidrKey(cidr));
+    this.#cidrs = new Map(want);
+  }
+}
