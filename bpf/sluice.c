@@ -75,8 +75,10 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 	}
 allow:
 	/* Recorded even when not isolated in this direction: the replies come
-	 * back through the other direction, which may be. */
+	 * back through the other direction, which may be. One flow event per new
+	 * flow (not per packet). */
 	ct_create(skb->ifindex, direction, t);
+	send_flow_event(skb, t, SLUICE_REASON_FORWARDED, direction);
 	return SLUICE_REASON_FORWARDED;
 }
 

@@ -21,7 +21,7 @@ import {
   type Handler,
   type CniCommand,
 } from '../cni/index.js';
-import { Datapath, isBpffs } from '../datapath/index.js';
+import { Datapath, isBpffs, reasonName } from '../datapath/index.js';
 import { Ipam } from '../ipam/index.js';
 import type { Logger } from '../log/index.js';
 import { native } from '../native/index.js';
@@ -30,6 +30,7 @@ import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
 import { PolicyEngine } from './policy-engine.js';
+import { FlowLog } from '../observe/index.js';
 import { AttachmentLocks } from './lock.js';
 import { listen } from './server.js';
 
@@ -42,6 +43,10 @@ export interface AgentConfig {
   bpffs: string;
   maxEndpoints: number;
   maxPolicyEntries: number;
+}
+
+function podName(rec: EndpointRecord): string {
+  return rec.pod.namespace && rec.pod.name ? `${rec.pod.namespace}/${rec.pod.name}` : rec.containerId;
 }
 
 export class AgentError extends Error {
@@ -86,6 +91,7 @@ export class Agent {
   readonly #locks = new AttachmentLocks();
   readonly #store = new ObjectStore();
   #source: StandaloneSource | undefined;
+  #flows: FlowLog | undefined;
   #server: Server | undefined;
 
   constructor(cfg: AgentConfig, log: Logger) {
@@ -140,6 +146,18 @@ export class Agent {
     this.#endpoints.onChange(() => this.#policy.sync());
     this.#store.onChange(() => this.#policy.sync());
     await this.#applyQueuedDels();
+    this.#flows = new FlowLog(this.#datapath.openEvents(), {
+      podOfIfindex: (ifindex) => {
+        const rec = this.#endpoints.list().find((r) => r.hostIfindex === ifindex);
+        return rec ? podName(rec) : '';
+      },
+      nameOfAddress: (ip) => {
+        const rec = this.#endpoints.list().find((r) => r.ips.some((c) => c.split('/')[0] === ip));
+        if (rec) return podName(rec);
+        return this.#policy.compiled?.ipcache.get(ip) === 1 ? 'node' : '';
+      },
+    });
+    this.#flows.start();
     this.#server = await listen(this.socketPath, { cni: (req) => this.#cni(req), api: (req) => this.#api(req) }, this.#root.child({ subsystem: 'server' }));
     this.#log.info({ socket: this.socketPath, podCidrs: this.#ipam.cidrs, endpoints: this.#endpoints.list().length }, 'agent ready');
   }
@@ -246,9 +264,20 @@ export class Agent {
           allocations: this.#ipam.list().length,
           manifests: this.#source?.status() ?? [],
         };
+      case 'flows': {
+        const p = req.params ?? {};
+        return this.#flows?.query({
+          since: typeof p.since === 'number' ? p.since : undefined,
+          pod: typeof p.pod === 'string' ? p.pod : undefined,
+          verdict: p.verdict === 'allowed' || p.verdict === 'dropped' ? p.verdict : undefined,
+          limit: typeof p.limit === 'number' ? p.limit : undefined,
+        });
+      }
+      case 'metrics':
+        return this.#datapath.metrics().map((m) => ({ reason: reasonName(m.reason), reasonCode: m.reason, direction: m.direction === 0 ? 'egress' : 'ingress', packets: m.packets, bytes: m.bytes }));
       case 'endpoints':
         return this.#endpoints.list().map((r: EndpointRecord) => ({
-          pod: r.pod.namespace && r.pod.name ? `${r.pod.namespace}/${r.pod.name}` : '',
+          pod: podName(r),
           containerId: r.containerId,
           ifname: r.ifname,
           hostIfname: r.hostIfname,
@@ -266,6 +295,7 @@ export class Agent {
    */
   async stop(): Promise<void> {
     this.#source?.stop();
+    this.#flows?.stop();
     await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
     this.#datapath?.close();
   }

@@ -21,6 +21,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'list the pods on this node',
     run: async (argv) => (await import('./operator.js')).endpointsCommand(argv),
   },
+  observe: {
+    summary: 'show flow events: drops with their reason, new allowed flows',
+    run: async (argv) => (await import('./observe.js')).observeCommand(argv),
+  },
   version: {
     summary: 'print the version',
     run: async () => {

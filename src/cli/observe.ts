@@ -1,0 +1,76 @@
+// `sluice observe`: the agent's flow events, with verdict, reason and peers.
+import { formatFlags, parseArgs, UsageError, type FlagSpec } from './args.js';
+import { callAgent } from './client.js';
+import { COMMON_FLAGS } from './operator.js';
+import { outputFormat } from './output.js';
+
+const FLAGS: readonly FlagSpec[] = [
+  { name: 'pod', help: 'only flows of this local pod, NS/NAME', default: '' },
+  { name: 'verdict', help: 'allowed or dropped', default: '' },
+  { name: 'follow', short: 'f', help: 'keep printing new flows', boolean: true },
+  { name: 'last', help: 'how many recent flows to print first', default: '100' },
+  ...COMMON_FLAGS,
+];
+
+const USAGE = `Usage: sluice observe [flags]
+
+Flow events from this node's datapath: every dropped packet with its reason,
+and every newly allowed flow. Peers are named when they are pods or the node.
+
+Flags:
+${formatFlags(FLAGS)}
+`;
+
+/** How often --follow asks the agent for new flows. */
+const FOLLOW_POLL_MS = 200;
+
+interface Flow {
+  seq: number;
+  time: string;
+  verdict: string;
+  reason: string;
+  direction: string;
+  pod: string;
+  src: string;
+  dst: string;
+  peer: string;
+  protocol: string;
+  srcPort: number;
+  dstPort: number;
+}
+
+function line(f: Flow): string {
+  const ports = f.srcPort || f.dstPort;
+  const src = ports ? `${f.src}:${f.srcPort}` : f.src;
+  const dst = ports ? `${f.dst}:${f.dstPort}` : f.dst;
+  const peer = f.peer ? ` (${f.peer})` : '';
+  return `${f.time}  ${f.verdict.toUpperCase().padEnd(7)}  ${f.reason.padEnd(17)}  ${f.direction.padEnd(7)}  ${f.pod.padEnd(20)}  ${f.protocol.padEnd(6)}  ${src} -> ${dst}${peer}\n`;
+}
+
+export async function observeCommand(argv: string[]): Promise<number> {
+  const { flags, positional } = parseArgs(argv, FLAGS);
+  if (flags.help === 'true') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (positional.length) throw new UsageError(`unexpected argument ${positional[0]}`);
+  const format = outputFormat(flags.output);
+  if (flags.verdict && flags.verdict !== 'allowed' && flags.verdict !== 'dropped') throw new UsageError('--verdict must be allowed or dropped');
+  if (flags.pod && !/^[^/]+\/[^/]+$/.test(flags.pod)) throw new UsageError('--pod takes NS/NAME');
+  const last = Number(flags.last);
+  if (!Number.isInteger(last) || last < 0) throw new UsageError('--last must be a whole number');
+  const params = { pod: flags.pod || undefined, verdict: flags.verdict || undefined };
+  const print = (flows: Flow[]) => {
+    for (const f of flows) process.stdout.write(format === 'json' ? `${JSON.stringify(f)}\n` : line(f));
+  };
+  let flows = (await callAgent(flags['run-dir']!, 'flows', { ...params, limit: last })) as Flow[];
+  print(flows);
+  if (flags.follow !== 'true') return 0;
+  let since = flows.at(-1)?.seq ?? 0;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, FOLLOW_POLL_MS));
+    flows = (await callAgent(flags['run-dir']!, 'flows', { ...params, since })) as Flow[];
+    print(flows);
+    since = flows.at(-1)?.seq ?? since;
+  }
+}
