@@ -2,6 +2,7 @@
 import { formatFlags, parseArgs, UsageError, type FlagSpec } from './args.js';
 import { callAgent } from './client.js';
 import { COMMON_FLAGS } from './operator.js';
+import type { Flow } from '../observe/index.js';
 import { outputFormat } from './output.js';
 
 const FLAGS: readonly FlagSpec[] = [
@@ -23,21 +24,6 @@ ${formatFlags(FLAGS)}
 
 /** How often --follow asks the agent for new flows. */
 const FOLLOW_POLL_MS = 200;
-
-interface Flow {
-  seq: number;
-  time: string;
-  verdict: string;
-  reason: string;
-  direction: string;
-  pod: string;
-  src: string;
-  dst: string;
-  peer: string;
-  protocol: string;
-  srcPort: number;
-  dstPort: number;
-}
 
 function line(f: Flow): string {
   const ports = f.srcPort || f.dstPort;

@@ -116,26 +116,23 @@ export class Datapath {
     }
   }
 
+  /** Every entry of a map, decoded. */
+  #dump<K, V>(name: string, keySize: number, valueSize: number, decodeKey: (b: Buffer) => K, decodeValue: (b: Buffer) => V): Array<[K, V]> {
+    const fd = this.mapFd(name);
+    const { keys, values, count } = native().mapLookupBatch(fd, keySize, valueSize, native().mapInfo(fd).maxEntries);
+    const out: Array<[K, V]> = [];
+    for (let i = 0; i < count; i++) out.push([decodeKey(keys.subarray(i * keySize, (i + 1) * keySize)), decodeValue(values.subarray(i * valueSize, (i + 1) * valueSize))]);
+    return out;
+  }
+
   /** The pinned ipcache as it is (for diffing after a restart). */
   dumpIpcache(): Map<string, number> {
-    const fd = this.mapFd(MAP_IPCACHE);
-    const { keys, values, count } = native().mapLookupBatch(fd, ipcacheCodec.KEY_SIZE, ipcacheCodec.VALUE_SIZE, native().mapInfo(fd).maxEntries);
-    const out = new Map<string, number>();
-    for (let i = 0; i < count; i++) {
-      out.set(ipcacheCodec.decodeKey(keys.subarray(i * ipcacheCodec.KEY_SIZE)), ipcacheCodec.decodeValue(values.subarray(i * ipcacheCodec.VALUE_SIZE)));
-    }
-    return out;
+    return new Map(this.#dump(MAP_IPCACHE, ipcacheCodec.KEY_SIZE, ipcacheCodec.VALUE_SIZE, ipcacheCodec.decodeKey, ipcacheCodec.decodeValue));
   }
 
   /** The pinned ipBlock prefixes as they are. */
   dumpCidrs(): Map<string, number> {
-    const fd = this.mapFd(MAP_CIDR);
-    const { keys, values, count } = native().mapLookupBatch(fd, ipcacheCodec.CIDR_KEY_SIZE, ipcacheCodec.VALUE_SIZE, native().mapInfo(fd).maxEntries);
-    const out = new Map<string, number>();
-    for (let i = 0; i < count; i++) {
-      out.set(ipcacheCodec.decodeCidrKey(keys.subarray(i * ipcacheCodec.CIDR_KEY_SIZE)), ipcacheCodec.decodeValue(values.subarray(i * ipcacheCodec.VALUE_SIZE)));
-    }
-    return out;
+    return new Map(this.#dump(MAP_CIDR, ipcacheCodec.CIDR_KEY_SIZE, ipcacheCodec.VALUE_SIZE, ipcacheCodec.decodeCidrKey, ipcacheCodec.decodeValue));
   }
 
   getEndpoint(ifindex: number): endpointCodec.Endpoint | undefined {
@@ -148,17 +145,7 @@ export class Datapath {
   }
 
   listEndpoints(): Map<number, endpointCodec.Endpoint> {
-    const fd = this.mapFd(MAP_ENDPOINTS);
-    const info = native().mapInfo(fd);
-    const { keys, values, count } = native().mapLookupBatch(fd, endpointCodec.KEY_SIZE, endpointCodec.SIZE, info.maxEntries);
-    const out = new Map<number, endpointCodec.Endpoint>();
-    for (let i = 0; i < count; i++) {
-      out.set(
-        endpointCodec.decodeKey(keys.subarray(i * endpointCodec.KEY_SIZE)),
-        endpointCodec.decode(values.subarray(i * endpointCodec.SIZE)),
-      );
-    }
-    return out;
+    return new Map(this.#dump(MAP_ENDPOINTS, endpointCodec.KEY_SIZE, endpointCodec.SIZE, endpointCodec.decodeKey, endpointCodec.decode));
   }
 
   /**
@@ -182,17 +169,10 @@ export class Datapath {
 
   /** Per-(reason, direction) counters summed over CPUs. */
   metrics(): MetricsRow[] {
-    const fd = this.mapFd(MAP_METRICS);
-    const n = native();
-    const valueSize = metricsCodec.SIZE * this.#cpus;
-    const { keys, values, count } = n.mapLookupBatch(fd, metricsCodec.KEY_SIZE, valueSize, n.mapInfo(fd).maxEntries);
-    const rows: MetricsRow[] = [];
-    for (let i = 0; i < count; i++) {
-      const key = metricsCodec.decodeKey(keys.subarray(i * metricsCodec.KEY_SIZE));
-      const v = metricsCodec.decodePerCpu(values.subarray(i * valueSize, (i + 1) * valueSize), this.#cpus);
-      rows.push({ ...key, ...v });
-    }
-    return rows.sort((a, b) => a.reason - b.reason || a.direction - b.direction);
+    const cpus = this.#cpus;
+    return this.#dump(MAP_METRICS, metricsCodec.KEY_SIZE, metricsCodec.SIZE * cpus, metricsCodec.decodeKey, (b) => metricsCodec.decodePerCpu(b, cpus))
+      .map(([key, v]) => ({ ...key, ...v }))
+      .sort((a, b) => a.reason - b.reason || a.direction - b.direction);
   }
 
   /** Opens a reader of flow events; the caller polls and closes it. */
