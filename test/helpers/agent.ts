@@ -3,7 +3,7 @@
 // bpffs paths, and a standalone manifest directory. Plus a runner for the real
 // build/bin/sluice-cni binary against that agent.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,8 +103,11 @@ export class TestNode {
     return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
   }
 
+  /** Written to a temp name and renamed, as a careful operator would. */
   writeManifest(name: string, text: string): void {
-    writeFileSync(join(this.manifests, name), text);
+    const tmp = join(this.manifests, `.${name}.tmp`);
+    writeFileSync(tmp, text);
+    renameSync(tmp, join(this.manifests, name));
   }
 
   /** A netns for a pod, destroyed by the cleanup. */
