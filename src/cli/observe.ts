@@ -26,7 +26,7 @@ ${formatFlags(FLAGS)}
 const FOLLOW_POLL_MS = 200;
 
 function line(f: Flow): string {
-  const ports = f.srcPort || f.dstPort;
+  const ports = ['TCP', 'UDP', 'SCTP'].includes(f.protocol);
   const src = ports ? `${f.src}:${f.srcPort}` : f.src;
   const dst = ports ? `${f.dst}:${f.dstPort}` : f.dst;
   const peer = f.peer ? ` (${f.peer})` : '';

@@ -3,7 +3,7 @@
 // are used. Everything it creates carries the "sdemo" prefix (or lives under a
 // temp dir) and is removed on exit, also on failure or Ctrl-C.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,7 +105,21 @@ async function main(): Promise<void> {
   mkdirSync(manifests, { recursive: true });
   writeFileSync(
     join(manifests, 'demo.yaml'),
-    ['apiVersion: v1', 'kind: Namespace', 'metadata: { name: demo }', '---', 'apiVersion: v1', 'kind: Pod', 'metadata: { name: web, namespace: demo, labels: { app: web } }', ''].join('\n'),
+    [
+      'apiVersion: v1',
+      'kind: Namespace',
+      'metadata: { name: demo }',
+      '---',
+      'apiVersion: v1',
+      'kind: Pod',
+      'metadata: { name: web, namespace: demo, labels: { app: web } }',
+      'spec: { containers: [ { name: web, ports: [ { name: http, containerPort: 80 } ] } ] }',
+      '---',
+      'apiVersion: v1',
+      'kind: Pod',
+      'metadata: { name: client, namespace: demo, labels: { app: client } }',
+      '',
+    ].join('\n'),
   );
   await startAgent();
   cleanups.push(() => agent?.kill('SIGKILL'));
@@ -126,12 +140,34 @@ async function main(): Promise<void> {
   const webIp = sluice(['endpoints', '-o', 'json']).match(/"10\.251\.0\.\d+\/32"/)![0].slice(1, -4);
   say(`client -> web (${webIp}): ${ping(`${PREFIX}-client`, webIp) ? 'reachable' : 'NOT reachable'}; node -> web: ${ping(NODE_NS, webIp) ? 'reachable' : 'NOT reachable'}`);
 
-  say('Restart safety: SIGKILL the agent; the pinned maps and attached programs keep working');
+  const policy = [
+    'apiVersion: networking.k8s.io/v1',
+    'kind: NetworkPolicy',
+    'metadata: { name: web-http-only, namespace: demo }',
+    'spec:',
+    '  podSelector: { matchLabels: { app: web } }',
+    '  ingress: [ { from: [ { podSelector: { matchLabels: { app: client } } } ], ports: [ { port: http } ] } ]',
+    '',
+  ].join('\n');
+  say('A NetworkPolicy: demo/web accepts only its named port "http" (TCP/80) from app=client');
+  show(policy.trimEnd());
+  writeFileSync(join(manifests, 'policy.yaml'), policy);
+  const deadline = Date.now() + 2000;
+  while (ping(`${PREFIX}-client`, webIp) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  show(`client -> web ping (ICMP): ${ping(`${PREFIX}-client`, webIp) ? 'reachable' : 'dropped'}; node -> web: ${ping(NODE_NS, webIp) ? 'reachable (the node always reaches its pods)' : 'NOT reachable'}`);
+  show('the drops, as `sluice observe --verdict dropped` shows them:');
+  show(sluice(['observe', '--verdict', 'dropped', '--last', '2']).trimEnd());
+
+  say('Restart safety: SIGKILL the agent; the pinned maps and attached programs keep enforcing');
   await stopAgent('SIGKILL');
-  show(`agent down; client -> web: ${ping(`${PREFIX}-client`, webIp) ? 'still reachable' : 'NOT reachable'}`);
+  show(`agent down; client -> web ping: ${ping(`${PREFIX}-client`, webIp) ? 'REACHABLE (policy lost!)' : 'still dropped'}; node -> web: ${ping(NODE_NS, webIp) ? 'still reachable' : 'NOT reachable'}`);
   await startAgent();
-  show('agent restarted and adopted its endpoints:');
+  show('agent restarted and adopted its endpoints and policy:');
   show(sluice(['status']).trimEnd());
+  unlinkSync(join(manifests, 'policy.yaml'));
+  const open = Date.now() + 2000;
+  while (!ping(`${PREFIX}-client`, webIp) && Date.now() < open) await new Promise((r) => setTimeout(r, 50));
+  show(`policy file removed; client -> web: ${ping(`${PREFIX}-client`, webIp) ? 'reachable again' : 'NOT reachable'}`);
 
   say('CNI DEL for both pods: nothing is left behind');
   for (const pod of ['web', 'client']) if (cniCall('DEL', pod).status !== 0) throw new Error(`DEL ${pod} failed`);
