@@ -71,7 +71,7 @@ Napi::Value ThrowRange(Napi::Env env, const std::string& msg) {
   return env.Undefined();
 }
 
-Napi::Value ThrowSys(Napi::Env env, const SysError& e) {
+Napi::Value NewSysError(Napi::Env env, const SysError& e) {
   const int err = e.err != 0 ? e.err : EIO;
   const std::string code = ErrnoName(err);
   const std::string desc = ErrnoDescription(err);
@@ -83,9 +83,7 @@ Napi::Value ThrowSys(Napi::Env env, const SysError& e) {
     init.Set("syscall", e.syscall);
     init.Set("details", e.details);
     init.Set("description", desc);
-    Napi::Object obj = d->native_error.New({init});
-    if (!env.IsExceptionPending()) napi_throw(env, obj);
-    return env.Undefined();
+    return d->native_error.New({init});
   }
   // init() not called (should not happen through src/native/index.ts): still
   // give the caller the same fields on a plain Error.
@@ -94,7 +92,12 @@ Napi::Value ThrowSys(Napi::Env env, const SysError& e) {
   ex.Set("errno", Napi::Number::New(env, err));
   ex.Set("syscall", e.syscall);
   ex.Set("details", e.details);
-  ex.ThrowAsJavaScriptException();
+  return ex.Value();
+}
+
+Napi::Value ThrowSys(Napi::Env env, const SysError& e) {
+  Napi::Value err = NewSysError(env, e);
+  if (!env.IsExceptionPending()) napi_throw(env, err);
   return env.Undefined();
 }
 

@@ -66,6 +66,8 @@ std::string ErrnoDescription(int err);
 // same fields if init() has not been called). Always returns undefined so
 // bindings can `return ThrowSys(env, e);`.
 Napi::Value ThrowSys(Napi::Env env, const SysError& e);
+// The same error object, not thrown (for rejecting a promise).
+Napi::Value NewSysError(Napi::Env env, const SysError& e);
 Napi::Value ThrowType(Napi::Env env, const std::string& msg);
 Napi::Value ThrowRange(Napi::Env env, const std::string& msg);
 

@@ -350,14 +350,8 @@ Napi::Value LinkSet(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value LinkDel(const Napi::CallbackInfo& info) {
-  Args a(info);
-  Napi::Env env = a.env();
-  std::optional<std::string> netns;
-  std::string name;
-  if (!a.Netns(0, &netns) || !a.IfName(1, "name", &name)) return env.Undefined();
-  bool removed = false;
-  SysError e = WithSocket(netns, [&](NlSocket& s) {
+SysError DeleteLink(const std::optional<std::string>& netns, const std::string& name, bool* removed) {
+  return WithSocket(netns, [&](NlSocket& s) {
     NlMsg m(RTM_DELLINK, 0);
     ifinfomsg ifi;
     memset(&ifi, 0, sizeof ifi);
@@ -365,11 +359,57 @@ Napi::Value LinkDel(const Napi::CallbackInfo& info) {
     m.Str(IFLA_IFNAME, name);
     SysError re = s.Request(m, "RTM_DELLINK");
     if (re.err == ENODEV) return SysError::Ok();
-    removed = re.ok();
+    *removed = re.ok();
     return re;
   });
+}
+
+Napi::Value LinkDel(const Napi::CallbackInfo& info) {
+  Args a(info);
+  Napi::Env env = a.env();
+  std::optional<std::string> netns;
+  std::string name;
+  if (!a.Netns(0, &netns) || !a.IfName(1, "name", &name)) return env.Undefined();
+  bool removed = false;
+  SysError e = DeleteLink(netns, name, &removed);
   if (!e.ok()) return ThrowSys(env, e);
   return Napi::Boolean::New(env, removed);
+}
+
+// Deleting a veth waits for an RCU grace period in the kernel (~15-20 ms):
+// the async form runs on a libuv worker so that many DELs overlap their waits
+// instead of queueing on the event loop.
+class LinkDelWorker : public Napi::AsyncWorker {
+ public:
+  LinkDelWorker(Napi::Env env, std::optional<std::string> netns, std::string name)
+      : Napi::AsyncWorker(env, "sluice:linkDel"), deferred_(Napi::Promise::Deferred::New(env)),
+        netns_(std::move(netns)), name_(std::move(name)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { result_ = DeleteLink(netns_, name_, &removed_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (result_.ok()) deferred_.Resolve(Napi::Boolean::New(env, removed_));
+    else deferred_.Reject(NewSysError(env, result_));
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::optional<std::string> netns_;
+  std::string name_;
+  SysError result_;
+  bool removed_ = false;
+};
+
+Napi::Value LinkDelAsync(const Napi::CallbackInfo& info) {
+  Args a(info);
+  Napi::Env env = a.env();
+  std::optional<std::string> netns;
+  std::string name;
+  if (!a.Netns(0, &netns) || !a.IfName(1, "name", &name)) return env.Undefined();
+  auto* worker = new LinkDelWorker(env, std::move(netns), std::move(name));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();  // deletes itself after OnOK
+  return promise;
 }
 
 // ---------------------------------------------------------------------------
@@ -787,6 +827,7 @@ void RegisterNetlink(Napi::Env env, Napi::Object exports) {
   exports.Set("linkList", Napi::Function::New(env, LinkList, "linkList"));
   exports.Set("linkSet", Napi::Function::New(env, LinkSet, "linkSet"));
   exports.Set("linkDel", Napi::Function::New(env, LinkDel, "linkDel"));
+  exports.Set("linkDelAsync", Napi::Function::New(env, LinkDelAsync, "linkDelAsync"));
   exports.Set("addrAdd", Napi::Function::New(env, AddrAdd, "addrAdd"));
   exports.Set("addrDel", Napi::Function::New(env, AddrDel, "addrDel"));
   exports.Set("addrList", Napi::Function::New(env, AddrList, "addrList"));

@@ -17,7 +17,12 @@ Flags:
 ${formatFlags(AGENT_FLAGS)}
 `;
 
+// Veth deletes block a libuv worker for an RCU grace period each: more
+// workers let concurrent DELs overlap. Read by libuv at the pool's first use.
+const THREADPOOL_SIZE = '16';
+
 export async function runAgent(argv: string[]): Promise<number> {
+  process.env.UV_THREADPOOL_SIZE ??= THREADPOOL_SIZE;
   const { flags, positional } = parseArgs(argv, AGENT_FLAGS);
   if (flags.help === 'true') {
     process.stdout.write(USAGE);

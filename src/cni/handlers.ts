@@ -176,8 +176,10 @@ async function teardown(deps: CniDeps, att: ValidAttachment, netns: string, conf
   // The datapath entry first, so nothing is left enforcing for a dead pod's
   // ifindex (which the kernel may hand to another link).
   await deps.endpoints.unregister(att.containerId, att.ifname);
-  if (netns && deps.netnsExists(netns)) deps.netlink.linkDel(netns, att.ifname);
-  deps.netlink.linkDel(null, hostIfname);
+  // Deleting either end removes the pair; the kernel's wait for it (an RCU
+  // grace period) runs off the event loop so concurrent DELs overlap.
+  if (netns && deps.netnsExists(netns)) await deps.netlink.linkDelAsync(netns, att.ifname);
+  await deps.netlink.linkDelAsync(null, hostIfname);
   const delegated = rec?.delegatedIpam ?? conf?.ipam;
   if (delegated && conf) {
     await deps.delegate.run('DEL', { ...conf, ipam: delegated as NetConf['ipam'] }, {

@@ -8,7 +8,7 @@ import type { Result } from './result.js';
 /** The netlink part of the addon. */
 export type Netlink = Pick<
   NativeAddon,
-  'linkAddVeth' | 'linkGet' | 'linkList' | 'linkSet' | 'linkDel' | 'addrAdd' | 'addrList' | 'routeAdd' | 'routeList' | 'neighAdd' | 'tcQuery'
+  'linkAddVeth' | 'linkGet' | 'linkList' | 'linkSet' | 'linkDel' | 'linkDelAsync' | 'addrAdd' | 'addrList' | 'routeAdd' | 'routeList' | 'neighAdd' | 'tcQuery'
 >;
 
 export interface IpamPort {

@@ -261,6 +261,8 @@ export interface NativeAddon {
   linkList(netns: NetnsPath): LinkInfo[];
   linkSet(netns: NetnsPath, name: string, opts: LinkSetOptions): void;
   linkDel(netns: NetnsPath, name: string): boolean;
+  /** linkDel on a libuv worker: many deletes overlap the kernel's RCU wait. */
+  linkDelAsync(netns: NetnsPath, name: string): Promise<boolean>;
 
   // --- addresses
   addrAdd(netns: NetnsPath, ifname: string, cidr: string, opts?: AddrOptions): void;

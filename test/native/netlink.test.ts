@@ -147,3 +147,19 @@ describe.skipIf(!isRoot)('native netlink: pod wiring', () => {
     expect(n.linkDel(node.path, a)).toBe(false);
   });
 });
+
+describe('linkDelAsync', () => {
+  const c = new Cleanup();
+  afterAll(() => c.run());
+  it('deletes off the event loop, many at once, and reports absence and errors like linkDel', async () => {
+    const n = native();
+    const ns = c.netns('adel');
+    const names = Array.from({ length: 8 }, (_, i) => `sltad${i}`);
+    for (const name of names) n.linkAddVeth(ns.path, name, `${name}p`, {});
+    const results = await Promise.all(names.map((name) => n.linkDelAsync(ns.path, name)));
+    expect(results).toEqual(names.map(() => true));
+    expect(n.linkList(ns.path).filter((l) => l.name.startsWith('sltad'))).toEqual([]);
+    await expect(n.linkDelAsync(ns.path, names[0]!)).resolves.toBe(false);
+    await expect(n.linkDelAsync('/var/run/netns/slt-missing-ns', 'x')).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open' });
+  });
+});
