@@ -74,6 +74,12 @@ static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct
 	struct sluice_ct_value *v;
 	__u64 now = bpf_ktime_get_ns();
 
+	/* A SYN without ACK opens a new connection, even on the 5-tuple of one
+	 * that just closed (its entry lingers for CT_TCP_CLOSE_TIMEOUT): it is
+	 * always judged by policy, never waved through by an old entry. */
+	if (t->protocol == IPPROTO_TCP && (t->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		return 0;
+
 	ct_key_fill(&key, ifindex, direction, t, 0);
 	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
 	if (v && v->expires_ns > now) {

@@ -21,9 +21,10 @@ function serve(ns: Netns, port: number): void {
   servers.push(spawn('nsenter', [`--net=${ns.path}`, 'python3', '-c', SERVER, String(port)], { stdio: 'ignore' }));
 }
 
-/** TCP connect from `ns` to ip:port within 300 ms. */
-function connects(ns: Netns, ip: string, port: number): boolean {
-  const r = spawnSync('nsenter', [`--net=${ns.path}`, 'python3', '-c', `import socket;s=socket.socket();s.settimeout(0.3);s.connect(('${ip}',${port}))`]);
+/** TCP connect from `ns` to ip:port within 300 ms, optionally from a fixed source port. */
+function connects(ns: Netns, ip: string, port: number, sport = 0): boolean {
+  const bind = sport ? `s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',${sport}));` : '';
+  const r = spawnSync('nsenter', [`--net=${ns.path}`, 'python3', '-c', `import socket;s=socket.socket();${bind}s.settimeout(0.3);s.connect(('${ip}',${port}));s.close()`]);
   return r.status === 0;
 }
 
@@ -111,6 +112,24 @@ describe('restart safety', () => {
     // And it still follows edits after the restart.
     node.writeManifest('policy.yaml', POLICY.replace('port: 80', 'port: 81'));
     await until('edit enforced', () => connects(client, serverIp, 81) && !connects(client, serverIp, 80));
+  });
+});
+
+describe('conntrack never waives policy for a new connection', () => {
+  it('a SYN on the 5-tuple of a just-closed allowed connection is judged by the new policy', async () => {
+    const node = new TestNode(cleanup, { podCidr: '10.71.0.0/24', nodeIp: '10.71.255.1/32' });
+    await node.start();
+    const { client, serverIp } = await twoPods(node, 'ct');
+    node.writeManifest('policy.yaml', POLICY);
+    await until('port 80 allowed', () => connects(client, serverIp, 80));
+    // An allowed connection from a fixed source port, closed at once: its
+    // conntrack entry lingers in the closing state.
+    expect(connects(client, serverIp, 80, 40001)).toBe(true);
+    node.writeManifest('policy.yaml', POLICY.replace('port: 80', 'port: 81'));
+    await until('edit enforced', () => !connects(client, serverIp, 80));
+    // Same 5-tuple, seconds later: must be denied.
+    expect(connects(client, serverIp, 80, 40001)).toBe(false);
+    expect(connects(client, serverIp, 81, 40002)).toBe(true);
   });
 });
 
