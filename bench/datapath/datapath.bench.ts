@@ -1,0 +1,634 @@
+// Datapath cost of Sluice between two pods of one node, side by side in one
+// run, against the same wiring without eBPF:
+//   (a) bare: two pods wired exactly as sluice-cni wires them (/32, link-local
+//       gateway, node routes), no tc programs — the baseline;
+//   (b) Sluice, no NetworkPolicy;
+//   (c) Sluice, 10,000 ingress rules (ipBlock /32s and /24s, port ranges,
+//       label peers) selecting the server, the last one allowing the client;
+//   (d) the bare wiring with the same 10,000 rules as linear iptables in the
+//       node's FORWARD chain (conntrack fast path first, as iptables CNIs do).
+// Metrics: new TCP connections per second (netload: connect, 1-byte request
+// and response, RST; never a repeated 5-tuple) and iperf3 bulk throughput,
+// interleaved over repetitions, median reported. Then policy propagation: a
+// NetworkPolicy file edit that flips a client's access to a server on a node
+// with ~1,000 pods of distinct identities, timed from the write to the first
+// connection attempt that sees the new verdict for good.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { BareNode } from '../lib/bare-node.js';
+import { BenchCleanup, sweepStaleBenchNetns } from '../lib/bench-netns.js';
+import { buildNetload, check, connRate, iperf, Prober, startIperfServer, startServer, type ProbeSample } from '../lib/load.js';
+import { formatTable, quantile, ratio, stats, type Row } from '../lib/table.js';
+import { cni, cniAsync, podArgs, TestNode, type Netns } from '../../test/helpers/agent.js';
+import { sh } from '../../test/helpers/netns.js';
+
+const REPS = Number(process.env.BENCH_RUNS ?? 5);
+const CONN_MS = Number(process.env.BENCH_CONN_MS ?? 3000);
+const IPERF_S = Number(process.env.BENCH_IPERF_S ?? 3);
+const WORKERS = 4;
+const RULES = 10_000;
+const PROP_PODS = Number(process.env.BENCH_PODS ?? 1000);
+const FLIPS = Number(process.env.BENCH_FLIPS ?? 40);
+const SETUP_BUDGET_MS = 60_000;
+
+// Ports. The netload servers listen on [CONN_PORT, +CONN_PORTS); iperf3 on
+// IPERF_PORT; the client is allowed [ALLOW_FIRST, ALLOW_LAST]; BLOCKED_PORT is
+// in no rule of the client. Connection runs use source ports SPORT_*; one-shot
+// checks use checkSport, from 2000 up (outside that range, so no check leaves a
+// conntrack entry a measured connection could reuse).
+const CONN_PORT = 5000;
+const CONN_PORTS = 64;
+const IPERF_PORT = 5201;
+const ALLOW_FIRST = 5000;
+const ALLOW_LAST = 5299;
+const BLOCKED_PORT = 7777;
+const SPORT_FIRST = 10000;
+const SPORT_LAST = 64999;
+let checkSport = 2000;
+
+interface Pod {
+  ns: Netns;
+  ip: string;
+}
+
+interface Scenario {
+  key: string;
+  name: string;
+  client: Pod;
+  server: Pod;
+  /** The benchmark port must give this to a port not allowed. */
+  blockedVerdict: 'refused' | 'timeout';
+  baseline?: boolean;
+  connNext: number;
+  conn: number[];
+  gbps: number[];
+  agentPid?: number;
+  agentCpu: number[];
+  /** The node netns (where the host veths and their tc programs are). */
+  nodeNs: Netns;
+  failed?: string;
+}
+
+// Namespaces named apart from the tests' (whose setup sweeps "slt*"): see bench-netns.ts.
+const cleanup = new BenchCleanup();
+const notes: string[] = [];
+const log = (msg: string) => process.stderr.write(`[datapath] ${msg}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    cleanup.run();
+    process.exit(130);
+  });
+}
+
+// ------------------------------------------------------------------ agent log
+
+interface LogLine {
+  msg?: string;
+  ms?: number;
+  file?: string;
+  pid?: number;
+  entries?: number;
+  [k: string]: unknown;
+}
+
+function logLines(node: TestNode): LogLine[] {
+  return node
+    .log()
+    .split('\n')
+    .flatMap((l) => {
+      try {
+        return l.startsWith('{') ? [JSON.parse(l) as LogLine] : [];
+      } catch {
+        return [];
+      }
+    });
+}
+
+async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Waits until every file has been applied after log line `from`; returns the index past it. */
+async function waitApplied(node: TestNode, files: string[], from: number, timeoutMs = 120_000): Promise<number> {
+  return waitFor(
+    `${files.join(', ')} applied`,
+    () => {
+      const lines = logLines(node).slice(from);
+      const errors = lines.filter((l) => l.msg === 'manifest rejected');
+      if (errors.length) throw new Error(`manifest rejected: ${JSON.stringify(errors[0])}`);
+      const applied = lines.map((l, i) => (l.msg === 'manifest applied' && files.includes(l.file ?? '') ? i : -1)).filter((i) => i >= 0);
+      return files.every((f) => lines.some((l) => l.msg === 'manifest applied' && l.file === f)) ? from + Math.max(...applied) + 1 : false;
+    },
+    timeoutMs,
+  );
+}
+
+function cpuTicks(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (100/s)
+  } catch {
+    return NaN;
+  }
+}
+
+// ------------------------------------------------------------- 10,000 rules
+
+interface Rule {
+  /** A CIDR, or a label peer that selects the client pod. */
+  peer: { cidr: string } | { labels: 'pod' | 'namespace+pod' };
+  protocol: 'TCP' | 'UDP';
+  port: number;
+  endPort?: number;
+}
+
+/**
+ * RULES ingress rules for the server: 6,000 ipBlock /32s (10.100.0.0/19),
+ * 2,000 ipBlock /24s (10.120-127.x.0) with 10-port ranges, 1,999 label peers
+ * that do select the client but on other ports (20000-21998), and last the
+ * one rule that allows the client on ALLOW_FIRST-ALLOW_LAST. The CIDRs are
+ * data only: no address in them exists anywhere.
+ */
+function tenThousandRules(): Rule[] {
+  const rules: Rule[] = [];
+  for (let i = 0; i < 6000; i++) {
+    rules.push({ peer: { cidr: `10.100.${i >> 8}.${i & 255}/32` }, protocol: i % 10 === 9 ? 'UDP' : 'TCP', port: 8000 + (i % 500) });
+  }
+  for (let j = 0; j < 2000; j++) {
+    const port = 9000 + (j % 100) * 10;
+    rules.push({ peer: { cidr: `10.${120 + (j >> 8)}.${j & 255}.0/24` }, protocol: 'TCP', port, endPort: port + 9 });
+  }
+  for (let j = 0; j < RULES - 8001; j++) rules.push({ peer: { labels: j % 2 ? 'namespace+pod' : 'pod' }, protocol: 'TCP', port: 20000 + j });
+  rules.push({ peer: { labels: 'pod' }, protocol: 'TCP', port: ALLOW_FIRST, endPort: ALLOW_LAST });
+  if (rules.length !== RULES) throw new Error(`built ${rules.length} rules`);
+  return rules;
+}
+
+function policyYaml(name: string, rules: readonly Rule[]): string {
+  const out = [
+    'apiVersion: networking.k8s.io/v1',
+    'kind: NetworkPolicy',
+    'metadata:',
+    `  name: ${name}`,
+    '  namespace: bench',
+    'spec:',
+    '  podSelector:',
+    '    matchLabels: {role: server}',
+    '  policyTypes: [Ingress]',
+    '  ingress:',
+  ];
+  for (const r of rules) {
+    if ('cidr' in r.peer) out.push('  - from:', `    - ipBlock: {cidr: ${r.peer.cidr}}`);
+    else if (r.peer.labels === 'pod') out.push('  - from:', '    - podSelector: {matchLabels: {role: client}}');
+    else out.push('  - from:', '    - namespaceSelector: {matchLabels: {team: bench}}', '      podSelector: {matchLabels: {role: client}}');
+    out.push('    ports:', `    - {protocol: ${r.protocol}, port: ${r.port}${r.endPort ? `, endPort: ${r.endPort}` : ''}}`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
+function iptablesRestore(rules: readonly Rule[], client: string, server: string): string {
+  const out = ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD DROP [0:0]', ':OUTPUT ACCEPT [0:0]', '-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
+  for (const r of rules) {
+    const src = 'cidr' in r.peer ? r.peer.cidr : `${client}/32`;
+    const p = r.protocol.toLowerCase();
+    out.push(`-A FORWARD -s ${src} -d ${server}/32 -p ${p} -m ${p} --dport ${r.port}${r.endPort ? `:${r.endPort}` : ''} -j ACCEPT`);
+  }
+  out.push('COMMIT');
+  return `${out.join('\n')}\n`;
+}
+
+const namespaceYaml = (name: string) => `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${name}\n  labels: {team: ${name}}\n`;
+const podYaml = (ns: string, name: string, labels: Record<string, string>) =>
+  `---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: ${ns}\n  labels: {${Object.entries(labels)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ')}}\n`;
+
+// ----------------------------------------------------------------- topology
+
+function barePair(clientIp: string, serverIp: string): { node: BareNode; client: Pod; server: Pod } {
+  const node = new BareNode(cleanup);
+  return { node, client: node.addPod(clientIp), server: node.addPod(serverIp) };
+}
+
+async function sluicePair(podCidr: string): Promise<{ node: TestNode; client: Pod; server: Pod }> {
+  const node = new TestNode(cleanup, { podCidr });
+  await node.start();
+  node.writeManifest('00-namespace.yaml', namespaceYaml('bench'));
+  node.writeManifest('01-pods.yaml', podYaml('bench', 'client', { role: 'client' }) + podYaml('bench', 'server', { role: 'server' }));
+  await waitApplied(node, ['00-namespace.yaml', '01-pods.yaml'], 0);
+  const pod = (name: string): Pod => {
+    const ns = cleanup.netns('pod');
+    const r = cni({ command: 'ADD', containerId: `bench-${name}-${ns.name}`, netns: ns.path, ifname: 'eth0', args: podArgs('bench', name), config: node.conf() });
+    const address = (r.json?.ips as Array<{ address: string }> | undefined)?.[0]?.address;
+    if (r.status !== 0 || !address) throw new Error(`CNI ADD ${name} failed: ${r.stdout}`);
+    return { ns, ip: address.split('/')[0]! };
+  };
+  return { node, client: pod('client'), server: pod('server') };
+}
+
+async function serve(s: Pick<Scenario, 'server'>): Promise<void> {
+  await startServer(cleanup, s.server.ns, CONN_PORT, CONN_PORTS);
+  await startIperfServer(cleanup, s.server.ns, IPERF_PORT);
+}
+
+/** The benchmark port connects, a port outside every rule of the client does not. */
+async function verify(s: Scenario): Promise<void> {
+  const allowed = await check(s.client.ns, s.server.ip, CONN_PORT, checkSport++);
+  const blocked = await check(s.client.ns, s.server.ip, BLOCKED_PORT, checkSport++);
+  if (allowed !== 'ok') throw new Error(`port ${CONN_PORT}: ${allowed}, expected ok`);
+  if (blocked !== s.blockedVerdict) throw new Error(`port ${BLOCKED_PORT}: ${blocked}, expected ${s.blockedVerdict}`);
+}
+
+// ----------------------------------------------------------------- measuring
+
+async function measureConn(s: Scenario, durationMs: number): Promise<number> {
+  const before = s.agentPid ? cpuTicks(s.agentPid) : NaN;
+  const r = await connRate(s.client.ns, s.server.ip, {
+    dportFirst: CONN_PORT,
+    dportCount: CONN_PORTS,
+    sportFirst: SPORT_FIRST,
+    sportLast: SPORT_LAST,
+    start: s.connNext,
+    durationMs,
+    workers: WORKERS,
+  });
+  s.connNext = r.next;
+  if (s.agentPid) s.agentCpu.push((cpuTicks(s.agentPid) - before) / r.seconds); // % of one CPU
+  if (r.fail > r.ok / 1000) throw new Error(`${r.fail} of ${r.ok + r.fail} connections failed`);
+  return r.ok / r.seconds;
+}
+
+async function runDatapath(): Promise<Row[]> {
+  const rules = tenThousandRules();
+  notes.push(
+    '(a)/(d) are wired exactly as sluice-cni wires pods (two veth pairs through a node netns, pod /32 + link-local gateway, node /32 routes), ' +
+      'so all four scenarios cross the same hops; (b)/(c) add the tc programs on both host veths.',
+    `conn/s: ${WORKERS} client threads, each connection = bind + connect + 1-byte request/response + RST close; 5-tuples never repeat within a scenario ` +
+      '(so Sluice\'s conntrack never waives a policy check); scenarios interleaved, order reversed every other repetition; warm-up 1 s each.',
+  );
+  const a = barePair('10.214.0.2', '10.214.0.3');
+  const d = barePair('10.215.0.2', '10.215.0.3');
+  // iptables-legacy: the classic linear xtables walk (iptables-nft would
+  // also be linear for a flat chain; legacy is what "linear iptables" means).
+  const ipt = iptablesRestore(rules, d.client.ip, d.server.ip);
+  d.node.ns.exec('iptables-legacy-restore', [], { input: ipt });
+  const loaded = d.node.ns.exec('iptables-legacy', ['-S', 'FORWARD']).split('\n').filter((l) => l.startsWith('-A')).length;
+  notes.push(`(d): ${loaded} rules in the node netns FORWARD chain (iptables-legacy, policy DROP; rule 1 = conntrack RELATED,ESTABLISHED accept, then ${RULES} rules mirroring (c), the last allowing the client).`);
+
+  const b = await sluicePair('10.211.0.0/24');
+  const c = await sluicePair('10.212.0.0/24');
+  const files = [0, 1, 2, 3].map((k) => `np-${k}.yaml`);
+  const from = logLines(c.node).length;
+  const t0 = Date.now();
+  files.forEach((f, k) => c.node.writeManifest(f, policyYaml(`rules-${k}`, rules.slice(k * 2500, (k + 1) * 2500))));
+  // Each file's objects are compiled and programmed as the file is stored,
+  // so the last "policy programmed" before the last "manifest applied" is
+  // the one with all 10k rules.
+  const past = await waitApplied(c.node, files, from, 150_000);
+  const compiles = logLines(c.node)
+    .slice(from, past)
+    .filter((l) => l.msg === 'policy programmed');
+  const programmed = compiles.at(-1);
+  if (!programmed) throw new Error('no "policy programmed" after the 10k rules');
+  notes.push(
+    `(c): ${RULES} rules in 4 files programmed ${((Date.now() - t0) / 1000).toFixed(1)} s after the write: ${programmed.entries} policy entries; ` +
+      `the agent recompiled ${compiles.length}x (one per file), the last taking ${programmed.ms} ms (log "policy programmed").`,
+  );
+
+  const agentPid = (n: TestNode) => logLines(n).find((l) => l.msg === 'agent ready')?.pid;
+  const scenarios: Scenario[] = [
+    { key: 'a', name: '(a) bare veth, no eBPF', ...a, nodeNs: a.node.ns, blockedVerdict: 'refused', baseline: true, connNext: 0, conn: [], gbps: [], agentCpu: [] },
+    { key: 'b', name: '(b) Sluice, no policy', ...b, nodeNs: b.node.ns, blockedVerdict: 'refused', agentPid: agentPid(b.node), connNext: 0, conn: [], gbps: [], agentCpu: [] },
+    { key: 'c', name: `(c) Sluice, ${RULES / 1000}k rules`, ...c, nodeNs: c.node.ns, blockedVerdict: 'timeout', agentPid: agentPid(c.node), connNext: 0, conn: [], gbps: [], agentCpu: [] },
+    { key: 'd', name: `(d) bare + ${RULES / 1000}k iptables`, ...d, nodeNs: d.node.ns, blockedVerdict: 'timeout', connNext: 0, conn: [], gbps: [], agentCpu: [] },
+  ];
+  for (const s of scenarios) {
+    try {
+      await serve(s);
+      await verify(s);
+      await measureConn(s, 1000); // warm-up
+      s.agentCpu.length = 0;
+    } catch (err) {
+      s.failed = `setup: ${(err as Error).message}`.slice(0, 120);
+      log(`${s.name}: ${s.failed}`);
+    }
+  }
+  const live = () => scenarios.filter((s) => !s.failed);
+  const order = (rep: number) => (rep % 2 ? [...live()].reverse() : live());
+  for (let rep = 0; rep < REPS; rep++) {
+    for (const s of order(rep)) {
+      try {
+        s.conn.push(await measureConn(s, CONN_MS));
+        log(`conn/s rep ${rep + 1} ${s.name}: ${s.conn.at(-1)!.toFixed(0)}`);
+      } catch (err) {
+        s.failed = `conn: ${(err as Error).message}`.slice(0, 120);
+      }
+    }
+  }
+  for (let rep = 0; rep < REPS; rep++) {
+    for (const s of order(rep)) {
+      try {
+        s.gbps.push(await iperf(s.client.ns, s.server.ip, IPERF_PORT, IPERF_S));
+        log(`Gbit/s rep ${rep + 1} ${s.name}: ${s.gbps.at(-1)!.toFixed(2)}`);
+      } catch (err) {
+        s.failed = `iperf3: ${(err as Error).message}`.slice(0, 120);
+      }
+    }
+  }
+  // (c) must still enforce after the load (no conntrack shortcut, no fail-open).
+  for (const s of live()) {
+    try {
+      await verify(s);
+    } catch (err) {
+      s.failed = `after load: ${(err as Error).message}`.slice(0, 120);
+    }
+  }
+  for (const s of scenarios.filter((x) => x.agentCpu.length)) {
+    notes.push(`${s.name}: the agent used ${stats(s.agentCpu).median.toFixed(0)}% of a CPU during the conn/s runs (it consumes a flow event per new flow and enforcement point).`);
+  }
+  try {
+    await diagnose(scenarios.filter((x) => !x.failed && (x.key === 'b' || x.key === 'c')), stats(scenarios[0]!.conn).median);
+  } catch (err) {
+    notes.push(`diagnostics failed: ${(err as Error).message}`);
+  }
+
+  const base = scenarios[0]!;
+  const baseConn = stats(base.conn).median;
+  const baseGbps = stats(base.gbps).median;
+  return scenarios.map((s) => {
+    const conn = stats(s.conn);
+    const gbps = stats(s.gbps);
+    const rc = conn.median / baseConn;
+    const rg = gbps.median / baseGbps;
+    let target = '';
+    if (s.key === 'c') target = `conn ≥0.90x ${rc >= 0.9 ? '✓' : '✗'}, tput ≥0.95x ${rg >= 0.95 ? '✓' : '✗'}`;
+    if (s.key === 'd') target = '(contrast)';
+    return {
+      scenario: s.name,
+      samples: Math.min(conn.n, gbps.n),
+      results: {
+        'conn/s': conn.median.toFixed(0),
+        '± conn/s': conn.spread.toFixed(0),
+        'Gbit/s': gbps.median.toFixed(2),
+        '± Gbit/s': gbps.spread.toFixed(2),
+        target,
+      },
+      vsBaseline: s.baseline ? '' : `${ratio(conn.median, baseConn)} conn, ${ratio(gbps.median, baseGbps)} tput`,
+      baseline: s.baseline,
+      failed: s.failed,
+    };
+  });
+}
+
+// -------------------------------------------------------------- diagnostics
+
+interface ProgStats {
+  runs: number;
+  ns: number;
+}
+
+/** run_cnt and run_time_ns of the Sluice tc programs on a node's host veths. */
+function progStats(nodeNs: Netns): ProgStats {
+  const net = JSON.parse(nodeNs.exec('bpftool', ['-j', 'net', 'show'])) as Array<{ tc?: Array<{ name?: string; id?: number }> }>;
+  const ids = [...new Set(net.flatMap((n) => n.tc ?? []).filter((t) => t.name?.startsWith('sluice_') && t.id).map((t) => t.id!))];
+  if (ids.length === 0) throw new Error(`no sluice tc programs in ${nodeNs.name}`);
+  let runs = 0;
+  let ns = 0;
+  for (const id of ids) {
+    const p = JSON.parse(sh('bpftool', ['-j', 'prog', 'show', 'id', String(id)])) as { run_cnt?: number; run_time_ns?: number };
+    runs += p.run_cnt ?? 0;
+    ns += p.run_time_ns ?? 0;
+  }
+  return { runs, ns };
+}
+
+/**
+ * Where Sluice's per-connection cost goes, after the measured runs (so the
+ * stats' own overhead never touches them): the tc programs' run time per
+ * packet (kernel.bpf_stats_enabled, restored after), and conn/s with the
+ * agent stopped (SIGSTOP), i.e. with nobody consuming the flow events.
+ */
+async function diagnose(sluice: Scenario[], baseConn: number): Promise<void> {
+  const STATS = '/proc/sys/kernel/bpf_stats_enabled';
+  const previous = readFileSync(STATS, 'utf8').trim();
+  const restore = () => writeFileSync(STATS, previous);
+  cleanup.add(restore);
+  writeFileSync(STATS, '1');
+  try {
+    for (const s of sluice) {
+      const before = progStats(s.nodeNs);
+      const start = s.connNext;
+      await measureConn(s, 2000);
+      const after = progStats(s.nodeNs);
+      const runs = after.runs - before.runs;
+      notes.push(
+        `${s.name}: tc programs ${((after.ns - before.ns) / runs).toFixed(0)} ns per run, ${(runs / (s.connNext - start)).toFixed(1)} runs per connection (bpf_stats, separate 2 s run).`,
+      );
+    }
+  } finally {
+    restore();
+  }
+  // Paired: agent running / stopped, alternating, 2 s each, twice.
+  for (const s of sluice) {
+    if (!s.agentPid) continue;
+    const running: number[] = [];
+    const stopped: number[] = [];
+    for (let k = 0; k < 2; k++) {
+      running.push(await measureConn(s, 2000));
+      process.kill(s.agentPid, 'SIGSTOP');
+      try {
+        stopped.push(await measureConn(s, 2000));
+      } finally {
+        process.kill(s.agentPid, 'SIGCONT');
+      }
+      await sleep(300); // let the agent drain the ring buffer
+    }
+    const r = stats(running).median;
+    const x = stats(stopped).median;
+    notes.push(
+      `${s.name}: with the agent stopped (SIGSTOP: nobody consumes flow events) ${x.toFixed(0)} conn/s vs ${r.toFixed(0)} running ` +
+        `(${ratio(x, r)}; ${ratio(x, baseConn)} of (a)'s median), 2+2 alternating 2 s runs.`,
+    );
+  }
+  for (const s of sluice) s.agentCpu.length = 0;
+}
+
+// -------------------------------------------------------------- propagation
+
+function flipYaml(allow: boolean): string {
+  return [
+    'apiVersion: networking.k8s.io/v1',
+    'kind: NetworkPolicy',
+    'metadata:',
+    '  name: flip',
+    '  namespace: prop',
+    'spec:',
+    '  podSelector:',
+    '    matchLabels: {app: prop-server}',
+    '  policyTypes: [Ingress]',
+    '  ingress:',
+    '  - from:',
+    `    - podSelector: {matchLabels: {app: ${allow ? 'prop-client' : 'nobody'}}}`,
+    '    ports:',
+    '    - {protocol: TCP, port: 8080}',
+    '',
+  ].join('\n');
+}
+
+/**
+ * When the probe saw the new verdict for good: the first attempt after the
+ * last one (started after the write) that still saw the old verdict, once at
+ * least `settle` attempts in a row have seen the new one.
+ */
+function enforcedAt(samples: readonly ProbeSample[], since: bigint, allow: boolean, settle: number, resolvedBefore: bigint): bigint | undefined {
+  const after = samples.filter((x) => x.start >= since && x.start < resolvedBefore && x.result !== 'error').sort((p, q) => (p.start < q.start ? -1 : 1));
+  const isNew = (x: ProbeSample) => (allow ? x.result === 'ok' : x.result === 'timeout');
+  let lastOld = -1;
+  after.forEach((x, i) => {
+    if (!isNew(x)) lastOld = i;
+  });
+  const tail = after.length - lastOld - 1;
+  return tail >= settle ? after[lastOld + 1]!.start : undefined;
+}
+
+async function runPropagation(): Promise<Row[]> {
+  const setupStart = Date.now();
+  const node = new TestNode(cleanup, { podCidr: '10.213.0.0/21' });
+  await node.start();
+  const names = ['prop-client', 'prop-server', ...Array.from({ length: PROP_PODS - 2 }, (_, i) => `p${String(i).padStart(4, '0')}`)];
+  node.writeManifest('00-namespace.yaml', namespaceYaml('prop'));
+  node.writeManifest('01-pods.yaml', names.map((n, i) => podYaml('prop', n, { app: n, group: `g${i % 10}` })).join(''));
+  await waitApplied(node, ['00-namespace.yaml', '01-pods.yaml'], 0);
+
+  // Pods with distinct labels, so each is its own identity; in parallel
+  // batches, until all exist or the setup budget runs out.
+  const pods = new Map<string, Pod>();
+  const batch = 8;
+  let i = 0;
+  while (i < names.length && Date.now() - setupStart < SETUP_BUDGET_MS) {
+    const chunk = names.slice(i, i + batch);
+    i += chunk.length;
+    const results = await Promise.all(
+      chunk.map(async (name) => {
+        const ns = cleanup.netns('pp');
+        const r = await cniAsync({ command: 'ADD', containerId: `prop-${name}`, netns: ns.path, ifname: 'eth0', args: podArgs('prop', name), config: node.conf() });
+        const address = (r.json?.ips as Array<{ address: string }> | undefined)?.[0]?.address;
+        if (r.status !== 0 || !address) throw new Error(`CNI ADD ${name} failed: ${r.stdout}`);
+        return [name, { ns, ip: address.split('/')[0]! }] as const;
+      }),
+    );
+    for (const [n, p] of results) pods.set(n, p);
+  }
+  const setupS = (Date.now() - setupStart) / 1000;
+  const addMs = logLines(node)
+    .filter((l) => l.msg === 'CNI request' && (l.cni as { command?: string } | undefined)?.command === 'ADD' && typeof l.ms === 'number')
+    .map((l) => l.ms!);
+  const addP50 = (xs: number[]) => quantile([...xs].sort((x, y) => x - y), 0.5).toFixed(1);
+  notes.push(`propagation: ${pods.size} pods (distinct labels, so ${pods.size} identities) created via sluice-cni in ${setupS.toFixed(1)} s${pods.size < PROP_PODS ? ` (stopped at the ${SETUP_BUDGET_MS / 1000} s setup budget)` : ''}.`);
+  if (addMs.length >= 200) notes.push(`propagation: CNI ADD (agent side) p50 ${addP50(addMs.slice(0, 100))} ms for the first 100 pods, ${addP50(addMs.slice(-100))} ms for the last 100 (batches of ${batch} in parallel).`);
+
+  const client = pods.get('prop-client')!;
+  const server = pods.get('prop-server')!;
+  await startServer(cleanup, server.ns, 8080, 1);
+  let from = logLines(node).length;
+  node.writeManifest('10-flip.yaml', flipYaml(false));
+  from = await waitApplied(node, ['10-flip.yaml'], from);
+
+  const prober = new Prober(cleanup, client.ns, server.ip, 8080, { intervalUs: 1000, timeoutMs: 50, sportFirst: SPORT_FIRST, sportLast: SPORT_LAST });
+  const settle = 50; // ≥ 50 ms of attempts with the new verdict
+  const lat: number[] = [];
+  const agentMs: number[] = [];
+  let failed: string | undefined;
+  // Start from a settled "deny".
+  await waitFor('initial deny', () => enforcedAt(prober.samples, 0n, false, settle, process.hrtime.bigint() - 60_000_000n) !== undefined, 10_000);
+  for (let k = 0; k < FLIPS && !failed; k++) {
+    const allow = k % 2 === 0;
+    await sleep(30 + Math.random() * 30); // desynchronise from the probe's and watcher's rhythm
+    const logFrom = logLines(node).length;
+    const t = process.hrtime.bigint();
+    node.writeManifest('10-flip.yaml', flipYaml(allow));
+    try {
+      const e = await waitFor(`flip ${k} (${allow ? 'allow' : 'deny'})`, () => enforcedAt(prober.samples, t, allow, settle, process.hrtime.bigint() - 60_000_000n), 5_000);
+      lat.push(Number(e - t) / 1e6);
+      const prog = logLines(node).slice(logFrom).filter((l) => l.msg === 'policy programmed');
+      for (const p of prog) if (typeof p.ms === 'number') agentMs.push(p.ms);
+    } catch (err) {
+      failed = (err as Error).message;
+    }
+  }
+  prober.stop();
+  const probeErrors = prober.samples.filter((x) => x.result === 'error' || x.result === 'refused').length;
+  notes.push(
+    `propagation: a connect attempt every 1 ms from a client pod to the server pod (50 ms timeout = denied), ${FLIPS} edits of one NetworkPolicy file alternating allow/deny; ` +
+      `latency = write → start of the first attempt after which every attempt (≥ ${settle}) saw the new verdict; includes the standalone watcher's 20 ms debounce` +
+      `${probeErrors ? `; ${probeErrors} probe attempts errored` : ''}.`,
+  );
+
+  const row = (scenario: string, samples: number[], unit: string, withTarget: boolean): Row => {
+    const s = [...samples].sort((x, y) => x - y);
+    const p99 = quantile(s, 0.99);
+    return {
+      scenario,
+      samples: s.length,
+      results: {
+        'p50 ms': quantile(s, 0.5).toFixed(1),
+        'p99 ms': p99.toFixed(1),
+        'max ms': (s.at(-1) ?? NaN).toFixed(1),
+        target: withTarget ? `p99 <100 ms ${p99 < 100 ? '✓' : '✗'}` : '',
+      },
+      vsBaseline: unit,
+      failed: withTarget ? failed : undefined,
+    };
+  };
+  const podsLabel = pods.size >= 1000 ? `${pods.size / 1000}k` : String(pods.size);
+  return [
+    row(`propagation, edit → enforced, ${podsLabel} pods`, lat, '', true),
+    row(`agent compile+program (log ms), ${podsLabel} pods`, agentMs, '', false),
+  ];
+}
+
+// ---------------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const header = `node ${process.version}, kernel ${release()}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'})`;
+  buildNetload();
+  sweepStaleBenchNetns();
+  for (const tool of ['iperf3', 'iptables-legacy-restore']) {
+    if (!sh('sh', ['-c', `command -v ${tool} || true`]).trim()) throw new Error(`${tool} missing: make deps (APT_TEST) installs it`);
+  }
+  const rows: Row[] = [];
+  try {
+    rows.push(...(await runDatapath()));
+  } catch (err) {
+    rows.push({ scenario: 'datapath scenarios', samples: 0, results: {}, vsBaseline: '', failed: (err as Error).message.slice(0, 160) });
+  }
+  cleanup.run(); // free the datapath nodes before the propagation node
+  try {
+    rows.push(...(await runPropagation()));
+  } catch (err) {
+    rows.push({ scenario: 'propagation', samples: 0, results: {}, vsBaseline: '', failed: (err as Error).message.slice(0, 160) });
+  }
+  process.stdout.write(`${header}\n\n`);
+  process.stdout.write(
+    formatTable(
+      `Datapath: pod → pod on one node, median of ${REPS} interleaved runs (conn/s: ${CONN_MS / 1000} s, ${WORKERS} workers; iperf3: ${IPERF_S} s, 1 stream); policy propagation`,
+      rows,
+    ),
+  );
+  process.stdout.write(`\n${notes.map((n) => `- ${n}`).join('\n')}\n`);
+  process.exitCode = rows.some((r) => r.failed) ? 1 : 0;
+}
+
+try {
+  await main();
+} finally {
+  cleanup.run();
+}
