@@ -1,9 +1,10 @@
-// Sweeps leftovers of earlier crashed runs (only names with our test prefix)
-// before and after the whole suite, and makes sure bpffs is mounted (we
-// unmount it again only if we mounted it).
+// Sweeps leftovers of crashed runs (names with our test prefix whose owning
+// process is gone; a live run elsewhere on the machine is left alone) before
+// and after the whole suite, and makes sure bpffs is mounted (we unmount it
+// again only if we mounted it).
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
-import { sh, TEST_PREFIX } from './netns.js';
+import { ownerGone, sh } from './netns.js';
 
 let mountedBpffs = false;
 
@@ -20,15 +21,15 @@ function sweep(): void {
   } catch {
     names = [];
   }
-  for (const n of names) if (n.startsWith(TEST_PREFIX)) sh('ip', ['netns', 'del', n], { allowFail: true });
+  for (const n of names) if (ownerGone(n)) sh('ip', ['netns', 'del', n], { allowFail: true });
   const links = sh('ip', ['-o', 'link', 'show'], { allowFail: true });
   for (const line of links.split('\n')) {
     const m = /^\d+: ([^:@]+)/.exec(line);
-    if (m?.[1]?.startsWith(TEST_PREFIX)) sh('ip', ['link', 'del', m[1]], { allowFail: true });
+    if (m?.[1] && ownerGone(m[1])) sh('ip', ['link', 'del', m[1]], { allowFail: true });
   }
   if (!bpffsMounted()) return;
   for (const d of readdirSync('/sys/fs/bpf')) {
-    if (d.startsWith(TEST_PREFIX)) rmSync(`/sys/fs/bpf/${d}`, { recursive: true, force: true });
+    if (ownerGone(d)) rmSync(`/sys/fs/bpf/${d}`, { recursive: true, force: true });
   }
 }
 

@@ -1,7 +1,8 @@
-// Test hosts as network namespaces. Every name carries TEST_PREFIX plus the
-// worker's pid so parallel test files never collide, and global-setup sweeps
-// anything a crashed run left behind. Tests may shell out to `ip`; the product
-// may not.
+// Test hosts as network namespaces. Every name is "<prefix><owner pid in
+// base 36>-<tag><n>", so parallel processes never collide and a sweep removes
+// only what a process that is gone left behind (never a live run's: another
+// checkout's tests or a benchmark may be running on the same machine). Tests
+// may shell out to `ip`; the product may not.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
@@ -18,17 +19,27 @@ export function sh(cmd: string, args: string[], opts: { input?: string; allowFai
   }
 }
 
-/** A short unique name (≤15 chars, fits IFNAMSIZ) for a link or netns. */
-export function uniqueName(tag: string): string {
+/** A short unique name (≤15 chars, fits IFNAMSIZ) for a link, netns or pin directory. */
+export function uniqueName(tag: string, prefix = TEST_PREFIX): string {
   counter += 1;
-  return `${TEST_PREFIX}${(process.pid % 100000).toString(36)}${tag}${counter.toString(36)}`.slice(0, 15);
+  const name = `${prefix}${process.pid.toString(36)}-${tag.slice(0, 3)}${counter.toString(36)}`;
+  if (name.length > 15) throw new Error(`name ${name} does not fit IFNAMSIZ`);
+  return name;
+}
+
+/** Whether `name` (made by uniqueName with `prefix`) belongs to a process that is gone. */
+export function ownerGone(name: string, prefix = TEST_PREFIX): boolean {
+  const m = new RegExp(`^${prefix}([0-9a-z]+)-`).exec(name);
+  if (!m) return false;
+  const pid = parseInt(m[1]!, 36);
+  return pid !== process.pid && !existsSync(`/proc/${pid}`);
 }
 
 export class Netns {
   readonly name: string;
   readonly path: string;
-  constructor(tag = 'n') {
-    this.name = uniqueName(tag);
+  constructor(tag = 'n', prefix = TEST_PREFIX) {
+    this.name = uniqueName(tag, prefix);
     this.path = `/var/run/netns/${this.name}`;
     sh('ip', ['netns', 'add', this.name]);
     sh('ip', ['-n', this.name, 'link', 'set', 'lo', 'up']);
@@ -55,11 +66,15 @@ export class Netns {
 /** Collects cleanups and runs them in reverse, never stopping at a failure. */
 export class Cleanup {
   #steps: Array<() => void> = [];
+  readonly #prefix: string;
+  constructor(prefix = TEST_PREFIX) {
+    this.#prefix = prefix;
+  }
   add(step: () => void): void {
     this.#steps.push(step);
   }
   netns(tag?: string): Netns {
-    const ns = new Netns(tag);
+    const ns = new Netns(tag, this.#prefix);
     this.add(() => ns.destroy());
     return ns;
   }
