@@ -43,17 +43,18 @@ export class TestNode {
     this.socket = join(this.runDir, 'agent.sock');
     this.logFile = join(this.dir, 'agent.log');
     this.bpffs = `/sys/fs/bpf/${uniqueName('bp')}`;
+    // Registered before anything below can throw, so nothing leaks.
+    cleanup.add(() => {
+      this.kill('SIGKILL');
+      rmSync(this.bpffs, { recursive: true, force: true });
+      rmSync(this.dir, { recursive: true, force: true });
+    });
     mkdirSync(this.manifests, { recursive: true });
     if (opts.nodeIp) {
       // On lo: this kernel has no dummy driver, and a global address on lo
       // is still picked as the node's source address.
       this.ns.exec('ip', ['addr', 'add', opts.nodeIp, 'dev', 'lo']);
     }
-    cleanup.add(() => {
-      this.kill('SIGKILL');
-      rmSync(this.bpffs, { recursive: true, force: true });
-      rmSync(this.dir, { recursive: true, force: true });
-    });
   }
 
   get running(): boolean {
