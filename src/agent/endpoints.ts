@@ -102,13 +102,6 @@ export class EndpointRegistry implements EndpointsPort {
   }
 
   programmed(rec: EndpointRecord): boolean {
-    const n = native();
-    const opts = { priority: 1, handle: 1 };
-    return (
-      this.#datapath.getEndpoint(rec.hostIfindex) !== undefined &&
-      n.tcQuery(null, rec.hostIfname, 'ingress', opts) !== undefined &&
-      n.tcQuery(null, rec.hostIfname, 'egress', opts) !== undefined
-    );
+    return this.#datapath.getEndpoint(rec.hostIfindex) !== undefined && this.#datapath.attached(null, rec.hostIfname);
   }
-
 }

@@ -160,6 +160,13 @@ export class Datapath {
     n.tcAttach(netns, ifname, 'egress', this.progFd(PROG_TO_POD), opts);
   }
 
+  /** Whether both entry programs are attached to the veth (in our tc slot). */
+  attached(netns: string | null, ifname: string): boolean {
+    const n = native();
+    const opts = { priority: TC_PRIORITY, handle: TC_HANDLE };
+    return n.tcQuery(netns, ifname, 'ingress', opts) !== undefined && n.tcQuery(netns, ifname, 'egress', opts) !== undefined;
+  }
+
   detach(netns: string | null, ifname: string): void {
     const n = native();
     const opts = { priority: TC_PRIORITY, handle: TC_HANDLE };
