@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, unl
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isBpffs } from '../datapath/index.js';
 
 const PREFIX = 'sdemo';
 const NODE_NS = `${PREFIX}-node`;
@@ -85,14 +86,10 @@ async function stopAgent(signal: NodeJS.Signals): Promise<void> {
   await exited;
 }
 
-function bpffsMounted(): boolean {
-  return readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
-}
-
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the demo needs root (network namespaces, eBPF)');
   cleanups.push(() => rmSync(work, { recursive: true, force: true }));
-  if (!bpffsMounted()) {
+  if (!isBpffs('/sys/fs/bpf')) {
     run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
     cleanups.push(() => run('umount', ['/sys/fs/bpf']));
   }

@@ -3,16 +3,13 @@
 // and after the whole suite, and makes sure bpffs is mounted (we unmount it
 // again only if we mounted it).
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
+import { isBpffs } from '../../src/datapath/index.js';
 import { ownerGone, sh } from './netns.js';
 
 let mountedBpffs = false;
 
-function bpffsMounted(): boolean {
-  return readFileSync('/proc/mounts', 'utf8')
-    .split('\n')
-    .some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
-}
+const bpffsMounted = () => isBpffs('/sys/fs/bpf');
 
 function sweep(): void {
   let names: string[] = [];
