@@ -50,12 +50,17 @@ function flagsOf(p: EndpointPolicy): number {
   return (p.ingressIsolated ? endpointCodec.FLAG_INGRESS_ISOLATED : 0) | (p.egressIsolated ? endpointCodec.FLAG_EGRESS_ISOLATED : 0);
 }
 
-function encodeEntries(policyId: number, p: EndpointPolicy): Buffer[] {
+/**
+ * The endpoint's trie keys with policy_id 0, deduplicated. The keys of a
+ * generation are these with its id stamped in, so one encoding serves both
+ * the change check and the write.
+ */
+function encodeEntries(p: EndpointPolicy): Buffer[] {
   const seen = new Set<string>();
   const out: Buffer[] = [];
   for (const e of p.entries) {
     for (const k of policyCodec.encodeKeys({
-      policyId,
+      policyId: 0,
       peer: e.peer,
       direction: e.direction === 'egress' ? DIR_FROM_POD : DIR_TO_POD,
       protocol: e.protocol,
@@ -71,12 +76,12 @@ function encodeEntries(policyId: number, p: EndpointPolicy): Buffer[] {
   return out;
 }
 
-/** A generation-independent description of an endpoint's entries. */
-function signatureOf(p: EndpointPolicy): string {
-  return `${p.identity}|${flagsOf(p)}|${encodeEntries(0, p)
-    .map((b) => b.toString('hex'))
-    .sort()
-    .join(',')}`;
+function withPolicyId(keys: readonly Buffer[], policyId: number): Buffer[] {
+  return keys.map((k) => {
+    const b = Buffer.from(k);
+    b.writeUInt32LE(policyId, policyCodec.KEY_OFFSETS.policy_id);
+    return b;
+  });
 }
 
 export class PolicyWriter {
@@ -107,14 +112,18 @@ export class PolicyWriter {
       const p = compiled.endpoints.get(t.key);
       if (!p) continue;
       live.add(t.key);
-      const signature = `${t.ifindex}|${signatureOf(p)}`;
+      const generic = encodeEntries(p);
+      const signature = `${t.ifindex}|${p.identity}|${flagsOf(p)}|${generic
+        .map((b) => b.toString('hex'))
+        .sort()
+        .join(',')}`;
       const prev = this.#programmed.get(t.key);
       if (prev && prev.signature === signature) {
         report.entries += prev.keys.length;
         continue;
       }
       const policyId = this.#nextPolicyId++;
-      const keys = encodeEntries(policyId, p);
+      const keys = withPolicyId(generic, policyId);
       let endpoint: Buffer;
       try {
         if (keys.length) n.mapUpdateBatch(policyFd, Buffer.concat(keys), Buffer.concat(keys.map(() => policyCodec.encode(0))), keys.length, BPF_ANY);
