@@ -1,8 +1,8 @@
-// Structural validation of the objects a standalone directory may hold. What
-// policy-level validation exists (selectors, FQDN patterns) is applied by the
-// policy compiler; this only makes sure an object is of a kind we serve and
-// well-formed enough to be stored.
-import { parseNetworkPolicy } from '../policy/index.js';
+// Structural validation of the objects a standalone directory may hold: an
+// object is of a kind we serve and well-formed enough to be stored. Policies
+// (NetworkPolicy, FQDNPolicy) go through the policy parsers here too, so an
+// invalid one is rejected with its file, as the API server would reject it.
+import { parseFqdnPolicy, parseNetworkPolicy } from '../policy/index.js';
 import type { Kind, KubeObject } from '../store/index.js';
 
 const API_VERSIONS: Record<Kind, readonly string[]> = {
@@ -100,9 +100,10 @@ export function validateObject(raw: unknown, where: string): KubeObject {
   if (kind === 'Namespace') labels = { ...labels, 'kubernetes.io/metadata.name': name };
   const obj: KubeObject = { ...raw, apiVersion: raw.apiVersion as string, kind, metadata: { ...meta, name, ...(namespace ? { namespace } : {}), ...(labels ? { labels } : {}) } };
   if (kind === 'Pod') validatePod(obj, at);
-  if (kind === 'NetworkPolicy') {
+  if (kind === 'NetworkPolicy' || kind === 'FQDNPolicy') {
     try {
-      parseNetworkPolicy(obj as never);
+      if (kind === 'NetworkPolicy') parseNetworkPolicy(obj as never);
+      else parseFqdnPolicy(obj as never);
     } catch (err) {
       throw new ValidationError(`${where}: ${(err as Error).message}`);
     }
