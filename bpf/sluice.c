@@ -23,6 +23,8 @@
 #include "lib/ipcache.h"
 #include "lib/policy.h"
 #include "lib/conntrack.h"
+#include "lib/fqdn.h"
+#include "lib/dns.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -32,6 +34,7 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 	__u32 isolated, peer_id, cidr_id;
 	const __u8 *peer_addr;
 	__u16 dport_be;
+	__u8 reason;
 	/* Parsed first so that every drop's flow event carries addresses. */
 	int parsed = parse_packet(skb, t);
 
@@ -54,6 +57,13 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 	if (t->always_pass)
 		return SLUICE_REASON_FORWARDED;
 
+	/* DNS interception comes before conntrack and policy: an intercepting
+	 * pod's DNS is always allowed, and always through the proxy. */
+	if (direction == SLUICE_DIR_FROM_POD && (ep->flags & SLUICE_EP_F_DNS_INTERCEPT) && dns_is_query(t))
+		return dns_redirect(skb, t);
+	if (direction == SLUICE_DIR_TO_POD && dns_from_proxy(t))
+		return dns_reverse(skb, t);
+
 	if (ct_lookup(skb->ifindex, direction, t))
 		return SLUICE_REASON_FORWARDED;
 
@@ -70,8 +80,14 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 		/* ICMP carries no port: only rules without ports match it. */
 		if (t->protocol == IPPROTO_ICMP || t->protocol == IPPROTO_ICMPV6)
 			dport_be = 0;
-		if (!policy_allows(ep->policy_id, peer_id, cidr_id, direction, t->protocol, dport_be))
-			return SLUICE_DROP_POLICY_DENIED;
+		if (!policy_allows(ep->policy_id, peer_id, cidr_id, direction, t->protocol, dport_be)) {
+			/* The union with FQDN allows: same trie, the rule as peer. */
+			if (direction != SLUICE_DIR_FROM_POD || !(ep->flags & SLUICE_EP_F_FQDN))
+				return SLUICE_DROP_POLICY_DENIED;
+			reason = fqdn_verdict(ep->policy_id, t, dport_be);
+			if (reason != SLUICE_REASON_FORWARDED)
+				return reason;
+		}
 	}
 allow:
 	/* Recorded even when not isolated in this direction: the replies come

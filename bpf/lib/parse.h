@@ -21,6 +21,7 @@ struct tuple {
 	__u8 daddr[16];
 	__u16 sport_be;
 	__u16 dport_be;
+	__u16 l4_off;   /* offset of the L4 header; 0 for a non-first fragment */
 };
 
 enum parse_result {
@@ -95,7 +96,8 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct tuple *t)
 		 * rules without ports can allow it. */
 		if (ip.frag_off & bpf_htons(0x1fff))
 			return PARSE_OK;
-		return parse_l4(skb, ETH_HLEN + ip.ihl * 4, t);
+		t->l4_off = ETH_HLEN + ip.ihl * 4;
+		return parse_l4(skb, t->l4_off, t);
 	}
 	if (proto_be == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
@@ -117,6 +119,7 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct tuple *t)
 			t->protocol = ext[0];
 			off += (ext[1] + 1) * 8;
 		}
+		t->l4_off = off;
 		return parse_l4(skb, off, t);
 	}
 	return PARSE_NOT_IP;

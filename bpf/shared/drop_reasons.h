@@ -21,5 +21,7 @@
 #define SLUICE_DROP_INVALID_PACKET     137 /* truncated or malformed headers */
 #define SLUICE_DROP_INTERNAL           138 /* a should-not-happen path: fail closed */
 #define SLUICE_DROP_POLICY_FAILED      139 /* the agent could not program this endpoint's policy */
+#define SLUICE_DROP_DNS_PROXY_DOWN     140 /* intercepted DNS while the proxy does not answer: the client retries */
+#define SLUICE_DROP_DNS_NO_NAT         141 /* a reply from the DNS proxy to a query it was never sent */
 
 #endif

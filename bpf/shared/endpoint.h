@@ -7,6 +7,8 @@
 #define SLUICE_EP_F_INGRESS_ISOLATED  (1U << 1) /* a policy selects it for ingress */
 #define SLUICE_EP_F_EGRESS_ISOLATED   (1U << 2) /* a policy selects it for egress */
 #define SLUICE_EP_F_POLICY_FAILED     (1U << 3) /* its policy could not be programmed: fail closed */
+#define SLUICE_EP_F_DNS_INTERCEPT     (1U << 4) /* its DNS goes through the agent's proxy */
+#define SLUICE_EP_F_FQDN              (1U << 5) /* FQDN rules apply: consult sluice_fqdn_rules */
 
 struct sluice_endpoint_key {
 	__u32 ifindex;

@@ -19,6 +19,9 @@ export const MAP_IPCACHE = 'sluice_ipcache_v1';
 export const MAP_CIDR = 'sluice_cidr_v1';
 export const MAP_POLICY = 'sluice_policy_v1';
 export const MAP_CONNTRACK = 'sluice_ct_v1';
+export const MAP_FQDN = 'sluice_fqdn_v1';
+export const MAP_FQDN_RULES = 'sluice_fqdn_rules_v1';
+export const MAP_DNS_NAT = 'sluice_dns_nat_v1';
 
 /** tc filter slot we own on each veth; replaced in place on re-attach. */
 const TC_PRIORITY = 1;
@@ -33,6 +36,7 @@ export interface DatapathOptions {
   maxEndpoints?: number;
   maxPolicyEntries?: number;
   maxConntrack?: number;
+  maxFqdnEntries?: number;
 }
 
 export interface MetricsRow {
@@ -80,6 +84,7 @@ export class Datapath {
     if (opts.maxEndpoints !== undefined) maxEntries[MAP_ENDPOINTS] = opts.maxEndpoints;
     if (opts.maxPolicyEntries !== undefined) maxEntries[MAP_POLICY] = opts.maxPolicyEntries;
     if (opts.maxConntrack !== undefined) maxEntries[MAP_CONNTRACK] = opts.maxConntrack;
+    if (opts.maxFqdnEntries !== undefined) maxEntries[MAP_FQDN] = opts.maxFqdnEntries;
     let loaded: { progs: Record<string, number>; maps: Record<string, number> };
     try {
       loaded = native().objLoad(path, { pinRoot: opts.bpffs, maxEntries });

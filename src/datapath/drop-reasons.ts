@@ -14,6 +14,8 @@ export const DropReason = {
   INVALID_PACKET: 137,
   INTERNAL: 138,
   POLICY_FAILED: 139,
+  DNS_PROXY_DOWN: 140,
+  DNS_NO_NAT: 141,
 } as const;
 
 export type DropReasonName = keyof typeof DropReason;

@@ -16,10 +16,11 @@
 import type { CompiledPolicy, EndpointPolicy } from '../policy/index.js';
 import { native, type NativeError } from '../native/index.js';
 import * as endpointCodec from './codec/endpoint.js';
+import * as fqdnCodec from './codec/fqdn.js';
 import * as ipcacheCodec from './codec/ipcache.js';
 import * as policyCodec from './codec/policy.js';
 import type { Datapath } from './datapath.js';
-import { MAP_CIDR, MAP_ENDPOINTS, MAP_IPCACHE, MAP_POLICY } from './datapath.js';
+import { MAP_CIDR, MAP_ENDPOINTS, MAP_FQDN_RULES, MAP_IPCACHE, MAP_POLICY } from './datapath.js';
 import { DIR_FROM_POD, DIR_TO_POD } from './codec/metrics.js';
 
 const BPF_ANY = 0;
@@ -42,12 +43,19 @@ interface Programmed {
   policyId: number;
   signature: string;
   keys: Buffer[];
+  /** Whether a sluice_fqdn_rules entry was written under policyId. */
+  fqdnRules: boolean;
   endpoint: Buffer;
 }
 
 /** Flags for the endpoint entry from its compiled policy. */
 function flagsOf(p: EndpointPolicy): number {
-  return (p.ingressIsolated ? endpointCodec.FLAG_INGRESS_ISOLATED : 0) | (p.egressIsolated ? endpointCodec.FLAG_EGRESS_ISOLATED : 0);
+  return (
+    (p.ingressIsolated ? endpointCodec.FLAG_INGRESS_ISOLATED : 0) |
+    (p.egressIsolated ? endpointCodec.FLAG_EGRESS_ISOLATED : 0) |
+    (p.dnsIntercept ? endpointCodec.FLAG_DNS_INTERCEPT : 0) |
+    (p.fqdnRules.length ? endpointCodec.FLAG_FQDN : 0)
+  );
 }
 
 /**
@@ -84,6 +92,20 @@ function withPolicyId(keys: readonly Buffer[], policyId: number): Buffer[] {
   });
 }
 
+function ruleListKey(policyId: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(policyId >>> 0, 0);
+  return b;
+}
+
+function deleteQuietly(fd: number, key: Buffer): void {
+  try {
+    native().mapDelete(fd, key);
+  } catch {
+    // already gone
+  }
+}
+
 export class PolicyWriter {
   readonly #dp: Datapath;
   readonly #programmed = new Map<string, Programmed>();
@@ -105,7 +127,9 @@ export class PolicyWriter {
     const n = native();
     const policyFd = this.#dp.mapFd(MAP_POLICY);
     const report: ApplyReport = { rewritten: 0, failed: [], entries: 0 };
+    const rulesFd = this.#dp.mapFd(MAP_FQDN_RULES);
     const stale: Buffer[] = [];
+    const staleRules: number[] = [];
     const live = new Set<string>();
 
     for (const t of targets) {
@@ -113,7 +137,7 @@ export class PolicyWriter {
       if (!p) continue;
       live.add(t.key);
       const generic = encodeEntries(p);
-      const signature = `${t.ifindex}|${p.identity}|${flagsOf(p)}|${generic
+      const signature = `${t.ifindex}|${p.identity}|${flagsOf(p)}|${p.fqdnRules.join(',')}|${generic
         .map((b) => b.toString('hex'))
         .sort()
         .join(',')}`;
@@ -125,31 +149,43 @@ export class PolicyWriter {
       const policyId = this.#nextPolicyId++;
       const keys = withPolicyId(generic, policyId);
       let endpoint: Buffer;
+      let fqdnRules = false;
       try {
         if (keys.length) n.mapUpdateBatch(policyFd, Buffer.concat(keys), Buffer.concat(keys.map(() => policyCodec.encode(0))), keys.length, BPF_ANY);
+        if (p.fqdnRules.length) {
+          fqdnRules = true;
+          n.mapUpdate(rulesFd, ruleListKey(policyId), fqdnCodec.encodeRules(p.fqdnRules), BPF_ANY);
+        }
         endpoint = endpointCodec.encode({ identity: p.identity, flags: flagsOf(p), policyId });
       } catch (err) {
         // Roll back what made it in; the endpoint drops everything.
         if (keys.length) n.mapDeleteBatch(policyFd, Buffer.concat(keys), keys.length);
+        if (fqdnRules) deleteQuietly(rulesFd, ruleListKey(policyId));
+        fqdnRules = false;
         endpoint = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0 });
         report.failed.push({ key: t.key, error: `${(err as NativeError).code ?? ''} ${(err as Error).message}`.trim() });
         keys.length = 0;
       }
       n.mapUpdate(this.#dp.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(t.ifindex), endpoint, BPF_ANY);
-      if (prev) stale.push(...prev.keys);
-      this.#programmed.set(t.key, { policyId, signature, keys, endpoint });
+      if (prev) {
+        stale.push(...prev.keys);
+        if (prev.fqdnRules) staleRules.push(prev.policyId);
+      }
+      this.#programmed.set(t.key, { policyId, signature, keys, fqdnRules, endpoint });
       report.rewritten++;
       report.entries += keys.length;
     }
     for (const [key, prev] of this.#programmed) {
       if (live.has(key)) continue;
       stale.push(...prev.keys);
+      if (prev.fqdnRules) staleRules.push(prev.policyId);
       this.#programmed.delete(key);
     }
 
     this.#syncIpcache(compiled.ipcache);
     this.#syncCidrs(compiled.cidrs);
     if (stale.length) n.mapDeleteBatch(policyFd, Buffer.concat(stale), stale.length);
+    for (const id of staleRules) deleteQuietly(rulesFd, ruleListKey(id));
     return report;
   }
 
@@ -171,7 +207,13 @@ export class PolicyWriter {
       if (!inUse.has(policyCodec.decodeKey(k).policyId)) dead.push(k);
     }
     if (dead.length) n.mapDeleteBatch(fd, Buffer.concat(dead), dead.length);
-    return dead.length;
+    const rulesFd = this.#dp.mapFd(MAP_FQDN_RULES);
+    const deadLists: Buffer[] = [];
+    for (let k = n.mapGetNextKey(rulesFd, null, 4); k; k = n.mapGetNextKey(rulesFd, k, 4)) {
+      if (!inUse.has(k.readUInt32LE(0))) deadLists.push(k);
+    }
+    for (const k of deadLists) deleteQuietly(rulesFd, k);
+    return dead.length + deadLists.length;
   }
 
   #syncIpcache(want: ReadonlyMap<string, number>): void {

@@ -16,7 +16,8 @@
 //   allows, so the union is just the set of entries.
 import { isIP } from 'node:net';
 import { parseCidr } from '../ipam/cidr.js';
-import { CIDR_ID_MAX, CIDR_ID_MIN, ID_ANY, ID_HOST, IdentityAllocator, POD_ID_MAX, POD_ID_MIN } from './identity.js';
+import type { DnsMode, FqdnPolicy, NameSelector } from './fqdn.js';
+import { CIDR_ID_MAX, CIDR_ID_MIN, FQDN_ID_MAX, FQDN_ID_MIN, ID_ANY, ID_HOST, IdentityAllocator, POD_ID_MAX, POD_ID_MIN } from './identity.js';
 import type { NetworkPolicy, Peer, PortSpec, Protocol } from './netpol.js';
 import { matches, type Labels } from './selector.js';
 
@@ -46,13 +47,19 @@ export interface PolicyInput {
   endpoints: readonly EndpointInput[];
   remotePods?: readonly Omit<EndpointInput, 'key'>[];
   policies: readonly NetworkPolicy[];
+  /** FQDNPolicies: egress to names learned by the DNS proxy. */
+  fqdnPolicies?: readonly FqdnPolicy[];
+  /** --dns-intercept all: every endpoint's DNS goes through the proxy, not only FQDN-selected ones. */
+  dnsInterceptAll?: boolean;
   /** This node's own addresses: traffic from them to local pods is always allowed. */
   nodeIps: readonly string[];
 }
 
 export interface RuleRef {
-  /** "namespace/name" of the NetworkPolicy. */
+  /** "namespace/name" of the policy. */
   policy: string;
+  /** Absent for NetworkPolicy. */
+  kind?: 'FQDNPolicy';
   direction: 'ingress' | 'egress';
   /** Index of the rule in spec.ingress/spec.egress. */
   rule: number;
@@ -73,9 +80,28 @@ export interface EndpointPolicy {
   identity: number;
   ingressIsolated: boolean;
   egressIsolated: boolean;
-  /** Policies selecting this endpoint, "namespace/name". */
+  /** Policies selecting this endpoint, "namespace/name" (FQDNPolicies as "FQDNPolicy namespace/name"). */
   selectedBy: string[];
   entries: PolicyEntry[];
+  /** FQDN rule identities that apply to this endpoint's egress (at most MAX_FQDN_RULES). */
+  fqdnRules: number[];
+  /** Its DNS goes through the proxy. */
+  dnsIntercept: boolean;
+  /**
+   * Which names it may look up: AllowAll unless every FQDNPolicy selecting it
+   * says MatchedOnly (then only names some rule of theirs matches).
+   * Policies only ever add what is allowed, DNS included.
+   */
+  dns: DnsMode;
+}
+
+/** FQDN rules one endpoint can carry (bpf/shared/fqdn.h SLUICE_FQDN_MAX_RULES). */
+export const MAX_FQDN_RULES = 16;
+
+export interface FqdnRuleInfo {
+  id: number;
+  ref: RuleRef;
+  selectors: NameSelector[];
 }
 
 export interface IdentityInfo {
@@ -92,17 +118,29 @@ export interface CompiledPolicy {
   /** Normalized prefix ("10.0.0.0/8") → CIDR identity. */
   cidrs: Map<string, number>;
   endpoints: Map<string, EndpointPolicy>;
+  /** Every FQDN rule, by identity: what the DNS proxy learns for. */
+  fqdnRules: Map<number, FqdnRuleInfo>;
+  /** Endpoints over MAX_FQDN_RULES: their extra rules are not applied (deny). */
+  warnings: string[];
 }
 
 export interface Allocators {
   pods: IdentityAllocator;
   cidrs: IdentityAllocator;
+  fqdnRules: IdentityAllocator;
 }
 
-export function newAllocators(seed?: { pods?: Array<[string, number]>; cidrs?: Array<[string, number]> }): Allocators {
+export interface AllocatorSeed {
+  pods?: Array<[string, number]>;
+  cidrs?: Array<[string, number]>;
+  fqdnRules?: Array<[string, number]>;
+}
+
+export function newAllocators(seed?: AllocatorSeed): Allocators {
   return {
     pods: new IdentityAllocator(POD_ID_MIN, POD_ID_MAX, seed?.pods),
     cidrs: new IdentityAllocator(CIDR_ID_MIN, CIDR_ID_MAX, seed?.cidrs),
+    fqdnRules: new IdentityAllocator(FQDN_ID_MIN, FQDN_ID_MAX, seed?.fqdnRules),
   };
 }
 
@@ -197,9 +235,28 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators())
     return out;
   };
 
+  // One identity per FQDN rule: the peer of its policy entries and the key
+  // of the addresses learned for it.
+  const fqdnRules = new Map<number, FqdnRuleInfo>();
+  const fqdnIds = new Map<FqdnPolicy, number[]>();
+  const liveRules = new Set<string>();
+  for (const pol of input.fqdnPolicies ?? []) {
+    const ids = pol.egress.map((rule, index) => {
+      const key = `${pol.namespace}/${pol.name}#${index}`;
+      liveRules.add(key);
+      const id = alloc.fqdnRules.get(key);
+      fqdnRules.set(id, { id, ref: { policy: `${pol.namespace}/${pol.name}`, kind: 'FQDNPolicy', direction: 'egress', rule: index }, selectors: rule.selectors });
+      return id;
+    });
+    fqdnIds.set(pol, ids);
+  }
+  alloc.fqdnRules.retain(liveRules);
+  const warnings: string[] = [];
+
   const endpoints = new Map<string, EndpointPolicy>();
   for (const ep of input.endpoints) {
     const selecting = input.policies.filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
+    const fqdnSelecting = (input.fqdnPolicies ?? []).filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
     const entries: PolicyEntry[] = [];
     for (const pol of selecting) {
       for (const direction of ['ingress', 'egress'] as const) {
@@ -238,15 +295,37 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators())
         });
       }
     }
+    const epFqdnRules: number[] = [];
+    for (const pol of fqdnSelecting) {
+      pol.egress.forEach((rule, index) => {
+        const id = fqdnIds.get(pol)![index]!;
+        const ref = fqdnRules.get(id)!.ref;
+        if (epFqdnRules.length >= MAX_FQDN_RULES) {
+          warnings.push(`${ep.namespace}/${ep.name}: more than ${MAX_FQDN_RULES} FQDN rules select it; ${ref.policy} rule ${index} is not applied`);
+          return;
+        }
+        epFqdnRules.push(id);
+        if (!rule.ports) {
+          entries.push({ direction: 'egress', peer: id, protocol: PROTO_ANY, portMin: 0, portMax: 65535, ref });
+          return;
+        }
+        for (const p of rule.ports) {
+          entries.push({ direction: 'egress', peer: id, protocol: PROTO_NUMBERS[p.protocol], portMin: p.port, portMax: p.endPort ?? p.port, ref });
+        }
+      });
+    }
     endpoints.set(ep.key, {
       identity: endpointIds.get(ep.key)!,
       ingressIsolated: selecting.some((p) => p.types.ingress),
-      egressIsolated: selecting.some((p) => p.types.egress),
-      selectedBy: selecting.map((p) => `${p.namespace}/${p.name}`),
+      egressIsolated: selecting.some((p) => p.types.egress) || fqdnSelecting.length > 0,
+      selectedBy: [...selecting.map((p) => `${p.namespace}/${p.name}`), ...fqdnSelecting.map((p) => `FQDNPolicy ${p.namespace}/${p.name}`)],
       entries: dedupe(entries),
+      fqdnRules: epFqdnRules,
+      dnsIntercept: fqdnSelecting.length > 0 || input.dnsInterceptAll === true,
+      dns: fqdnSelecting.length > 0 && fqdnSelecting.every((p) => p.dns === 'MatchedOnly') ? 'MatchedOnly' : 'AllowAll',
     });
   }
-  return { identities, ipcache, cidrs, endpoints };
+  return { identities, ipcache, cidrs, endpoints, fqdnRules, warnings };
 }
 
 function emitPort(

@@ -9,6 +9,9 @@ export const POD_ID_MIN = 256;
 export const POD_ID_MAX = 0x00ff_ffff;
 export const CIDR_ID_MIN = 0x0100_0000;
 export const CIDR_ID_MAX = 0x7fff_ffff;
+/** FQDNPolicy rules: the peer in their policy entries, the key of their learned addresses. */
+export const FQDN_ID_MIN = 0x8000_0000;
+export const FQDN_ID_MAX = 0x8fff_ffff;
 
 export class IdentityAllocator {
   readonly #byKey = new Map<string, number>();

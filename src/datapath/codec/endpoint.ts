@@ -10,6 +10,8 @@ export const FLAG_DROP_ALL = 1 << 0;
 export const FLAG_INGRESS_ISOLATED = 1 << 1;
 export const FLAG_EGRESS_ISOLATED = 1 << 2;
 export const FLAG_POLICY_FAILED = 1 << 3;
+export const FLAG_DNS_INTERCEPT = 1 << 4;
+export const FLAG_FQDN = 1 << 5;
 
 export interface Endpoint {
   identity: number;

@@ -2,8 +2,10 @@
 // bpf/shared/. The layout test walks this list, so a new codec is checked as
 // soon as it is listed here.
 import * as conntrack from './conntrack.js';
+import * as dns from './dns.js';
 import * as endpoint from './endpoint.js';
 import * as flowEvent from './flow-event.js';
+import * as fqdn from './fqdn.js';
 import * as ipcache from './ipcache.js';
 import * as metrics from './metrics.js';
 import * as policy from './policy.js';
@@ -28,6 +30,11 @@ export const SHARED_STRUCTS: readonly StructLayout[] = [
   { cName: 'sluice_policy_value', header: 'policy.h', size: policy.SIZE, offsets: policy.OFFSETS },
   { cName: 'sluice_ct_key', header: 'conntrack.h', size: conntrack.KEY_SIZE, offsets: conntrack.KEY_OFFSETS },
   { cName: 'sluice_ct_value', header: 'conntrack.h', size: conntrack.SIZE, offsets: conntrack.OFFSETS },
+  { cName: 'sluice_fqdn_key', header: 'fqdn.h', size: fqdn.KEY_SIZE, offsets: fqdn.KEY_OFFSETS },
+  { cName: 'sluice_fqdn_value', header: 'fqdn.h', size: fqdn.SIZE, offsets: fqdn.OFFSETS },
+  { cName: 'sluice_fqdn_rules', header: 'fqdn.h', size: fqdn.RULES_SIZE, offsets: fqdn.RULES_OFFSETS },
+  { cName: 'sluice_dns_nat_key', header: 'dns.h', size: dns.NAT_KEY_SIZE, offsets: dns.NAT_KEY_OFFSETS },
+  { cName: 'sluice_dns_nat_value', header: 'dns.h', size: dns.NAT_SIZE, offsets: dns.NAT_OFFSETS },
 ];
 
-export { conntrack, endpoint, flowEvent, ipcache, metrics, policy };
+export { conntrack, dns, endpoint, flowEvent, fqdn, ipcache, metrics, policy };

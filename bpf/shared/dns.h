@@ -1,0 +1,39 @@
+/* Transparent DNS interception. DNS (UDP and TCP port 53, any destination)
+ * from an intercepting endpoint is rewritten to the agent's proxy on the
+ * node; the original destination is remembered per client socket, so the
+ * proxy knows which server the pod asked, and the proxy's replies are
+ * rewritten back to come from that server.
+ *
+ * The proxy's addresses live on the node's loopback device and never leave
+ * it: 169.254.0.0/16 is link-local, fd5c:1ce::/64 unique-local. Mirrored in
+ * src/dns/constants.ts (a test compares). */
+#ifndef SLUICE_SHARED_DNS_H
+#define SLUICE_SHARED_DNS_H
+#include "types.h"
+
+#define SLUICE_DNS_PORT        53
+#define SLUICE_DNS_PROXY_PORT  9953
+#define SLUICE_DNS_PROXY_V4    "169.254.20.53"
+#define SLUICE_DNS_PROXY_V6    "fd5c:1ce::53"
+/* The same addresses as bytes, in network order. */
+#define SLUICE_DNS_PROXY_V4_BYTES 169, 254, 20, 53
+#define SLUICE_DNS_PROXY_V6_BYTES 0xfd, 0x5c, 0x01, 0xce, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53
+
+/* The client's side of an intercepted DNS flow. */
+struct sluice_dns_nat_key {
+	__u8 family;
+	__u8 protocol;   /* IPPROTO_UDP or IPPROTO_TCP */
+	__u16 port_be;   /* the pod's source port */
+	__u8 addr[16];   /* the pod's source address */
+};
+
+struct sluice_dns_nat_value {
+	__u8 daddr[16];  /* where the pod sent it */
+	__u16 dport_be;
+	__u16 pad;       /* must be zero */
+	__u32 ifindex;   /* the pod's host-side veth: who asked */
+};
+
+_Static_assert(sizeof(struct sluice_dns_nat_key) == 20, "sluice_dns_nat_key layout");
+_Static_assert(sizeof(struct sluice_dns_nat_value) == 24, "sluice_dns_nat_value layout");
+#endif

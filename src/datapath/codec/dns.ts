@@ -1,0 +1,36 @@
+// Mirror of bpf/shared/dns.h (sluice_dns_nat_key, sluice_dns_nat_value).
+import { isIPv4 } from 'node:net';
+import { formatAddress, parseAddressInto } from './address.js';
+
+export const NAT_KEY_SIZE = 20;
+export const NAT_KEY_OFFSETS = { family: 0, protocol: 1, port_be: 2, addr: 4 } as const;
+
+export const NAT_SIZE = 24;
+export const NAT_OFFSETS = { daddr: 0, dport_be: 16, pad: 18, ifindex: 20 } as const;
+
+export interface NatEntry {
+  /** Where the pod sent the query. */
+  daddr: string;
+  dport: number;
+  /** The pod's host-side veth. */
+  ifindex: number;
+}
+
+/** The client side of an intercepted flow: the pod's address and source port. */
+export function encodeNatKey(protocol: number, ip: string, port: number): Buffer {
+  const buf = Buffer.alloc(NAT_KEY_SIZE);
+  const family = isIPv4(ip) ? 4 : 6;
+  buf.writeUInt8(family, NAT_KEY_OFFSETS.family);
+  buf.writeUInt8(protocol, NAT_KEY_OFFSETS.protocol);
+  buf.writeUInt16BE(port, NAT_KEY_OFFSETS.port_be);
+  parseAddressInto(family, ip, buf, NAT_KEY_OFFSETS.addr);
+  return buf;
+}
+
+export function decodeNat(buf: Buffer, family: 4 | 6): NatEntry {
+  return {
+    daddr: formatAddress(family, buf, NAT_OFFSETS.daddr),
+    dport: buf.readUInt16BE(NAT_OFFSETS.dport_be),
+    ifindex: buf.readUInt32LE(NAT_OFFSETS.ifindex),
+  };
+}

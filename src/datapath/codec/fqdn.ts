@@ -1,0 +1,51 @@
+// Mirror of bpf/shared/fqdn.h (sluice_fqdn_key, sluice_fqdn_value, sluice_fqdn_rules).
+import { isIPv4 } from 'node:net';
+import { formatAddress, parseAddressInto } from './address.js';
+
+export const MAX_RULES = 16;
+
+export const KEY_SIZE = 24;
+export const KEY_OFFSETS = { rule: 0, family: 4, pad: 5, addr: 8 } as const;
+
+export const SIZE = 8;
+export const OFFSETS = { expires_ns: 0 } as const;
+
+export const RULES_SIZE = 68;
+export const RULES_OFFSETS = { count: 0, rules: 4 } as const;
+
+export function encodeKey(rule: number, ip: string): Buffer {
+  const buf = Buffer.alloc(KEY_SIZE);
+  const family = isIPv4(ip) ? 4 : 6;
+  buf.writeUInt32LE(rule >>> 0, KEY_OFFSETS.rule);
+  buf.writeUInt8(family, KEY_OFFSETS.family);
+  parseAddressInto(family, ip, buf, KEY_OFFSETS.addr);
+  return buf;
+}
+
+export function decodeKey(buf: Buffer): { rule: number; ip: string } {
+  return { rule: buf.readUInt32LE(KEY_OFFSETS.rule), ip: formatAddress(buf.readUInt8(KEY_OFFSETS.family), buf, KEY_OFFSETS.addr) };
+}
+
+/** `expiresNs`: CLOCK_MONOTONIC nanoseconds, as bpf_ktime_get_ns() and process.hrtime.bigint() count. */
+export function encode(expiresNs: bigint): Buffer {
+  const buf = Buffer.alloc(SIZE);
+  buf.writeBigUInt64LE(expiresNs, OFFSETS.expires_ns);
+  return buf;
+}
+
+export function decode(buf: Buffer): bigint {
+  return buf.readBigUInt64LE(OFFSETS.expires_ns);
+}
+
+export function encodeRules(rules: readonly number[]): Buffer {
+  if (rules.length > MAX_RULES) throw new RangeError(`at most ${MAX_RULES} FQDN rules per endpoint`);
+  const buf = Buffer.alloc(RULES_SIZE);
+  buf.writeUInt32LE(rules.length, RULES_OFFSETS.count);
+  rules.forEach((r, i) => buf.writeUInt32LE(r >>> 0, RULES_OFFSETS.rules + 4 * i));
+  return buf;
+}
+
+export function decodeRules(buf: Buffer): number[] {
+  const n = Math.min(buf.readUInt32LE(RULES_OFFSETS.count), MAX_RULES);
+  return Array.from({ length: n }, (_, i) => buf.readUInt32LE(RULES_OFFSETS.rules + 4 * i));
+}
