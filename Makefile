@@ -12,7 +12,7 @@ VERSION := $(shell $(NODE) -p "require('./package.json').version")
 
 # Debian packages: build toolchain, then what the tests and demo drive.
 APT_BUILD := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev g++ make pkg-config
-APT_TEST  := python3 iproute2 iputils-ping util-linux containernetworking-plugins iperf3 iptables containerd runc busybox-static
+APT_TEST  := python3 iproute2 iputils-ping util-linux containernetworking-plugins iperf3 iptables containerd runc busybox-static nsd unbound dnsmasq-base dnsperf bind9-dnsutils
 APT_PACKAGES := $(APT_BUILD) $(APT_TEST)
 
 TS_SOURCES  := $(shell find src -name '*.ts' ! -name '*.test.ts' 2>/dev/null)

@@ -29,8 +29,9 @@ import { StandaloneSource } from '../standalone/index.js';
 import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
-import { PolicyEngine } from './policy-engine.js';
+import { endpointKey, PolicyEngine } from './policy-engine.js';
 import { FlowLog } from '../observe/index.js';
+import { FqdnService } from './fqdn.js';
 import { AttachmentLocks } from './lock.js';
 import { listen } from './server.js';
 
@@ -43,6 +44,13 @@ export interface AgentConfig {
   bpffs: string;
   maxEndpoints: number;
   maxPolicyEntries: number;
+  maxFqdnEntries: number;
+  fqdnMinTtlMs: number;
+  fqdnGraceMs: number;
+  fqdnMaxIpsPerName: number;
+  dnsIntercept: 'selected' | 'all';
+  dnsTrusted: string[];
+  dnsUntrusted: 'refuse' | 'redirect';
 }
 
 function podName(rec: EndpointRecord): string {
@@ -87,6 +95,7 @@ export class Agent {
   #ipam!: Ipam;
   #endpoints!: EndpointRegistry;
   #policy!: PolicyEngine;
+  #fqdn!: FqdnService;
   #handlers!: Record<CniCommand, Handler>;
   readonly #locks = new AttachmentLocks();
   readonly #store = new ObjectStore();
@@ -113,10 +122,33 @@ export class Agent {
     n.sysctlWrite(null, 'net/ipv4/ip_forward', '1');
     if (cfg.podCidrs.some((c) => c.includes(':'))) n.sysctlWrite(null, 'net/ipv6/conf/all/forwarding', '1');
 
-    this.#datapath = Datapath.open({ bpffs: cfg.bpffs, maxEndpoints: cfg.maxEndpoints, maxPolicyEntries: cfg.maxPolicyEntries });
+    this.#datapath = Datapath.open({ bpffs: cfg.bpffs, maxEndpoints: cfg.maxEndpoints, maxPolicyEntries: cfg.maxPolicyEntries, maxFqdnEntries: cfg.maxFqdnEntries });
     this.#ipam = new Ipam(cfg.stateDir, cfg.podCidrs);
     this.#endpoints = new EndpointRegistry(cfg.stateDir, this.#datapath, this.#root.child({ subsystem: 'endpoints' }));
-    this.#policy = new PolicyEngine(this.#store, () => this.#endpoints.list(), this.#datapath, cfg.stateDir, this.#root.child({ subsystem: 'policy' }));
+    // Learned FQDN mappings are restored before the first compile, so the
+    // first sync re-derives exactly what the pinned map already allows.
+    this.#fqdn = new FqdnService(
+      this.#datapath,
+      {
+        stateDir: cfg.stateDir,
+        minTtlMs: cfg.fqdnMinTtlMs,
+        graceMs: cfg.fqdnGraceMs,
+        maxIpsPerName: cfg.fqdnMaxIpsPerName,
+        maxNames: 100_000,
+        trusted: cfg.dnsTrusted,
+        untrusted: cfg.dnsUntrusted,
+        ipv6: true,
+      },
+      this.#root.child({ subsystem: 'fqdn' }),
+    );
+    this.#policy = new PolicyEngine(this.#store, () => this.#endpoints.list(), this.#datapath, cfg.stateDir, this.#root.child({ subsystem: 'policy' }), {
+      dnsInterceptAll: cfg.dnsIntercept === 'all',
+      onCompiled: (compiled, records) =>
+        this.#fqdn.setPolicy(
+          compiled,
+          records.map((r) => ({ key: endpointKey(r), ifindex: r.hostIfindex, pod: podName(r) })),
+        ),
+    });
     const ipam = this.#ipam;
     const deps: CniDeps = {
       netlink: n,
@@ -143,6 +175,7 @@ export class Agent {
       await this.#source.start();
     }
     await this.#reconcile();
+    await this.#fqdn.start();
     this.#endpoints.onChange(() => this.#policy.sync());
     this.#store.onChange(() => this.#policy.sync());
     await this.#applyQueuedDels();
@@ -154,7 +187,8 @@ export class Agent {
       nameOfAddress: (ip) => {
         const rec = this.#endpoints.list().find((r) => r.ips.some((c) => c.split('/')[0] === ip));
         if (rec) return podName(rec);
-        return this.#policy.compiled?.ipcache.get(ip) === 1 ? 'node' : '';
+        if (this.#policy.compiled?.ipcache.get(ip) === 1) return 'node';
+        return this.#fqdn.namesOf(ip).join(',');
       },
     });
     this.#flows.start();
@@ -263,7 +297,18 @@ export class Agent {
           endpoints: this.#endpoints.list().length,
           allocations: this.#ipam.list().length,
           manifests: this.#source?.status() ?? [],
+          policies: this.#policy.conditions(),
+          fqdn: this.#fqdn.status(),
         };
+      case 'policies':
+        return this.#policy.conditions();
+      case 'fqdn': {
+        const pod = req.params?.pod;
+        if (pod === undefined) return this.#fqdn.list();
+        const rec = this.#endpoints.list().find((r) => podName(r) === pod);
+        if (!rec) throw Object.assign(new Error(`no endpoint for pod ${String(pod)} on this node`), { code: 'SLUICE_API_NOT_FOUND' });
+        return this.#fqdn.list({ rules: this.#policy.compiled?.endpoints.get(endpointKey(rec))?.fqdnRules ?? [] });
+      }
       case 'flows': {
         const p = req.params ?? {};
         return this.#flows?.query({
@@ -296,6 +341,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.#source?.stop();
     this.#flows?.stop();
+    await this.#fqdn?.stop();
     await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
     this.#datapath?.close();
   }

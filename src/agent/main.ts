@@ -1,5 +1,7 @@
 // `sluice agent` entry: flags → config → Agent.
-import { formatFlags, parseArgs, UsageError } from '../cli/args.js';
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { formatFlags, parseArgs, parseDurationMs, UsageError } from '../cli/args.js';
 import { initLogger } from '../log/index.js';
 import { Agent, type AgentConfig } from './agent.js';
 import { AGENT_FLAGS } from './flags.js';
@@ -21,6 +23,18 @@ ${formatFlags(AGENT_FLAGS)}
 // workers let concurrent DELs overlap. Read by libuv at the pool's first use.
 const THREADPOOL_SIZE = '16';
 
+/** Standalone default for --dns-trusted: the node's own resolvers. */
+function resolvConfNameservers(): string[] {
+  try {
+    return readFileSync('/etc/resolv.conf', 'utf8')
+      .split('\n')
+      .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1] ?? '')
+      .filter((ip) => isIP(ip));
+  } catch {
+    return [];
+  }
+}
+
 export async function runAgent(argv: string[]): Promise<number> {
   process.env.UV_THREADPOOL_SIZE ??= THREADPOOL_SIZE;
   const { flags, positional } = parseArgs(argv, AGENT_FLAGS);
@@ -35,6 +49,21 @@ export async function runAgent(argv: string[]): Promise<number> {
     if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${flag} must be a positive integer`);
     return v;
   };
+  const log = initLogger(flags['log-level']!);
+  const duration = (flag: string): number => {
+    try {
+      return parseDurationMs(flags[flag]!);
+    } catch (err) {
+      throw new UsageError(`--${flag}: ${(err as Error).message}`);
+    }
+  };
+  const oneOf = <T extends string>(flag: string, values: readonly T[]): T => {
+    const v = flags[flag] as T;
+    if (!values.includes(v)) throw new UsageError(`--${flag} must be ${values.join(' or ')}, not ${JSON.stringify(v)}`);
+    return v;
+  };
+  const trusted = flags['dns-trusted'] ? flags['dns-trusted'].split(',').map((s) => s.trim()).filter(Boolean) : resolvConfNameservers();
+  for (const ip of trusted) if (!isIP(ip)) throw new UsageError(`--dns-trusted: ${JSON.stringify(ip)} is not an IP address`);
   const cfg: AgentConfig = {
     nodeName: flags['node-name'] ?? '',
     standalone: flags.standalone,
@@ -44,8 +73,15 @@ export async function runAgent(argv: string[]): Promise<number> {
     bpffs: flags.bpffs!,
     maxEndpoints: positiveInt('max-endpoints'),
     maxPolicyEntries: positiveInt('max-policy-entries'),
+    maxFqdnEntries: positiveInt('max-fqdn-entries'),
+    fqdnMinTtlMs: duration('fqdn-min-ttl'),
+    fqdnGraceMs: duration('fqdn-grace'),
+    fqdnMaxIpsPerName: positiveInt('fqdn-max-ips-per-name'),
+    dnsIntercept: oneOf('dns-intercept', ['selected', 'all'] as const),
+    dnsTrusted: trusted,
+    dnsUntrusted: oneOf('dns-untrusted', ['refuse', 'redirect'] as const),
   };
-  const log = initLogger(flags['log-level']!);
+  if (!trusted.length) log.warn('no trusted DNS resolver (--dns-trusted, /etc/resolv.conf): intercepted queries are all refused');
   const agent = new Agent(cfg, log);
   try {
     await agent.start();

@@ -1,0 +1,193 @@
+// The agent's FQDN side: the DNS proxy, what it learned (cache + journal),
+// and the sluice_fqdn_v1 entries derived from both and the compiled policy.
+import { isIPv6 } from 'node:net';
+import { DatapathError, MAP_DNS_NAT, MAP_FQDN, type Datapath } from '../datapath/index.js';
+import * as dnsCodec from '../datapath/codec/dns.js';
+import * as fqdnCodec from '../datapath/codec/fqdn.js';
+import { FqdnAllows, type AllowSink } from '../dns/allows.js';
+import { FqdnCache } from '../dns/cache.js';
+import { monoMsToNs, monoNowMs, monoNsToMs } from '../dns/clock.js';
+import { PROXY_PORT, PROXY_V4, PROXY_V6 } from '../dns/constants.js';
+import { FqdnJournal } from '../dns/journal.js';
+import type { Learned } from '../dns/message.js';
+import { DnsProxy, type ClientPolicy } from '../dns/proxy.js';
+import type { Logger } from '../log/index.js';
+import { native, type NativeError } from '../native/index.js';
+import type { CompiledPolicy, RuleRef } from '../policy/index.js';
+
+const BPF_ANY = 0;
+/** An expired address stays (drops say "expired", not "never learned") this long. */
+const KEEP_EXPIRED_MS = 60_000;
+const SWEEP_MS = 1000;
+
+export interface FqdnConfig {
+  stateDir: string;
+  minTtlMs: number;
+  graceMs: number;
+  maxIpsPerName: number;
+  maxNames: number;
+  trusted: string[];
+  untrusted: 'refuse' | 'redirect';
+  /** Listen on the IPv6 proxy address too. */
+  ipv6: boolean;
+}
+
+export interface FqdnNameRow {
+  name: string;
+  ips: Array<{ ip: string; expiresInMs: number }>;
+  rules: RuleRef[];
+}
+
+class MapSink implements AllowSink {
+  readonly #fd: number;
+  constructor(dp: Datapath) {
+    this.#fd = dp.mapFd(MAP_FQDN);
+  }
+  put(rule: number, ip: string, expiresMs: number): void {
+    try {
+      native().mapUpdate(this.#fd, fqdnCodec.encodeKey(rule, ip), fqdnCodec.encode(monoMsToNs(expiresMs)), BPF_ANY);
+    } catch (err) {
+      const code = (err as NativeError).code;
+      if (code === 'E2BIG' || code === 'ENOSPC') throw new DatapathError('SLUICE_MAP_FULL', `${MAP_FQDN} is full`, { cause: err });
+      throw err;
+    }
+  }
+  delete(rule: number, ip: string): void {
+    native().mapDelete(this.#fd, fqdnCodec.encodeKey(rule, ip));
+  }
+  *dump(): Generator<{ rule: number; ip: string; expiresMs: number }> {
+    const n = native();
+    for (let k = n.mapGetNextKey(this.#fd, null, fqdnCodec.KEY_SIZE); k; k = n.mapGetNextKey(this.#fd, k, fqdnCodec.KEY_SIZE)) {
+      const v = n.mapLookup(this.#fd, k, fqdnCodec.SIZE);
+      if (v) yield { ...fqdnCodec.decodeKey(k), expiresMs: monoNsToMs(fqdnCodec.decode(v)) };
+    }
+  }
+}
+
+export class FqdnService {
+  readonly #dp: Datapath;
+  readonly #cfg: FqdnConfig;
+  readonly #log: Logger;
+  readonly cache: FqdnCache;
+  readonly #allows: FqdnAllows;
+  readonly #journal: FqdnJournal;
+  readonly #proxy: DnsProxy;
+  #clients = new Map<number, ClientPolicy>();
+  #compiled: CompiledPolicy | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(dp: Datapath, cfg: FqdnConfig, log: Logger) {
+    this.#dp = dp;
+    this.#cfg = cfg;
+    this.#log = log;
+    this.cache = new FqdnCache({ minTtlMs: cfg.minTtlMs, graceMs: cfg.graceMs, maxIpsPerName: cfg.maxIpsPerName, maxNames: cfg.maxNames });
+    const sink = new MapSink(dp);
+    this.#allows = new FqdnAllows(this.cache, sink);
+    this.#journal = new FqdnJournal(cfg.stateDir);
+    // What the pinned map holds keeps enforcing; the first resync diffs against it.
+    this.#allows.adopt(sink.dump());
+    const restored = this.#journal.restore(this.cache);
+    log.info({ names: restored.names, ips: this.cache.size.ips, skipped: restored.skipped, programmed: this.#allows.entries }, 'restored learned FQDN mappings');
+    const natFd = dp.mapFd(MAP_DNS_NAT);
+    this.#proxy = new DnsProxy(
+      {
+        nat: (protocol, ip, port) => {
+          const v = native().mapLookup(natFd, dnsCodec.encodeNatKey(protocol, ip, port), dnsCodec.NAT_SIZE);
+          return v ? dnsCodec.decodeNat(v, isIPv6(ip) ? 6 : 4) : undefined;
+        },
+        client: (ifindex) => this.#clients.get(ifindex),
+        rulesFor: (name) => this.#allows.rulesFor(name),
+        learn: (l) => this.#learn(l),
+        trusted: cfg.trusted,
+        untrusted: cfg.untrusted,
+      },
+      log.child({ component: 'dns-proxy' }),
+    );
+  }
+
+  get proxyStats(): DnsProxy['stats'] {
+    return this.#proxy.stats;
+  }
+
+  /** Adds the proxy's addresses to the node's loopback and starts serving. */
+  async start(): Promise<void> {
+    const n = native();
+    n.linkSet(null, 'lo', { up: true });
+    const addresses = [PROXY_V4, ...(this.#cfg.ipv6 ? [PROXY_V6] : [])];
+    const have = new Set(n.addrList(null, 'lo').map((a) => a.address));
+    for (const a of addresses) {
+      if (!have.has(a)) n.addrAdd(null, 'lo', `${a}/${isIPv6(a) ? 128 : 32}`, { noDad: true });
+    }
+    await this.#proxy.start(addresses, PROXY_PORT);
+    this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
+    this.#sweeper.unref();
+    this.#log.info({ addresses, port: PROXY_PORT, trusted: this.#cfg.trusted, untrusted: this.#cfg.untrusted }, 'DNS proxy listening');
+  }
+
+  async stop(): Promise<void> {
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    await this.#proxy.close();
+    this.#journal.close();
+  }
+
+  /**
+   * After every policy compile: which endpoint (by host veth) has which DNS
+   * policy, and the rules learned addresses are allowed for.
+   */
+  setPolicy(compiled: CompiledPolicy, endpoints: ReadonlyArray<{ key: string; ifindex: number; pod: string }>): void {
+    this.#compiled = compiled;
+    const clients = new Map<number, ClientPolicy>();
+    for (const ep of endpoints) {
+      const p = compiled.endpoints.get(ep.key);
+      if (p) clients.set(ep.ifindex, { pod: ep.pod, dns: p.dns, rules: p.fqdnRules });
+    }
+    this.#clients = clients;
+    if (this.#allows.setRules([...compiled.fqdnRules.values()])) {
+      const writes = this.#allows.resync();
+      if (writes) this.#log.info({ writes, entries: this.#allows.entries }, 'FQDN allows re-derived for the new rules');
+    }
+  }
+
+  #learn(l: Learned): void {
+    const now = monoNowMs();
+    const addresses = l.addresses.map((a) => ({ ip: a.ip, expiresMs: now + this.cache.lifetimeMs(a.ttl) }));
+    this.#journal.append(l.names, addresses);
+    const touched = this.cache.learnAbsolute(l.names, addresses);
+    this.#allows.update(touched);
+  }
+
+  #sweep(): void {
+    try {
+      const touched = this.cache.sweep(monoNowMs(), KEEP_EXPIRED_MS);
+      if (touched.size) this.#allows.update(touched);
+      this.#journal.maybeCompact(this.cache);
+    } catch (err) {
+      this.#log.error({ err }, 'FQDN sweep failed');
+    }
+  }
+
+  /** `sluice fqdn`: what is learned, for how long, under which rules. */
+  list(filter?: { rules?: readonly number[] }): FqdnNameRow[] {
+    const now = monoNowMs();
+    const rows: FqdnNameRow[] = [];
+    for (const e of this.cache.entries()) {
+      const ruleIds = this.#allows.rulesFor(e.name).filter((r) => !filter?.rules || filter.rules.includes(r));
+      if (filter?.rules && !ruleIds.length) continue;
+      rows.push({
+        name: e.name,
+        ips: e.ips.map((i) => ({ ip: i.ip, expiresInMs: Math.round(i.expiresMs - now) })),
+        rules: ruleIds.map((r) => this.#compiled?.fqdnRules.get(r)?.ref).filter((r): r is RuleRef => !!r),
+      });
+    }
+    return rows;
+  }
+
+  /** Names an address was learned under (flow events show them). */
+  namesOf(ip: string): string[] {
+    return this.cache.namesOf(ip).map((n) => n.name);
+  }
+
+  status(): Record<string, unknown> {
+    return { names: this.cache.size.names, ips: this.cache.size.ips, entries: this.#allows.entries, proxy: { ...this.#proxy.stats } };
+  }
+}

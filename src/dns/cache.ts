@@ -1,0 +1,127 @@
+// What the DNS proxy has learned: name → addresses, each with its own
+// lifetime (max(TTL, --fqdn-min-ttl) + --fqdn-grace from the last trusted
+// answer that contained it), at most --fqdn-max-ips-per-name per name (the
+// least recently answered goes first). Pure bookkeeping: no I/O, times in
+// monotonic milliseconds passed in by the caller.
+//
+// The cache is keyed by name, never by rule: which rules an address is
+// allowed for is derived (FqdnAllows), so a policy added or changed later
+// applies to what was already learned.
+
+export interface CacheOptions {
+  minTtlMs: number;
+  graceMs: number;
+  maxIpsPerName: number;
+  /** Names kept at most; the least recently answered name goes first. */
+  maxNames: number;
+}
+
+export interface NameEntry {
+  name: string;
+  ips: Array<{ ip: string; expiresMs: number }>;
+}
+
+export class FqdnCache {
+  readonly opts: CacheOptions;
+  /** name → (ip → expiry); both maps in least-recently-answered-first order. */
+  readonly #names = new Map<string, Map<string, number>>();
+  readonly #byIp = new Map<string, Set<string>>();
+
+  constructor(opts: CacheOptions) {
+    this.opts = opts;
+  }
+
+  get size(): { names: number; ips: number } {
+    return { names: this.#names.size, ips: this.#byIp.size };
+  }
+
+  lifetimeMs(ttlSeconds: number): number {
+    return Math.max(ttlSeconds * 1000, this.opts.minTtlMs) + this.opts.graceMs;
+  }
+
+  /**
+   * Records one trusted answer: every address for every name of the chain.
+   * Returns the addresses whose allows may have changed (learned, refreshed
+   * or evicted).
+   */
+  learn(names: readonly string[], addresses: ReadonlyArray<{ ip: string; ttl: number }>, nowMs: number): Set<string> {
+    return this.learnAbsolute(
+      names,
+      addresses.map((a) => ({ ip: a.ip, expiresMs: nowMs + this.lifetimeMs(a.ttl) })),
+    );
+  }
+
+  /** As learn, with expiries already computed (journal replay). */
+  learnAbsolute(names: readonly string[], addresses: ReadonlyArray<{ ip: string; expiresMs: number }>): Set<string> {
+    const touched = new Set<string>();
+    if (!addresses.length) return touched;
+    for (const name of names) {
+      let ips = this.#names.get(name);
+      if (ips) this.#names.delete(name);
+      else ips = new Map();
+      this.#names.set(name, ips); // most recently answered last
+      for (const { ip, expiresMs } of addresses) {
+        ips.delete(ip);
+        ips.set(ip, expiresMs);
+        this.#index(ip, name);
+        touched.add(ip);
+      }
+      while (ips.size > this.opts.maxIpsPerName) {
+        const oldest = ips.keys().next().value as string;
+        ips.delete(oldest);
+        this.#unindex(oldest, name);
+        touched.add(oldest);
+      }
+    }
+    while (this.#names.size > this.opts.maxNames) {
+      const [oldest, ips] = this.#names.entries().next().value as [string, Map<string, number>];
+      this.#names.delete(oldest);
+      for (const ip of ips.keys()) {
+        this.#unindex(ip, oldest);
+        touched.add(ip);
+      }
+    }
+    return touched;
+  }
+
+  /** Forgets addresses that expired more than `keepMs` ago; returns them. */
+  sweep(nowMs: number, keepMs: number): Set<string> {
+    const touched = new Set<string>();
+    for (const [name, ips] of this.#names) {
+      for (const [ip, exp] of ips) {
+        if (exp + keepMs > nowMs) continue;
+        ips.delete(ip);
+        this.#unindex(ip, name);
+        touched.add(ip);
+      }
+      if (!ips.size) this.#names.delete(name);
+    }
+    return touched;
+  }
+
+  /** Names that currently map to `ip`, with that mapping's expiry. */
+  namesOf(ip: string): Array<{ name: string; expiresMs: number }> {
+    return [...(this.#byIp.get(ip) ?? [])].map((name) => ({ name, expiresMs: this.#names.get(name)!.get(ip)! }));
+  }
+
+  ips(): IterableIterator<string> {
+    return this.#byIp.keys();
+  }
+
+  entries(): NameEntry[] {
+    return [...this.#names].map(([name, ips]) => ({ name, ips: [...ips].map(([ip, expiresMs]) => ({ ip, expiresMs })) }));
+  }
+
+  #index(ip: string, name: string): void {
+    let s = this.#byIp.get(ip);
+    if (!s) this.#byIp.set(ip, (s = new Set()));
+    s.add(name);
+  }
+
+  #unindex(ip: string, name: string): void {
+    const s = this.#byIp.get(ip);
+    if (!s) return;
+    s.delete(name);
+    if (!s.size) this.#byIp.delete(ip);
+  }
+}

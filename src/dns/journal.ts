@@ -1,0 +1,91 @@
+// Learned names survive agent restarts: a snapshot plus an append-only
+// journal under <state-dir>/fqdn/. Every trusted answer is appended (one
+// write) before it is released to the pod, so a SIGKILL loses nothing the
+// datapath was told; compaction rewrites the snapshot and empties the
+// journal. Expiries are stored as wall-clock time. Replay is idempotent, so
+// a crash between the snapshot and the truncation only replays twice.
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FqdnCache } from './cache.js';
+import { monoFromWall, monoNowMs, wallFromMono } from './clock.js';
+
+interface Snapshot {
+  version: 1;
+  /** In least-recently-answered-first order. */
+  names: Array<[string, Array<[string, number]>]>;
+}
+
+/** One journal line: names of a chain, [ip, wall-clock expiry] pairs. */
+type Line = [string[], Array<[string, number]>];
+
+const COMPACT_LINES = 20_000;
+
+export class FqdnJournal {
+  readonly #dir: string;
+  readonly #snapshot: string;
+  readonly #journal: string;
+  #fd = -1;
+  #lines = 0;
+
+  constructor(stateDir: string) {
+    this.#dir = join(stateDir, 'fqdn');
+    this.#snapshot = join(this.#dir, 'snapshot.json');
+    this.#journal = join(this.#dir, 'journal.jsonl');
+  }
+
+  /** Loads snapshot and journal into `cache`; returns how many records were read and skipped. */
+  restore(cache: FqdnCache): { names: number; skipped: number } {
+    mkdirSync(this.#dir, { recursive: true });
+    const clock = { mono: monoNowMs(), wall: Date.now() };
+    let skipped = 0;
+    if (existsSync(this.#snapshot)) {
+      try {
+        const snap = JSON.parse(readFileSync(this.#snapshot, 'utf8')) as Snapshot;
+        for (const [name, ips] of snap.names) cache.learnAbsolute([name], ips.map(([ip, wall]) => ({ ip, expiresMs: monoFromWall(wall, clock) })));
+      } catch {
+        skipped++;
+      }
+    }
+    if (existsSync(this.#journal)) {
+      for (const text of readFileSync(this.#journal, 'utf8').split('\n')) {
+        if (!text) continue;
+        try {
+          const [names, ips] = JSON.parse(text) as Line;
+          cache.learnAbsolute(names, ips.map(([ip, wall]) => ({ ip, expiresMs: monoFromWall(wall, clock) })));
+          this.#lines++;
+        } catch {
+          skipped++; // a torn last line after a crash
+        }
+      }
+    }
+    this.#fd = openSync(this.#journal, 'a');
+    return { names: cache.size.names, skipped };
+  }
+
+  append(names: readonly string[], addresses: ReadonlyArray<{ ip: string; expiresMs: number }>): void {
+    const clock = { mono: monoNowMs(), wall: Date.now() };
+    const line: Line = [[...names], addresses.map((a) => [a.ip, wallFromMono(a.expiresMs, clock)])];
+    writeSync(this.#fd, `${JSON.stringify(line)}\n`);
+    this.#lines++;
+  }
+
+  /** Rewrites the snapshot from `cache` and empties the journal, when it has grown. */
+  maybeCompact(cache: FqdnCache, force = false): boolean {
+    if (!force && this.#lines < COMPACT_LINES) return false;
+    const clock = { mono: monoNowMs(), wall: Date.now() };
+    const snap: Snapshot = {
+      version: 1,
+      names: cache.entries().map((e) => [e.name, e.ips.map((i) => [i.ip, wallFromMono(i.expiresMs, clock)] as [string, number])]),
+    };
+    writeFileSync(`${this.#snapshot}.tmp`, JSON.stringify(snap));
+    renameSync(`${this.#snapshot}.tmp`, this.#snapshot);
+    ftruncateSync(this.#fd, 0);
+    this.#lines = 0;
+    return true;
+  }
+
+  close(): void {
+    if (this.#fd >= 0) closeSync(this.#fd);
+    this.#fd = -1;
+  }
+}

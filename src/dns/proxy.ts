@@ -1,0 +1,391 @@
+// The transparent DNS proxy. Intercepted queries (bpf/lib/dns.h rewrote them
+// to PROXY_V4/PROXY_V6:PROXY_PORT) arrive here; the datapath's NAT entry says
+// which pod asked (its veth) and which server it asked. A query to a trusted
+// resolver is forwarded there; anything else is refused (or redirected). A
+// trusted answer is learned and programmed BEFORE it is released to the pod,
+// so the pod's first connect already finds its allow.
+//
+// Upstream answers must come from the address the query went to, carry the
+// (random) id we sent and echo the question; anything else is counted as
+// spoofed and dropped. Queries leave from a pool of sockets on kernel-chosen
+// random ports. Every packet is hostile input: a failure to parse is counted
+// and dropped, never thrown out of a handler.
+import { randomInt } from 'node:crypto';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { Logger } from '../log/index.js';
+import type { DnsMode } from '../policy/index.js';
+import {
+  errorResponse,
+  learnFrom,
+  lower,
+  MalformedError,
+  parseQuery,
+  parseResponse,
+  RCODE_REFUSED,
+  RCODE_SERVFAIL,
+  sameQuestion,
+  type Learned,
+  type ParsedQuery,
+  type Question,
+} from './message.js';
+
+const PROTO_TCP = 6;
+const PROTO_UDP = 17;
+const UPSTREAM_PORT = 53;
+const POOL_SIZE = 16;
+const UPSTREAM_TIMEOUT_MS = 5000;
+const TCP_IDLE_MS = 30_000;
+
+export interface NatInfo {
+  daddr: string;
+  ifindex: number;
+}
+
+export interface ClientPolicy {
+  /** "namespace/name", for logs. */
+  pod: string;
+  dns: DnsMode;
+  /** FQDN rule ids of this endpoint (MatchedOnly: the name must match one). */
+  rules: readonly number[];
+}
+
+export interface ProxyDeps {
+  nat(protocol: number, ip: string, port: number): NatInfo | undefined;
+  client(ifindex: number): ClientPolicy | undefined;
+  /** Rule ids matching a normalized name. */
+  rulesFor(name: string): readonly number[];
+  /** Programs what an answer teaches; throws if it cannot (the pod gets SERVFAIL). */
+  learn(learned: Learned): void;
+  trusted: readonly string[];
+  untrusted: 'refuse' | 'redirect';
+}
+
+export interface ProxyStats {
+  queries: number;
+  forwarded: number;
+  answered: number;
+  refused: number;
+  servfail: number;
+  malformed: number;
+  spoofed: number;
+  unattributed: number;
+  upstreamTimeouts: number;
+  learnedAnswers: number;
+}
+
+interface Pending {
+  deadline: number;
+  upstream: string;
+  question: Question;
+  clientId: number;
+  reply: (msg: Buffer) => void;
+}
+
+type Decision = { upstream: string } | { rcode: number; why: string };
+
+function newStats(): ProxyStats {
+  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0 };
+}
+
+/** Length-prefixed DNS messages from a TCP byte stream (RFC 1035 4.2.2). */
+class Framer {
+  #buf: Buffer = Buffer.alloc(0);
+  push(chunk: Buffer, onMessage: (msg: Buffer) => void): void {
+    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk;
+    while (this.#buf.length >= 2) {
+      const len = this.#buf.readUInt16BE(0);
+      if (this.#buf.length < 2 + len) break;
+      onMessage(Buffer.from(this.#buf.subarray(2, 2 + len)));
+      this.#buf = this.#buf.subarray(2 + len);
+    }
+  }
+}
+
+function frame(msg: Buffer): Buffer {
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(msg.length, 0);
+  return Buffer.concat([len, msg]);
+}
+
+export class DnsProxy {
+  readonly stats = newStats();
+  readonly #deps: ProxyDeps;
+  readonly #log: Logger;
+  readonly #servers: Array<dgram.Socket | net.Server> = [];
+  readonly #tcpConns = new Set<net.Socket>();
+  readonly #pools = new Map<4 | 6, dgram.Socket[]>();
+  /** `${family}:${pool index}:${id}` → pending upstream query. */
+  readonly #pending = new Map<string, Pending>();
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(deps: ProxyDeps, log: Logger) {
+    this.#deps = deps;
+    this.#log = log;
+  }
+
+  /** Listens on UDP and TCP `port` of each address. */
+  async start(addresses: readonly string[], port: number): Promise<void> {
+    for (const address of addresses) {
+      const family = net.isIPv6(address) ? 6 : 4;
+      const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true });
+      udp.on('message', (msg, rinfo) => this.#guard(() => this.#onUdpQuery(udp, msg, rinfo)));
+      udp.on('error', (err) => this.#log.error({ err }, 'DNS proxy UDP socket error'));
+      await new Promise<void>((resolve, reject) => {
+        udp.once('error', reject);
+        udp.bind({ address, port }, () => {
+          udp.off('error', reject);
+          resolve();
+        });
+      });
+      this.#servers.push(udp);
+      const tcp = net.createServer({ allowHalfOpen: false }, (c) => this.#guard(() => this.#onTcpClient(c)));
+      tcp.on('error', (err) => this.#log.error({ err }, 'DNS proxy TCP server error'));
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen({ host: address, port, exclusive: true }, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+      this.#servers.push(tcp);
+    }
+    this.#sweeper = setInterval(() => this.#expirePending(), 500);
+    this.#sweeper.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    for (const c of this.#tcpConns) c.destroy();
+    for (const s of this.#servers) {
+      if (s instanceof net.Server) await new Promise<void>((r) => s.close(() => r()));
+      else s.close();
+    }
+    for (const pool of this.#pools.values()) for (const s of pool) s.close();
+    this.#pools.clear();
+    this.#pending.clear();
+  }
+
+  /** No handler may throw: a bug is logged and counted, the proxy lives on. */
+  #guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.stats.malformed++;
+      this.#log.error({ err }, 'DNS proxy: unexpected error handling a packet');
+    }
+  }
+
+  #decide(nat: NatInfo, q: ParsedQuery): Decision {
+    const client = this.#deps.client(nat.ifindex);
+    if (!client) return { rcode: RCODE_REFUSED, why: 'unknown endpoint' };
+    if (client.dns === 'MatchedOnly') {
+      const rules = this.#deps.rulesFor(lower(q.question.name));
+      if (!rules.some((r) => client.rules.includes(r))) return { rcode: RCODE_REFUSED, why: 'name matches no rule (dns: MatchedOnly)' };
+    }
+    if (this.#deps.trusted.includes(nat.daddr)) return { upstream: nat.daddr };
+    const first = this.#deps.trusted[0];
+    if (this.#deps.untrusted === 'redirect' && first) return { upstream: first };
+    return { rcode: RCODE_REFUSED, why: `${nat.daddr} is not a trusted resolver` };
+  }
+
+  #refuse(q: ParsedQuery, d: { rcode: number; why: string }, reply: (m: Buffer) => void): void {
+    if (d.rcode === RCODE_REFUSED) this.stats.refused++;
+    else this.stats.servfail++;
+    this.#log.debug({ name: q.question.name, why: d.why }, 'DNS query refused');
+    reply(errorResponse(q, d.rcode));
+  }
+
+  // ------------------------------------------------------------------ UDP
+
+  #onUdpQuery(server: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.stats.queries++;
+    const nat = this.#deps.nat(PROTO_UDP, rinfo.address, rinfo.port);
+    if (!nat) {
+      this.stats.unattributed++;
+      return;
+    }
+    const q = this.#parseQuery(msg);
+    if (!q) return;
+    const reply = (m: Buffer): void => server.send(m, rinfo.port, rinfo.address);
+    const d = this.#decide(nat, q);
+    if ('rcode' in d) return this.#refuse(q, d, reply);
+    this.#forwardUdp(msg, q, d.upstream, reply);
+  }
+
+  #parseQuery(msg: Buffer): ParsedQuery | undefined {
+    try {
+      return parseQuery(msg);
+    } catch (err) {
+      if (!(err instanceof MalformedError)) throw err;
+      this.stats.malformed++;
+      return undefined;
+    }
+  }
+
+  #pool(family: 4 | 6): dgram.Socket[] {
+    let pool = this.#pools.get(family);
+    if (pool) return pool;
+    pool = [];
+    for (let i = 0; i < POOL_SIZE; i++) {
+      const s = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+      const index = i;
+      s.on('message', (m, r) => this.#guard(() => this.#onUdpAnswer(family, index, m, r)));
+      s.on('error', (err) => this.#log.warn({ err }, 'DNS proxy upstream socket error'));
+      s.bind(0); // a kernel-chosen (randomized) port
+      pool.push(s);
+    }
+    this.#pools.set(family, pool);
+    return pool;
+  }
+
+  #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, reply: (m: Buffer) => void): void {
+    const family = net.isIPv6(upstream) ? 6 : 4;
+    const pool = this.#pool(family);
+    const index = randomInt(pool.length);
+    let id = randomInt(65536);
+    for (let tries = 0; this.#pending.has(`${family}:${index}:${id}`); tries++) {
+      if (tries > 64) return void this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight' }, reply);
+      id = randomInt(65536);
+    }
+    const out = Buffer.from(msg);
+    out.writeUInt16BE(id, 0);
+    this.#pending.set(`${family}:${index}:${id}`, { deadline: Date.now() + UPSTREAM_TIMEOUT_MS, upstream, question: q.question, clientId: q.id, reply });
+    this.stats.forwarded++;
+    pool[index]!.send(out, UPSTREAM_PORT, upstream);
+  }
+
+  #onUdpAnswer(family: 4 | 6, index: number, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (msg.length < 12) {
+      this.stats.malformed++;
+      return;
+    }
+    const key = `${family}:${index}:${msg.readUInt16BE(0)}`;
+    const p = this.#pending.get(key);
+    if (!p || rinfo.address !== p.upstream || rinfo.port !== UPSTREAM_PORT) {
+      this.stats.spoofed++;
+      return;
+    }
+    if (!this.#release(msg, p)) return;
+    this.#pending.delete(key);
+  }
+
+  /**
+   * Checks an upstream answer against its query, learns from it and sends it
+   * to the pod. False if it is not the answer (keep waiting for the real one).
+   */
+  #release(msg: Buffer, p: Pending): boolean {
+    let res: ReturnType<typeof parseResponse>;
+    try {
+      res = parseResponse(msg);
+    } catch (err) {
+      if (!(err instanceof MalformedError)) throw err;
+      this.stats.malformed++;
+      return false;
+    }
+    if (!sameQuestion(p.question, res.question)) {
+      this.stats.spoofed++;
+      return false;
+    }
+    const learned = learnFrom(res);
+    if (learned.addresses.length) {
+      try {
+        this.#deps.learn(learned);
+        this.stats.learnedAnswers++;
+      } catch (err) {
+        this.#log.error({ err, name: p.question.name }, 'could not program what a DNS answer allows: answering SERVFAIL');
+        this.stats.servfail++;
+        p.reply(errorResponse({ id: p.clientId, flags: msg.readUInt16BE(2) & 0x7900, question: p.question }, RCODE_SERVFAIL));
+        return true;
+      }
+    }
+    msg.writeUInt16BE(p.clientId, 0);
+    this.stats.answered++;
+    p.reply(msg);
+    return true;
+  }
+
+  #expirePending(): void {
+    const now = Date.now();
+    for (const [key, p] of this.#pending) {
+      if (p.deadline > now) continue;
+      this.#pending.delete(key);
+      this.stats.upstreamTimeouts++;
+    }
+  }
+
+  // ------------------------------------------------------------------ TCP
+
+  #onTcpClient(c: net.Socket): void {
+    const nat = this.#deps.nat(PROTO_TCP, c.remoteAddress ?? '', c.remotePort ?? 0);
+    if (!nat) {
+      this.stats.unattributed++;
+      c.destroy();
+      return;
+    }
+    this.#tcpConns.add(c);
+    c.setTimeout(TCP_IDLE_MS, () => c.destroy());
+    const framer = new Framer();
+    const upstreams = new Map<string, { sock: net.Socket; pending: Map<number, Pending> }>();
+    const reply = (m: Buffer): void => void (c.writable && c.write(frame(m)));
+    c.on('data', (chunk) =>
+      this.#guard(() =>
+        framer.push(chunk, (msg) =>
+          this.#guard(() => {
+            this.stats.queries++;
+            const q = this.#parseQuery(msg);
+            if (!q) return;
+            const d = this.#decide(nat, q);
+            if ('rcode' in d) return this.#refuse(q, d, reply);
+            let up = upstreams.get(d.upstream);
+            if (!up) {
+              up = this.#tcpUpstream(d.upstream, c);
+              upstreams.set(d.upstream, up);
+            }
+            let id = randomInt(65536);
+            while (up.pending.has(id)) id = randomInt(65536);
+            const out = Buffer.from(msg);
+            out.writeUInt16BE(id, 0);
+            up.pending.set(id, { deadline: Date.now() + UPSTREAM_TIMEOUT_MS, upstream: d.upstream, question: q.question, clientId: q.id, reply });
+            this.stats.forwarded++;
+            up.sock.write(frame(out));
+          }),
+        ),
+      ),
+    );
+    const done = (): void => {
+      this.#tcpConns.delete(c);
+      for (const up of upstreams.values()) up.sock.destroy();
+    };
+    c.on('close', done);
+    c.on('error', () => c.destroy());
+  }
+
+  #tcpUpstream(upstream: string, client: net.Socket): { sock: net.Socket; pending: Map<number, Pending> } {
+    const pending = new Map<number, Pending>();
+    const sock = net.connect({ host: upstream, port: UPSTREAM_PORT });
+    const framer = new Framer();
+    sock.on('data', (chunk) =>
+      this.#guard(() =>
+        framer.push(chunk, (msg) =>
+          this.#guard(() => {
+            if (msg.length < 12) {
+              this.stats.malformed++;
+              return;
+            }
+            const p = pending.get(msg.readUInt16BE(0));
+            if (!p) {
+              this.stats.spoofed++;
+              return;
+            }
+            if (this.#release(msg, p)) pending.delete(msg.readUInt16BE(0));
+          }),
+        ),
+      ),
+    );
+    // An upstream gone mid-conversation: the pod's connection goes too, so it retries.
+    sock.on('error', () => client.destroy());
+    sock.on('close', () => client.destroy());
+    return { sock, pending };
+  }
+}
