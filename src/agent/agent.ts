@@ -298,6 +298,7 @@ export class Agent {
           allocations: this.#ipam.list().length,
           manifests: this.#source?.status() ?? [],
           policies: this.#policy.conditions(),
+          warnings: this.#policy.compiled?.warnings ?? [],
           fqdn: this.#fqdn.status(),
         };
       case 'policies':

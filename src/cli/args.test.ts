@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseArgs, parseDurationMs, UsageError } from './args.js';
+import { parseArgs, parseDurationMs, podFlag, UsageError } from './args.js';
 
 const specs = [
   { name: 'state-dir', help: 'state', default: '/var/lib/sluice' },
@@ -34,4 +34,13 @@ describe('parseDurationMs', () => {
   it.each(['', 'abc', '10x', '5s garbage', '-1s'])('rejects %j', (text) => {
     expect(() => parseDurationMs(text)).toThrow(UsageError);
   });
+});
+
+describe('podFlag', () => {
+  it('takes NS/NAME, or nothing', () => {
+    expect(podFlag('ci/builder')).toBe('ci/builder');
+    expect(podFlag('')).toBeUndefined();
+    expect(podFlag(undefined)).toBeUndefined();
+  });
+  it.each(['builder', 'a/b/c', '/b', 'a/', 'a /b'])('rejects %j', (v) => expect(() => podFlag(v)).toThrow(UsageError));
 });

@@ -81,6 +81,13 @@ export function formatFlags(specs: readonly FlagSpec[]): string {
   return rows.map(([n, h]) => `  ${n.padEnd(width)}${h}`).join('\n');
 }
 
+/** Checks a --pod value: "" (no filter) or NS/NAME. */
+export function podFlag(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  if (!/^[^/\s]+\/[^/\s]+$/.test(value)) throw new UsageError(`--pod takes NS/NAME, not ${JSON.stringify(value)}`);
+  return value;
+}
+
 /** Parses "500ms", "30s", "1m30s", "1h" or plain seconds into milliseconds. */
 export function parseDurationMs(text: string): number {
   const t = text.trim();

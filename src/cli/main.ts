@@ -14,12 +14,16 @@ const COMMANDS: Record<string, Command> = {
     run: async (argv) => (await import('../agent/index.js')).runAgent(argv),
   },
   status: {
-    summary: 'show the agent\'s state',
+    summary: 'show the agent\'s state: manifests, policy conditions, DNS proxy counters',
     run: async (argv) => (await import('./operator.js')).statusCommand(argv),
   },
   endpoints: {
     summary: 'list the pods on this node',
     run: async (argv) => (await import('./operator.js')).endpointsCommand(argv),
+  },
+  fqdn: {
+    summary: 'names learned from DNS: their addresses, time left, the rules they open',
+    run: async (argv) => (await import('./fqdn.js')).fqdnCommand(argv),
   },
   observe: {
     summary: 'show flow events: drops with their reason, new allowed flows',

@@ -1,5 +1,5 @@
 // `sluice observe`: the agent's flow events, with verdict, reason and peers.
-import { formatFlags, parseArgs, UsageError, type FlagSpec } from './args.js';
+import { formatFlags, parseArgs, podFlag, UsageError, type FlagSpec } from './args.js';
 import { callAgent } from './client.js';
 import { COMMON_FLAGS } from './operator.js';
 import type { Flow } from '../observe/index.js';
@@ -42,10 +42,9 @@ export async function observeCommand(argv: string[]): Promise<number> {
   if (positional.length) throw new UsageError(`unexpected argument ${positional[0]}`);
   const format = outputFormat(flags.output);
   if (flags.verdict && flags.verdict !== 'allowed' && flags.verdict !== 'dropped') throw new UsageError('--verdict must be allowed or dropped');
-  if (flags.pod && !/^[^/]+\/[^/]+$/.test(flags.pod)) throw new UsageError('--pod takes NS/NAME');
   const last = Number(flags.last);
   if (!Number.isInteger(last) || last < 0) throw new UsageError('--last must be a whole number');
-  const params = { pod: flags.pod || undefined, verdict: flags.verdict || undefined };
+  const params = { pod: podFlag(flags.pod), verdict: flags.verdict || undefined };
   const print = (flows: Flow[]) => {
     for (const f of flows) process.stdout.write(format === 'json' ? `${JSON.stringify(f)}\n` : line(f));
   };

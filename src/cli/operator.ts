@@ -1,5 +1,6 @@
 // `sluice status` and `sluice endpoints`: views of the running agent.
 import { formatFlags, parseArgs, UsageError, type FlagSpec } from './args.js';
+import type { PolicyCondition } from '../agent/policy-engine.js';
 import { callAgent } from './client.js';
 import { outputFormat, printJson, table } from './output.js';
 
@@ -19,31 +20,67 @@ function parse(argv: string[], usage: string) {
   return { runDir: flags['run-dir']!, format: outputFormat(flags.output) };
 }
 
-interface StatusReply {
+/** The `status` answer (agent.ts `case 'status'`). */
+export interface StatusReply {
   nodeName: string;
   mode: string;
   podCidrs: string[];
   endpoints: number;
   allocations: number;
   manifests: Array<{ file: string; ok: boolean; error?: string; objects: number }>;
+  /** Absent from agents older than FQDNPolicy. */
+  policies?: PolicyCondition[];
+  /** What the last policy compile could not apply (e.g. FQDN rules beyond the per-pod limit). */
+  warnings?: string[];
+  fqdn?: { names: number; ips: number; entries: number; proxy: Record<string, number> };
+}
+
+const STATUS_USAGE = `Usage: sluice status [flags]
+
+The agent's node, pod CIDRs and endpoint count; in standalone mode each
+manifest's state; each policy's Accepted condition; what the DNS proxy has
+learned and its counters; what the last policy compile could not apply.
+Exits 1 when a manifest or a policy is rejected.`;
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+/** "learnedAnswers" → "learned-answers" */
+const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+export function formatStatus(s: StatusReply): string {
+  const out = [`node:        ${s.nodeName || '(unnamed)'}`, `mode:        ${s.mode}`, `pod CIDRs:   ${s.podCidrs.join(', ')}`, `endpoints:   ${s.endpoints}`, `allocations: ${s.allocations}`];
+  if (s.fqdn) {
+    out.push(`fqdn:        ${plural(s.fqdn.names, 'name')}, ${plural(s.fqdn.ips, 'address', 'addresses')} (${plural(s.fqdn.entries, 'datapath entry', 'datapath entries')})`);
+    out.push(`dns proxy:   ${Object.entries(s.fqdn.proxy).map(([k, v]) => `${kebab(k)} ${v}`).join(', ')}`);
+  }
+  let text = `${out.join('\n')}\n`;
+  if (s.manifests.length) {
+    text += `\n${table(['MANIFEST', 'STATE', 'OBJECTS', 'ERROR'], s.manifests.map((m) => [m.file, m.ok ? 'applied' : 'REJECTED', String(m.objects), m.error ?? '']))}`;
+  }
+  if (s.policies?.length) {
+    const rows = [...s.policies]
+      .sort((a, b) => a.kind.localeCompare(b.kind) || a.policy.localeCompare(b.policy))
+      .map((p) => {
+        const message = p.accepted ? '' : `${p.message}${p.previousInForce ? ' (the previous version stays in force)' : ''}`;
+        return [p.kind, p.policy, `Accepted=${p.accepted ? 'True' : 'False'}`, p.reason, message];
+      });
+    text += `\n${table(['KIND', 'POLICY', 'CONDITION', 'REASON', 'MESSAGE'], rows)}`;
+  }
+  if (s.warnings?.length) text += `\nWARNINGS\n${s.warnings.map((w) => `  ${w}\n`).join('')}`;
+  return text;
+}
+
+/** 1 when something the operator wrote was rejected. */
+export function statusExitCode(s: StatusReply): number {
+  return s.manifests.some((m) => !m.ok) || s.policies?.some((p) => !p.accepted) ? 1 : 0;
 }
 
 export async function statusCommand(argv: string[]): Promise<number> {
-  const opts = parse(argv, 'Usage: sluice status [flags]\n\nThe agent\'s health, pod CIDRs, endpoint count and, in standalone mode, each manifest\'s state.');
+  const opts = parse(argv, STATUS_USAGE);
   if (!opts) return 0;
   const s = (await callAgent(opts.runDir, 'status')) as StatusReply;
-  if (opts.format === 'json') {
-    printJson(s);
-    return 0;
-  }
-  process.stdout.write(
-    [`node:        ${s.nodeName || '(unnamed)'}`, `mode:        ${s.mode}`, `pod CIDRs:   ${s.podCidrs.join(', ')}`, `endpoints:   ${s.endpoints}`, `allocations: ${s.allocations}`, ''].join('\n'),
-  );
-  if (s.manifests.length) {
-    process.stdout.write('\n');
-    process.stdout.write(table(['MANIFEST', 'STATE', 'OBJECTS', 'ERROR'], s.manifests.map((m) => [m.file, m.ok ? 'applied' : 'REJECTED', String(m.objects), m.error ?? ''])));
-  }
-  return s.manifests.some((m) => !m.ok) ? 1 : 0;
+  if (opts.format === 'json') printJson(s);
+  else process.stdout.write(formatStatus(s));
+  return statusExitCode(s);
 }
 
 interface EndpointRow {

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { formatStatus, statusExitCode, type StatusReply } from './operator.js';
+
+const base: StatusReply = { nodeName: 'n1', mode: 'standalone', podCidrs: ['10.0.0.0/24', 'fd00::/64'], endpoints: 2, allocations: 2, manifests: [] };
+
+describe('formatStatus', () => {
+  it('prints the node summary alone for an agent without policies or FQDN state', () => {
+    expect(formatStatus(base)).toBe('node:        n1\nmode:        standalone\npod CIDRs:   10.0.0.0/24, fd00::/64\nendpoints:   2\nallocations: 2\n');
+  });
+
+  it('adds the DNS proxy counters, manifests and one line per policy condition', () => {
+    const text = formatStatus({
+      ...base,
+      manifests: [{ file: 'a.yaml', ok: true, objects: 3 }],
+      policies: [
+        { kind: 'NetworkPolicy', policy: 'ci/web', accepted: true, reason: 'Valid', message: '', previousInForce: false },
+        { kind: 'FQDNPolicy', policy: 'ci/bad', accepted: false, reason: 'Invalid', message: 'spec.egress[0].toFQDNs[0].matchName: invalid name "a..b"', previousInForce: true },
+        { kind: 'FQDNPolicy', policy: 'ci/allow-github', accepted: true, reason: 'Valid', message: '', previousInForce: false },
+      ],
+      fqdn: { names: 2, ips: 3, entries: 3, proxy: { queries: 7, forwarded: 6, refused: 1, learnedAnswers: 5 } },
+      warnings: ['ci/builder: more than 16 FQDN rules select it; ci/many rule 16 is not applied'],
+    });
+    expect(text).toBe(
+      [
+        'node:        n1',
+        'mode:        standalone',
+        'pod CIDRs:   10.0.0.0/24, fd00::/64',
+        'endpoints:   2',
+        'allocations: 2',
+        'fqdn:        2 names, 3 addresses (3 datapath entries)',
+        'dns proxy:   queries 7, forwarded 6, refused 1, learned-answers 5',
+        '',
+        'MANIFEST  STATE    OBJECTS  ERROR',
+        'a.yaml    applied  3',
+        '',
+        'KIND           POLICY           CONDITION       REASON   MESSAGE',
+        'FQDNPolicy     ci/allow-github  Accepted=True   Valid',
+        'FQDNPolicy     ci/bad           Accepted=False  Invalid  spec.egress[0].toFQDNs[0].matchName: invalid name "a..b" (the previous version stays in force)',
+        'NetworkPolicy  ci/web           Accepted=True   Valid',
+        '',
+        'WARNINGS',
+        '  ci/builder: more than 16 FQDN rules select it; ci/many rule 16 is not applied',
+        '',
+      ].join('\n'),
+    );
+  });
+});
+
+describe('statusExitCode', () => {
+  it('is 1 when a manifest or a policy is rejected', () => {
+    expect(statusExitCode(base)).toBe(0);
+    expect(statusExitCode({ ...base, manifests: [{ file: 'x.yaml', ok: false, error: 'bad', objects: 0 }] })).toBe(1);
+    expect(statusExitCode({ ...base, policies: [{ kind: 'FQDNPolicy', policy: 'a/b', accepted: false, reason: 'Invalid', message: 'm', previousInForce: false }] })).toBe(1);
+  });
+});
