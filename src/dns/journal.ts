@@ -33,25 +33,33 @@ export class FqdnJournal {
     this.#journal = join(this.#dir, 'journal.jsonl');
   }
 
-  /** Loads snapshot and journal into `cache`; returns how many records were read and skipped. */
+  /**
+   * Loads snapshot and journal into `cache`, leaving out what has expired
+   * since (replayed, it would count against the per-name cap and evict live
+   * addresses); returns how many names it holds and how many records were skipped.
+   */
   restore(cache: FqdnCache): { names: number; skipped: number } {
     mkdirSync(this.#dir, { recursive: true });
     const clock = { mono: monoNowMs(), wall: Date.now() };
+    const live = (ips: Array<[string, number]>) => ips.filter(([, wall]) => wall > clock.wall).map(([ip, wall]) => ({ ip, expiresMs: monoFromWall(wall, clock) }));
     let skipped = 0;
     if (existsSync(this.#snapshot)) {
       try {
         const snap = JSON.parse(readFileSync(this.#snapshot, 'utf8')) as Snapshot;
-        for (const [name, ips] of snap.names) cache.learnAbsolute([name], ips.map(([ip, wall]) => ({ ip, expiresMs: monoFromWall(wall, clock) })));
+        for (const [name, ips] of snap.names) cache.learnAbsolute([name], live(ips));
       } catch {
         skipped++;
       }
     }
+    let tornTail = false;
     if (existsSync(this.#journal)) {
-      for (const text of readFileSync(this.#journal, 'utf8').split('\n')) {
-        if (!text) continue;
+      const text = readFileSync(this.#journal, 'utf8');
+      tornTail = text.length > 0 && !text.endsWith('\n');
+      for (const line of text.split('\n')) {
+        if (!line) continue;
         try {
-          const [names, ips] = JSON.parse(text) as Line;
-          cache.learnAbsolute(names, ips.map(([ip, wall]) => ({ ip, expiresMs: monoFromWall(wall, clock) })));
+          const [names, ips] = JSON.parse(line) as Line;
+          cache.learnAbsolute(names, live(ips));
           this.#lines++;
         } catch {
           skipped++; // a torn last line after a crash
@@ -59,6 +67,8 @@ export class FqdnJournal {
       }
     }
     this.#fd = openSync(this.#journal, 'a');
+    // Appending onto a torn line would make the next record unreadable too.
+    if (tornTail) writeSync(this.#fd, '\n');
     return { names: cache.size.names, skipped };
   }
 

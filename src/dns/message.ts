@@ -3,6 +3,7 @@
 // error answers it sends itself. Parsing is dns-packet's; everything here
 // treats its input as hostile (any exception means "malformed").
 import * as dnsPacket from 'dns-packet';
+import { normalizeName } from '../policy/index.js';
 
 export interface Question {
   /** As asked (case preserved), no trailing dot. */
@@ -16,6 +17,13 @@ export interface ParsedQuery {
   /** Flags word (RD etc.) as received, QR clear. */
   flags: number;
   question: Question;
+  /**
+   * The question section as received. Error answers echo it byte for byte:
+   * re-encoding the decoded question is lossy (dns-packet turns label bytes
+   * that are not UTF-8 into U+FFFD, which can push a label past 63 bytes, and
+   * an unknown class into 0), and a client drops an answer to another question.
+   */
+  questionWire: Buffer;
 }
 
 export interface Learned {
@@ -31,30 +39,70 @@ export const RCODE_SERVFAIL = 2;
 export const RCODE_REFUSED = 5;
 
 const MAX_CHAIN = 16;
+const HEADER_BYTES = 12;
+/** The least a question (root name, type, class) and a record (root name, type, class, TTL, rdlength) take on the wire. */
+const MIN_QUESTION_BYTES = 5;
+const MIN_RECORD_BYTES = 11;
 
 export class MalformedError extends Error {
   override readonly name = 'MalformedError';
 }
 
+/**
+ * A name as policy matches it: ASCII folded only (RFC 4343), so a wire name
+ * such as "\u212Aubernetes.io" (Kelvin sign) is not learned as kubernetes.io.
+ */
 export function lower(name: string): string {
-  const n = name.toLowerCase();
-  return n.endsWith('.') ? n.slice(0, -1) : n;
+  return normalizeName(name);
 }
 
-/** A query the proxy will handle: one question, opcode QUERY, QR clear. */
-export function parseQuery(buf: Buffer): ParsedQuery {
+/**
+ * dns-packet does not bounds-check record data: an A or AAAA record cut short
+ * decodes as "203.0.113.undefined", or as another, zero-filled IPv6 address,
+ * and a TXT whose length runs past the end as garbage. What it reports as read
+ * is then past the end (or NaN), so that is checked here.
+ */
+function decode(buf: Buffer, what: string): dnsPacket.DecodedPacket {
+  // dns-packet allocates an array per section from the header's counts before
+  // reading a record: a 12-byte packet claiming 4 × 65535 entries costs
+  // milliseconds. Counts the packet cannot hold are refused first.
+  if (buf.length >= HEADER_BYTES) {
+    const records = buf.readUInt16BE(6) + buf.readUInt16BE(8) + buf.readUInt16BE(10);
+    const least = HEADER_BYTES + buf.readUInt16BE(4) * MIN_QUESTION_BYTES + records * MIN_RECORD_BYTES;
+    if (least > buf.length) throw new MalformedError(`${what} too short for its section counts (${least} > ${buf.length} bytes)`);
+  }
   let p: dnsPacket.DecodedPacket;
   try {
     p = dnsPacket.decode(buf);
   } catch (err) {
-    throw new MalformedError(`undecodable query: ${(err as Error).message}`);
+    throw new MalformedError(`undecodable ${what}: ${(err as Error).message}`);
   }
+  if (!(dnsPacket.decode.bytes <= buf.length)) throw new MalformedError(`truncated ${what}`);
+  return p;
+}
+
+/** A query the proxy will handle: one question, opcode QUERY, QR clear. */
+export function parseQuery(buf: Buffer): ParsedQuery {
+  const p = decode(buf, 'query');
   if (p.type !== 'query') throw new MalformedError('not a query (QR set)');
   const opcode = (buf.readUInt16BE(2) >> 11) & 0xf;
   if (opcode !== 0) throw new MalformedError(`unsupported opcode ${opcode}`);
   const q = p.questions?.[0];
   if (!q || p.questions!.length !== 1) throw new MalformedError(`${p.questions?.length ?? 0} questions (need exactly 1)`);
-  return { id: p.id ?? 0, flags: buf.readUInt16BE(2) & 0x7fff, question: { name: q.name, type: q.type, class: q.class ?? 'IN' } };
+  const questionWire = Buffer.from(buf.subarray(HEADER_BYTES, questionEnd(buf)));
+  return { id: p.id ?? 0, flags: buf.readUInt16BE(2) & 0x7fff, question: { name: q.name, type: q.type, class: q.class ?? 'IN' }, questionWire };
+}
+
+/** Where the question of a query ends: its labels, the root label, type and class. */
+function questionEnd(buf: Buffer): number {
+  let at = HEADER_BYTES;
+  while (at < buf.length && buf[at] !== 0) {
+    // Nothing precedes the only question but the header: a pointer there is no name anyone sends.
+    if (buf[at]! & 0xc0) throw new MalformedError('compressed name in the question of a query');
+    at += 1 + buf[at]!;
+  }
+  if (at + 5 > buf.length) throw new MalformedError('question runs past the end');
+  return at + 5;
 }
 
 export interface ParsedResponse {
@@ -65,12 +113,7 @@ export interface ParsedResponse {
 }
 
 export function parseResponse(buf: Buffer): ParsedResponse {
-  let p: dnsPacket.DecodedPacket;
-  try {
-    p = dnsPacket.decode(buf);
-  } catch (err) {
-    throw new MalformedError(`undecodable response: ${(err as Error).message}`);
-  }
+  const p = decode(buf, 'response');
   if (p.type !== 'response') throw new MalformedError('not a response (QR clear)');
   const q = p.questions?.length === 1 ? p.questions[0] : undefined;
   return { id: p.id ?? 0, rcode: buf.readUInt16BE(2) & 0xf, question: q && { name: q.name, type: q.type, class: q.class ?? 'IN' }, packet: p };
@@ -105,9 +148,16 @@ export function learnFrom(res: ParsedResponse): Learned {
 }
 
 /** An answer of our own (REFUSED, SERVFAIL, FORMERR) to a query. */
-export function errorResponse(query: ParsedQuery | { id: number; flags: number; question?: Question }, rcode: number): Buffer {
+export function errorResponse(query: { id: number; flags: number; question?: Question; questionWire?: Buffer }, rcode: number): Buffer {
   const rd = query.flags & 0x0100;
   const opcode = query.flags & 0x7800;
+  if (query.questionWire) {
+    const header = Buffer.alloc(HEADER_BYTES);
+    header.writeUInt16BE(query.id, 0);
+    header.writeUInt16BE(0x8000 /* QR */ | opcode | rd | 0x0080 /* RA */ | rcode, 2);
+    header.writeUInt16BE(1, 4);
+    return Buffer.concat([header, query.questionWire]);
+  }
   return dnsPacket.encode({
     id: query.id,
     type: 'response',

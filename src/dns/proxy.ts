@@ -59,7 +59,12 @@ export interface ProxyDeps {
   learn(learned: Learned): void;
   trusted: readonly string[];
   untrusted: 'refuse' | 'redirect';
+  /** Where trusted resolvers listen; 53 unless a test runs its own resolver on a high port. */
+  upstreamPort?: number;
 }
+
+/** Where a datagram came from. */
+export type Peer = Pick<dgram.RemoteInfo, 'address' | 'port'>;
 
 export interface ProxyStats {
   queries: number;
@@ -78,6 +83,7 @@ interface Pending {
   deadline: number;
   upstream: string;
   question: Question;
+  questionWire: Buffer;
   clientId: number;
   reply: (msg: Buffer) => void;
 }
@@ -117,11 +123,13 @@ export class DnsProxy {
   readonly #pools = new Map<4 | 6, dgram.Socket[]>();
   /** `${family}:${pool index}:${id}` → pending upstream query. */
   readonly #pending = new Map<string, Pending>();
+  readonly #upstreamPort: number;
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(deps: ProxyDeps, log: Logger) {
     this.#deps = deps;
     this.#log = log;
+    this.#upstreamPort = deps.upstreamPort ?? UPSTREAM_PORT;
   }
 
   /** Listens on UDP and TCP `port` of each address. */
@@ -129,7 +137,7 @@ export class DnsProxy {
     for (const address of addresses) {
       const family = net.isIPv6(address) ? 6 : 4;
       const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true });
-      udp.on('message', (msg, rinfo) => this.#guard(() => this.#onUdpQuery(udp, msg, rinfo)));
+      udp.on('message', (msg, rinfo) => this.handleUdpQuery(msg, rinfo, (m) => udp.send(m, rinfo.port, rinfo.address)));
       udp.on('error', (err) => this.#log.error({ err }, 'DNS proxy UDP socket error'));
       await new Promise<void>((resolve, reject) => {
         udp.once('error', reject);
@@ -198,16 +206,32 @@ export class DnsProxy {
 
   // ------------------------------------------------------------------ UDP
 
-  #onUdpQuery(server: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  /**
+   * One datagram from a pod, as the listening socket received it; `reply`
+   * sends back to the pod. This is the socket's whole handler, public so the
+   * fuzz test can feed the parser path without a network. Never throws.
+   */
+  handleUdpQuery(msg: Buffer, from: Peer, reply: (m: Buffer) => void): void {
+    this.#guard(() => this.#onUdpQuery(msg, from, reply));
+  }
+
+  /**
+   * One datagram that arrived on upstream socket `index` of the IPv`family`
+   * pool: that socket's whole handler, public for the same reason. Never throws.
+   */
+  handleUpstreamUdp(family: 4 | 6, index: number, msg: Buffer, from: Peer): void {
+    this.#guard(() => this.#onUdpAnswer(family, index, msg, from));
+  }
+
+  #onUdpQuery(msg: Buffer, from: Peer, reply: (m: Buffer) => void): void {
     this.stats.queries++;
-    const nat = this.#deps.nat(PROTO_UDP, rinfo.address, rinfo.port);
+    const nat = this.#deps.nat(PROTO_UDP, from.address, from.port);
     if (!nat) {
       this.stats.unattributed++;
       return;
     }
     const q = this.#parseQuery(msg);
     if (!q) return;
-    const reply = (m: Buffer): void => server.send(m, rinfo.port, rinfo.address);
     const d = this.#decide(nat, q);
     if ('rcode' in d) return this.#refuse(q, d, reply);
     this.#forwardUdp(msg, q, d.upstream, reply);
@@ -230,7 +254,7 @@ export class DnsProxy {
     for (let i = 0; i < POOL_SIZE; i++) {
       const s = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
       const index = i;
-      s.on('message', (m, r) => this.#guard(() => this.#onUdpAnswer(family, index, m, r)));
+      s.on('message', (m, r) => this.handleUpstreamUdp(family, index, m, r));
       s.on('error', (err) => this.#log.warn({ err }, 'DNS proxy upstream socket error'));
       s.bind(0); // a kernel-chosen (randomized) port
       pool.push(s);
@@ -250,19 +274,19 @@ export class DnsProxy {
     }
     const out = Buffer.from(msg);
     out.writeUInt16BE(id, 0);
-    this.#pending.set(`${family}:${index}:${id}`, { deadline: Date.now() + UPSTREAM_TIMEOUT_MS, upstream, question: q.question, clientId: q.id, reply });
+    this.#pending.set(`${family}:${index}:${id}`, { deadline: Date.now() + UPSTREAM_TIMEOUT_MS, upstream, question: q.question, questionWire: q.questionWire, clientId: q.id, reply });
     this.stats.forwarded++;
-    pool[index]!.send(out, UPSTREAM_PORT, upstream);
+    pool[index]!.send(out, this.#upstreamPort, upstream);
   }
 
-  #onUdpAnswer(family: 4 | 6, index: number, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  #onUdpAnswer(family: 4 | 6, index: number, msg: Buffer, rinfo: Peer): void {
     if (msg.length < 12) {
       this.stats.malformed++;
       return;
     }
     const key = `${family}:${index}:${msg.readUInt16BE(0)}`;
     const p = this.#pending.get(key);
-    if (!p || rinfo.address !== p.upstream || rinfo.port !== UPSTREAM_PORT) {
+    if (!p || rinfo.address !== p.upstream || rinfo.port !== this.#upstreamPort) {
       this.stats.spoofed++;
       return;
     }
@@ -295,7 +319,7 @@ export class DnsProxy {
       } catch (err) {
         this.#log.error({ err, name: p.question.name }, 'could not program what a DNS answer allows: answering SERVFAIL');
         this.stats.servfail++;
-        p.reply(errorResponse({ id: p.clientId, flags: msg.readUInt16BE(2) & 0x7900, question: p.question }, RCODE_SERVFAIL));
+        p.reply(errorResponse({ id: p.clientId, flags: msg.readUInt16BE(2) & 0x7900, questionWire: p.questionWire }, RCODE_SERVFAIL));
         return true;
       }
     }
@@ -342,11 +366,15 @@ export class DnsProxy {
               up = this.#tcpUpstream(d.upstream, c);
               upstreams.set(d.upstream, up);
             }
+            // Bounded like UDP: with every id in flight on this connection, an unbounded retry never ends.
             let id = randomInt(65536);
-            while (up.pending.has(id)) id = randomInt(65536);
+            for (let tries = 0; up.pending.has(id); tries++) {
+              if (tries > 64) return this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight' }, reply);
+              id = randomInt(65536);
+            }
             const out = Buffer.from(msg);
             out.writeUInt16BE(id, 0);
-            up.pending.set(id, { deadline: Date.now() + UPSTREAM_TIMEOUT_MS, upstream: d.upstream, question: q.question, clientId: q.id, reply });
+            up.pending.set(id, { deadline: Date.now() + UPSTREAM_TIMEOUT_MS, upstream: d.upstream, question: q.question, questionWire: q.questionWire, clientId: q.id, reply });
             this.stats.forwarded++;
             up.sock.write(frame(out));
           }),
@@ -363,7 +391,7 @@ export class DnsProxy {
 
   #tcpUpstream(upstream: string, client: net.Socket): { sock: net.Socket; pending: Map<number, Pending> } {
     const pending = new Map<number, Pending>();
-    const sock = net.connect({ host: upstream, port: UPSTREAM_PORT });
+    const sock = net.connect({ host: upstream, port: this.#upstreamPort });
     const framer = new Framer();
     sock.on('data', (chunk) =>
       this.#guard(() =>

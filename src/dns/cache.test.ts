@@ -1,0 +1,151 @@
+import { describe, expect, it } from 'vitest';
+import { FqdnCache, type CacheOptions } from './cache.js';
+
+const MIN_TTL_MS = 10_000;
+const GRACE_MS = 2_000;
+
+function cache(opts: Partial<CacheOptions> = {}): FqdnCache {
+  return new FqdnCache({ minTtlMs: MIN_TTL_MS, graceMs: GRACE_MS, maxIpsPerName: 4, maxNames: 100, ...opts });
+}
+
+const ips = (c: FqdnCache, name: string): string[] => c.entries().find((e) => e.name === name)?.ips.map((i) => i.ip) ?? [];
+const names = (c: FqdnCache): string[] => c.entries().map((e) => e.name);
+const expiry = (c: FqdnCache, name: string, ip: string): number | undefined => c.namesOf(ip).find((n) => n.name === name)?.expiresMs;
+
+describe('FqdnCache lifetimes', () => {
+  it('is max(TTL, min TTL) + grace', () => {
+    const c = cache();
+    expect(c.lifetimeMs(0)).toBe(MIN_TTL_MS + GRACE_MS);
+    expect(c.lifetimeMs(5)).toBe(MIN_TTL_MS + GRACE_MS);
+    expect(c.lifetimeMs(10)).toBe(MIN_TTL_MS + GRACE_MS);
+    expect(c.lifetimeMs(300)).toBe(300_000 + GRACE_MS);
+  });
+
+  it('counts from the answer: now + lifetime, for every name of the chain', () => {
+    const c = cache();
+    const touched = c.learn(['www.example.com', 'cdn.example.net'], [{ ip: '192.0.2.1', ttl: 60 }, { ip: '2001:db8::1', ttl: 1 }], 1_000);
+    expect(touched).toEqual(new Set(['192.0.2.1', '2001:db8::1']));
+    for (const name of ['www.example.com', 'cdn.example.net']) {
+      expect(expiry(c, name, '192.0.2.1')).toBe(1_000 + 60_000 + GRACE_MS);
+      expect(expiry(c, name, '2001:db8::1')).toBe(1_000 + MIN_TTL_MS + GRACE_MS);
+    }
+    expect(c.size).toEqual({ names: 2, ips: 2 });
+  });
+
+  it('takes the expiry of the last answer that contained the address, longer or shorter', () => {
+    const c = cache();
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 600 }], 0);
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 50_000);
+    expect(expiry(c, 'example.com', '192.0.2.1')).toBe(50_000 + 60_000 + GRACE_MS);
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 600 }], 70_000);
+    expect(expiry(c, 'example.com', '192.0.2.1')).toBe(70_000 + 600_000 + GRACE_MS);
+  });
+
+  it('keeps one expiry per (name, address): another name answering the address does not touch it', () => {
+    const c = cache();
+    c.learn(['a.example'], [{ ip: '192.0.2.1', ttl: 600 }], 0);
+    c.learn(['b.example'], [{ ip: '192.0.2.1', ttl: 60 }], 1_000);
+    expect(c.namesOf('192.0.2.1')).toEqual([
+      { name: 'a.example', expiresMs: 600_000 + GRACE_MS },
+      { name: 'b.example', expiresMs: 1_000 + 60_000 + GRACE_MS },
+    ]);
+  });
+
+  it('records nothing for an answer without addresses', () => {
+    const c = cache();
+    expect(c.learn(['example.com'], [], 0).size).toBe(0);
+    expect(c.size).toEqual({ names: 0, ips: 0 });
+  });
+});
+
+describe('FqdnCache per-name address cap', () => {
+  it('evicts the least recently answered address and reports it', () => {
+    const c = cache({ maxIpsPerName: 2 });
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
+    c.learn(['example.com'], [{ ip: '192.0.2.2', ttl: 60 }], 1);
+    const touched = c.learn(['example.com'], [{ ip: '192.0.2.3', ttl: 60 }], 2);
+    expect(touched).toEqual(new Set(['192.0.2.3', '192.0.2.1']));
+    expect(ips(c, 'example.com')).toEqual(['192.0.2.2', '192.0.2.3']);
+    expect(c.namesOf('192.0.2.1')).toEqual([]);
+    expect(c.size.ips).toBe(2);
+  });
+
+  it('counts a refresh as an answer (the refreshed address survives)', () => {
+    const c = cache({ maxIpsPerName: 2 });
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
+    c.learn(['example.com'], [{ ip: '192.0.2.2', ttl: 60 }], 1);
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 2);
+    c.learn(['example.com'], [{ ip: '192.0.2.3', ttl: 60 }], 3);
+    expect(ips(c, 'example.com')).toEqual(['192.0.2.1', '192.0.2.3']);
+  });
+
+  it('keeps the last addresses of an answer that alone exceeds the cap', () => {
+    const c = cache({ maxIpsPerName: 2 });
+    const touched = c.learn(['example.com'], ['192.0.2.1', '192.0.2.2', '192.0.2.3'].map((ip) => ({ ip, ttl: 60 })), 0);
+    expect(ips(c, 'example.com')).toEqual(['192.0.2.2', '192.0.2.3']);
+    expect(touched).toEqual(new Set(['192.0.2.1', '192.0.2.2', '192.0.2.3']));
+    expect(c.size.ips).toBe(2);
+  });
+
+  it('evicts per name: the address stays known under another name', () => {
+    const c = cache({ maxIpsPerName: 1 });
+    c.learn(['a.example', 'b.example'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
+    c.learn(['b.example'], [{ ip: '192.0.2.2', ttl: 60 }], 1);
+    expect(c.namesOf('192.0.2.1').map((n) => n.name)).toEqual(['a.example']);
+    expect(c.namesOf('192.0.2.2').map((n) => n.name)).toEqual(['b.example']);
+  });
+});
+
+describe('FqdnCache name cap', () => {
+  it('evicts the least recently answered name with its addresses', () => {
+    const c = cache({ maxNames: 2 });
+    c.learn(['a.example'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
+    c.learn(['b.example'], [{ ip: '192.0.2.2', ttl: 60 }, { ip: '192.0.2.9', ttl: 60 }], 1);
+    c.learn(['a.example'], [{ ip: '192.0.2.1', ttl: 60 }], 2); // a is now the most recent
+    const touched = c.learn(['c.example'], [{ ip: '192.0.2.3', ttl: 60 }, { ip: '192.0.2.9', ttl: 60 }], 3);
+    expect(names(c)).toEqual(['a.example', 'c.example']);
+    expect(touched).toEqual(new Set(['192.0.2.3', '192.0.2.9', '192.0.2.2']));
+    expect(c.namesOf('192.0.2.2')).toEqual([]);
+    expect(c.namesOf('192.0.2.9').map((n) => n.name)).toEqual(['c.example']);
+    expect(new Set(c.ips())).toEqual(new Set(['192.0.2.1', '192.0.2.3', '192.0.2.9']));
+  });
+
+  it('lists entries least recently answered first', () => {
+    const c = cache();
+    c.learn(['a.example'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
+    c.learn(['b.example'], [{ ip: '192.0.2.2', ttl: 60 }], 1);
+    c.learn(['a.example'], [{ ip: '192.0.2.3', ttl: 60 }], 2);
+    expect(c.entries()).toEqual([
+      { name: 'b.example', ips: [{ ip: '192.0.2.2', expiresMs: 1 + 60_000 + GRACE_MS }] },
+      {
+        name: 'a.example',
+        ips: [
+          { ip: '192.0.2.1', expiresMs: 0 + 60_000 + GRACE_MS },
+          { ip: '192.0.2.3', expiresMs: 2 + 60_000 + GRACE_MS },
+        ],
+      },
+    ]);
+  });
+});
+
+describe('FqdnCache sweep', () => {
+  it('forgets addresses expired more than keepMs ago, and names left empty', () => {
+    const c = cache();
+    c.learnAbsolute(['a.example'], [{ ip: '192.0.2.1', expiresMs: 1_000 }, { ip: '192.0.2.2', expiresMs: 5_000 }]);
+    c.learnAbsolute(['b.example'], [{ ip: '192.0.2.1', expiresMs: 9_000 }]);
+    c.learnAbsolute(['c.example'], [{ ip: '192.0.2.3', expiresMs: 1_000 }]);
+
+    expect(c.sweep(1_500, 1_000).size).toBe(0); // expired, but within keepMs
+    const touched = c.sweep(2_000, 1_000); // 1_000 + 1_000 <= 2_000
+    expect(touched).toEqual(new Set(['192.0.2.1', '192.0.2.3']));
+    expect(names(c)).toEqual(['a.example', 'b.example']);
+    expect(ips(c, 'a.example')).toEqual(['192.0.2.2']);
+    expect(c.namesOf('192.0.2.1')).toEqual([{ name: 'b.example', expiresMs: 9_000 }]);
+    expect(c.namesOf('192.0.2.3')).toEqual([]);
+    expect(c.size).toEqual({ names: 2, ips: 2 });
+
+    c.sweep(100_000, 0);
+    expect(c.size).toEqual({ names: 0, ips: 0 });
+    expect(c.entries()).toEqual([]);
+  });
+});

@@ -1,0 +1,749 @@
+// The DNS proxy over real sockets on loopback: pods are dgram/net clients, the
+// resolvers are small dns-packet servers in this file, and the datapath's NAT
+// table, the endpoint policies and "learn" are plain maps and recorders.
+// Every process gets its own random 127.x.y.z addresses, so parallel runs do
+// not collide.
+import { randomInt } from 'node:crypto';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import * as dnsPacket from 'dns-packet';
+import pino from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { Learned } from './message.js';
+import { DnsProxy, type ClientPolicy, type NatInfo, type ProxyDeps } from './proxy.js';
+
+const UDP = 17;
+const TCP = 6;
+const RD = dnsPacket.RECURSION_DESIRED;
+const RA = dnsPacket.RECURSION_AVAILABLE;
+const WAIT_MS = 5_000;
+
+type Peer = { address: string; port: number };
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  vi.restoreAllMocks();
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const loopback = (): string => `127.${randomInt(1, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
+
+async function until(what: string, cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** A queue of things that arrive, and promises of the next one. */
+class Inbox<T> {
+  readonly #items: T[] = [];
+  readonly #waiters: Array<(t: T) => void> = [];
+  count = 0;
+  push(t: T): void {
+    this.count++;
+    const w = this.#waiters.shift();
+    if (w) w(t);
+    else this.#items.push(t);
+  }
+  next(what = 'a message'): Promise<T> {
+    const t = this.#items.shift();
+    if (t !== undefined) return Promise.resolve(t);
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`gave up waiting for ${what}`)), WAIT_MS);
+      this.#waiters.push((x) => {
+        clearTimeout(timer);
+        resolve(x);
+      });
+    });
+  }
+  get pending(): number {
+    return this.#items.length;
+  }
+}
+
+function frame(msg: Buffer): Buffer {
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(msg.length);
+  return Buffer.concat([len, msg]);
+}
+
+/** Splits a TCP byte stream into DNS messages. */
+function unframe(sock: net.Socket, onMessage: (m: Buffer) => void): void {
+  let buf = Buffer.alloc(0);
+  sock.on('data', (chunk: Buffer) => {
+    buf = Buffer.concat([buf, chunk]);
+    while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+      onMessage(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+      buf = buf.subarray(2 + buf.readUInt16BE(0));
+    }
+  });
+}
+
+function query(name: string, id: number, type: dnsPacket.RecordType = 'A'): Buffer {
+  return dnsPacket.encode({ id, type: 'query', flags: RD, questions: [{ name, type, class: 'IN' }] });
+}
+
+function answer(q: dnsPacket.DecodedPacket, answers: dnsPacket.Answer[], opts: { id?: number; rcode?: number; name?: string; type?: dnsPacket.RecordType } = {}): Buffer {
+  const question = q.questions![0]!;
+  return dnsPacket.encode({
+    id: opts.id ?? q.id!,
+    type: 'response',
+    flags: RD | RA | (opts.rcode ?? 0),
+    questions: [{ name: opts.name ?? question.name, type: opts.type ?? question.type, class: 'IN' }],
+    answers,
+  });
+}
+
+// ---------------------------------------------------------------- resolvers
+
+interface Received {
+  id: number;
+  packet: dnsPacket.DecodedPacket;
+  via: 'udp' | 'tcp';
+  from: Peer;
+  /** Answers over the transport the query came on. */
+  reply(msg: Buffer): void;
+}
+
+/** A resolver on a loopback address, UDP and TCP on one port. */
+class FakeResolver {
+  readonly received = new Inbox<Received>();
+  /** name → answer records; anything else gets NXDOMAIN. */
+  readonly zone = new Map<string, dnsPacket.Answer[]>();
+  /** Queries for these names are held: the test answers them through received. */
+  readonly hold = new Set<string>();
+  tcpConnections = 0;
+  readonly #tcpSockets = new Set<net.Socket>();
+
+  private constructor(
+    readonly address: string,
+    readonly port: number,
+    readonly udp: dgram.Socket,
+    readonly tcp: net.Server,
+  ) {
+    udp.on('message', (msg, rinfo) => this.#onQuery(msg, 'udp', rinfo, (m) => udp.send(m, rinfo.port, rinfo.address)));
+    tcp.on('connection', (c) => {
+      this.tcpConnections++;
+      this.#tcpSockets.add(c);
+      c.on('error', () => c.destroy());
+      c.on('close', () => this.#tcpSockets.delete(c));
+      unframe(c, (msg) => this.#onQuery(msg, 'tcp', { address: c.remoteAddress!, port: c.remotePort! }, (m) => void (c.writable && c.write(frame(m)))));
+    });
+  }
+
+  /** On `port` (all resolvers of one proxy share the port it forwards to), or a free one. */
+  static async start(address: string, port = 0): Promise<FakeResolver> {
+    const udp = dgram.createSocket(net.isIPv6(address) ? 'udp6' : 'udp4');
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(port, address, () => resolve());
+    });
+    const bound = udp.address().port;
+    const tcp = net.createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen(bound, address, () => resolve());
+      });
+    } catch (err) {
+      udp.close();
+      throw err;
+    }
+    const r = new FakeResolver(address, bound, udp, tcp);
+    cleanups.push(() => r.close());
+    return r;
+  }
+
+  #onQuery(msg: Buffer, via: 'udp' | 'tcp', from: Peer, reply: (m: Buffer) => void): void {
+    let packet: dnsPacket.DecodedPacket;
+    try {
+      packet = dnsPacket.decode(msg);
+    } catch {
+      return;
+    }
+    const name = packet.questions?.[0]?.name.toLowerCase() ?? '';
+    this.received.push({ id: packet.id!, packet, via, from, reply });
+    if (this.hold.has(name)) return;
+    const records = this.zone.get(name);
+    reply(answer(packet, records ?? [], { rcode: records ? 0 : 3 }));
+  }
+
+  /** Sends from this resolver's own address and port. */
+  send(msg: Buffer, to: Peer): void {
+    this.udp.send(msg, to.port, to.address);
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.#tcpSockets) c.destroy();
+    this.udp.close();
+    await new Promise((r) => this.tcp.close(r));
+  }
+}
+
+// ---------------------------------------------------------------- the proxy
+
+interface Harness {
+  proxy: DnsProxy;
+  address: string;
+  port: number;
+  trusted: FakeResolver;
+  trusted2: FakeResolver;
+  rogue: FakeResolver;
+  /** `${protocol}/${ip}/${port}` (or `/*` for any port) → where the pod sent it. */
+  nat: Map<string, NatInfo>;
+  natCalls: Array<[number, string, number]>;
+  clients: Map<number, ClientPolicy>;
+  rules: Map<string, number[]>;
+  rulesForCalls: string[];
+  learned: Learned[];
+  /** Runs inside learn, before it records. */
+  onLearn: (l: Learned) => void;
+  errors: string[];
+}
+
+const POD = 10;
+const MATCHED_ONLY_POD = 11;
+
+/** Binding a random address and port can collide with another process: try a few. */
+async function retry<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= 5) throw err;
+    }
+  }
+}
+
+async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse'): Promise<Harness> {
+  const trusted = await retry(() => FakeResolver.start(loopback()));
+  const trusted2 = await retry(() => FakeResolver.start(loopback(), trusted.port));
+  const rogue = await retry(() => FakeResolver.start(loopback(), trusted.port));
+  // One object: the deps below read onLearn and the maps from it as tests change them.
+  const h = {
+    trusted,
+    trusted2,
+    rogue,
+    nat: new Map(),
+    natCalls: [],
+    clients: new Map([
+      [POD, { pod: 'ci/builder', dns: 'AllowAll', rules: [7] }],
+      [MATCHED_ONLY_POD, { pod: 'ci/locked', dns: 'MatchedOnly', rules: [7] }],
+    ]),
+    rules: new Map([
+      ['api.github.com', [7]],
+      ['other.github.com', [8]],
+    ]),
+    rulesForCalls: [],
+    learned: [],
+    onLearn: () => {},
+    errors: [] as string[],
+  } satisfies Omit<Harness, 'proxy' | 'address' | 'port'> as Omit<Harness, 'proxy' | 'address' | 'port'>;
+  const log = pino({ level: 'error' }, { write: (line: string) => void h.errors.push(line) });
+  const deps: ProxyDeps = {
+    nat: (protocol, ip, port) => {
+      h.natCalls.push([protocol, ip, port]);
+      return h.nat.get(`${protocol}/${ip}/${port}`) ?? h.nat.get(`${protocol}/${ip}/*`);
+    },
+    client: (ifindex) => h.clients.get(ifindex),
+    rulesFor: (name) => {
+      h.rulesForCalls.push(name);
+      return h.rules.get(name) ?? [];
+    },
+    learn: (l) => {
+      h.onLearn(l);
+      h.learned.push(l);
+    },
+    trusted: [trusted.address, trusted2.address],
+    untrusted,
+    upstreamPort: trusted.port,
+  };
+  for (let attempt = 0; ; attempt++) {
+    const proxy = new DnsProxy(deps, log);
+    const address = loopback();
+    const port = randomInt(20_000, 60_000);
+    try {
+      await proxy.start([address], port);
+      cleanups.push(() => proxy.close());
+      return Object.assign(h, { proxy, address, port });
+    } catch (err) {
+      await proxy.close();
+      if (attempt > 5) throw err;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- pods
+
+class UdpPod {
+  readonly inbox = new Inbox<Buffer>();
+  private constructor(readonly sock: dgram.Socket) {
+    sock.on('message', (m) => this.inbox.push(m));
+  }
+  static async open(h: Harness, daddr: string | undefined, ifindex = POD): Promise<UdpPod> {
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+    cleanups.push(() => sock.close());
+    const pod = new UdpPod(sock);
+    if (daddr) h.nat.set(`${UDP}/127.0.0.1/${pod.port}`, { daddr, ifindex });
+    return pod;
+  }
+  get port(): number {
+    return this.sock.address().port;
+  }
+  send(h: Harness, msg: Buffer): void {
+    this.sock.send(msg, h.port, h.address);
+  }
+  async ask(h: Harness, msg: Buffer): Promise<dnsPacket.DecodedPacket> {
+    this.send(h, msg);
+    return dnsPacket.decode(await this.inbox.next('the answer'));
+  }
+}
+
+class TcpPod {
+  readonly inbox = new Inbox<Buffer>();
+  readonly closed: Promise<void>;
+  private constructor(
+    readonly sock: net.Socket,
+    readonly address: string,
+  ) {
+    unframe(sock, (m) => this.inbox.push(Buffer.from(m)));
+    sock.on('error', () => {});
+    this.closed = new Promise((r) => sock.once('close', () => r()));
+  }
+  /** From its own loopback address, so its NAT entry can exist before the connection does. */
+  static async open(h: Harness, daddr: string | undefined, ifindex = POD): Promise<TcpPod> {
+    const address = loopback();
+    if (daddr) h.nat.set(`${TCP}/${address}/*`, { daddr, ifindex });
+    const sock = net.connect({ host: h.address, port: h.port, localAddress: address });
+    cleanups.push(() => sock.destroy());
+    await new Promise<void>((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('error', reject);
+    });
+    return new TcpPod(sock, address);
+  }
+  send(msg: Buffer): void {
+    this.sock.write(frame(msg));
+  }
+  async ask(msg: Buffer): Promise<dnsPacket.DecodedPacket> {
+    this.send(msg);
+    return dnsPacket.decode(await this.inbox.next('the answer'));
+  }
+}
+
+const GITHUB_A: dnsPacket.Answer = { name: 'api.github.com', type: 'A', ttl: 60, data: '140.82.112.5' };
+
+// ---------------------------------------------------------------- tests
+
+describe('DnsProxy over UDP', () => {
+  it('forwards to the resolver the pod asked, releases the answer under the pod\'s id and learns it', async () => {
+    const h = await startProxy();
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const pod = await UdpPod.open(h, h.trusted.address);
+
+    const res = await pod.ask(h, query('API.GitHub.com', 0x1234));
+    expect(res).toMatchObject({ id: 0x1234, type: 'response', rcode: 'NOERROR' });
+    expect(res.questions).toEqual([{ name: 'API.GitHub.com', type: 'A', class: 'IN' }]);
+    expect(res.answers).toMatchObject([{ name: 'api.github.com', type: 'A', data: '140.82.112.5' }]);
+
+    const upstream = await h.trusted.received.next();
+    expect(upstream.via).toBe('udp');
+    expect(upstream.packet.questions).toEqual([{ name: 'API.GitHub.com', type: 'A', class: 'IN' }]);
+    expect(h.natCalls).toEqual([[UDP, '127.0.0.1', pod.port]]);
+    expect(h.learned).toEqual([{ names: ['api.github.com'], addresses: [{ ip: '140.82.112.5', ttl: 60 }] }]);
+    expect(h.proxy.stats).toMatchObject({ queries: 1, forwarded: 1, answered: 1, learnedAnswers: 1, refused: 0, servfail: 0, malformed: 0, spoofed: 0 });
+    expect(h.errors).toEqual([]);
+  });
+
+  it('learns before it releases the answer to the pod', async () => {
+    const h = await startProxy();
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const pod = await UdpPod.open(h, h.trusted.address);
+    const order: string[] = [];
+    const send = dgram.Socket.prototype.send;
+    vi.spyOn(dgram.Socket.prototype, 'send').mockImplementation(function (this: dgram.Socket, ...args: unknown[]) {
+      if (args[1] === pod.port) order.push('reply sent');
+      return (send as (...a: unknown[]) => void).apply(this, args);
+    });
+    h.onLearn = () => order.push('learned');
+
+    await pod.ask(h, query('api.github.com', 1));
+    expect(order).toEqual(['learned', 'reply sent']);
+  });
+
+  it('answers SERVFAIL, under the pod\'s id and question, when programming fails', async () => {
+    const h = await startProxy();
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    h.onLearn = () => {
+      throw new Error('sluice_fqdn_v1 is full');
+    };
+    const pod = await UdpPod.open(h, h.trusted.address);
+
+    const res = await pod.ask(h, query('api.github.com', 0x0bad));
+    expect(res).toMatchObject({ id: 0x0bad, type: 'response', rcode: 'SERVFAIL', flag_rd: true });
+    expect(res.questions).toEqual([{ name: 'api.github.com', type: 'A', class: 'IN' }]);
+    expect(res.answers).toEqual([]);
+    expect(h.proxy.stats).toMatchObject({ servfail: 1, answered: 0, learnedAnswers: 0 });
+    expect(h.errors.join('')).toContain('could not program');
+  });
+
+  it('echoes the question byte for byte in its own answers, even one that does not decode to text', async () => {
+    const h = await startProxy();
+    h.onLearn = () => {
+      throw new Error('map full');
+    };
+    const name = Buffer.concat([Buffer.from([63]), Buffer.alloc(63, 0xff), Buffer.from([3]), Buffer.from('com'), Buffer.from([0])]);
+    const raw = (id: number) => Buffer.concat([Buffer.from([id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), name, Buffer.from([0, 1, 0, 1])]);
+    h.trusted.hold.add(dnsPacket.decode(raw(0)).questions![0]!.name.toLowerCase());
+
+    const trustedPod = await UdpPod.open(h, h.trusted.address);
+    trustedPod.send(h, raw(0x5e5e)); // SERVFAIL: learning fails
+    // The resolver answers with the question as it came (dns-packet cannot encode this name back), plus one A record.
+    const fwd = await h.trusted.received.next();
+    const header = Buffer.from([fwd.id >> 8, fwd.id & 0xff, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+    const a = Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+    fwd.reply(Buffer.concat([header, raw(0).subarray(12), a]));
+    const servfail = await trustedPod.inbox.next();
+    expect(servfail.subarray(12)).toEqual(raw(0).subarray(12));
+    expect(dnsPacket.decode(servfail)).toMatchObject({ id: 0x5e5e, rcode: 'SERVFAIL' });
+
+    const roguePod = await UdpPod.open(h, h.rogue.address);
+    roguePod.send(h, raw(0x5f5f)); // REFUSED: untrusted server
+    const refused = await roguePod.inbox.next();
+    expect(refused.subarray(12)).toEqual(raw(0).subarray(12));
+    expect(dnsPacket.decode(refused)).toMatchObject({ id: 0x5f5f, rcode: 'REFUSED' });
+  });
+
+  it('releases an answer that teaches nothing without calling learn', async () => {
+    const h = await startProxy();
+    h.onLearn = () => {
+      throw new Error('learn must not be called');
+    };
+    const pod = await UdpPod.open(h, h.trusted.address);
+    const res = await pod.ask(h, query('nowhere.example', 5));
+    expect(res).toMatchObject({ id: 5, rcode: 'NXDOMAIN' });
+    expect(h.proxy.stats).toMatchObject({ answered: 1, servfail: 0, learnedAnswers: 0 });
+  });
+
+  it('refuses a query addressed to an untrusted server (refuse mode), without forwarding it', async () => {
+    const h = await startProxy('refuse');
+    const pod = await UdpPod.open(h, h.rogue.address);
+    const res = await pod.ask(h, query('api.github.com', 77, 'AAAA'));
+    expect(res).toMatchObject({ id: 77, type: 'response', rcode: 'REFUSED' });
+    expect(res.questions).toEqual([{ name: 'api.github.com', type: 'AAAA', class: 'IN' }]);
+    expect(h.proxy.stats).toMatchObject({ queries: 1, refused: 1, forwarded: 0 });
+    expect(h.rogue.received.count).toBe(0);
+  });
+
+  it('sends a query addressed to an untrusted server to the first trusted one (redirect mode)', async () => {
+    const h = await startProxy('redirect');
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    h.rogue.zone.set('api.github.com', [{ ...GITHUB_A, data: '203.0.113.66' }]);
+    const pod = await UdpPod.open(h, h.rogue.address);
+
+    const res = await pod.ask(h, query('api.github.com', 78));
+    expect(res.answers).toMatchObject([{ data: '140.82.112.5' }]);
+    expect(h.trusted.received.count).toBe(1);
+    expect(h.proxy.stats).toMatchObject({ forwarded: 1, refused: 0 });
+    expect(h.rogue.received.count).toBe(0);
+    expect(h.learned.flatMap((l) => l.addresses.map((x) => x.ip))).toEqual(['140.82.112.5']);
+  });
+
+  it('keeps a query addressed to another trusted server there (redirect mode)', async () => {
+    const h = await startProxy('redirect');
+    h.trusted2.zone.set('api.github.com', [GITHUB_A]);
+    const pod = await UdpPod.open(h, h.trusted2.address);
+    const res = await pod.ask(h, query('api.github.com', 79));
+    expect(res.answers).toMatchObject([{ data: '140.82.112.5' }]);
+    expect(h.trusted2.received.count).toBe(1);
+    expect(h.trusted.received.count).toBe(0);
+  });
+
+  it('refuses, for a MatchedOnly pod, names none of its rules match', async () => {
+    const h = await startProxy();
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const pod = await UdpPod.open(h, h.trusted.address, MATCHED_ONLY_POD);
+
+    expect(await pod.ask(h, query('evil.example', 1))).toMatchObject({ id: 1, rcode: 'REFUSED' });
+    expect(await pod.ask(h, query('other.github.com', 2))).toMatchObject({ id: 2, rcode: 'REFUSED' }); // another pod's rule
+    const ok = await pod.ask(h, query('API.GitHub.com.', 3));
+    expect(ok).toMatchObject({ id: 3, rcode: 'NOERROR' });
+    expect(ok.answers).toMatchObject([{ data: '140.82.112.5' }]);
+    expect(h.rulesForCalls).toEqual(['evil.example', 'other.github.com', 'api.github.com']);
+    expect(h.proxy.stats).toMatchObject({ queries: 3, refused: 2, forwarded: 1 });
+    expect(h.trusted.received.count).toBe(1);
+  });
+
+  it('forwards any name for an AllowAll pod', async () => {
+    const h = await startProxy();
+    const pod = await UdpPod.open(h, h.trusted.address);
+    expect(await pod.ask(h, query('evil.example', 1))).toMatchObject({ id: 1, rcode: 'NXDOMAIN' });
+    expect(h.rulesForCalls).toEqual([]);
+  });
+
+  it('refuses a pod whose endpoint it does not know', async () => {
+    const h = await startProxy();
+    const pod = await UdpPod.open(h, h.trusted.address, 4242);
+    expect(await pod.ask(h, query('api.github.com', 9))).toMatchObject({ id: 9, rcode: 'REFUSED' });
+    expect(h.trusted.received.count).toBe(0);
+  });
+
+  it('drops, without an answer, a query with no NAT entry', async () => {
+    const h = await startProxy();
+    const pod = await UdpPod.open(h, undefined);
+    pod.send(h, query('api.github.com', 1));
+    await until('the unattributed query', () => h.proxy.stats.unattributed === 1);
+    h.nat.set(`${UDP}/127.0.0.1/${pod.port}`, { daddr: h.trusted.address, ifindex: POD });
+    // Loopback keeps order: had the first query been answered, that answer would come first.
+    expect(await pod.ask(h, query('api.github.com', 2))).toMatchObject({ id: 2 });
+    expect(pod.inbox.pending).toBe(0);
+    expect(h.proxy.stats).toMatchObject({ queries: 2, unattributed: 1, forwarded: 1 });
+  });
+
+  it('drops and counts malformed queries and answers the next good one', async () => {
+    const h = await startProxy();
+    const pod = await UdpPod.open(h, h.trusted.address);
+    pod.send(h, Buffer.from('not dns'));
+    pod.send(h, query('api.github.com', 1).subarray(0, 20));
+    pod.send(h, answer(dnsPacket.decode(query('api.github.com', 1)), [GITHUB_A])); // QR set
+    await until('three malformed packets', () => h.proxy.stats.malformed === 3);
+    expect(await pod.ask(h, query('api.github.com', 2))).toMatchObject({ id: 2 });
+    expect(pod.inbox.pending).toBe(0);
+    expect(h.errors).toEqual([]);
+  });
+
+  it('ignores and counts spoofed answers; the real one still gets through', async () => {
+    const h = await startProxy();
+    h.trusted.hold.add('api.github.com');
+    const pod = await UdpPod.open(h, h.trusted.address);
+    pod.send(h, query('api.github.com', 0x4444));
+    const fwd = await h.trusted.received.next('the forwarded query');
+    const evil: dnsPacket.Answer = { ...GITHUB_A, data: '203.0.113.66' };
+    const spoof = answer(fwd.packet, [evil]);
+
+    // From another address, right port and id.
+    h.rogue.send(spoof, fwd.from);
+    // From the resolver's address, another port.
+    const sidePort = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sidePort.bind(0, h.trusted.address, r));
+    cleanups.push(() => sidePort.close());
+    sidePort.send(spoof, fwd.from.port, fwd.from.address);
+    // From the resolver itself: wrong id, wrong name, wrong type.
+    h.trusted.send(answer(fwd.packet, [evil], { id: fwd.id ^ 0x8000 }), fwd.from);
+    h.trusted.send(answer(fwd.packet, [{ ...evil, name: 'evil.example' }], { name: 'evil.example' }), fwd.from);
+    h.trusted.send(answer(fwd.packet, [{ ...evil, type: 'AAAA', data: '2001:db8::66' }], { type: 'AAAA' }), fwd.from);
+    // Right everything but not parseable, or not an answer.
+    h.trusted.send(spoof.subarray(0, spoof.length - 3), fwd.from);
+    const notAnswer = Buffer.from(query('api.github.com', 0));
+    notAnswer.writeUInt16BE(fwd.id, 0);
+    h.trusted.send(notAnswer, fwd.from);
+    await until('5 spoofed and 2 malformed', () => h.proxy.stats.spoofed === 5 && h.proxy.stats.malformed === 2);
+    expect(pod.inbox.pending).toBe(0);
+    expect(h.learned).toEqual([]);
+
+    fwd.reply(answer(fwd.packet, [GITHUB_A]));
+    const res = dnsPacket.decode(await pod.inbox.next('the real answer'));
+    expect(res).toMatchObject({ id: 0x4444 });
+    expect(res.answers).toMatchObject([{ data: '140.82.112.5' }]);
+    expect(h.learned).toEqual([{ names: ['api.github.com'], addresses: [{ ip: '140.82.112.5', ttl: 60 }] }]);
+
+    // A second copy of the real answer after it was released is spoofed too.
+    fwd.reply(answer(fwd.packet, [GITHUB_A]));
+    await until('the late duplicate', () => h.proxy.stats.spoofed === 6);
+    expect(h.proxy.stats).toMatchObject({ answered: 1, learnedAnswers: 1 });
+    expect(h.errors).toEqual([]);
+  });
+
+  it('serves IPv6: pods, proxy and resolver on ::1, AAAA learned', async () => {
+    const resolver = await retry(() => FakeResolver.start('::1'));
+    resolver.zone.set('v6.example', [{ name: 'v6.example', type: 'AAAA', ttl: 30, data: '2001:db8::5' }]);
+    const learned: Learned[] = [];
+    const nat = new Map<number, NatInfo>();
+    const proxy = new DnsProxy(
+      {
+        nat: (protocol, ip, port) => (protocol === UDP && ip === '::1' ? nat.get(port) : undefined),
+        client: () => ({ pod: 'ci/v6', dns: 'AllowAll', rules: [] }),
+        rulesFor: () => [],
+        learn: (l) => void learned.push(l),
+        trusted: ['::1'],
+        untrusted: 'refuse',
+        upstreamPort: resolver.port,
+      },
+      pino({ level: 'silent' }),
+    );
+    const udp = dgram.createSocket('udp6');
+    await new Promise<void>((r) => udp.bind(0, '::1', r));
+    const port = udp.address().port; // a port free on ::1 for the proxy, checked by binding it
+    udp.close();
+    await proxy.start(['::1'], port);
+    cleanups.push(() => proxy.close());
+    const pod = dgram.createSocket('udp6');
+    await new Promise<void>((r) => pod.bind(0, '::1', r));
+    cleanups.push(() => pod.close());
+    nat.set(pod.address().port, { daddr: '::1', ifindex: 1 });
+    const inbox = new Inbox<Buffer>();
+    pod.on('message', (m) => inbox.push(m));
+    pod.send(query('v6.example', 66, 'AAAA'), port, '::1');
+    const res = dnsPacket.decode(await inbox.next());
+    expect(res).toMatchObject({ id: 66, rcode: 'NOERROR' });
+    expect(learned).toEqual([{ names: ['v6.example'], addresses: [{ ip: '2001:db8::5', ttl: 30 }] }]);
+  });
+});
+
+describe('DnsProxy over TCP', () => {
+  it('forwards a length-prefixed query and answers on the same connection', async () => {
+    const h = await startProxy();
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const pod = await TcpPod.open(h, h.trusted.address);
+    const res = await pod.ask(query('api.github.com', 0x7777));
+    expect(res).toMatchObject({ id: 0x7777, rcode: 'NOERROR' });
+    expect(res.answers).toMatchObject([{ data: '140.82.112.5' }]);
+    expect((await h.trusted.received.next()).via).toBe('tcp');
+    expect(h.natCalls).toEqual([[TCP, pod.address, pod.sock.localPort]]);
+    expect(h.learned).toHaveLength(1);
+  });
+
+  it('answers two pipelined queries, whatever order the resolver answers in, over one upstream connection', async () => {
+    const h = await startProxy();
+    h.trusted.hold.add('one.example').add('two.example');
+    const pod = await TcpPod.open(h, h.trusted.address);
+    pod.sock.write(Buffer.concat([frame(query('one.example', 1)), frame(query('two.example', 2))]));
+    const first = await h.trusted.received.next();
+    const second = await h.trusted.received.next();
+    second.reply(answer(second.packet, [{ name: 'two.example', type: 'A', ttl: 60, data: '192.0.2.2' }]));
+    first.reply(answer(first.packet, [{ name: 'one.example', type: 'A', ttl: 60, data: '192.0.2.1' }]));
+
+    const replies = [dnsPacket.decode(await pod.inbox.next()), dnsPacket.decode(await pod.inbox.next())];
+    expect(replies.map((r) => [r.id, r.questions![0]!.name, (r.answers![0] as { data: string }).data])).toEqual([
+      [2, 'two.example', '192.0.2.2'],
+      [1, 'one.example', '192.0.2.1'],
+    ]);
+    expect(h.trusted.tcpConnections).toBe(1);
+    expect(h.learned.map((l) => l.names[0])).toEqual(['two.example', 'one.example']);
+  });
+
+  it('learns before it writes the answer to the pod', async () => {
+    const h = await startProxy();
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const pod = await TcpPod.open(h, h.trusted.address);
+    const order: string[] = [];
+    const write = net.Socket.prototype.write;
+    vi.spyOn(net.Socket.prototype, 'write').mockImplementation(function (this: net.Socket, ...args: unknown[]) {
+      if (this.remoteAddress === pod.address) order.push('reply written');
+      return (write as (...a: unknown[]) => boolean).apply(this, args);
+    });
+    h.onLearn = () => order.push('learned');
+    await pod.ask(query('api.github.com', 3));
+    expect(order).toEqual(['learned', 'reply written']);
+  });
+
+  it('answers SERVFAIL when programming fails', async () => {
+    const h = await startProxy();
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    h.onLearn = () => {
+      throw new Error('map full');
+    };
+    const pod = await TcpPod.open(h, h.trusted.address);
+    expect(await pod.ask(query('api.github.com', 4))).toMatchObject({ id: 4, rcode: 'SERVFAIL' });
+  });
+
+  it('refuses over TCP as over UDP', async () => {
+    const h = await startProxy();
+    const pod = await TcpPod.open(h, h.rogue.address);
+    expect(await pod.ask(query('api.github.com', 5))).toMatchObject({ id: 5, rcode: 'REFUSED' });
+    expect(h.rogue.tcpConnections).toBe(0);
+  });
+
+  it('ignores and counts upstream answers with a wrong id or question', async () => {
+    const h = await startProxy();
+    h.trusted.hold.add('api.github.com');
+    const pod = await TcpPod.open(h, h.trusted.address);
+    pod.send(query('api.github.com', 6));
+    const fwd = await h.trusted.received.next();
+    const evil = { ...GITHUB_A, data: '203.0.113.66' };
+    fwd.reply(answer(fwd.packet, [evil], { id: fwd.id ^ 1 }));
+    fwd.reply(answer(fwd.packet, [{ ...evil, name: 'evil.example' }], { name: 'evil.example' }));
+    fwd.reply(Buffer.alloc(5)); // too short for a header
+    fwd.reply(answer(fwd.packet, [GITHUB_A]));
+    const res = dnsPacket.decode(await pod.inbox.next());
+    expect(res.answers).toMatchObject([{ data: '140.82.112.5' }]);
+    expect(h.proxy.stats).toMatchObject({ spoofed: 2, malformed: 1, answered: 1 });
+    expect(h.learned.flatMap((l) => l.addresses.map((x) => x.ip))).toEqual(['140.82.112.5']);
+  });
+
+  it('survives a pod that sends part of a frame and closes', async () => {
+    const h = await startProxy();
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const partial = await TcpPod.open(h, h.trusted.address);
+    const whole = frame(query('api.github.com', 8));
+    partial.sock.end(whole.subarray(0, 12));
+    await partial.closed;
+    expect(h.proxy.stats).toMatchObject({ queries: 0, malformed: 0 });
+
+    const pod = await TcpPod.open(h, h.trusted.address);
+    expect(await pod.ask(query('api.github.com', 9))).toMatchObject({ id: 9, rcode: 'NOERROR' });
+    expect(h.errors).toEqual([]);
+  });
+
+  it('reassembles a query split across writes', async () => {
+    const h = await startProxy();
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const pod = await TcpPod.open(h, h.trusted.address);
+    const whole = frame(query('api.github.com', 10));
+    pod.sock.setNoDelay(true);
+    pod.sock.write(whole.subarray(0, 1));
+    await until('the first byte', () => pod.sock.bytesWritten >= 1);
+    pod.sock.write(whole.subarray(1, 9));
+    pod.sock.write(whole.subarray(9));
+    expect(dnsPacket.decode(await pod.inbox.next())).toMatchObject({ id: 10, rcode: 'NOERROR' });
+  });
+
+  it('counts an empty or garbage frame as malformed and keeps the connection', async () => {
+    const h = await startProxy();
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const pod = await TcpPod.open(h, h.trusted.address);
+    pod.sock.write(Buffer.concat([frame(Buffer.alloc(0)), frame(Buffer.from('garbage garbage'))]));
+    expect(await pod.ask(query('api.github.com', 11))).toMatchObject({ id: 11, rcode: 'NOERROR' });
+    expect(h.proxy.stats).toMatchObject({ queries: 3, malformed: 2 });
+  });
+
+  it('closes a connection that has no NAT entry', async () => {
+    const h = await startProxy();
+    const pod = await TcpPod.open(h, undefined);
+    await pod.closed;
+    expect(h.proxy.stats.unattributed).toBe(1);
+  });
+
+  it('answers SERVFAIL, instead of hanging, when one connection has more queries in flight than there are ids', async () => {
+    const IDS = 65_536;
+    const QUERIES = IDS + 4_000;
+    const h = await startProxy();
+    const pod = await TcpPod.open(h, h.trusted.address);
+    const frames: Buffer[] = [];
+    for (let i = 0; i < QUERIES; i++) {
+      const name = `q${i}.example`;
+      h.trusted.hold.add(name); // never answered
+      frames.push(frame(query(name, i & 0xffff)));
+    }
+    pod.sock.write(Buffer.concat(frames));
+    await until('every query read', () => h.proxy.stats.queries === QUERIES);
+
+    const { forwarded, servfail } = h.proxy.stats;
+    expect(forwarded + servfail).toBe(QUERIES);
+    expect(forwarded).toBeLessThanOrEqual(IDS);
+    await until('every SERVFAIL delivered', () => pod.inbox.count === servfail);
+    for (let n = 0; n < servfail; n++) {
+      const r = dnsPacket.decode(await pod.inbox.next());
+      expect(r).toMatchObject({ rcode: 'SERVFAIL' });
+      expect(Number(/^q(\d+)\./.exec(r.questions![0]!.name)![1]) & 0xffff).toBe(r.id);
+    }
+
+    // The proxy is still serving.
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const other = await UdpPod.open(h, h.trusted.address);
+    expect(await other.ask(h, query('api.github.com', 1))).toMatchObject({ id: 1, rcode: 'NOERROR' });
+  });
+});
