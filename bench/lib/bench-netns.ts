@@ -13,7 +13,11 @@ export class BenchCleanup extends Cleanup {
   }
 }
 
-/** Deletes namespaces left by benchmark processes that are gone (killed with SIGKILL). */
+/**
+ * Deletes namespaces left by benchmark processes that are gone (killed with
+ * SIGKILL), after killing what still runs in them (servers a dead benchmark
+ * started there: deleting the netns alone would leave them running).
+ */
 export function sweepStaleBenchNetns(): number {
   let names: string[] = [];
   try {
@@ -24,6 +28,13 @@ export function sweepStaleBenchNetns(): number {
   let n = 0;
   for (const name of names) {
     if (!ownerGone(name, BENCH_PREFIX)) continue;
+    for (const pid of sh('ip', ['netns', 'pids', name], { allowFail: true }).split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
     sh('ip', ['netns', 'del', name], { allowFail: true });
     n++;
   }
