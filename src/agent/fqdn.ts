@@ -4,13 +4,21 @@ import { isIPv6 } from 'node:net';
 import { DatapathError, MAP_DNS_NAT, MAP_FQDN, type Datapath } from '../datapath/index.js';
 import * as dnsCodec from '../datapath/codec/dns.js';
 import * as fqdnCodec from '../datapath/codec/fqdn.js';
-import { FqdnAllows, type AllowSink } from '../dns/allows.js';
-import { FqdnCache } from '../dns/cache.js';
-import { monoMsToNs, monoNowMs, monoNsToMs } from '../dns/clock.js';
-import { PROXY_PORT, PROXY_V4, PROXY_V6 } from '../dns/constants.js';
-import { FqdnJournal } from '../dns/journal.js';
-import type { Learned } from '../dns/message.js';
-import { DnsProxy, type ClientPolicy } from '../dns/proxy.js';
+import {
+  DnsProxy,
+  FqdnAllows,
+  FqdnCache,
+  FqdnJournal,
+  monoMsToNs,
+  monoNowMs,
+  monoNsToMs,
+  PROXY_PORT,
+  PROXY_V4,
+  PROXY_V6,
+  type AllowSink,
+  type ClientPolicy,
+  type Learned,
+} from '../dns/index.js';
 import type { Logger } from '../log/index.js';
 import { native, type NativeError } from '../native/index.js';
 import type { CompiledPolicy, RuleRef } from '../policy/index.js';
@@ -152,7 +160,7 @@ export class FqdnService {
     const now = monoNowMs();
     const addresses = l.addresses.map((a) => ({ ip: a.ip, expiresMs: now + this.cache.lifetimeMs(a.ttl) }));
     this.#journal.append(l.names, addresses);
-    const touched = this.cache.learnAbsolute(l.names, addresses);
+    const touched = this.cache.learnAbsolute(l.names, addresses, now);
     this.#allows.update(touched);
   }
 

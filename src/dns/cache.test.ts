@@ -70,6 +70,14 @@ describe('FqdnCache per-name address cap', () => {
     expect(c.size.ips).toBe(2);
   });
 
+  it('evicts expired addresses before live ones, however recently answered', () => {
+    const c = cache({ maxIpsPerName: 2, minTtlMs: 0, graceMs: 0 });
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 3600 }], 0);
+    c.learn(['example.com'], [{ ip: '192.0.2.2', ttl: 1 }], 1);
+    c.learn(['example.com'], [{ ip: '192.0.2.3', ttl: 60 }], 5_000);
+    expect(ips(c, 'example.com')).toEqual(['192.0.2.1', '192.0.2.3']);
+  });
+
   it('counts a refresh as an answer (the refreshed address survives)', () => {
     const c = cache({ maxIpsPerName: 2 });
     c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 0);

@@ -48,11 +48,16 @@ export class FqdnCache {
     return this.learnAbsolute(
       names,
       addresses.map((a) => ({ ip: a.ip, expiresMs: nowMs + this.lifetimeMs(a.ttl) })),
+      nowMs,
     );
   }
 
-  /** As learn, with expiries already computed (journal replay). */
-  learnAbsolute(names: readonly string[], addresses: ReadonlyArray<{ ip: string; expiresMs: number }>): Set<string> {
+  /**
+   * As learn, with expiries already computed (journal replay). Over the
+   * per-name cap, addresses expired by `nowMs` go first, then the least
+   * recently answered.
+   */
+  learnAbsolute(names: readonly string[], addresses: ReadonlyArray<{ ip: string; expiresMs: number }>, nowMs = -Infinity): Set<string> {
     const touched = new Set<string>();
     if (!addresses.length) return touched;
     for (const name of names) {
@@ -65,6 +70,15 @@ export class FqdnCache {
         ips.set(ip, expiresMs);
         this.#index(ip, name);
         touched.add(ip);
+      }
+      if (ips.size > this.opts.maxIpsPerName) {
+        for (const [ip, exp] of ips) {
+          if (ips.size <= this.opts.maxIpsPerName) break;
+          if (exp > nowMs) continue;
+          ips.delete(ip);
+          this.#unindex(ip, name);
+          touched.add(ip);
+        }
       }
       while (ips.size > this.opts.maxIpsPerName) {
         const oldest = ips.keys().next().value as string;

@@ -18,6 +18,7 @@ interface Snapshot {
 /** One journal line: names of a chain, [ip, wall-clock expiry] pairs. */
 type Line = [string[], Array<[string, number]>];
 
+/** Compaction when the journal has this many lines and twice as many as the cache has addresses. */
 const COMPACT_LINES = 20_000;
 
 export class FqdnJournal {
@@ -46,7 +47,7 @@ export class FqdnJournal {
     if (existsSync(this.#snapshot)) {
       try {
         const snap = JSON.parse(readFileSync(this.#snapshot, 'utf8')) as Snapshot;
-        for (const [name, ips] of snap.names) cache.learnAbsolute([name], live(ips));
+        for (const [name, ips] of snap.names) cache.learnAbsolute([name], live(ips), clock.mono);
       } catch {
         skipped++;
       }
@@ -59,7 +60,7 @@ export class FqdnJournal {
         if (!line) continue;
         try {
           const [names, ips] = JSON.parse(line) as Line;
-          cache.learnAbsolute(names, live(ips));
+          cache.learnAbsolute(names, live(ips), clock.mono);
           this.#lines++;
         } catch {
           skipped++; // a torn last line after a crash
@@ -81,7 +82,7 @@ export class FqdnJournal {
 
   /** Rewrites the snapshot from `cache` and empties the journal, when it has grown. */
   maybeCompact(cache: FqdnCache, force = false): boolean {
-    if (!force && this.#lines < COMPACT_LINES) return false;
+    if (!force && (this.#lines < COMPACT_LINES || this.#lines < 2 * cache.size.ips)) return false;
     const clock = { mono: monoNowMs(), wall: Date.now() };
     const snap: Snapshot = {
       version: 1,

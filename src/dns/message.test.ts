@@ -166,6 +166,14 @@ describe('learnFrom', () => {
     });
   });
 
+  it('treats a TTL with the top bit set as zero (RFC 2181 8)', () => {
+    const l = learn(response('example.com', [a('example.com', '192.0.2.1', 0x80000000), a('example.com', '192.0.2.2', 0x7fffffff)]));
+    expect(l.addresses).toEqual([
+      { ip: '192.0.2.1', ttl: 0 },
+      { ip: '192.0.2.2', ttl: 0x7fffffff },
+    ]);
+  });
+
   it('follows a CNAME chain in chain order, whatever order the answers come in', () => {
     const rrs = [cname('www.example.com', 'edge.cdn.example'), cname('edge.cdn.example', 'pop7.cdn.example'), a('pop7.cdn.example', '192.0.2.7'), a('pop7.cdn.example', '192.0.2.8')];
     const orders = permutations(rrs);

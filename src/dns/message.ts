@@ -141,13 +141,18 @@ export function learnFrom(res: ParsedResponse): Learned {
   const addresses: Learned['addresses'] = [];
   for (const rr of answers) {
     if ((rr.type === 'A' || rr.type === 'AAAA') && typeof rr.data === 'string' && inChain.has(lower(rr.name))) {
-      addresses.push({ ip: rr.data, ttl: Math.max(0, rr.ttl ?? 0) });
+      addresses.push({ ip: rr.data, ttl: ttlOf(rr.ttl) });
     }
   }
   return { names: chain, addresses };
 }
 
 /** An answer of our own (REFUSED, SERVFAIL, FORMERR) to a query. */
+/** RFC 2181 8: a TTL with the top bit set is treated as zero. */
+function ttlOf(ttl: number | undefined): number {
+  return ttl !== undefined && ttl >= 0 && ttl < 0x80000000 ? ttl : 0;
+}
+
 export function errorResponse(query: { id: number; flags: number; question?: Question; questionWire?: Buffer }, rcode: number): Buffer {
   const rd = query.flags & 0x0100;
   const opcode = query.flags & 0x7800;
@@ -164,6 +169,18 @@ export function errorResponse(query: { id: number; flags: number; question?: Que
     flags: opcode | rd | 0x0080 /* RA */ | rcode,
     questions: query.question ? [{ name: query.question.name, type: query.question.type as dnsPacket.RecordType, class: query.question.class as dnsPacket.RecordClass }] : [],
   });
+}
+
+/**
+ * An answer too big for the pod's UDP path, cut to its question with TC set:
+ * the client retries over TCP (RFC 1035 4.2.1), which is intercepted too.
+ */
+export function truncatedResponse(id: number, flags: number, questionWire: Buffer): Buffer {
+  const header = Buffer.alloc(HEADER_BYTES);
+  header.writeUInt16BE(id, 0);
+  header.writeUInt16BE(flags | 0x8000 /* QR */ | 0x0200 /* TC */, 2);
+  header.writeUInt16BE(1, 4);
+  return Buffer.concat([header, questionWire]);
 }
 
 /** The id and flags of anything at least a header long, for FORMERR. */

@@ -358,6 +358,20 @@ describe('DnsProxy over UDP', () => {
     expect(h.errors).toEqual([]);
   });
 
+  it('learns a UDP answer too big for the pod\'s path, then sends it truncated (TC) so the pod retries over TCP', async () => {
+    const h = await startProxy();
+    const many = Array.from({ length: 100 }, (_, i): dnsPacket.Answer => ({ name: 'big.example', type: 'A', ttl: 60, data: `192.0.2.${i + 1}` }));
+    h.trusted.zone.set('big.example', many);
+    const pod = await UdpPod.open(h, h.trusted.address);
+    const res = await pod.ask(h, query('big.example', 7));
+    expect(res).toMatchObject({ id: 7, rcode: 'NOERROR' });
+    expect((res.flags ?? 0) & dnsPacket.TRUNCATED_RESPONSE).toBe(dnsPacket.TRUNCATED_RESPONSE);
+    expect(res.answers).toEqual([]);
+    expect(res.questions).toEqual([{ name: 'big.example', type: 'A', class: 'IN' }]);
+    expect(h.learned[0]?.addresses).toHaveLength(100);
+    expect(h.proxy.stats).toMatchObject({ answered: 1, truncated: 1 });
+  });
+
   it('learns before it releases the answer to the pod', async () => {
     const h = await startProxy();
     h.trusted.zone.set('api.github.com', [GITHUB_A]);

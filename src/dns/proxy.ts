@@ -25,6 +25,7 @@ import {
   RCODE_REFUSED,
   RCODE_SERVFAIL,
   sameQuestion,
+  truncatedResponse,
   type Learned,
   type ParsedQuery,
   type Question,
@@ -36,6 +37,14 @@ const UPSTREAM_PORT = 53;
 const POOL_SIZE = 16;
 const UPSTREAM_TIMEOUT_MS = 5000;
 const TCP_IDLE_MS = 30_000;
+/**
+ * The largest answer sent to a pod over UDP (the DNS Flag Day 2020 size):
+ * bigger would be fragmented on the way to the pod, and the datapath only
+ * reverse-translates whole datagrams. Bigger answers go out truncated.
+ */
+const MAX_UDP_ANSWER = 1232;
+/** Socket receive buffers: bursts queue in the kernel while a handler runs. */
+const RECV_BUFFER_BYTES = 4 << 20;
 
 export interface NatInfo {
   daddr: string;
@@ -77,6 +86,10 @@ export interface ProxyStats {
   unattributed: number;
   upstreamTimeouts: number;
   learnedAnswers: number;
+  /** UDP answers too big for the pod's path, sent with TC set. */
+  truncated: number;
+  /** Bugs: a handler threw (logged); the packet was dropped. */
+  errors: number;
 }
 
 interface Pending {
@@ -86,12 +99,14 @@ interface Pending {
   questionWire: Buffer;
   clientId: number;
   reply: (msg: Buffer) => void;
+  /** UDP: the largest answer the pod's path carries whole. */
+  maxBytes?: number;
 }
 
 type Decision = { upstream: string } | { rcode: number; why: string };
 
 function newStats(): ProxyStats {
-  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0 };
+  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0 };
 }
 
 /** Length-prefixed DNS messages from a TCP byte stream (RFC 1035 4.2.2). */
@@ -136,7 +151,7 @@ export class DnsProxy {
   async start(addresses: readonly string[], port: number): Promise<void> {
     for (const address of addresses) {
       const family = net.isIPv6(address) ? 6 : 4;
-      const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true });
+      const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
       udp.on('message', (msg, rinfo) => this.handleUdpQuery(msg, rinfo, (m) => udp.send(m, rinfo.port, rinfo.address)));
       udp.on('error', (err) => this.#log.error({ err }, 'DNS proxy UDP socket error'));
       await new Promise<void>((resolve, reject) => {
@@ -179,7 +194,7 @@ export class DnsProxy {
     try {
       fn();
     } catch (err) {
-      this.stats.malformed++;
+      this.stats.errors++;
       this.#log.error({ err }, 'DNS proxy: unexpected error handling a packet');
     }
   }
@@ -252,7 +267,7 @@ export class DnsProxy {
     if (pool) return pool;
     pool = [];
     for (let i = 0; i < POOL_SIZE; i++) {
-      const s = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+      const s = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', recvBufferSize: RECV_BUFFER_BYTES });
       const index = i;
       s.on('message', (m, r) => this.handleUpstreamUdp(family, index, m, r));
       s.on('error', (err) => this.#log.warn({ err }, 'DNS proxy upstream socket error'));
@@ -274,7 +289,15 @@ export class DnsProxy {
     }
     const out = Buffer.from(msg);
     out.writeUInt16BE(id, 0);
-    this.#pending.set(`${family}:${index}:${id}`, { deadline: Date.now() + UPSTREAM_TIMEOUT_MS, upstream, question: q.question, questionWire: q.questionWire, clientId: q.id, reply });
+    this.#pending.set(`${family}:${index}:${id}`, {
+      deadline: Date.now() + UPSTREAM_TIMEOUT_MS,
+      upstream,
+      question: q.question,
+      questionWire: q.questionWire,
+      clientId: q.id,
+      reply,
+      maxBytes: MAX_UDP_ANSWER,
+    });
     this.stats.forwarded++;
     pool[index]!.send(out, this.#upstreamPort, upstream);
   }
@@ -323,8 +346,13 @@ export class DnsProxy {
         return true;
       }
     }
-    msg.writeUInt16BE(p.clientId, 0);
     this.stats.answered++;
+    if (p.maxBytes !== undefined && msg.length > p.maxBytes) {
+      this.stats.truncated++;
+      p.reply(truncatedResponse(p.clientId, msg.readUInt16BE(2), p.questionWire));
+      return true;
+    }
+    msg.writeUInt16BE(p.clientId, 0);
     p.reply(msg);
     return true;
   }
