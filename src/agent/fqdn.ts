@@ -81,6 +81,7 @@ export class FqdnService {
   readonly #journal: FqdnJournal;
   readonly #proxy: DnsProxy;
   #clients = new Map<number, ClientPolicy>();
+  readonly #unprogrammed = new Set<string>();
   #compiled: CompiledPolicy | undefined;
   #sweeper: NodeJS.Timeout | undefined;
 
@@ -156,12 +157,25 @@ export class FqdnService {
     }
   }
 
+  /**
+   * One trusted answer: cache, then the map, then the journal — an answer
+   * that only repeats what is known (within REFRESH_SLACK_MS) writes nothing.
+   */
   #learn(l: Learned): void {
     const now = monoNowMs();
     const addresses = l.addresses.map((a) => ({ ip: a.ip, expiresMs: now + this.cache.lifetimeMs(a.ttl) }));
-    this.#journal.append(l.names, addresses);
     const touched = this.cache.learnAbsolute(l.names, addresses, now);
-    this.#allows.update(touched);
+    // Addresses a failed write (map full) left behind go again with every answer.
+    for (const ip of this.#unprogrammed) touched.add(ip);
+    if (!touched.size) return;
+    try {
+      this.#allows.update(touched);
+    } catch (err) {
+      for (const ip of touched) this.#unprogrammed.add(ip);
+      throw err;
+    }
+    this.#unprogrammed.clear();
+    this.#journal.append(l.names, addresses);
   }
 
   #sweep(): void {

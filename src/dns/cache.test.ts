@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FqdnCache, type CacheOptions } from './cache.js';
+import { FqdnCache, REFRESH_SLACK_MS, type CacheOptions } from './cache.js';
 
 const MIN_TTL_MS = 10_000;
 const GRACE_MS = 2_000;
@@ -55,6 +55,28 @@ describe('FqdnCache lifetimes', () => {
     const c = cache();
     expect(c.learn(['example.com'], [], 0).size).toBe(0);
     expect(c.size).toEqual({ names: 0, ips: 0 });
+  });
+});
+
+describe('FqdnCache refreshes', () => {
+  it('leaves an entry as it is for an answer that moves its expiry by less than REFRESH_SLACK_MS', () => {
+    const c = cache();
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
+    expect(c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], REFRESH_SLACK_MS - 1)).toEqual(new Set());
+    expect(expiry(c, 'example.com', '192.0.2.1')).toBe(60_000 + GRACE_MS);
+    expect(c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], REFRESH_SLACK_MS)).toEqual(new Set(['192.0.2.1']));
+    expect(expiry(c, 'example.com', '192.0.2.1')).toBe(REFRESH_SLACK_MS + 60_000 + GRACE_MS);
+  });
+
+  it('still counts such an answer for the per-name cap order, and a new name of the chain is recorded', () => {
+    const c = cache({ maxIpsPerName: 2 });
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
+    c.learn(['example.com'], [{ ip: '192.0.2.2', ttl: 60 }], 1);
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 2);
+    c.learn(['example.com'], [{ ip: '192.0.2.3', ttl: 60 }], 3);
+    expect(ips(c, 'example.com')).toEqual(['192.0.2.1', '192.0.2.3']);
+    expect(c.learn(['www.example.com', 'example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 4)).toEqual(new Set(['192.0.2.1']));
+    expect(names(c)).toContain('www.example.com');
   });
 });
 

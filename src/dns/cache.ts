@@ -8,6 +8,15 @@
 // allowed for is derived (FqdnAllows), so a policy added or changed later
 // applies to what was already learned.
 
+/**
+ * An answer that moves an address's expiry later by less than this leaves
+ * the entry as it is: under load a name is answered many times a second, and
+ * every change costs a map write (a syscall) and a journal line. Expiries
+ * then trail the last answer by under a second: earlier, never later, than
+ * the contract's lifetime (which --fqdn-grace pads anyway).
+ */
+export const REFRESH_SLACK_MS = 1000;
+
 export interface CacheOptions {
   minTtlMs: number;
   graceMs: number;
@@ -42,7 +51,8 @@ export class FqdnCache {
   /**
    * Records one trusted answer: every address for every name of the chain.
    * Returns the addresses whose allows may have changed (learned, refreshed
-   * or evicted).
+   * by REFRESH_SLACK_MS or more, shortened, or evicted): empty when the
+   * answer changed nothing worth writing down.
    */
   learn(names: readonly string[], addresses: ReadonlyArray<{ ip: string; ttl: number }>, nowMs: number): Set<string> {
     return this.learnAbsolute(
@@ -66,7 +76,12 @@ export class FqdnCache {
       else ips = new Map();
       this.#names.set(name, ips); // most recently answered last
       for (const { ip, expiresMs } of addresses) {
-        ips.delete(ip);
+        const had = ips.get(ip);
+        ips.delete(ip); // most recently answered last, changed or not
+        if (had !== undefined && expiresMs >= had && expiresMs - had < REFRESH_SLACK_MS) {
+          ips.set(ip, had);
+          continue;
+        }
         ips.set(ip, expiresMs);
         this.#index(ip, name);
         touched.add(ip);
