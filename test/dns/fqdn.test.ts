@@ -448,6 +448,38 @@ print(json.dumps({'a':a.decode(),'b':b.decode(),'fresh':fresh}))`;
     expect(table.stdout).toMatch(/fq\/web/);
   });
 
+  it('rejects an invalid FQDNPolicy edit whole, reports it, and keeps the previous version in force', async () => {
+    // The edit would also open other.fq.test: none of it may apply.
+    const bad = POLICY.replace('{ matchName: keep.fq.test }', '{ matchName: keep.fq.test }, { matchName: other.fq.test }').replace('"*.pat.fq.test"', '"*.pat..fq.test"');
+    expect(bad).not.toBe(POLICY);
+    node.writeManifest('fq.yaml', bad);
+    let file: { ok: boolean; error?: string } | undefined;
+    const deadline = Date.now() + 5000;
+    while (!file || file.ok) {
+      if (Date.now() > deadline) throw new Error('the invalid edit was not reported');
+      await new Promise((r) => setTimeout(r, 50));
+      const s = (await callAgent(node.runDir, 'status')) as { manifests: Array<{ file: string; ok: boolean; error?: string }> };
+      file = s.manifests.find((m) => m.file === 'fq.yaml');
+    }
+    expect(file.error).toMatch(/FQDNPolicy fq\/web: spec\.egress\[1\]\.toFQDNs\[0\]\.matchPattern/);
+    expect(node.log()).toMatch(/pat\.\.fq\.test/);
+    const status = sluice(['status']);
+    expect(status.status).toBe(1);
+    expect(status.stdout).toMatch(/fq\.yaml/);
+    await lookup(client, 'other.fq.test');
+    expect(reach(client, '198.18.1.11', 80)).toBe(false);
+    await lookup(client, 'a.pat.fq.test');
+    expect(reach(client, '198.18.1.22', 80)).toBe(true);
+    node.writeManifest('fq.yaml', POLICY);
+    const back = Date.now() + 5000;
+    for (;;) {
+      const s = (await callAgent(node.runDir, 'status')) as { manifests: Array<{ file: string; ok: boolean }> };
+      if (s.manifests.find((m) => m.file === 'fq.yaml')?.ok) break;
+      if (Date.now() > back) throw new Error('the fixed manifest was not applied');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
   it('keeps allowed allowed and denied denied across SIGKILL and restart, and restores learned IPs', async () => {
     await lookup(client, 'keep.fq.test');
     expect(reach(client, '198.18.1.80', 80)).toBe(true);
