@@ -13,7 +13,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: 'max-fqdn-entries', help: 'size of the FQDN allow map ((rule, address) pairs)', default: '131072' },
   { name: 'fqdn-min-ttl', help: 'shortest lifetime of a learned address (duration: 500ms, 30s, 1m30s or seconds)', default: '60s' },
   { name: 'fqdn-grace', help: 'added to every learned address\'s lifetime', default: '10s' },
-  { name: 'fqdn-max-ips-per-name', help: 'addresses kept per name; the least recently answered go first', default: '64' },
+  { name: 'fqdn-max-ips-per-name', help: 'addresses kept per name; expired ones go first, then the least recently answered', default: '64' },
   { name: 'dns-intercept', help: 'whose DNS goes through the proxy: selected (pods an FQDNPolicy selects) or all', default: 'selected' },
   { name: 'dns-trusted', help: 'resolvers whose answers may open traffic: IP[,IP…] (standalone default: the nameservers of /etc/resolv.conf)', default: '' },
   { name: 'dns-untrusted', help: 'a query to any other server: refuse, or redirect to the first trusted resolver', default: 'refuse' },

@@ -137,6 +137,14 @@ spec:
   - toFQDNs: [ { matchName: rogue.fq.test }, { matchName: tcp.fq.test }, { matchPattern: "*.spoof.test" } ]
   - toFQDNs: [ { matchName: keep.fq.test }, { matchName: after.fq.test } ]
 ---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: one-host, namespace: fq }
+spec:
+  podSelector: { matchLabels: { app: client } }
+  policyTypes: [ Egress ]
+  egress: [ { to: [ { ipBlock: { cidr: 198.18.6.1/32 } } ], ports: [ { port: 80 } ] } ]
+---
 apiVersion: v1
 kind: Namespace
 metadata: { name: strict }
@@ -290,6 +298,14 @@ describe.skipIf(!isRoot)('DNS-aware egress (FQDNPolicy + transparent DNS proxy)'
     const o = await lookup(client, 'other.fq.test');
     expect(addresses(o)).toEqual(['198.18.1.11']);
     expect(reach(client, '198.18.1.11', 80)).toBe(false); // resolved, but no rule matches it
+  });
+
+  it('allows the union of NetworkPolicy egress and FQDNPolicy rules', async () => {
+    expect(reach(client, '198.18.6.1', 80)).toBe(true); // NetworkPolicy ipBlock, no lookup needed
+    expect(reach(client, '198.18.6.1', 443)).toBe(false);
+    expect(reach(client, '198.18.6.2', 80)).toBe(false);
+    await lookup(client, 'api.fq.test');
+    expect(reach(client, '198.18.1.10', 443)).toBe(true); // and the FQDN rule, beside it
   });
 
   it('learns AAAA and enforces over IPv6, with DNS over IPv6 too', async () => {
