@@ -11,7 +11,7 @@
 // - A leading `**.` matches one or more whole labels; `**` anywhere else is
 //   invalid.
 // - The pattern `*` alone matches every name.
-import { PolicyError } from './errors.js';
+import { isObject, PolicyError } from './errors.js';
 import type { PortSpec, Protocol } from './netpol.js';
 import { parseSelector, type LabelSelector } from './selector.js';
 
@@ -49,10 +49,6 @@ const MULTI_LABEL = '**';
 
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
 const DNS_MODES: readonly DnsMode[] = ['AllowAll', 'MatchedOnly'];
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
 
 const present = (v: unknown): boolean => v !== undefined && v !== null;
 

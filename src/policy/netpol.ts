@@ -3,7 +3,7 @@
 // protocol) into a normalized form the compiler consumes.
 import { isIP } from 'node:net';
 import { cidrContains, parseCidr as parseIpamCidr, parseIp } from '../ipam/cidr.js';
-import { PolicyError } from './errors.js';
+import { isObject, PolicyError } from './errors.js';
 import { parseSelector, type LabelSelector } from './selector.js';
 
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
@@ -39,10 +39,6 @@ export interface NetworkPolicy {
   egress: Rule[];
   /** After defaulting. */
   types: { ingress: boolean; egress: boolean };
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 const PORT_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

@@ -1,6 +1,6 @@
 // Kubernetes label selectors: matchLabels AND matchExpressions
 // (In, NotIn, Exists, DoesNotExist). An empty selector matches everything.
-import { PolicyError } from './errors.js';
+import { isObject, PolicyError } from './errors.js';
 
 export interface LabelSelectorRequirement {
   key: string;
@@ -51,10 +51,6 @@ export function validLabelKey(k: string): boolean {
 
 export function validLabelValue(v: unknown): v is string {
   return typeof v === 'string' && v.length <= 63 && LABEL_VALUE.test(v);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 /** Validates a selector as the API server does; returns it typed. */

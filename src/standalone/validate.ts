@@ -2,7 +2,7 @@
 // object is of a kind we serve and well-formed enough to be stored. Policies
 // (NetworkPolicy, FQDNPolicy) go through the policy parsers here too, so an
 // invalid one is rejected with its file, as the API server would reject it.
-import { parseFqdnPolicy, parseNetworkPolicy } from '../policy/index.js';
+import { isObject, parseFqdnPolicy, parseNetworkPolicy } from '../policy/index.js';
 import type { Kind, KubeObject } from '../store/index.js';
 
 const API_VERSIONS: Record<Kind, readonly string[]> = {
@@ -25,10 +25,6 @@ const LABEL_KEY_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 export class ValidationError extends Error {
   override readonly name = 'ValidationError';
   readonly code = 'SLUICE_INVALID_OBJECT';
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 export function validateLabels(labels: unknown, where: string): void {
