@@ -258,6 +258,11 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators())
     const selecting = input.policies.filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
     const fqdnSelecting = (input.fqdnPolicies ?? []).filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
     const entries: PolicyEntry[] = [];
+    /** A rule's entries for one peer: every port and protocol, or each port of the rule. */
+    const emitRule = (direction: 'ingress' | 'egress', peer: number, ports: readonly PortSpec[] | undefined, namedOn: NamedPort[] | 'each-pod' | 'self', ref: RuleRef): void => {
+      if (!ports) entries.push({ direction, peer, protocol: PROTO_ANY, portMin: 0, portMax: 65535, ref });
+      else for (const port of ports) emitPort(entries, direction, peer, port, namedOn, ep, identities, ref);
+    };
     for (const pol of selecting) {
       for (const direction of ['ingress', 'egress'] as const) {
         if (!pol.types[direction]) continue;
@@ -285,13 +290,7 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators())
               }
             }
           }
-          for (const { id, namedOn } of peers) {
-            if (!rule.ports) {
-              entries.push({ direction, peer: id, protocol: PROTO_ANY, portMin: 0, portMax: 65535, ref });
-              continue;
-            }
-            for (const port of rule.ports) emitPort(entries, direction, id, port, namedOn, ep, identities, ref);
-          }
+          for (const { id, namedOn } of peers) emitRule(direction, id, rule.ports, namedOn, ref);
         });
       }
     }
@@ -305,13 +304,7 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators())
           return;
         }
         epFqdnRules.push(id);
-        if (!rule.ports) {
-          entries.push({ direction: 'egress', peer: id, protocol: PROTO_ANY, portMin: 0, portMax: 65535, ref });
-          return;
-        }
-        for (const p of rule.ports) {
-          entries.push({ direction: 'egress', peer: id, protocol: PROTO_NUMBERS[p.protocol], portMin: p.port, portMax: p.endPort ?? p.port, ref });
-        }
+        emitRule('egress', id, rule.ports, [], ref); // FQDN ports are numbers: nothing to resolve
       });
     }
     endpoints.set(ep.key, {
