@@ -92,12 +92,6 @@ function withPolicyId(keys: readonly Buffer[], policyId: number): Buffer[] {
   });
 }
 
-function ruleListKey(policyId: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(policyId >>> 0, 0);
-  return b;
-}
-
 function deleteQuietly(fd: number, key: Buffer): void {
   try {
     native().mapDelete(fd, key);
@@ -154,13 +148,13 @@ export class PolicyWriter {
         if (keys.length) n.mapUpdateBatch(policyFd, Buffer.concat(keys), Buffer.concat(keys.map(() => policyCodec.encode(0))), keys.length, BPF_ANY);
         if (p.fqdnRules.length) {
           fqdnRules = true;
-          n.mapUpdate(rulesFd, ruleListKey(policyId), fqdnCodec.encodeRules(p.fqdnRules), BPF_ANY);
+          n.mapUpdate(rulesFd, fqdnCodec.encodeRulesKey(policyId), fqdnCodec.encodeRules(p.fqdnRules), BPF_ANY);
         }
         endpoint = endpointCodec.encode({ identity: p.identity, flags: flagsOf(p), policyId });
       } catch (err) {
         // Roll back what made it in; the endpoint drops everything.
         if (keys.length) n.mapDeleteBatch(policyFd, Buffer.concat(keys), keys.length);
-        if (fqdnRules) deleteQuietly(rulesFd, ruleListKey(policyId));
+        if (fqdnRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(policyId));
         fqdnRules = false;
         endpoint = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0 });
         report.failed.push({ key: t.key, error: `${(err as NativeError).code ?? ''} ${(err as Error).message}`.trim() });
@@ -185,7 +179,7 @@ export class PolicyWriter {
     this.#syncIpcache(compiled.ipcache);
     this.#syncCidrs(compiled.cidrs);
     if (stale.length) n.mapDeleteBatch(policyFd, Buffer.concat(stale), stale.length);
-    for (const id of staleRules) deleteQuietly(rulesFd, ruleListKey(id));
+    for (const id of staleRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(id));
     return report;
   }
 
@@ -209,8 +203,8 @@ export class PolicyWriter {
     if (dead.length) n.mapDeleteBatch(fd, Buffer.concat(dead), dead.length);
     const rulesFd = this.#dp.mapFd(MAP_FQDN_RULES);
     const deadLists: Buffer[] = [];
-    for (let k = n.mapGetNextKey(rulesFd, null, 4); k; k = n.mapGetNextKey(rulesFd, k, 4)) {
-      if (!inUse.has(k.readUInt32LE(0))) deadLists.push(k);
+    for (let k = n.mapGetNextKey(rulesFd, null, fqdnCodec.RULES_KEY_SIZE); k; k = n.mapGetNextKey(rulesFd, k, fqdnCodec.RULES_KEY_SIZE)) {
+      if (!inUse.has(fqdnCodec.decodeRulesKey(k))) deadLists.push(k);
     }
     for (const k of deadLists) deleteQuietly(rulesFd, k);
     return dead.length + deadLists.length;

@@ -10,6 +10,8 @@ export const KEY_OFFSETS = { rule: 0, family: 4, pad: 5, addr: 8 } as const;
 export const SIZE = 8;
 export const OFFSETS = { expires_ns: 0 } as const;
 
+/** sluice_fqdn_rules_v1 is keyed by the endpoint's policy_id (u32). */
+export const RULES_KEY_SIZE = 4;
 export const RULES_SIZE = 68;
 export const RULES_OFFSETS = { count: 0, rules: 4 } as const;
 
@@ -35,6 +37,16 @@ export function encode(expiresNs: bigint): Buffer {
 
 export function decode(buf: Buffer): bigint {
   return buf.readBigUInt64LE(OFFSETS.expires_ns);
+}
+
+export function encodeRulesKey(policyId: number): Buffer {
+  const buf = Buffer.alloc(RULES_KEY_SIZE);
+  buf.writeUInt32LE(policyId >>> 0, 0);
+  return buf;
+}
+
+export function decodeRulesKey(buf: Buffer): number {
+  return buf.readUInt32LE(0);
 }
 
 export function encodeRules(rules: readonly number[]): Buffer {
