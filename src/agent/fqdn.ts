@@ -18,6 +18,7 @@ import {
   type AllowSink,
   type ClientPolicy,
   type Learned,
+  type ProxyStats,
 } from '../dns/index.js';
 import type { Logger } from '../log/index.js';
 import { native, type NativeError } from '../native/index.js';
@@ -38,6 +39,16 @@ export interface FqdnConfig {
   untrusted: 'refuse' | 'redirect';
   /** Listen on the IPv6 proxy address too. */
   ipv6: boolean;
+}
+
+/** `status` → fqdn. */
+export interface FqdnStatus {
+  names: number;
+  ips: number;
+  /** (rule, address) pairs in sluice_fqdn_v1. */
+  entries: number;
+  /** Since the agent started. */
+  proxy: ProxyStats;
 }
 
 export interface FqdnNameRow {
@@ -112,10 +123,6 @@ export class FqdnService {
       },
       log.child({ component: 'dns-proxy' }),
     );
-  }
-
-  get proxyStats(): DnsProxy['stats'] {
-    return this.#proxy.stats;
   }
 
   /** Adds the proxy's addresses to the node's loopback and starts serving. */
@@ -209,7 +216,7 @@ export class FqdnService {
     return this.cache.namesOf(ip).map((n) => n.name);
   }
 
-  status(): Record<string, unknown> {
+  status(): FqdnStatus {
     return { names: this.cache.size.names, ips: this.cache.size.ips, entries: this.#allows.entries, proxy: { ...this.#proxy.stats } };
   }
 }

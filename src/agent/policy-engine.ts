@@ -100,6 +100,7 @@ export class PolicyEngine {
   readonly #fqdnPols = new LastGood<FqdnPolicy>('FQDNPolicy', (o) => parseFqdnPolicy(o as never));
   readonly #opts: PolicyEngineOptions;
   #compiled: CompiledPolicy | undefined;
+  #warned = new Set<string>();
   #persisted = '';
 
   constructor(store: ObjectStore, endpoints: () => EndpointRecord[], datapath: Datapath, stateDir: string, log: Logger, opts: PolicyEngineOptions = {}) {
@@ -167,7 +168,9 @@ export class PolicyEngine {
     this.#compiled = compiled;
     this.#persistIdentities();
     this.#opts.onCompiled?.(compiled, records);
-    for (const w of compiled.warnings) this.#log.warn(w);
+    // Logged once each, as invalid policies are: every sync recompiles.
+    for (const w of compiled.warnings) if (!this.#warned.has(w)) this.#log.warn(w);
+    this.#warned = new Set(compiled.warnings);
     for (const f of report.failed) this.#log.error({ endpoint: f.key, error: f.error }, 'policy could not be programmed: the endpoint drops all traffic until it can');
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     if (report.rewritten > 0) this.#log.info({ rewritten: report.rewritten, entries: report.entries, identities: compiled.identities.size, ms: Math.round(ms * 10) / 10 }, 'policy programmed');

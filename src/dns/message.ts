@@ -49,14 +49,6 @@ export class MalformedError extends Error {
 }
 
 /**
- * A name as policy matches it: ASCII folded only (RFC 4343), so a wire name
- * such as "\u212Aubernetes.io" (Kelvin sign) is not learned as kubernetes.io.
- */
-export function lower(name: string): string {
-  return normalizeName(name);
-}
-
-/**
  * dns-packet does not bounds-check record data: an A or AAAA record cut short
  * decodes as "203.0.113.undefined", or as another, zero-filled IPv6 address,
  * and a TXT whose length runs past the end as garbage. What it reports as read
@@ -120,27 +112,27 @@ export function parseResponse(buf: Buffer): ParsedResponse {
 }
 
 export function sameQuestion(a: Question, b: Question | undefined): boolean {
-  return !!b && lower(a.name) === lower(b.name) && a.type === b.type && a.class === b.class;
+  return !!b && normalizeName(a.name) === normalizeName(b.name) && a.type === b.type && a.class === b.class;
 }
 
 /** What a trusted NOERROR answer teaches: the chain's names and their addresses. */
 export function learnFrom(res: ParsedResponse): Learned {
   if (res.rcode !== RCODE_NOERROR || !res.question) return { names: [], addresses: [] };
   const answers = (res.packet.answers ?? []) as Array<{ type: string; name: string; ttl?: number; data?: unknown }>;
-  const chain = [lower(res.question.name)];
+  const chain = [normalizeName(res.question.name)];
   const inChain = new Set(chain);
   for (let hops = 0; hops < MAX_CHAIN; hops++) {
     const at = chain[chain.length - 1]!;
-    const cname = answers.find((rr) => rr.type === 'CNAME' && lower(rr.name) === at);
+    const cname = answers.find((rr) => rr.type === 'CNAME' && normalizeName(rr.name) === at);
     if (!cname || typeof cname.data !== 'string') break;
-    const next = lower(cname.data);
+    const next = normalizeName(cname.data);
     if (inChain.has(next)) break;
     chain.push(next);
     inChain.add(next);
   }
   const addresses: Learned['addresses'] = [];
   for (const rr of answers) {
-    if ((rr.type === 'A' || rr.type === 'AAAA') && typeof rr.data === 'string' && inChain.has(lower(rr.name))) {
+    if ((rr.type === 'A' || rr.type === 'AAAA') && typeof rr.data === 'string' && inChain.has(normalizeName(rr.name))) {
       addresses.push({ ip: rr.data, ttl: ttlOf(rr.ttl) });
     }
   }

@@ -14,11 +14,10 @@ import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../log/index.js';
-import type { DnsMode } from '../policy/index.js';
+import { normalizeName, type DnsMode } from '../policy/index.js';
 import {
   errorResponse,
   learnFrom,
-  lower,
   MalformedError,
   parseQuery,
   parseResponse,
@@ -203,7 +202,7 @@ export class DnsProxy {
     const client = this.#deps.client(nat.ifindex);
     if (!client) return { rcode: RCODE_REFUSED, why: 'unknown endpoint' };
     if (client.dns === 'MatchedOnly') {
-      const rules = this.#deps.rulesFor(lower(q.question.name));
+      const rules = this.#deps.rulesFor(normalizeName(q.question.name));
       if (!rules.some((r) => client.rules.includes(r))) return { rcode: RCODE_REFUSED, why: 'name matches no rule (dns: MatchedOnly)' };
     }
     if (this.#deps.trusted.includes(nat.daddr)) return { upstream: nat.daddr };
