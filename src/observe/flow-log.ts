@@ -2,14 +2,23 @@
 // names each side (pod, node, or address), keeps the most recent events in a
 // bounded ring, and publishes each on diagnostics_channel so metrics and
 // tests can listen without polling.
+//
+// The drain runs on a timer, so nothing may throw out of it: a throw there
+// would be an uncaught exception (the agent dies) or, caught by nobody, would
+// leave the log silently empty. A failed drain (a decode error, a native
+// error, a naming callback's bug) is counted, logged at most once per
+// ERROR_LOG_EVERY_MS with the number suppressed since, and the timer goes on.
 import { channel } from 'node:diagnostics_channel';
 import { reasonName, REASON_FORWARDED, type FlowEvent, type FlowEventReader } from '../datapath/index.js';
+import type { Logger } from '../log/index.js';
 
 export const FLOW_CHANNEL = channel('sluice:flow:event');
 
 /** How often the ring buffer is drained; drops are rare, the ring is 1 MiB. */
 const DRAIN_INTERVAL_MS = 50;
 const KEEP_EVENTS = 8192;
+/** A failing drain logs at most once per this interval (it runs 20 times a second). */
+const ERROR_LOG_EVERY_MS = 10_000;
 const PROTOCOLS: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
 
 export interface Flow {
@@ -44,19 +53,37 @@ export interface FlowQuery {
   limit?: number;
 }
 
+/** `status` → flowLog: how the drain has fared since the agent started. */
+export interface FlowLogStats {
+  /** Drains that threw (the events of that batch are lost). */
+  drainErrors: number;
+  /** The last such error's message, '' if none. */
+  lastError: string;
+}
+
 export class FlowLog {
-  readonly #reader: FlowEventReader;
+  readonly #reader: Pick<FlowEventReader, 'drain' | 'close'>;
   readonly #names: FlowNames;
+  readonly #log: Logger | undefined;
   readonly #ring: Flow[] = [];
   #seq = 0;
   #timer: NodeJS.Timeout | undefined;
   /** CLOCK_MONOTONIC of the kernel vs wall clock, to date events. */
   readonly #monoToWallNs: bigint;
+  #drainErrors = 0;
+  #lastError = '';
+  #lastLoggedMs = -Infinity;
+  #suppressed = 0;
 
-  constructor(reader: FlowEventReader, names: FlowNames) {
+  constructor(reader: Pick<FlowEventReader, 'drain' | 'close'>, names: FlowNames, log?: Logger) {
     this.#reader = reader;
     this.#names = names;
+    this.#log = log;
     this.#monoToWallNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+  }
+
+  get stats(): FlowLogStats {
+    return { drainErrors: this.#drainErrors, lastError: this.#lastError };
   }
 
   start(): void {
@@ -70,8 +97,26 @@ export class FlowLog {
     this.#reader.close();
   }
 
+  /** Takes what the ring buffer holds; never throws (failures are counted and logged). */
   drain(): void {
-    for (const ev of this.#reader.drain()) this.#add(ev);
+    try {
+      for (const ev of this.#reader.drain()) this.#add(ev);
+    } catch (err) {
+      this.#failed(err);
+    }
+  }
+
+  #failed(err: unknown): void {
+    this.#drainErrors++;
+    this.#lastError = (err as Error)?.message ?? String(err);
+    const now = Date.now();
+    if (now - this.#lastLoggedMs < ERROR_LOG_EVERY_MS) {
+      this.#suppressed++;
+      return;
+    }
+    this.#log?.error({ err, drainErrors: this.#drainErrors, suppressed: this.#suppressed }, 'draining flow events failed; the flow log goes on');
+    this.#lastLoggedMs = now;
+    this.#suppressed = 0;
   }
 
   #add(ev: FlowEvent): void {
