@@ -1,2 +1,2 @@
-export { KINDS, objectKey, ObjectStore } from './store.js';
+export { KINDS, objectKey, ObjectStore, StoreListenerError } from './store.js';
 export type { ChangeListener, Kind, KubeObject, ObjectMeta } from './store.js';

@@ -27,6 +27,22 @@ export function objectKey(o: { metadata: ObjectMeta }): string {
 
 export type ChangeListener = (kinds: ReadonlySet<Kind>) => void;
 
+/**
+ * A listener threw after the store had taken the new objects: they are
+ * stored (and stay stored); what failed is a consumer acting on them. Thrown
+ * by replaceOwned after every listener has heard, so the caller can report
+ * the truth instead of "rejected, the previous objects stay in force".
+ */
+export class StoreListenerError extends Error {
+  override readonly name = 'StoreListenerError';
+  readonly code = 'SLUICE_STORE_LISTENER';
+  readonly errors: readonly unknown[];
+  constructor(errors: readonly unknown[]) {
+    super(`accepted, but acting on it failed: ${errors.map((e) => (e as Error)?.message ?? String(e)).join('; ')}`, { cause: errors[0] });
+    this.errors = errors;
+  }
+}
+
 export class ObjectStore {
   readonly #objects = new Map<Kind, Map<string, KubeObject>>(KINDS.map((k) => [k, new Map()]));
   readonly #listeners: ChangeListener[] = [];
@@ -42,7 +58,9 @@ export class ObjectStore {
 
   /**
    * Replaces the objects that `owner` contributed with `objects`, in one step
-   * (a file, or an informer's kind). Listeners hear once, after the swap.
+   * (a file, or an informer's kind). Listeners hear once, after the swap;
+   * every one of them hears even if another throws, and then a
+   * StoreListenerError reports what threw (the swap stands).
    */
   replaceOwned(owner: string, objects: readonly KubeObject[]): void {
     const changed = new Set<Kind>();
@@ -60,7 +78,16 @@ export class ObjectStore {
       this.#objects.get(o.kind as Kind)!.set(objectKey(o), frozen);
       changed.add(o.kind as Kind);
     }
-    if (changed.size) for (const l of this.#listeners.slice()) l(changed);
+    if (!changed.size) return;
+    const errors: unknown[] = [];
+    for (const l of this.#listeners.slice()) {
+      try {
+        l(changed);
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    if (errors.length) throw new StoreListenerError(errors);
   }
 
   /** Which source contributed the object, if any. */
