@@ -205,6 +205,7 @@ interface Harness {
 
 const POD = 10;
 const MATCHED_ONLY_POD = 11;
+const OTHER_POD = 12;
 
 /** Binding a random address and port can collide with another process: try a few. */
 async function retry<T>(fn: () => Promise<T>): Promise<T> {
@@ -217,7 +218,7 @@ async function retry<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse'): Promise<Harness> {
+async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs'> = {}): Promise<Harness> {
   const trusted = await retry(() => FakeResolver.start(loopback()));
   const trusted2 = await retry(() => FakeResolver.start(loopback(), trusted.port));
   const rogue = await retry(() => FakeResolver.start(loopback(), trusted.port));
@@ -231,6 +232,7 @@ async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse'): Promise
     clients: new Map([
       [POD, { pod: 'ci/builder', dns: 'AllowAll', rules: [7] }],
       [MATCHED_ONLY_POD, { pod: 'ci/locked', dns: 'MatchedOnly', rules: [7] }],
+      [OTHER_POD, { pod: 'ci/other', dns: 'AllowAll', rules: [7] }],
     ]),
     rules: new Map([
       ['api.github.com', [7]],
@@ -259,6 +261,7 @@ async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse'): Promise
     trusted: [trusted.address, trusted2.address],
     untrusted,
     upstreamPort: trusted.port,
+    ...extra,
   };
   for (let attempt = 0; ; attempt++) {
     const proxy = new DnsProxy(deps, log);
@@ -734,7 +737,8 @@ describe('DnsProxy over TCP', () => {
   it('answers SERVFAIL, instead of hanging, when one connection has more queries in flight than there are ids', async () => {
     const IDS = 65_536;
     const QUERIES = IDS + 4_000;
-    const h = await startProxy();
+    // A per-pod budget above the id space, so the id search is what is tested.
+    const h = await startProxy('refuse', { limits: { podMaxInflight: 2 * IDS } });
     const pod = await TcpPod.open(h, h.trusted.address);
     const frames: Buffer[] = [];
     for (let i = 0; i < QUERIES; i++) {
@@ -759,5 +763,154 @@ describe('DnsProxy over TCP', () => {
     h.trusted.zone.set('api.github.com', [GITHUB_A]);
     const other = await UdpPod.open(h, h.trusted.address);
     expect(await other.ask(h, query('api.github.com', 1))).toMatchObject({ id: 1, rcode: 'NOERROR' });
+  });
+});
+
+describe('DnsProxy per-pod budgets', () => {
+  const held = (h: Harness, n: number, prefix: string): Buffer[] =>
+    Array.from({ length: n }, (_, i) => {
+      h.trusted.hold.add(`${prefix}${i}.example`);
+      return query(`${prefix}${i}.example`, 100 + i);
+    });
+
+  it('drops and counts, for that pod only, UDP queries beyond its in-flight budget; an answer gives budget back', async () => {
+    const h = await startProxy('refuse', { limits: { podMaxInflight: 4 } });
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const flooder = await UdpPod.open(h, h.trusted.address);
+    const victim = await UdpPod.open(h, h.trusted.address, OTHER_POD);
+    for (const q of held(h, 6, 'u')) flooder.send(h, q);
+    await until('six queries read', () => h.proxy.stats.queries === 6);
+    const fwd = await Promise.all([0, 1, 2, 3].map(() => h.trusted.received.next()));
+    expect(h.proxy.stats).toMatchObject({ forwarded: 4, overInflight: 2 });
+    expect(h.proxy.podStats().get(POD)).toEqual({ inflight: 4, tcpConnections: 0, overInflight: 2, tcpOverLimit: 0 });
+
+    // Another pod is not held back by the flooder's budget.
+    expect(await victim.ask(h, query('api.github.com', 1))).toMatchObject({ id: 1, rcode: 'NOERROR' });
+    expect(h.proxy.podStats().get(OTHER_POD)).toEqual({ inflight: 0, tcpConnections: 0, overInflight: 0, tcpOverLimit: 0 });
+
+    // One answer released: one more query of the flooder's goes through.
+    fwd[0]!.reply(answer(fwd[0]!.packet, []));
+    await flooder.inbox.next('the released answer');
+    flooder.send(h, query('api.github.com', 2));
+    expect(dnsPacket.decode(await flooder.inbox.next())).toMatchObject({ id: 2, rcode: 'NOERROR' });
+    expect(h.proxy.podStats().get(POD)).toMatchObject({ inflight: 3, overInflight: 2 });
+    expect(h.trusted.received.count).toBe(6); // four held, the victim's and this one: the dropped two never left
+  });
+
+  it('gives a UDP query\'s budget back when it times out upstream', async () => {
+    const h = await startProxy('refuse', { limits: { podMaxInflight: 2 }, upstreamTimeoutMs: 100 });
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const pod = await UdpPod.open(h, h.trusted.address);
+    for (const q of held(h, 2, 't')) pod.send(h, q);
+    await until('both expired', () => h.proxy.stats.upstreamTimeouts === 2);
+    expect(h.proxy.podStats().get(POD)).toMatchObject({ inflight: 0, overInflight: 0 });
+    expect(await pod.ask(h, query('api.github.com', 3))).toMatchObject({ id: 3, rcode: 'NOERROR' });
+  });
+
+  it('applies the in-flight budget over TCP too, across the pod\'s connections, and a closed connection gives it back', async () => {
+    const h = await startProxy('refuse', { limits: { podMaxInflight: 3 } });
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const a = await TcpPod.open(h, h.trusted.address);
+    const b = await TcpPod.open(h, h.trusted.address);
+    const qs = held(h, 5, 'c');
+    a.sock.write(Buffer.concat(qs.slice(0, 2).map(frame)));
+    await until('a\'s queries forwarded', () => h.proxy.stats.forwarded === 2);
+    b.sock.write(Buffer.concat(qs.slice(2).map(frame)));
+    await until('b\'s queries read', () => h.proxy.stats.queries === 5);
+    expect(h.proxy.stats).toMatchObject({ forwarded: 3, overInflight: 2 });
+    expect(h.proxy.podStats().get(POD)).toMatchObject({ inflight: 3, tcpConnections: 2, overInflight: 2 });
+
+    a.sock.destroy();
+    await until('a\'s budget given back', () => h.proxy.podStats().get(POD)!.inflight === 1 && h.proxy.podStats().get(POD)!.tcpConnections === 1);
+    expect(await b.ask(query('api.github.com', 4))).toMatchObject({ id: 4, rcode: 'NOERROR' });
+  });
+
+  it('releases a TCP answer once: a repeated upstream answer is not sent to the pod again', async () => {
+    const h = await startProxy();
+    h.trusted.hold.add('api.github.com');
+    const pod = await TcpPod.open(h, h.trusted.address);
+    pod.send(query('api.github.com', 0x4242));
+    const fwd = await h.trusted.received.next();
+    expect(fwd.id).not.toBe(0x4242); // (a fresh random id; 1 in 65,536 it is the same and this proves less)
+    const a = answer(fwd.packet, [GITHUB_A]);
+    fwd.reply(a);
+    fwd.reply(a);
+    expect(dnsPacket.decode(await pod.inbox.next())).toMatchObject({ id: 0x4242, rcode: 'NOERROR' });
+    await until('the repeat counted', () => h.proxy.stats.spoofed === 1);
+    expect(pod.inbox.pending).toBe(0);
+    expect(h.proxy.stats).toMatchObject({ answered: 1, spoofed: 1 });
+    expect(h.proxy.podStats().get(POD)).toMatchObject({ inflight: 0 });
+  });
+
+  it('expires TCP queries nobody answers, like UDP ones, and keeps the connection', async () => {
+    const h = await startProxy('refuse', { upstreamTimeoutMs: 100 });
+    h.trusted.hold.add('slow.example');
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const pod = await TcpPod.open(h, h.trusted.address);
+    pod.send(query('slow.example', 1));
+    await h.trusted.received.next();
+    await until('the TCP query expired', () => h.proxy.stats.upstreamTimeouts === 1);
+    expect(h.proxy.podStats().get(POD)).toMatchObject({ inflight: 0 });
+    expect(await pod.ask(query('api.github.com', 2))).toMatchObject({ id: 2, rcode: 'NOERROR' });
+  });
+
+  it('closes at once a pod\'s TCP connections beyond its limit, while another pod\'s connection still works', async () => {
+    const h = await startProxy('refuse', { limits: { tcpMaxPerPod: 2, tcpMax: 100 } });
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const kept = [await TcpPod.open(h, h.trusted.address), await TcpPod.open(h, h.trusted.address)];
+    await until('both accepted', () => h.proxy.podStats().get(POD)?.tcpConnections === 2);
+    const over = await Promise.all([0, 1, 2].map(() => TcpPod.open(h, h.trusted.address)));
+    await Promise.all(over.map((p) => p.closed));
+    expect(h.proxy.podStats().get(POD)).toMatchObject({ tcpConnections: 2, tcpOverLimit: 3 });
+    expect(h.proxy.stats.tcpOverLimit).toBe(3);
+
+    const other = await TcpPod.open(h, h.trusted.address, OTHER_POD);
+    expect(await other.ask(query('api.github.com', 1))).toMatchObject({ id: 1, rcode: 'NOERROR' });
+    for (const [i, p] of kept.entries()) expect(await p.ask(query('api.github.com', 10 + i))).toMatchObject({ rcode: 'NOERROR' });
+
+    // A closed connection makes room for a new one.
+    kept[0]!.sock.destroy();
+    await until('the slot freed', () => h.proxy.podStats().get(POD)?.tcpConnections === 1);
+    const again = await TcpPod.open(h, h.trusted.address);
+    expect(await again.ask(query('api.github.com', 3))).toMatchObject({ id: 3, rcode: 'NOERROR' });
+  });
+
+  it('closes at once any TCP connection beyond the node-wide total, counted for the pod that opened it', async () => {
+    const h = await startProxy('refuse', { limits: { tcpMaxPerPod: 8, tcpMax: 3 } });
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const hog = await Promise.all([0, 1, 2].map(() => TcpPod.open(h, h.trusted.address)));
+    await until('all three accepted', () => h.proxy.podStats().get(POD)?.tcpConnections === 3);
+    const refused = await TcpPod.open(h, h.trusted.address, OTHER_POD);
+    await refused.closed;
+    expect(h.proxy.podStats().get(OTHER_POD)).toMatchObject({ tcpConnections: 0, tcpOverLimit: 1 });
+    expect(h.proxy.podStats().get(POD)).toMatchObject({ tcpConnections: 3, tcpOverLimit: 0 });
+    expect(await hog[0]!.ask(query('api.github.com', 1))).toMatchObject({ rcode: 'NOERROR' });
+  });
+
+  it('forgets the pods that are gone', async () => {
+    const h = await startProxy();
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    for (const ifindex of [POD, OTHER_POD]) await (await UdpPod.open(h, h.trusted.address, ifindex)).ask(h, query('api.github.com', 1));
+    expect([...h.proxy.podStats().keys()].sort()).toEqual([POD, OTHER_POD]);
+    h.proxy.retainPods(new Set([OTHER_POD]));
+    expect([...h.proxy.podStats().keys()]).toEqual([OTHER_POD]);
+  });
+
+  it('rate-limits the error lines a pod can trigger and logs names under dns.qname', async () => {
+    const h = await startProxy();
+    const evil = 'evil"\\n{"level":60}.example';
+    h.trusted.zone.set(evil.toLowerCase(), [{ ...GITHUB_A, name: evil }]);
+    h.onLearn = () => {
+      throw new Error('map full');
+    };
+    const pod = await UdpPod.open(h, h.trusted.address);
+    for (let i = 0; i < 30; i++) expect(await pod.ask(h, query(evil, i))).toMatchObject({ id: i, rcode: 'SERVFAIL' });
+    expect(h.proxy.stats.servfail).toBe(30);
+    const lines = h.errors.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.length).toBe(10);
+    for (const l of lines) {
+      expect(l).toMatchObject({ kind: 'learn-failed', dns: { qname: evil }, msg: 'could not program what a DNS answer allows: answering SERVFAIL' });
+      expect(l).not.toHaveProperty('name');
+    }
   });
 });

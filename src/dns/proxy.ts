@@ -10,10 +10,18 @@
 // spoofed and dropped. Queries leave from a pool of sockets on kernel-chosen
 // random ports. Every packet is hostile input: a failure to parse is counted
 // and dropped, never thrown out of a handler.
+//
+// Fair share: every pod (by its host veth, from the NAT entry) has a budget
+// of queries waiting on upstreams and of TCP connections; over it a query is
+// dropped (a connection closed) and counted for that pod, decided before the
+// packet is even parsed. The queries-per-second budget is enforced earlier,
+// in eBPF (datapath setDnsRateLimit), so a flood never reaches our sockets.
+// Log lines a pod can trigger are rate-limited and carry names under `dns`.
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../log/index.js';
+import { RateLimitedLog } from './log-limit.js';
 import { normalizeName, type DnsMode } from '../policy/index.js';
 import {
   errorResponse,
@@ -36,6 +44,12 @@ const UPSTREAM_PORT = 53;
 const POOL_SIZE = 16;
 const UPSTREAM_TIMEOUT_MS = 5000;
 const TCP_IDLE_MS = 30_000;
+/**
+ * Per-pod state is kept for at most this many pods (host veths); beyond it
+ * (never between two policy syncs in practice: retainPods prunes) pods share
+ * one overflow entry, so the map cannot grow without bound.
+ */
+const MAX_POD_STATES = 16_384;
 /**
  * The largest answer sent to a pod over UDP (the DNS Flag Day 2020 size):
  * bigger would be fragmented on the way to the pod, and the datapath only
@@ -69,6 +83,34 @@ export interface ProxyDeps {
   untrusted: 'refuse' | 'redirect';
   /** Where trusted resolvers listen; 53 unless a test runs its own resolver on a high port. */
   upstreamPort?: number;
+  /** Per-pod budgets; DEFAULT_LIMITS for what is not given. */
+  limits?: Partial<ProxyLimits>;
+  /** How long a forwarded query waits for its answer (5 s; tests make it short). */
+  upstreamTimeoutMs?: number;
+}
+
+/** What one pod may hold in the proxy at once (the flags --dns-pod-max-inflight, --dns-tcp-max-per-pod, --dns-tcp-max). */
+export interface ProxyLimits {
+  /** Queries of one pod waiting on upstreams (UDP and TCP); over it a query is dropped. */
+  podMaxInflight: number;
+  /** Concurrent TCP DNS connections of one pod; over it a new connection is closed at once. */
+  tcpMaxPerPod: number;
+  /** Concurrent TCP DNS connections of all pods (each holds a descriptor, and the agent serves CNI too). */
+  tcpMax: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<ProxyLimits> = { podMaxInflight: 64, tcpMaxPerPod: 8, tcpMax: 512 };
+
+/** One pod's share of the proxy, by host veth ifindex (`podStats`). */
+export interface PodDnsStats {
+  /** Queries now waiting on an upstream. */
+  inflight: number;
+  /** TCP DNS connections now open. */
+  tcpConnections: number;
+  /** Queries dropped: the pod had podMaxInflight queries waiting already. */
+  overInflight: number;
+  /** Connections closed at once: over tcpMaxPerPod, or tcpMax in total. */
+  tcpOverLimit: number;
 }
 
 /** Where a datagram came from. */
@@ -89,6 +131,10 @@ export interface ProxyStats {
   truncated: number;
   /** Bugs: a handler threw (logged); the packet was dropped. */
   errors: number;
+  /** Queries dropped because their pod had too many waiting (all pods). */
+  overInflight: number;
+  /** TCP connections closed at once, over a pod's or the total limit (all pods). */
+  tcpOverLimit: number;
 }
 
 interface Pending {
@@ -100,12 +146,18 @@ interface Pending {
   reply: (msg: Buffer) => void;
   /** UDP: the largest answer the pod's path carries whole. */
   maxBytes?: number;
+  /** Whose in-flight budget this query takes (given back when it settles). */
+  pod: PodDnsStats;
 }
 
 type Decision = { upstream: string } | { rcode: number; why: string };
 
 function newStats(): ProxyStats {
-  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0 };
+  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0 };
+}
+
+function newPod(): PodDnsStats {
+  return { inflight: 0, tcpConnections: 0, overInflight: 0, tcpOverLimit: 0 };
 }
 
 /** Length-prefixed DNS messages from a TCP byte stream (RFC 1035 4.2.2). */
@@ -132,18 +184,63 @@ export class DnsProxy {
   readonly stats = newStats();
   readonly #deps: ProxyDeps;
   readonly #log: Logger;
+  /** For everything a pod can trigger. */
+  readonly #rlog: RateLimitedLog;
+  readonly #limits: ProxyLimits;
+  /** ifindex → that pod's share; pruned by retainPods. */
+  readonly #pods = new Map<number, PodDnsStats>();
+  /** Shared by the pods beyond MAX_POD_STATES. */
+  readonly #overflowPod = newPod();
   readonly #servers: Array<dgram.Socket | net.Server> = [];
   readonly #tcpConns = new Set<net.Socket>();
   readonly #pools = new Map<4 | 6, dgram.Socket[]>();
   /** `${family}:${pool index}:${id}` → pending upstream query. */
   readonly #pending = new Map<string, Pending>();
+  /** Each TCP upstream connection's pending queries (id → query), for the sweeper. */
+  readonly #tcpPending = new Set<Map<number, Pending>>();
   readonly #upstreamPort: number;
+  readonly #upstreamTimeoutMs: number;
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(deps: ProxyDeps, log: Logger) {
     this.#deps = deps;
     this.#log = log;
+    this.#rlog = new RateLimitedLog(log);
+    this.#limits = { ...DEFAULT_LIMITS, ...deps.limits };
     this.#upstreamPort = deps.upstreamPort ?? UPSTREAM_PORT;
+    this.#upstreamTimeoutMs = deps.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS;
+  }
+
+  /** Each pod's share (copies), by host veth ifindex. */
+  podStats(): Map<number, PodDnsStats> {
+    return new Map([...this.#pods].map(([ifindex, p]) => [ifindex, { ...p }]));
+  }
+
+  /**
+   * Forgets the pods whose veth is not in `ifindexes` (gone), so per-pod
+   * state stays bounded by the node's pods. Their queries still in flight
+   * settle against the forgotten entry, harmlessly.
+   */
+  retainPods(ifindexes: ReadonlySet<number>): void {
+    for (const ifindex of this.#pods.keys()) if (!ifindexes.has(ifindex)) this.#pods.delete(ifindex);
+  }
+
+  #pod(ifindex: number): PodDnsStats {
+    let p = this.#pods.get(ifindex);
+    if (p) return p;
+    if (this.#pods.size >= MAX_POD_STATES) return this.#overflowPod;
+    p = newPod();
+    this.#pods.set(ifindex, p);
+    return p;
+  }
+
+  /** Over its in-flight budget: the query is dropped (the pod retries) and counted. */
+  #overInflight(pod: PodDnsStats, ifindex: number): boolean {
+    if (pod.inflight < this.#limits.podMaxInflight) return false;
+    pod.overInflight++;
+    this.stats.overInflight++;
+    this.#rlog.warn('over-inflight', () => ({ pod: this.#deps.client(ifindex)?.pod ?? `ifindex ${ifindex}`, limit: this.#limits.podMaxInflight }), 'DNS proxy: a pod has too many queries in flight; dropping its new ones');
+    return true;
   }
 
   /** Listens on UDP and TCP `port` of each address. */
@@ -152,7 +249,7 @@ export class DnsProxy {
       const family = net.isIPv6(address) ? 6 : 4;
       const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
       udp.on('message', (msg, rinfo) => this.handleUdpQuery(msg, rinfo, (m) => udp.send(m, rinfo.port, rinfo.address)));
-      udp.on('error', (err) => this.#log.error({ err }, 'DNS proxy UDP socket error'));
+      udp.on('error', (err) => this.#rlog.error('udp-socket', { err }, 'DNS proxy UDP socket error'));
       await new Promise<void>((resolve, reject) => {
         udp.once('error', reject);
         udp.bind({ address, port }, () => {
@@ -162,7 +259,7 @@ export class DnsProxy {
       });
       this.#servers.push(udp);
       const tcp = net.createServer({ allowHalfOpen: false }, (c) => this.#guard(() => this.#onTcpClient(c)));
-      tcp.on('error', (err) => this.#log.error({ err }, 'DNS proxy TCP server error'));
+      tcp.on('error', (err) => this.#rlog.error('tcp-server', { err }, 'DNS proxy TCP server error'));
       await new Promise<void>((resolve, reject) => {
         tcp.once('error', reject);
         tcp.listen({ host: address, port, exclusive: true }, () => {
@@ -179,6 +276,7 @@ export class DnsProxy {
   async close(): Promise<void> {
     if (this.#sweeper) clearInterval(this.#sweeper);
     for (const c of this.#tcpConns) c.destroy();
+    this.#tcpPending.clear();
     for (const s of this.#servers) {
       if (s instanceof net.Server) await new Promise<void>((r) => s.close(() => r()));
       else s.close();
@@ -194,7 +292,7 @@ export class DnsProxy {
       fn();
     } catch (err) {
       this.stats.errors++;
-      this.#log.error({ err }, 'DNS proxy: unexpected error handling a packet');
+      this.#rlog.error('handler-error', { err }, 'DNS proxy: unexpected error handling a packet');
     }
   }
 
@@ -214,7 +312,7 @@ export class DnsProxy {
   #refuse(q: ParsedQuery, d: { rcode: number; why: string }, reply: (m: Buffer) => void): void {
     if (d.rcode === RCODE_REFUSED) this.stats.refused++;
     else this.stats.servfail++;
-    this.#log.debug({ name: q.question.name, why: d.why }, 'DNS query refused');
+    this.#rlog.debug('refused', { dns: { qname: q.question.name }, why: d.why }, 'DNS query refused');
     reply(errorResponse(q, d.rcode));
   }
 
@@ -244,11 +342,14 @@ export class DnsProxy {
       this.stats.unattributed++;
       return;
     }
+    // Before parsing: an over-budget pod costs one NAT lookup per packet.
+    const pod = this.#pod(nat.ifindex);
+    if (this.#overInflight(pod, nat.ifindex)) return;
     const q = this.#parseQuery(msg);
     if (!q) return;
     const d = this.#decide(nat, q);
     if ('rcode' in d) return this.#refuse(q, d, reply);
-    this.#forwardUdp(msg, q, d.upstream, reply);
+    this.#forwardUdp(msg, q, d.upstream, reply, pod);
   }
 
   #parseQuery(msg: Buffer): ParsedQuery | undefined {
@@ -269,7 +370,7 @@ export class DnsProxy {
       const s = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', recvBufferSize: RECV_BUFFER_BYTES });
       const index = i;
       s.on('message', (m, r) => this.handleUpstreamUdp(family, index, m, r));
-      s.on('error', (err) => this.#log.warn({ err }, 'DNS proxy upstream socket error'));
+      s.on('error', (err) => this.#rlog.warn('upstream-socket', { err }, 'DNS proxy upstream socket error'));
       s.bind(0); // a kernel-chosen (randomized) port
       pool.push(s);
     }
@@ -277,7 +378,7 @@ export class DnsProxy {
     return pool;
   }
 
-  #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, reply: (m: Buffer) => void): void {
+  #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, reply: (m: Buffer) => void, pod: PodDnsStats): void {
     const family = net.isIPv6(upstream) ? 6 : 4;
     const pool = this.#pool(family);
     const index = randomInt(pool.length);
@@ -289,14 +390,16 @@ export class DnsProxy {
     const out = Buffer.from(msg);
     out.writeUInt16BE(id, 0);
     this.#pending.set(`${family}:${index}:${id}`, {
-      deadline: Date.now() + UPSTREAM_TIMEOUT_MS,
+      deadline: Date.now() + this.#upstreamTimeoutMs,
       upstream,
       question: q.question,
       questionWire: q.questionWire,
       clientId: q.id,
       reply,
       maxBytes: MAX_UDP_ANSWER,
+      pod,
     });
+    pod.inflight++;
     this.stats.forwarded++;
     pool[index]!.send(out, this.#upstreamPort, upstream);
   }
@@ -314,6 +417,7 @@ export class DnsProxy {
     }
     if (!this.#release(msg, p)) return;
     this.#pending.delete(key);
+    p.pod.inflight--;
   }
 
   /**
@@ -339,7 +443,7 @@ export class DnsProxy {
         this.#deps.learn(learned);
         this.stats.learnedAnswers++;
       } catch (err) {
-        this.#log.error({ err, name: p.question.name }, 'could not program what a DNS answer allows: answering SERVFAIL');
+        this.#rlog.error('learn-failed', { err, dns: { qname: p.question.name } }, 'could not program what a DNS answer allows: answering SERVFAIL');
         this.stats.servfail++;
         p.reply(errorResponse({ id: p.clientId, flags: msg.readUInt16BE(2) & 0x7900, questionWire: p.questionWire }, RCODE_SERVFAIL));
         return true;
@@ -356,13 +460,19 @@ export class DnsProxy {
     return true;
   }
 
+  /** Queries nobody answered in time, UDP and TCP alike: dropped, their budget given back. */
   #expirePending(): void {
     const now = Date.now();
-    for (const [key, p] of this.#pending) {
-      if (p.deadline > now) continue;
-      this.#pending.delete(key);
-      this.stats.upstreamTimeouts++;
-    }
+    const expire = <K>(pending: Map<K, Pending>): void => {
+      for (const [key, p] of pending) {
+        if (p.deadline > now) continue;
+        pending.delete(key);
+        p.pod.inflight--;
+        this.stats.upstreamTimeouts++;
+      }
+    };
+    expire(this.#pending);
+    for (const pending of this.#tcpPending) expire(pending);
   }
 
   // ------------------------------------------------------------------ TCP
@@ -374,6 +484,21 @@ export class DnsProxy {
       c.destroy();
       return;
     }
+    // Each connection holds a descriptor (two, with its upstream) in the
+    // process that also serves CNI: bounded per pod and in total.
+    const pod = this.#pod(nat.ifindex);
+    if (pod.tcpConnections >= this.#limits.tcpMaxPerPod || this.#tcpConns.size >= this.#limits.tcpMax) {
+      pod.tcpOverLimit++;
+      this.stats.tcpOverLimit++;
+      this.#rlog.warn(
+        'tcp-over-limit',
+        () => ({ pod: this.#deps.client(nat.ifindex)?.pod ?? `ifindex ${nat.ifindex}`, podConnections: pod.tcpConnections, connections: this.#tcpConns.size }),
+        'DNS proxy: too many TCP connections; closing the new one',
+      );
+      c.destroy();
+      return;
+    }
+    pod.tcpConnections++;
     this.#tcpConns.add(c);
     c.setTimeout(TCP_IDLE_MS, () => c.destroy());
     const framer = new Framer();
@@ -384,6 +509,8 @@ export class DnsProxy {
         framer.push(chunk, (msg) =>
           this.#guard(() => {
             this.stats.queries++;
+            // This also bounds the connection's pending map (by podMaxInflight).
+            if (this.#overInflight(pod, nat.ifindex)) return;
             const q = this.#parseQuery(msg);
             if (!q) return;
             const d = this.#decide(nat, q);
@@ -401,7 +528,8 @@ export class DnsProxy {
             }
             const out = Buffer.from(msg);
             out.writeUInt16BE(id, 0);
-            up.pending.set(id, { deadline: Date.now() + UPSTREAM_TIMEOUT_MS, upstream: d.upstream, question: q.question, questionWire: q.questionWire, clientId: q.id, reply });
+            up.pending.set(id, { deadline: Date.now() + this.#upstreamTimeoutMs, upstream: d.upstream, question: q.question, questionWire: q.questionWire, clientId: q.id, reply, pod });
+            pod.inflight++;
             this.stats.forwarded++;
             up.sock.write(frame(out));
           }),
@@ -409,8 +537,15 @@ export class DnsProxy {
       ),
     );
     const done = (): void => {
-      this.#tcpConns.delete(c);
-      for (const up of upstreams.values()) up.sock.destroy();
+      if (!this.#tcpConns.delete(c)) return;
+      pod.tcpConnections--;
+      for (const up of upstreams.values()) {
+        up.sock.destroy();
+        // Nobody will read these answers: the budget goes back now.
+        for (const p of up.pending.values()) p.pod.inflight--;
+        up.pending.clear();
+        this.#tcpPending.delete(up.pending);
+      }
     };
     c.on('close', done);
     c.on('error', () => c.destroy());
@@ -418,6 +553,7 @@ export class DnsProxy {
 
   #tcpUpstream(upstream: string, client: net.Socket): { sock: net.Socket; pending: Map<number, Pending> } {
     const pending = new Map<number, Pending>();
+    this.#tcpPending.add(pending);
     const sock = net.connect({ host: upstream, port: this.#upstreamPort });
     const framer = new Framer();
     sock.on('data', (chunk) =>
@@ -428,12 +564,16 @@ export class DnsProxy {
               this.stats.malformed++;
               return;
             }
-            const p = pending.get(msg.readUInt16BE(0));
+            const id = msg.readUInt16BE(0);
+            const p = pending.get(id);
             if (!p) {
               this.stats.spoofed++;
               return;
             }
-            if (this.#release(msg, p)) pending.delete(msg.readUInt16BE(0));
+            // By the id read before #release, which writes the pod's id into msg.
+            if (!this.#release(msg, p)) return;
+            pending.delete(id);
+            p.pod.inflight--;
           }),
         ),
       ),
