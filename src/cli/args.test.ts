@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseArgs, parseDurationMs, podFlag, UsageError } from './args.js';
+import { parseArgs, parseDurationMs, parseIntFlag, podFlag, UsageError } from './args.js';
 
 const specs = [
   { name: 'state-dir', help: 'state', default: '/var/lib/sluice' },
@@ -43,4 +43,19 @@ describe('podFlag', () => {
     expect(podFlag(undefined)).toBeUndefined();
   });
   it.each(['builder', 'a/b/c', '/b', 'a/', 'a /b'])('rejects %j', (v) => expect(() => podFlag(v)).toThrow(UsageError));
+});
+
+describe('parseIntFlag', () => {
+  it('takes a whole decimal number within its bounds', () => {
+    expect(parseIntFlag('dns-pod-qps', '0', 0, 1_000_000)).toBe(0);
+    expect(parseIntFlag('dns-pod-qps', ' 200 ', 0, 1_000_000)).toBe(200);
+    expect(parseIntFlag('dns-tcp-max', '65536', 1, 65_536)).toBe(65_536);
+  });
+  it('rejects anything else with the flag, the bounds and the value in the message', () => {
+    for (const bad of ['', '-1', '2.5', '1e3', '0x10', 'ten', '99999999999999999999']) {
+      expect(() => parseIntFlag('dns-pod-qps', bad, 0, 1_000_000)).toThrow(UsageError);
+    }
+    expect(() => parseIntFlag('dns-tcp-max', '0', 1, 65_536)).toThrow('--dns-tcp-max must be an integer from 1 to 65536, not "0"');
+    expect(() => parseIntFlag('dns-tcp-max', undefined, 1, 65_536)).toThrow(/not ""/);
+  });
 });

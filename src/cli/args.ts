@@ -88,6 +88,14 @@ export function podFlag(value: string | undefined): string | undefined {
   return value;
 }
 
+/** A flag's whole decimal integer in [min, max]; "", "1e3", "-1", "2.5" and anything out of range are usage errors. */
+export function parseIntFlag(flag: string, text: string | undefined, min: number, max: number): number {
+  const t = (text ?? '').trim();
+  const v = Number(t);
+  if (!/^\d{1,16}$/.test(t) || v < min || v > max) throw new UsageError(`--${flag} must be an integer from ${min} to ${max}, not ${JSON.stringify(text ?? '')}`);
+  return v;
+}
+
 /** Parses "500ms", "30s", "1m30s", "1h" or plain seconds into milliseconds. */
 export function parseDurationMs(text: string): number {
   const t = text.trim();

@@ -46,6 +46,37 @@ describe('formatStatus', () => {
   });
 });
 
+describe('formatStatus per-pod DNS', () => {
+  it('lists each pod\'s DNS drops over its budgets and what it holds, after the counters', () => {
+    const text = formatStatus({
+      ...base,
+      fqdn: {
+        names: 0,
+        ips: 0,
+        entries: 0,
+        proxy: { queries: 9, overInflight: 3, tcpOverLimit: 2, rateLimited: 120 },
+        pods: [
+          { pod: 'fair/flooder', rateLimited: 120, overInflight: 3, tcpOverLimit: 2, inflight: 64, tcpConnections: 8 },
+          { pod: 'fair/victim', rateLimited: 0, overInflight: 0, tcpOverLimit: 0, inflight: 1, tcpConnections: 0 },
+        ],
+      },
+    });
+    expect(text.split('\n').slice(5)).toEqual([
+      'fqdn:        0 names, 0 addresses (0 datapath entries)',
+      'dns proxy:   queries 9, over-inflight 3, tcp-over-limit 2, rate-limited 120',
+      '',
+      'DNS POD       RATE-LIMITED  OVER-INFLIGHT  TCP-OVER-LIMIT  IN-FLIGHT  TCP-CONNS',
+      'fair/flooder  120           3              2               64         8',
+      'fair/victim   0             0              0               1          0',
+      '',
+    ]);
+  });
+
+  it('prints no pod table when no pod had DNS dropped or holds any', () => {
+    expect(formatStatus({ ...base, fqdn: { names: 0, ips: 0, entries: 0, proxy: {}, pods: [] } })).not.toContain('DNS POD');
+  });
+});
+
 describe('statusExitCode', () => {
   it('is 1 when a manifest or a policy is rejected', () => {
     expect(statusExitCode(base)).toBe(0);

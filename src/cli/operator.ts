@@ -32,14 +32,26 @@ export interface StatusReply {
   policies?: PolicyCondition[];
   /** What the last policy compile could not apply (e.g. FQDN rules beyond the per-pod limit). */
   warnings?: string[];
-  fqdn?: { names: number; ips: number; entries: number; proxy: Record<string, number> };
+  fqdn?: { names: number; ips: number; entries: number; proxy: Record<string, number>; pods?: PodDnsRow[] };
+}
+
+/** A pod's DNS share (src/agent/fqdn.ts PodDnsRow): only pods with drops or something held are listed. */
+export interface PodDnsRow {
+  pod: string;
+  rateLimited: number;
+  overInflight: number;
+  tcpOverLimit: number;
+  inflight: number;
+  tcpConnections: number;
 }
 
 const STATUS_USAGE = `Usage: sluice status [flags]
 
 The agent's node, pod CIDRs and endpoint count; in standalone mode each
 manifest's state; each policy's Accepted condition; what the DNS proxy has
-learned and its counters; what the last policy compile could not apply.
+learned and its counters, and per pod the DNS dropped over its budgets
+(rate-limited in the datapath, over its queries in flight, TCP connections
+over the limits); what the last policy compile could not apply.
 Exits 1 when a manifest or a policy is rejected.`;
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
@@ -53,6 +65,12 @@ export function formatStatus(s: StatusReply): string {
     out.push(`dns proxy:   ${Object.entries(s.fqdn.proxy).map(([k, v]) => `${kebab(k)} ${v}`).join(', ')}`);
   }
   let text = `${out.join('\n')}\n`;
+  if (s.fqdn?.pods?.length) {
+    text += `\n${table(
+      ['DNS POD', 'RATE-LIMITED', 'OVER-INFLIGHT', 'TCP-OVER-LIMIT', 'IN-FLIGHT', 'TCP-CONNS'],
+      s.fqdn.pods.map((p) => [p.pod, String(p.rateLimited), String(p.overInflight), String(p.tcpOverLimit), String(p.inflight), String(p.tcpConnections)]),
+    )}`;
+  }
   if (s.manifests.length) {
     text += `\n${table(['MANIFEST', 'STATE', 'OBJECTS', 'ERROR'], s.manifests.map((m) => [m.file, m.ok ? 'applied' : 'REJECTED', String(m.objects), m.error ?? '']))}`;
   }
