@@ -6,9 +6,15 @@
  *   sluice_to_pod    host veth tc egress:  packets going to the pod (pod ingress)
  *
  * Per packet, a fixed number of lookups whatever the number of rules:
- * endpoint (hash), conntrack (2, LRU hash), peer identity (hash), peer
- * ipBlock prefix (LPM), policy (at most 3, LPM). Every drop has a reason, is
- * counted and is sent as a flow event; every failure drops (fail closed).
+ * endpoint (hash), fragment (LRU hash, later fragments only), conntrack (2,
+ * LRU hash), peer identity (hash), peer ipBlock prefix (LPM), policy (at most
+ * 3, LPM). Every drop has a reason, is counted and is sent as a flow event;
+ * every failure drops (fail closed).
+ *
+ * Order matters: a packet from a pod must carry the pod's own source address
+ * before anything else looks at it, so nothing later (DNS interception,
+ * fragment and connection state, the node's always-allowed traffic) can be
+ * reached with a borrowed identity.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -24,6 +30,8 @@
 #include "lib/policy.h"
 #include "lib/conntrack.h"
 #include "lib/fqdn.h"
+#include "lib/antispoof.h"
+#include "lib/frag.h"
 #include "lib/dns.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -51,18 +59,27 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 		break;
 	case PARSE_NOT_IP:
 		return SLUICE_DROP_UNSUPPORTED_L3;
+	case PARSE_BAD_FRAGMENT:
+		return SLUICE_DROP_BAD_FRAGMENT;
 	default:
 		return SLUICE_DROP_INVALID_PACKET;
 	}
-	if (t->always_pass)
+	if (direction == SLUICE_DIR_FROM_POD && !source_is_own(ep, t))
+		return SLUICE_DROP_SPOOFED_SOURCE;
+	if (is_link_plumbing(t, direction))
 		return SLUICE_REASON_FORWARDED;
+	if (t->frag == FRAG_LATER && !frag_restore(skb->ifindex, direction, t))
+		return SLUICE_DROP_FRAG_NOT_FOUND;
 
 	/* DNS interception comes before conntrack and policy: an intercepting
 	 * pod's DNS is always allowed, and always through the proxy. */
 	if (direction == SLUICE_DIR_FROM_POD && (ep->flags & SLUICE_EP_F_DNS_INTERCEPT) && dns_is_query(t))
 		return dns_redirect(skb, t);
-	if (direction == SLUICE_DIR_TO_POD && dns_from_proxy(t))
-		return dns_reverse(skb, t);
+	if (direction == SLUICE_DIR_TO_POD && dns_from_proxy(t)) {
+		reason = dns_reverse(skb, t);
+		if (reason != DNS_NOT_A_REPLY)
+			return reason;
+	}
 
 	if (ct_lookup(skb->ifindex, direction, t))
 		return SLUICE_REASON_FORWARDED;
@@ -94,6 +111,8 @@ allow:
 	 * back through the other direction, which may be. One flow event per new
 	 * flow (not per packet). */
 	ct_create(skb->ifindex, direction, t);
+	if (t->frag == FRAG_FIRST)
+		frag_record(skb->ifindex, direction, t);
 	send_flow_event(skb, t, SLUICE_REASON_FORWARDED, direction);
 	return SLUICE_REASON_FORWARDED;
 }

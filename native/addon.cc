@@ -359,6 +359,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   RegisterTc(env, exports);
   RegisterNetlink(env, exports);
   RegisterSysctl(env, exports);
+  RegisterSock(env, exports);
   return exports;
 }
 }  // namespace

@@ -570,6 +570,7 @@ struct RouteSpec {
   bool onlink = false;
   uint32_t table = RT_TABLE_MAIN;
   std::optional<uint32_t> metric;
+  bool local = false;  // type local: delivered to this host (table local)
 };
 
 bool ParseScope(const std::string& s, uint8_t* out) {
@@ -592,15 +593,20 @@ const char* ScopeName(uint8_t s) {
 bool RouteArg(Args& a, size_t i, RouteSpec* r) {
   Napi::Env env = a.env();
   Napi::Object o;
-  std::optional<std::string> dst, gw, src, scope;
+  std::optional<std::string> dst, gw, src, scope, type;
   std::optional<bool> onlink;
   std::optional<int64_t> table, metric;
   if (!a.Obj(i, "route", false, &o) || !OptStr(env, o, "dst", &dst) || !OptStr(env, o, "gateway", &gw) ||
       !OptIfName(env, o, "dev", &r->dev) || !OptStr(env, o, "src", &src) || !OptStr(env, o, "scope", &scope) ||
       !OptBool(env, o, "onlink", &onlink) || !OptInt(env, o, "table", 1, UINT32_MAX, &table) ||
-      !OptInt(env, o, "metric", 0, UINT32_MAX, &metric)) {
+      !OptInt(env, o, "metric", 0, UINT32_MAX, &metric) || !OptStr(env, o, "type", &type)) {
     return false;
   }
+  if (type && *type != "unicast" && *type != "local") {
+    ThrowType(env, "route.type must be 'unicast' or 'local'");
+    return false;
+  }
+  r->local = type && *type == "local";
   if (!dst || !ParseCidr(*dst, &r->dst, &r->dst_len)) {
     ThrowType(env, "route.dst must be a CIDR like 10.0.0.0/24 or ::/0");
     return false;
@@ -627,6 +633,7 @@ bool RouteArg(Args& a, size_t i, RouteSpec* r) {
   r->onlink = onlink.value_or(false);
   if (table) r->table = static_cast<uint32_t>(*table);
   if (metric) r->metric = static_cast<uint32_t>(*metric);
+  if (r->local && !table) r->table = RT_TABLE_LOCAL;
   return true;
 }
 
@@ -640,6 +647,11 @@ SysError RouteMsg(NlSocket& s, uint16_t cmd, uint16_t flags, const RouteSpec& r,
   if (cmd == RTM_DELROUTE) {
     // Unset fields are wildcards for a delete (as in `ip route del`).
     rt.rtm_scope = r.scope.value_or(RT_SCOPE_NOWHERE);
+    if (r.local) rt.rtm_type = RTN_LOCAL;
+  } else if (r.local) {
+    rt.rtm_protocol = RTPROT_BOOT;
+    rt.rtm_type = RTN_LOCAL;
+    rt.rtm_scope = r.scope.value_or(RT_SCOPE_HOST);
   } else {
     rt.rtm_protocol = RTPROT_BOOT;
     rt.rtm_type = RTN_UNICAST;

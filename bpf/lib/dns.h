@@ -6,6 +6,7 @@
 #include "../shared/dns.h"
 #include "../shared/drop_reasons.h"
 #include "parse.h"
+#include "antispoof.h"
 
 #define IPV4_CSUM_OFF (ETH_HLEN + 10)
 #define IPV4_SADDR_OFF (ETH_HLEN + 12)
@@ -21,6 +22,63 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_dns_nat_v1 SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sluice_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_config_v1 SEC(".maps");
+
+/* Keyed by host ifindex. LRU: an evicted pod starts again with a full bucket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct sluice_dns_budget);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_dns_budget_v1 SEC(".maps");
+
+/*
+ * Takes one query's worth of the pod's DNS budget; 0 if it is spent. Racing
+ * CPUs may both spend the same credit (a read-modify-write without a lock):
+ * the budget can overshoot by a query per CPU, never starve a pod.
+ */
+static __always_inline int dns_budget_take(__u32 ifindex)
+{
+	__u32 zero = 0;
+	struct sluice_config *cfg = bpf_map_lookup_elem(&sluice_config_v1, &zero);
+	struct sluice_dns_budget *b;
+	__u64 now, credit;
+
+	if (!cfg || !cfg->dns_cost_ns)
+		return 1;
+	now = bpf_ktime_get_ns();
+	b = bpf_map_lookup_elem(&sluice_dns_budget_v1, &ifindex);
+	if (!b) {
+		struct sluice_dns_budget fresh = { .stamp_ns = now };
+
+		fresh.credit_ns = cfg->dns_burst_ns > cfg->dns_cost_ns ? cfg->dns_burst_ns - cfg->dns_cost_ns : 0;
+		bpf_map_update_elem(&sluice_dns_budget_v1, &ifindex, &fresh, BPF_ANY);
+		return 1;
+	}
+	credit = b->credit_ns;
+	if (now - b->stamp_ns >= cfg->dns_burst_ns)
+		credit = cfg->dns_burst_ns;
+	else if (now > b->stamp_ns)
+		credit += now - b->stamp_ns;
+	if (credit > cfg->dns_burst_ns)
+		credit = cfg->dns_burst_ns;
+	b->stamp_ns = now;
+	if (credit < cfg->dns_cost_ns) {
+		b->credit_ns = credit;
+		__sync_fetch_and_add(&b->dropped, 1);
+		return 0;
+	}
+	b->credit_ns = credit - cfg->dns_cost_ns;
+	return 1;
+}
+
 static __always_inline void dns_proxy_addr(__u8 family, __u8 *out)
 {
 	if (family == 4) {
@@ -34,17 +92,15 @@ static __always_inline void dns_proxy_addr(__u8 family, __u8 *out)
 
 static __always_inline int dns_is_query(const struct tuple *t)
 {
-	return (t->protocol == IPPROTO_UDP || t->protocol == IPPROTO_TCP) && t->l4_off && t->dport_be == bpf_htons(SLUICE_DNS_PORT);
+	return (t->protocol == IPPROTO_UDP || t->protocol == IPPROTO_TCP) && t->frag != FRAG_LATER && t->dport_be == bpf_htons(SLUICE_DNS_PORT);
 }
 
 static __always_inline int dns_from_proxy(const struct tuple *t)
 {
-	__u32 proxy[4], addr[4];
+	__u8 proxy[16];
 
-	/* Word by word: BPF has no memcmp, and clang may emit a call for it. */
-	dns_proxy_addr(t->family, (__u8 *)proxy);
-	__builtin_memcpy(addr, t->saddr, 16);
-	return ((addr[0] ^ proxy[0]) | (addr[1] ^ proxy[1]) | (addr[2] ^ proxy[2]) | (addr[3] ^ proxy[3])) == 0;
+	dns_proxy_addr(t->family, proxy);
+	return (t->family == 4 || t->family == 6) && addr_eq(t->saddr, proxy, 16);
 }
 
 /*
@@ -99,6 +155,15 @@ static __always_inline __u8 dns_redirect(struct __sk_buff *skb, const struct tup
 	struct sluice_dns_nat_value val = { .dport_be = t->dport_be, .ifindex = skb->ifindex };
 	__u8 proxy[16];
 
+	/* Only whole datagrams are translated (the proxy answers big replies
+	 * with TC, so a client retries over TCP; queries are small). */
+	if (t->frag != FRAG_NONE)
+		return SLUICE_DROP_BAD_FRAGMENT;
+	/* A query (UDP) or a new connection (TCP SYN) spends the pod's budget;
+	 * over it, dropped here, so a flood never reaches the proxy's queue. */
+	if ((t->protocol == IPPROTO_UDP || (t->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) && !dns_budget_take(skb->ifindex))
+		return SLUICE_DROP_DNS_RATE_LIMITED;
+
 	__builtin_memcpy(key.addr, t->saddr, 16);
 	__builtin_memcpy(val.daddr, t->daddr, 16);
 	if (bpf_map_update_elem(&sluice_dns_nat_v1, &key, &val, BPF_ANY) < 0)
@@ -110,23 +175,32 @@ static __always_inline __u8 dns_redirect(struct __sk_buff *skb, const struct tup
 }
 
 /*
- * Pod ingress from the proxy's address: a reply goes back out as coming from
- * the server the pod asked. Anything else from that address (ICMP port
- * unreachable while the agent is down, a reply to a flow never intercepted)
- * is dropped: the client retries.
+ * Pod ingress from the proxy's address. A reply is recognised by address,
+ * port, protocol and its translation entry, which must have been made on
+ * this very veth: it goes back out as coming from the server the pod asked.
+ * A TCP or UDP packet from the proxy's port without one is dropped
+ * (dns-no-nat), as is an ICMP error from the proxy's address (the agent is
+ * down: the client retries). Anything else is not the proxy's and goes on to
+ * conntrack and policy (DNS_NOT_A_REPLY).
  */
+#define DNS_NOT_A_REPLY 255
+
 static __always_inline __u8 dns_reverse(struct __sk_buff *skb, const struct tuple *t)
 {
 	struct sluice_dns_nat_key key = { .family = t->family, .protocol = t->protocol, .port_be = t->dport_be };
 	struct sluice_dns_nat_value *v;
 
-	if (t->protocol != IPPROTO_UDP && t->protocol != IPPROTO_TCP)
-		return SLUICE_DROP_DNS_PROXY_DOWN;
-	if (!t->l4_off || t->sport_be != bpf_htons(SLUICE_DNS_PROXY_PORT))
-		return SLUICE_DROP_DNS_NO_NAT;
+	if (t->protocol == IPPROTO_ICMP || t->protocol == IPPROTO_ICMPV6) {
+		/* Destination unreachable (v4 3, v6 1): a query the proxy did not take. */
+		if ((t->protocol == IPPROTO_ICMP && t->icmp_type == 3) || (t->protocol == IPPROTO_ICMPV6 && t->icmp_type == 1))
+			return SLUICE_DROP_DNS_PROXY_DOWN;
+		return DNS_NOT_A_REPLY;
+	}
+	if ((t->protocol != IPPROTO_UDP && t->protocol != IPPROTO_TCP) || !t->l4_off || t->sport_be != bpf_htons(SLUICE_DNS_PROXY_PORT))
+		return DNS_NOT_A_REPLY;
 	__builtin_memcpy(key.addr, t->daddr, 16);
 	v = bpf_map_lookup_elem(&sluice_dns_nat_v1, &key);
-	if (!v)
+	if (!v || v->ifindex != skb->ifindex)
 		return SLUICE_DROP_DNS_NO_NAT;
 	if (rewrite_endpoint(skb, t, 0, v->daddr, v->dport_be) < 0)
 		return SLUICE_DROP_INTERNAL;

@@ -13,12 +13,12 @@ struct {
 	__type(key, struct sluice_endpoint_key);
 	__type(value, struct sluice_endpoint);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sluice_endpoints_v2 SEC(".maps");
+} sluice_endpoints_v3 SEC(".maps");
 
 static __always_inline struct sluice_endpoint *endpoint_lookup(__u32 ifindex)
 {
 	struct sluice_endpoint_key key = { .ifindex = ifindex };
 
-	return bpf_map_lookup_elem(&sluice_endpoints_v2, &key);
+	return bpf_map_lookup_elem(&sluice_endpoints_v3, &key);
 }
 #endif

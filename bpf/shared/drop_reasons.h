@@ -23,5 +23,9 @@
 #define SLUICE_DROP_POLICY_FAILED      139 /* the agent could not program this endpoint's policy */
 #define SLUICE_DROP_DNS_PROXY_DOWN     140 /* intercepted DNS while the proxy does not answer: the client retries */
 #define SLUICE_DROP_DNS_NO_NAT         141 /* a reply from the DNS proxy to a query it was never sent */
+#define SLUICE_DROP_SPOOFED_SOURCE     142 /* a pod sent with a source address that is not its own */
+#define SLUICE_DROP_DNS_RATE_LIMITED   143 /* the pod's DNS query budget (--dns-pod-qps) is spent */
+#define SLUICE_DROP_FRAG_NOT_FOUND     144 /* a non-first fragment whose first fragment was not allowed here */
+#define SLUICE_DROP_BAD_FRAGMENT       145 /* a fragment that splits or overlaps the L4 header, or fragmented DNS */
 
 #endif

@@ -14,13 +14,19 @@ struct sluice_endpoint_key {
 	__u32 ifindex;
 };
 
+/* The pod's own addresses: the only sources its packets may carry
+ * (anti-spoofing). A Kubernetes pod has at most one address per family; an
+ * all-zero address means none of that family, so every packet of that family
+ * from the pod is dropped as spoofed. */
 struct sluice_endpoint {
 	__u32 identity;  /* the pod's security identity */
 	__u32 flags;     /* SLUICE_EP_F_* */
 	__u32 policy_id; /* which generation of policy entries applies (sluice_policy_v1 keys) */
 	__u32 pad;       /* must be zero */
+	__u8 addr4[4];   /* network order */
+	__u8 addr6[16];
 };
 
 _Static_assert(sizeof(struct sluice_endpoint_key) == 4, "sluice_endpoint_key layout");
-_Static_assert(sizeof(struct sluice_endpoint) == 16, "sluice_endpoint layout");
+_Static_assert(sizeof(struct sluice_endpoint) == 36, "sluice_endpoint layout");
 #endif

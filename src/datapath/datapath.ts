@@ -3,6 +3,7 @@
 // them), and the two entry programs attached to each pod's host-side veth.
 import { readFileSync } from 'node:fs';
 import { native, type NativeError } from '../native/index.js';
+import * as dnsCodec from './codec/dns.js';
 import * as endpointCodec from './codec/endpoint.js';
 import * as flowEventCodec from './codec/flow-event.js';
 import * as ipcacheCodec from './codec/ipcache.js';
@@ -12,7 +13,7 @@ import { bpfObjectPath } from './paths.js';
 
 export const PROG_FROM_POD = 'sluice_from_pod';
 export const PROG_TO_POD = 'sluice_to_pod';
-export const MAP_ENDPOINTS = 'sluice_endpoints_v2';
+export const MAP_ENDPOINTS = 'sluice_endpoints_v3';
 export const MAP_METRICS = 'sluice_metrics_v1';
 export const MAP_EVENTS = 'sluice_events_v1';
 export const MAP_IPCACHE = 'sluice_ipcache_v1';
@@ -22,6 +23,9 @@ export const MAP_CONNTRACK = 'sluice_ct_v1';
 export const MAP_FQDN = 'sluice_fqdn_v1';
 export const MAP_FQDN_RULES = 'sluice_fqdn_rules_v1';
 export const MAP_DNS_NAT = 'sluice_dns_nat_v1';
+export const MAP_CONFIG = 'sluice_config_v1';
+export const MAP_DNS_BUDGET = 'sluice_dns_budget_v1';
+export const MAP_FRAG = 'sluice_frag_v1';
 
 /** tc filter slot we own on each veth; replaced in place on re-attach. */
 const TC_PRIORITY = 1;
@@ -177,6 +181,27 @@ export class Datapath {
     const opts = { priority: TC_PRIORITY, handle: TC_HANDLE };
     n.tcDetach(netns, ifname, 'ingress', opts);
     n.tcDetach(netns, ifname, 'egress', opts);
+  }
+
+  /**
+   * Each pod's DNS budget, spent in the datapath before interception: `qps`
+   * queries (UDP) or new connections (TCP) per second, bursts of `burst`;
+   * qps 0 lifts the limit. Over it, queries drop as dns-rate-limited.
+   */
+  setDnsRateLimit(qps: number, burst: number): void {
+    native().mapUpdate(this.mapFd(MAP_CONFIG), Buffer.alloc(4), dnsCodec.encodeConfig({ qps, burst }), BPF_ANY);
+  }
+
+  /** Queries each pod (by host ifindex) sent over its DNS budget. */
+  dnsRateLimitDrops(): Map<number, bigint> {
+    const n = native();
+    const fd = this.mapFd(MAP_DNS_BUDGET);
+    const out = new Map<number, bigint>();
+    for (let k = n.mapGetNextKey(fd, null, 4); k; k = n.mapGetNextKey(fd, k, 4)) {
+      const v = n.mapLookup(fd, k, dnsCodec.BUDGET_SIZE);
+      if (v) out.set(k.readUInt32LE(0), dnsCodec.decodeBudgetDropped(v));
+    }
+    return out;
   }
 
   /** Per-(reason, direction) counters summed over CPUs. */

@@ -16,6 +16,10 @@ export const DropReason = {
   POLICY_FAILED: 139,
   DNS_PROXY_DOWN: 140,
   DNS_NO_NAT: 141,
+  SPOOFED_SOURCE: 142,
+  DNS_RATE_LIMITED: 143,
+  FRAG_NOT_FOUND: 144,
+  BAD_FRAGMENT: 145,
 } as const;
 
 export type DropReasonName = keyof typeof DropReason;

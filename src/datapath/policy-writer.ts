@@ -29,6 +29,8 @@ export interface ProgramTarget {
   /** Endpoint key in the compiled policy. */
   key: string;
   ifindex: number;
+  /** The pod's own addresses: the only sources its packets may carry. */
+  ips: readonly string[];
 }
 
 export interface ApplyReport {
@@ -131,7 +133,7 @@ export class PolicyWriter {
       if (!p) continue;
       live.add(t.key);
       const generic = encodeEntries(p);
-      const signature = `${t.ifindex}|${p.identity}|${flagsOf(p)}|${p.fqdnRules.join(',')}|${generic
+      const signature = `${t.ifindex}|${t.ips.join(',')}|${p.identity}|${flagsOf(p)}|${p.fqdnRules.join(',')}|${generic
         .map((b) => b.toString('hex'))
         .sort()
         .join(',')}`;
@@ -150,13 +152,13 @@ export class PolicyWriter {
           fqdnRules = true;
           n.mapUpdate(rulesFd, fqdnCodec.encodeRulesKey(policyId), fqdnCodec.encodeRules(p.fqdnRules), BPF_ANY);
         }
-        endpoint = endpointCodec.encode({ identity: p.identity, flags: flagsOf(p), policyId });
+        endpoint = endpointCodec.encode({ identity: p.identity, flags: flagsOf(p), policyId, ips: t.ips });
       } catch (err) {
         // Roll back what made it in; the endpoint drops everything.
         if (keys.length) n.mapDeleteBatch(policyFd, Buffer.concat(keys), keys.length);
         if (fqdnRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(policyId));
         fqdnRules = false;
-        endpoint = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0 });
+        endpoint = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips });
         report.failed.push({ key: t.key, error: `${(err as NativeError).code ?? ''} ${(err as Error).message}`.trim() });
         keys.length = 0;
       }

@@ -204,8 +204,10 @@ export interface Route {
   /** Default: 'link' without a gateway, 'universe' with one. */
   scope?: RouteScope;
   onlink?: boolean;
-  /** Default: main (254). */
+  /** Default: main (254); local (255) for type 'local'. */
   table?: number;
+  /** 'unicast' (default) or 'local': delivered to this host, like an address without one (AnyIP). */
+  type?: 'unicast' | 'local';
   metric?: number;
 }
 
@@ -283,6 +285,14 @@ export interface NativeAddon {
   sysctlWrite(netns: NetnsPath, key: string, value: string): void;
   /** undefined when the key does not exist. */
   sysctlRead(netns: NetnsPath, key: string): string | undefined;
+
+  // --- sockets (in the caller's netns)
+  /**
+   * A non-blocking UDP or TCP socket bound (IP_FREEBIND, SO_REUSEADDR) to
+   * `address`:`port`, which need not be an interface address; IPv6 sockets
+   * are v6-only. Returns the fd, for dgram `bind({ fd })` or net `listen({ fd })`.
+   */
+  socketBind(family: 4 | 6, type: 'udp' | 'tcp', address: string, port: number, rcvbuf?: number): number;
 }
 
 interface RawAddon extends NativeAddon {

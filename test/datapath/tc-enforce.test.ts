@@ -14,6 +14,7 @@ let dp: Datapath;
 let hostIf: string;
 let ifindex: number;
 const bpffs = `/sys/fs/bpf/${uniqueName('dp')}`;
+const POD_IPS = ['10.250.0.2'];
 
 function count(reason: number, direction: number): bigint {
   return dp.metrics().find((r) => r.reason === reason && r.direction === direction)?.packets ?? 0n;
@@ -40,11 +41,11 @@ afterAll(() => cleanup.run());
 
 describe('tc datapath on a veth', () => {
   it('pins its maps under --bpffs', () => {
-    expect(native().objGet(`${bpffs}/sluice_endpoints_v2`)).toBeTypeOf('number');
+    expect(native().objGet(`${bpffs}/sluice_endpoints_v3`)).toBeTypeOf('number');
   });
 
   it('passes and counts traffic of a programmed endpoint', () => {
-    dp.upsertEndpoint(ifindex, { identity: 7, flags: 0 });
+    dp.upsertEndpoint(ifindex, { identity: 7, flags: 0, ips: POD_IPS });
     dp.attach(node.path, hostIf);
     expect(native().tcQuery(node.path, hostIf, 'ingress', { priority: 1, handle: 1 })).toBeTypeOf('number');
     const beforeOut = count(REASON_FORWARDED, metricsCodec.DIR_FROM_POD);
@@ -59,8 +60,8 @@ describe('tc datapath on a veth', () => {
     const events = dp.openEvents();
     try {
       events.drain();
-      dp.upsertEndpoint(ifindex, { identity: 7, flags: endpointCodec.FLAG_DROP_ALL });
-      expect(dp.getEndpoint(ifindex)).toEqual({ identity: 7, flags: endpointCodec.FLAG_DROP_ALL, policyId: 0 });
+      dp.upsertEndpoint(ifindex, { identity: 7, flags: endpointCodec.FLAG_DROP_ALL, ips: POD_IPS });
+      expect(dp.getEndpoint(ifindex)).toEqual({ identity: 7, flags: endpointCodec.FLAG_DROP_ALL, policyId: 0, ips: POD_IPS });
       const before = count(DropReason.ENDPOINT_DISABLED, metricsCodec.DIR_FROM_POD);
       expect(pod.ping('10.250.0.1', 2)).toBe(false);
       expect(count(DropReason.ENDPOINT_DISABLED, metricsCodec.DIR_FROM_POD) - before).toBeGreaterThanOrEqual(2n);
@@ -73,7 +74,20 @@ describe('tc datapath on a veth', () => {
   });
 
   it('a map update opens it again, without re-attaching', () => {
-    dp.upsertEndpoint(ifindex, { identity: 7, flags: 0 });
+    dp.upsertEndpoint(ifindex, { identity: 7, flags: 0, ips: POD_IPS });
+    expect(pod.ping('10.250.0.1', 1)).toBe(true);
+  });
+
+  it('drops what the pod sends from an address that is not its own (spoofed-source)', () => {
+    // The entry names another address as the pod's: its real one is now foreign.
+    dp.upsertEndpoint(ifindex, { identity: 7, flags: 0, ips: ['10.250.0.3'] });
+    const before = count(DropReason.SPOOFED_SOURCE, metricsCodec.DIR_FROM_POD);
+    expect(pod.ping('10.250.0.1', 1)).toBe(false);
+    expect(count(DropReason.SPOOFED_SOURCE, metricsCodec.DIR_FROM_POD) - before).toBeGreaterThanOrEqual(1n);
+    // No IPv4 address at all: nothing IPv4 leaves the pod.
+    dp.upsertEndpoint(ifindex, { identity: 7, flags: 0, ips: [] });
+    expect(pod.ping('10.250.0.1', 1)).toBe(false);
+    dp.upsertEndpoint(ifindex, { identity: 7, flags: 0, ips: POD_IPS });
     expect(pod.ping('10.250.0.1', 1)).toBe(true);
   });
 
@@ -86,11 +100,11 @@ describe('tc datapath on a veth', () => {
   });
 
   it('a second load adopts the pinned maps and their contents', () => {
-    dp.upsertEndpoint(ifindex, { identity: 9, flags: 0 });
+    dp.upsertEndpoint(ifindex, { identity: 9, flags: 0, ips: POD_IPS });
     const again = Datapath.open({ bpffs });
     try {
-      expect(again.getEndpoint(ifindex)).toEqual({ identity: 9, flags: 0, policyId: 0 });
-      expect(again.listEndpoints().get(ifindex)).toEqual({ identity: 9, flags: 0, policyId: 0 });
+      expect(again.getEndpoint(ifindex)).toEqual({ identity: 9, flags: 0, policyId: 0, ips: POD_IPS });
+      expect(again.listEndpoints().get(ifindex)).toEqual({ identity: 9, flags: 0, policyId: 0, ips: POD_IPS });
     } finally {
       again.close();
     }

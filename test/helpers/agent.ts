@@ -141,7 +141,7 @@ export class TestNode {
 
   /** ifindex keys in the pinned endpoint map. */
   mapEntries(): number[] {
-    const out = sh('bpftool', ['-j', 'map', 'dump', 'pinned', join(this.bpffs, 'sluice_endpoints_v2')], { allowFail: true });
+    const out = sh('bpftool', ['-j', 'map', 'dump', 'pinned', join(this.bpffs, 'sluice_endpoints_v3')], { allowFail: true });
     if (!out) return [];
     return (JSON.parse(out) as Array<{ key: string[] | { ifindex: number }; formatted?: { key: { ifindex: number } } }>).map((e) =>
       e.formatted ? e.formatted.key.ifindex : Buffer.from((e.key as string[]).map((b) => parseInt(b, 16))).readUInt32LE(0),

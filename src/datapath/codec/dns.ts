@@ -34,3 +34,24 @@ export function decodeNat(buf: Buffer, family: 4 | 6): NatEntry {
     ifindex: buf.readUInt32LE(NAT_OFFSETS.ifindex),
   };
 }
+
+// struct sluice_config (one entry, key 0) and sluice_dns_budget (by host ifindex).
+export const CONFIG_SIZE = 16;
+export const CONFIG_OFFSETS = { dns_cost_ns: 0, dns_burst_ns: 8 } as const;
+export const BUDGET_SIZE = 24;
+export const BUDGET_OFFSETS = { stamp_ns: 0, credit_ns: 8, dropped: 16 } as const;
+
+/** The DNS budget as the datapath spends it: qps 0 = no limit; burst in queries. */
+export function encodeConfig(dns: { qps: number; burst: number }): Buffer {
+  const buf = Buffer.alloc(CONFIG_SIZE);
+  if (dns.qps > 0) {
+    const cost = BigInt(Math.max(1, Math.round(1e9 / dns.qps)));
+    buf.writeBigUInt64LE(cost, CONFIG_OFFSETS.dns_cost_ns);
+    buf.writeBigUInt64LE(cost * BigInt(Math.max(1, Math.ceil(dns.burst))), CONFIG_OFFSETS.dns_burst_ns);
+  }
+  return buf;
+}
+
+export function decodeBudgetDropped(buf: Buffer): bigint {
+  return buf.readBigUInt64LE(BUDGET_OFFSETS.dropped);
+}

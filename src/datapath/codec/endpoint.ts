@@ -1,10 +1,12 @@
 // Mirror of bpf/shared/endpoint.h (struct sluice_endpoint_key, sluice_endpoint).
+import { isIPv4, isIPv6 } from 'node:net';
+import { formatAddress, parseAddressInto } from './address.js';
 
 export const KEY_SIZE = 4;
 export const KEY_OFFSETS = { ifindex: 0 } as const;
 
-export const SIZE = 16;
-export const OFFSETS = { identity: 0, flags: 4, policy_id: 8, pad: 12 } as const;
+export const SIZE = 36;
+export const OFFSETS = { identity: 0, flags: 4, policy_id: 8, pad: 12, addr4: 16, addr6: 20 } as const;
 
 export const FLAG_DROP_ALL = 1 << 0;
 export const FLAG_INGRESS_ISOLATED = 1 << 1;
@@ -18,6 +20,11 @@ export interface Endpoint {
   flags: number;
   /** Generation of policy entries in effect; 0 = none written. */
   policyId?: number;
+  /**
+   * The pod's own addresses (anti-spoofing: the only sources its packets may
+   * carry), at most one per family; the first of each family is used.
+   */
+  ips?: readonly string[];
 }
 
 export function encodeKey(ifindex: number): Buffer {
@@ -35,9 +42,16 @@ export function encode(ep: Endpoint): Buffer {
   buf.writeUInt32LE(ep.identity >>> 0, OFFSETS.identity);
   buf.writeUInt32LE(ep.flags >>> 0, OFFSETS.flags);
   buf.writeUInt32LE((ep.policyId ?? 0) >>> 0, OFFSETS.policy_id);
+  const v4 = ep.ips?.find((ip) => isIPv4(ip));
+  const v6 = ep.ips?.find((ip) => isIPv6(ip));
+  if (v4) parseAddressInto(4, v4, buf, OFFSETS.addr4);
+  if (v6) parseAddressInto(6, v6, buf, OFFSETS.addr6);
   return buf;
 }
 
 export function decode(buf: Buffer): Required<Endpoint> {
-  return { identity: buf.readUInt32LE(OFFSETS.identity), flags: buf.readUInt32LE(OFFSETS.flags), policyId: buf.readUInt32LE(OFFSETS.policy_id) };
+  const ips: string[] = [];
+  if (buf.readUInt32BE(OFFSETS.addr4) !== 0) ips.push(formatAddress(4, buf, OFFSETS.addr4));
+  if (!buf.subarray(OFFSETS.addr6, OFFSETS.addr6 + 16).equals(Buffer.alloc(16))) ips.push(formatAddress(6, buf, OFFSETS.addr6));
+  return { identity: buf.readUInt32LE(OFFSETS.identity), flags: buf.readUInt32LE(OFFSETS.flags), policyId: buf.readUInt32LE(OFFSETS.policy_id), ips };
 }

@@ -5,6 +5,7 @@ import * as conntrack from './conntrack.js';
 import * as dns from './dns.js';
 import * as endpoint from './endpoint.js';
 import * as flowEvent from './flow-event.js';
+import * as frag from './frag.js';
 import * as fqdn from './fqdn.js';
 import * as ipcache from './ipcache.js';
 import * as metrics from './metrics.js';
@@ -35,6 +36,10 @@ export const SHARED_STRUCTS: readonly StructLayout[] = [
   { cName: 'sluice_fqdn_rules', header: 'fqdn.h', size: fqdn.RULES_SIZE, offsets: fqdn.RULES_OFFSETS },
   { cName: 'sluice_dns_nat_key', header: 'dns.h', size: dns.NAT_KEY_SIZE, offsets: dns.NAT_KEY_OFFSETS },
   { cName: 'sluice_dns_nat_value', header: 'dns.h', size: dns.NAT_SIZE, offsets: dns.NAT_OFFSETS },
+  { cName: 'sluice_config', header: 'dns.h', size: dns.CONFIG_SIZE, offsets: dns.CONFIG_OFFSETS },
+  { cName: 'sluice_dns_budget', header: 'dns.h', size: dns.BUDGET_SIZE, offsets: dns.BUDGET_OFFSETS },
+  { cName: 'sluice_frag_key', header: 'frag.h', size: frag.KEY_SIZE, offsets: frag.KEY_OFFSETS },
+  { cName: 'sluice_frag_value', header: 'frag.h', size: frag.SIZE, offsets: frag.OFFSETS },
 ];
 
-export { conntrack, dns, endpoint, flowEvent, fqdn, ipcache, metrics, policy };
+export { conntrack, dns, endpoint, flowEvent, frag, fqdn, ipcache, metrics, policy };

@@ -1,0 +1,77 @@
+// A bound socket for an address the node does not own as an interface
+// address: the DNS proxy's addresses are reached through `local` routes only
+// (so the kernel never picks them as the source of the node's own traffic),
+// and binding such an address needs IP_FREEBIND / IPV6_FREEBIND, which Node's
+// own sockets cannot set before bind. The fd is handed to Node
+// (dgram `bind({ fd })`, net `listen({ fd })`), which owns it from then on.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "addon.h"
+
+namespace sluice {
+namespace {
+
+// socketBind(family: 4|6, type: 'udp'|'tcp', address, port, rcvbuf?) → fd
+Napi::Value SocketBind(const Napi::CallbackInfo& info) {
+  Args a(info);
+  Napi::Env env = a.env();
+  int64_t family = 0, port = 0, rcvbuf = 0;
+  std::string type, address;
+  if (!a.Int(0, "family", 4, 6, &family) || !a.Str(1, "type", &type) || !a.Str(2, "address", &address) ||
+      !a.Int(3, "port", 0, 65535, &port)) {
+    return env.Undefined();
+  }
+  if (info.Length() > 4 && !info[4].IsUndefined() && !a.Int(4, "rcvbuf", 0, INT32_MAX, &rcvbuf)) return env.Undefined();
+  if (family != 4 && family != 6) return ThrowType(env, "argument 'family' must be 4 or 6");
+  if (type != "udp" && type != "tcp") return ThrowType(env, "argument 'type' must be 'udp' or 'tcp'");
+  sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t len;
+  if (family == 4) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET, address.c_str(), &sin->sin_addr) != 1) return ThrowType(env, "argument 'address' must be an IPv4 address");
+    len = sizeof *sin;
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) != 1) return ThrowType(env, "argument 'address' must be an IPv6 address");
+    len = sizeof *sin6;
+  }
+  int fd = socket(family == 4 ? AF_INET : AF_INET6, (type == "udp" ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return ThrowSys(env, SysError::Make(errno, "socket", address));
+  int one = 1;
+  auto fail = [&](const char* what) {
+    int err = errno;
+    close(fd);
+    return ThrowSys(env, SysError::Make(err, what, address));
+  };
+  if (family == 4 && setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one) < 0) return fail("setsockopt(IP_FREEBIND)");
+  if (family == 6) {
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one) < 0) return fail("setsockopt(IPV6_FREEBIND)");
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) return fail("setsockopt(IPV6_V6ONLY)");
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) return fail("setsockopt(SO_REUSEADDR)");
+  if (rcvbuf > 0) {
+    int v = static_cast<int>(rcvbuf);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v) < 0) return fail("setsockopt(SO_RCVBUF)");
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) return fail("bind");
+  return Napi::Number::New(env, fd);
+}
+
+}  // namespace
+
+void RegisterSock(Napi::Env env, Napi::Object exports) {
+  exports.Set("socketBind", Napi::Function::New(env, SocketBind, "socketBind"));
+}
+
+}  // namespace sluice
