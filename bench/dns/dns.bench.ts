@@ -229,7 +229,8 @@ process.on('exit', () => {
 }
 
 async function sluiceNode(world: Netns, podCidr: string, nodeIp: string, extraArgs: string[], cpus: string): Promise<SluiceNode> {
-  const node = new TestNode(cleanup, { podCidr, nodeIp, extraArgs: ['--dns-trusted', SERVER, ...extraArgs] });
+  // One pod drives the whole load: the per-pod DNS budgets (a fairness guard, on by default) are lifted.
+  const node = new TestNode(cleanup, { podCidr, nodeIp, extraArgs: ['--dns-trusted', SERVER, '--dns-pod-qps', '0', '--dns-pod-max-inflight', '65536', ...extraArgs] });
   wire(world, node.ns, podCidr);
   const saved = env.NODE_OPTIONS;
   if (PROF_DIR) env.NODE_OPTIONS = `${saved ?? ''} --require=${profilerPreload(PROF_DIR)}`.trim();

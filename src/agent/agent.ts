@@ -51,6 +51,11 @@ export interface AgentConfig {
   dnsIntercept: 'selected' | 'all';
   dnsTrusted: string[];
   dnsUntrusted: 'refuse' | 'redirect';
+  /** Each pod's DNS budget in the datapath (bursts of twice that); 0: none. */
+  dnsPodQps: number;
+  dnsPodMaxInflight: number;
+  dnsTcpMaxPerPod: number;
+  dnsTcpMax: number;
 }
 
 function podName(rec: EndpointRecord): string {
@@ -123,6 +128,8 @@ export class Agent {
     if (cfg.podCidrs.some((c) => c.includes(':'))) n.sysctlWrite(null, 'net/ipv6/conf/all/forwarding', '1');
 
     this.#datapath = Datapath.open({ bpffs: cfg.bpffs, maxEndpoints: cfg.maxEndpoints, maxPolicyEntries: cfg.maxPolicyEntries, maxFqdnEntries: cfg.maxFqdnEntries });
+    // Before any pod's DNS reaches the proxy: a flood is dropped in the kernel, not in our socket queue.
+    this.#datapath.setDnsRateLimit(cfg.dnsPodQps, 2 * cfg.dnsPodQps);
     this.#ipam = new Ipam(cfg.stateDir, cfg.podCidrs);
     this.#endpoints = new EndpointRegistry(cfg.stateDir, this.#datapath, this.#root.child({ subsystem: 'endpoints' }));
     // Learned FQDN mappings are restored before the first compile, so the
@@ -137,6 +144,7 @@ export class Agent {
         maxNames: 100_000,
         trusted: cfg.dnsTrusted,
         untrusted: cfg.dnsUntrusted,
+        limits: { podMaxInflight: cfg.dnsPodMaxInflight, tcpMaxPerPod: cfg.dnsTcpMaxPerPod, tcpMax: cfg.dnsTcpMax },
         ipv6: true,
       },
       this.#root.child({ subsystem: 'fqdn' }),

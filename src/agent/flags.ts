@@ -17,6 +17,10 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: 'dns-intercept', help: 'whose DNS goes through the proxy: selected (pods an FQDNPolicy selects) or all', default: 'selected' },
   { name: 'dns-trusted', help: 'resolvers whose answers may open traffic: IP[,IP…] (standalone default: the nameservers of /etc/resolv.conf)', default: '' },
   { name: 'dns-untrusted', help: 'a query to any other server: refuse, or redirect to the first trusted resolver', default: 'refuse' },
+  { name: 'dns-pod-qps', help: 'DNS queries (UDP) and connections (TCP) per second one pod may send, bursts of twice that; dropped in eBPF beyond it and counted per pod; 0: no limit', default: '200' },
+  { name: 'dns-pod-max-inflight', help: 'DNS queries of one pod waiting on resolvers at once; beyond it a query is dropped and counted per pod', default: '64' },
+  { name: 'dns-tcp-max-per-pod', help: 'open TCP DNS connections of one pod; beyond it a new one is closed at once and counted', default: '8' },
+  { name: 'dns-tcp-max', help: 'open TCP DNS connections of all pods together (each holds descriptors of the agent)', default: '512' },
   { name: 'log-level', help: 'fatal, error, warn, info, debug or trace', default: 'info' },
   { name: 'help', short: 'h', help: 'show this help', boolean: true },
 ];

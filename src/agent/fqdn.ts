@@ -18,6 +18,7 @@ import {
   type AllowSink,
   type ClientPolicy,
   type Learned,
+  type ProxyLimits,
   type ProxyStats,
 } from '../dns/index.js';
 import type { Logger } from '../log/index.js';
@@ -37,6 +38,8 @@ export interface FqdnConfig {
   maxNames: number;
   trusted: string[];
   untrusted: 'refuse' | 'redirect';
+  /** Per-pod budgets in the proxy (the queries-per-second one is the datapath's). */
+  limits: ProxyLimits;
   /** Listen on the IPv6 proxy address too. */
   ipv6: boolean;
 }
@@ -47,8 +50,23 @@ export interface FqdnStatus {
   ips: number;
   /** (rule, address) pairs in sluice_fqdn_v1. */
   entries: number;
-  /** Since the agent started. */
-  proxy: ProxyStats;
+  /** Since the agent started; rateLimited: the datapath's drops over the pods' budgets. */
+  proxy: ProxyStats & { rateLimited: number };
+  /** The pods that had DNS dropped or hold some now. */
+  pods: PodDnsRow[];
+}
+
+/** One pod's share of DNS: what it holds now and what was dropped over its budgets. */
+export interface PodDnsRow {
+  pod: string;
+  /** Dropped in the datapath over --dns-pod-qps (since the pod's veth was set up). */
+  rateLimited: number;
+  /** Dropped by the proxy over --dns-pod-max-inflight. */
+  overInflight: number;
+  /** TCP connections closed over --dns-tcp-max-per-pod or --dns-tcp-max. */
+  tcpOverLimit: number;
+  inflight: number;
+  tcpConnections: number;
 }
 
 export interface FqdnNameRow {
@@ -92,6 +110,8 @@ export class FqdnService {
   readonly #journal: FqdnJournal;
   readonly #proxy: DnsProxy;
   #clients = new Map<number, ClientPolicy>();
+  /** Host veth ifindex → "namespace/name" of every endpoint, for per-pod DNS rows. */
+  #podNames = new Map<number, string>();
   readonly #unprogrammed = new Set<string>();
   #compiled: CompiledPolicy | undefined;
   #sweeper: NodeJS.Timeout | undefined;
@@ -120,6 +140,7 @@ export class FqdnService {
         learn: (l) => this.#learn(l),
         trusted: cfg.trusted,
         untrusted: cfg.untrusted,
+        limits: cfg.limits,
       },
       log.child({ component: 'dns-proxy' }),
     );
@@ -158,6 +179,9 @@ export class FqdnService {
       if (p) clients.set(ep.ifindex, { pod: ep.pod, dns: p.dns, rules: p.fqdnRules });
     }
     this.#clients = clients;
+    this.#podNames = new Map(endpoints.map((ep) => [ep.ifindex, ep.pod]));
+    // Pods gone: their share of the proxy goes too (bounded by the node's pods).
+    this.#proxy.retainPods(new Set(this.#podNames.keys()));
     if (this.#allows.setRules([...compiled.fqdnRules.values()])) {
       const writes = this.#allows.resync();
       if (writes) this.#log.info({ writes, entries: this.#allows.entries }, 'FQDN allows re-derived for the new rules');
@@ -217,6 +241,22 @@ export class FqdnService {
   }
 
   status(): FqdnStatus {
-    return { names: this.cache.size.names, ips: this.cache.size.ips, entries: this.#allows.entries, proxy: { ...this.#proxy.stats } };
+    let drops = new Map<number, bigint>();
+    try {
+      drops = this.#dp.dnsRateLimitDrops();
+    } catch (err) {
+      this.#log.warn({ err }, 'could not read the DNS budget drops from the datapath');
+    }
+    const held = this.#proxy.podStats();
+    const pods: PodDnsRow[] = [];
+    let rateLimited = 0;
+    for (const [ifindex, pod] of this.#podNames) {
+      const p = held.get(ifindex);
+      const row = { pod, rateLimited: Number(drops.get(ifindex) ?? 0n), overInflight: p?.overInflight ?? 0, tcpOverLimit: p?.tcpOverLimit ?? 0, inflight: p?.inflight ?? 0, tcpConnections: p?.tcpConnections ?? 0 };
+      rateLimited += row.rateLimited;
+      if (row.rateLimited || row.overInflight || row.tcpOverLimit || row.inflight || row.tcpConnections) pods.push(row);
+    }
+    pods.sort((a, b) => a.pod.localeCompare(b.pod));
+    return { names: this.cache.size.names, ips: this.cache.size.ips, entries: this.#allows.entries, proxy: { ...this.#proxy.stats, rateLimited }, pods };
   }
 }

@@ -1,7 +1,7 @@
 // `sluice agent` entry: flags → config → Agent.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { formatFlags, parseArgs, parseDurationMs, UsageError } from '../cli/args.js';
+import { formatFlags, parseArgs, parseDurationMs, parseIntFlag, UsageError } from '../cli/args.js';
 import { initLogger } from '../log/index.js';
 import { Agent, type AgentConfig } from './agent.js';
 import { AGENT_FLAGS } from './flags.js';
@@ -49,6 +49,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${flag} must be a positive integer`);
     return v;
   };
+  const intIn = (flag: string, min: number, max: number): number => parseIntFlag(flag, flags[flag], min, max);
   const log = initLogger(flags['log-level']!);
   const duration = (flag: string): number => {
     try {
@@ -80,6 +81,12 @@ export async function runAgent(argv: string[]): Promise<number> {
     dnsIntercept: oneOf('dns-intercept', ['selected', 'all'] as const),
     dnsTrusted: trusted,
     dnsUntrusted: oneOf('dns-untrusted', ['refuse', 'redirect'] as const),
+    // A million a second is no limit in practice (and keeps the per-query cost, 1e9/qps ns, whole).
+    dnsPodQps: intIn('dns-pod-qps', 0, 1_000_000),
+    // Ids on one upstream TCP connection are 16 bits: more in flight could never be told apart.
+    dnsPodMaxInflight: intIn('dns-pod-max-inflight', 1, 65_536),
+    dnsTcpMaxPerPod: intIn('dns-tcp-max-per-pod', 1, 65_536),
+    dnsTcpMax: intIn('dns-tcp-max', 1, 65_536),
   };
   if (!trusted.length) log.warn('no trusted DNS resolver (--dns-trusted, /etc/resolv.conf): intercepted queries are all refused');
   const agent = new Agent(cfg, log);
