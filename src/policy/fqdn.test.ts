@@ -20,6 +20,9 @@ describe('normalizeName', () => {
     ['a..', 'a.'], // only one trailing dot
     ['.', ''],
     ['\u212Aubernetes.io', '\u212Aubernetes.io'], // only ASCII is folded: the Kelvin sign is not "k"
+    ['dot\\.example.TEST', 'dot\\.example.test'], // escapes are kept
+    ['a\\.', 'a\\.'], // an escaped dot ends the last label, it is not the root's
+    ['a\\\\.', 'a\\\\'], // an escaped backslash, then the root's dot
   ])('%j → %j', (input, out) => {
     expect(normalizeName(input)).toBe(out);
   });
@@ -129,6 +132,46 @@ describe('name matching', () => {
     // Only `*` is special; `.` must not match any character.
     expect(selectorMatches(pattern('a*.b.com'), 'ax.bxcom')).toBe(false);
     expect(selectorMatches(pattern('**.b.com'), 'a.bxcom')).toBe(false);
+  });
+});
+
+describe('name matching, label by label (names in presentation format, as read off the wire)', () => {
+  // `dot\.example.test` is two labels, "dot.example" and "test"; dns-packet
+  // used to hand it over as "dot.example.test". [selector, name, expected]
+  const cases: Array<[NameSelector, string, boolean]> = [
+    [name('dot.example.test'), 'dot\\.example.test', false],
+    [name('dot.example.test'), 'DOT\\.Example.TEST.', false],
+    [name('dot.example.test'), 'dot.example\\.test', false],
+    [name('dot.example.test'), 'dot.example.test\\.', false], // a last label "test." (a trailing `\.` is not the root)
+    [name('dot.example.test'), 'DOT.example.test.', true],
+    // `*` inside a label stands for name characters only: never a dot in a label, never an escape
+    [pattern('*.example.test'), 'dot\\.example.test', false],
+    [pattern('*.example.test'), 'a\\.b.example.test', false],
+    [pattern('*.test'), 'dot\\.example.test', false],
+    [pattern('a*.test'), 'a\\032b.test', false],
+    [pattern('a*.test'), 'a\\\\.test', false],
+    [pattern('*x.test'), '\\255x.test', false],
+    [pattern('*.example.test'), 'www.example.test', true],
+    // `**.` stands for whole labels of name characters
+    [pattern('**.example.test'), 'dot\\.example.test', false],
+    [pattern('**.y.test'), 'x\\.y.test', false],
+    [pattern('**.test'), 'a\\.b.test', false],
+    [pattern('**.test'), 'a.b.test', true],
+    [pattern('**.b.test'), 'a\\.x.b.test', false],
+    // `*` alone is every name, these included
+    [pattern('*'), 'dot\\.example.test', true],
+    [pattern('*'), '\\000.\\255', true],
+  ];
+
+  it.each(cases)('%o vs %j → %s', (sel, n, expected) => {
+    expect(selectorMatches(sel, n)).toBe(expected);
+    expect(new NameMatcher([sel]).matches(n)).toBe(expected);
+  });
+
+  it('a matcher of every kind of selector matches none of the escaped look-alikes', () => {
+    const m = new NameMatcher([name('dot.example.test'), pattern('*.example.test'), pattern('**.example.test'), pattern('dot.*.test'), pattern('d*t.example.test')]);
+    expect(m.matches('dot.example.test')).toBe(true);
+    for (const n of ['dot\\.example.test', 'dot.example\\.test', 'dot\\.example\\.test', 'd\\.t.example.test', 'x\\.dot.example.test']) expect(m.matches(n), n).toBe(false);
   });
 });
 

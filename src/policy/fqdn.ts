@@ -11,6 +11,19 @@
 // - A leading `**.` matches one or more whole labels; `**` anywhere else is
 //   invalid.
 // - The pattern `*` alone matches every name.
+//
+// Names are compared label by label (PRODUCT §5). Names from the wire arrive
+// in presentation format (dnsname.ts: a dot inside a label is `\.`, other
+// odd bytes are escaped), and rule names and patterns are validated to
+// letters, digits, '-' and '_', so:
+// - an exact name never equals a wire name whose labels hold anything else;
+// - a wildcard (`*` inside a label, a leading `**.`) stands only for those
+//   characters, so it never reaches into an escape: `*.test` does not match
+//   `dot\.example.test` (its first label, "dot.example", holds a dot), nor
+//   does `**.example.test` (it has no label "example").
+// Only the pattern `*` alone matches names with such labels: it matches
+// every name.
+import { normalizeName } from './dnsname.js';
 import { isObject, PolicyError } from './errors.js';
 import type { PortSpec, Protocol } from './netpol.js';
 import { parseSelector, type LabelSelector } from './selector.js';
@@ -61,19 +74,7 @@ function rejectUnknownFields(raw: Record<string, unknown>, known: readonly strin
   }
 }
 
-/**
- * DNS names are case-insensitive in ASCII only (RFC 4343). Lower-casing other
- * characters would let a wire name such as "\u212Aubernetes.io" (Kelvin sign)
- * compare equal to "kubernetes.io", so only A-Z are folded.
- */
-function asciiLower(s: string): string {
-  return /[A-Z]/.test(s) ? s.replace(/[A-Z]+/g, (m) => m.toLowerCase()) : s;
-}
-
-/** Lower case (ASCII), one trailing dot removed. */
-export function normalizeName(name: string): string {
-  return asciiLower(name.endsWith('.') ? name.slice(0, -1) : name);
-}
+export { normalizeName };
 
 /** Why `text` is not a valid name (or pattern); undefined when it is valid. */
 function nameProblem(text: string, pattern: boolean): string | undefined {
@@ -115,19 +116,26 @@ function validatePattern(pattern: string, where: string): void {
   if (problem !== undefined) throw new PolicyError(`${where}: ${JSON.stringify(pattern)} ${problem}`);
 }
 
+/**
+ * What a wildcard stands for: a character a rule could name (after
+ * normalizeName). Not '.' and not a backslash, so no wildcard reaches across an
+ * escaped dot into the next label, nor into any escape.
+ */
+const NAME_CHAR = '[a-z0-9_-]';
+
 /** Regular expression source (unanchored) for a valid, normalized pattern other than `*`. */
 function patternSource(pattern: string): string {
   const labels = pattern.split('.');
   let prefix = '';
   if (labels[0] === MULTI_LABEL) {
     labels.shift();
-    prefix = '(?:[^.]+\\.)+';
+    prefix = `(?:${NAME_CHAR}+\\.)+`;
   }
   const body = labels.map((label) => {
     // A label that is only `*` must still be a non-empty label.
-    if (label === '*') return '[^.]+';
+    if (label === '*') return `${NAME_CHAR}+`;
     // Only [a-z0-9_-] and `*` remain after validation: nothing to escape.
-    return label.replaceAll('*', '[^.]*');
+    return label.replaceAll('*', `${NAME_CHAR}*`);
   });
   return prefix + body.join('\\.');
 }
@@ -135,8 +143,9 @@ function patternSource(pattern: string): string {
 /**
  * Precompiled matcher over a set of selectors, for repeated use per DNS
  * answer: exact names (and wildcard-free patterns) go in a Set, the other
- * patterns into one anchored alternation. Matching does not validate `name`;
- * callers handling wire names check isValidDnsName first.
+ * patterns into one anchored alternation. `name` is in presentation format
+ * (dnsname.ts), as message.ts reads names off the wire; it needs no other
+ * validation: a label no rule could name matches only the pattern `*`.
  */
 export class NameMatcher {
   readonly #all: boolean;
