@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from './args.js';
-import { fqdnTable, parseFqdnArgs } from './fqdn.js';
+import { FQDN_USAGE, fqdnTable, parseFqdnArgs } from './fqdn.js';
 
 describe('parseFqdnArgs', () => {
   it('defaults to every name, table output, /run/sluice', () => {
@@ -56,6 +56,24 @@ describe('fqdnTable', () => {
   it('shows names without addresses or rules with dashes', () => {
     expect(fqdnTable([{ name: 'gone.example.com', ips: [], rules: [] }])).toBe('NAME              IP  TTL LEFT  RULES\ngone.example.com  -   -         -\n');
   });
+  it('prints names as learned, escapes and all, one column each (an escape has no space in it)', () => {
+    const text = fqdnTable([
+      { name: 'dot.example.test', ips: [{ ip: '192.0.2.1', expiresInMs: 10_000 }], rules: [rule('lbl/dot', 0)] },
+      { name: 'dot\\.example.test', ips: [{ ip: '203.0.113.66', expiresInMs: 10_000 }], rules: [] },
+      { name: 'sp\\032ace\\\\\\200.example.test', ips: [{ ip: '203.0.113.67', expiresInMs: 10_000 }], rules: [] },
+    ]);
+    const rows = text.trimEnd().split('\n').slice(1).map((l) => l.split(/\s+/));
+    expect(rows).toHaveLength(3);
+    expect(rows).toContainEqual(['dot\\.example.test', '203.0.113.66', '10s', '-']);
+    expect(rows).toContainEqual(['dot.example.test', '192.0.2.1', '10s', 'lbl/dot#0']);
+    expect(rows).toContainEqual(['sp\\032ace\\\\\\200.example.test', '203.0.113.67', '10s', '-']);
+  });
+
+  it('--help says how names are written', () => {
+    expect(FQDN_USAGE).toContain('a dot inside a label is \\.');
+    expect(FQDN_USAGE).toContain('dot\\.example.test (labels "dot.example" and "test")');
+  });
+
   it('prints only the header when nothing is learned', () => {
     expect(fqdnTable([])).toBe('NAME  IP  TTL LEFT  RULES\n');
   });

@@ -12,7 +12,11 @@ const FLAGS: readonly FlagSpec[] = [{ name: 'pod', help: 'only names whose rules
 export const FQDN_USAGE = `Usage: sluice fqdn [flags]
 
 Names learned from trusted DNS answers, one row per (name, address):
-  NAME      the name asked for, or a CNAME in its answer's chain
+  NAME      the name asked for, or a CNAME in its answer's chain, lower case,
+            escaped as dig prints names: a dot inside a label is \\., a
+            backslash \\\\, a space or a byte beyond ASCII \\DDD (decimal); so
+            dot\\.example.test (labels "dot.example" and "test") is a name of
+            its own, which a rule for dot.example.test does not match
   IP        an address the answer held
   TTL LEFT  time until new connections to it are dropped again:
             max(TTL, --fqdn-min-ttl) + --fqdn-grace from the last answer holding it

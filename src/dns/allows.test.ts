@@ -135,6 +135,34 @@ describe('FqdnAllows.update', () => {
   });
 });
 
+describe('FqdnAllows, label by label', () => {
+  // Names as message.ts hands them over: presentation format, so the label
+  // "dot.example" is `dot\.example`.
+  it('opens an escaped look-alike for no rule, and the real name only for its own', () => {
+    const exact: FqdnRuleSpec = { id: 1, selectors: [name('dot.example.test')] };
+    const one: FqdnRuleSpec = { id: 2, selectors: [pattern('*.example.test')] };
+    const many: FqdnRuleSpec = { id: 3, selectors: [pattern('**.example.test')] };
+    const { sink, learn, allows } = setup([exact, one, many]);
+    expect(learn(['dot\\.example.test'], ['203.0.113.66'], 0)).toBe(0);
+    expect(learn(['x\\.dot.example.test'], ['203.0.113.67'], 0)).toBe(0);
+    expect(allows.rulesFor('dot\\.example.test')).toEqual([]);
+    learn(['dot.example.test'], ['192.0.2.1'], 0);
+    expect(sink.state()).toEqual({ '1/192.0.2.1': LIFETIME_MS, '2/192.0.2.1': LIFETIME_MS, '3/192.0.2.1': LIFETIME_MS });
+  });
+
+  it('keeps an address learned under both spellings allowed only through the real name', () => {
+    const { sink, learn, cache } = setup([{ id: 1, selectors: [name('dot.example.test')] }], { maxIpsPerName: 1 });
+    learn(['dot.example.test'], ['192.0.2.1'], 0);
+    learn(['dot\\.example.test'], ['192.0.2.1'], 10_000);
+    // The later answer for the look-alike does not lengthen the allow...
+    expect(sink.state()).toEqual({ '1/192.0.2.1': LIFETIME_MS });
+    // ...and evicting the real name's address removes it, whatever the look-alike holds.
+    learn(['dot.example.test'], ['192.0.2.2'], 20_000);
+    expect(cache.namesOf('192.0.2.1').map((n) => n.name)).toEqual(['dot\\.example.test']);
+    expect(sink.state()).toEqual({ '1/192.0.2.2': 20_000 + LIFETIME_MS });
+  });
+});
+
 describe('FqdnAllows rules', () => {
   it('reports whether a rule set changed', () => {
     const { allows } = setup([GITHUB]);

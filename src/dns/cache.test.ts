@@ -58,6 +58,18 @@ describe('FqdnCache lifetimes', () => {
   });
 });
 
+describe('FqdnCache names', () => {
+  it('keeps names that differ only in label boundaries apart (presentation format, as message.ts reads them)', () => {
+    const c = cache();
+    c.learn(['dot\\.example.test'], [{ ip: '203.0.113.66', ttl: 60 }], 0);
+    c.learn(['dot.example.test'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
+    expect(names(c)).toEqual(['dot\\.example.test', 'dot.example.test']);
+    expect(ips(c, 'dot\\.example.test')).toEqual(['203.0.113.66']);
+    expect(ips(c, 'dot.example.test')).toEqual(['192.0.2.1']);
+    expect(c.namesOf('203.0.113.66').map((n) => n.name)).toEqual(['dot\\.example.test']);
+  });
+});
+
 describe('FqdnCache refreshes', () => {
   it('leaves an entry as it is for an answer that moves its expiry by less than REFRESH_SLACK_MS', () => {
     const c = cache();

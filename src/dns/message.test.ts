@@ -243,9 +243,9 @@ describe('learnFrom', () => {
     expect(l).toEqual({ names: ['www.example.com', 'cdn.example.net'], addresses: [{ ip: '192.0.2.9', ttl: 300 }] });
   });
 
-  it('keeps the Kelvin sign distinct from "k" in learned names', () => {
+  it('keeps the Kelvin sign distinct from "k" in learned names (its UTF-8 bytes, escaped)', () => {
     const l = learn(response('\u212Aubernetes.io', [a('\u212Aubernetes.io', '203.0.113.9')]));
-    expect(l.names).toEqual(['\u212Aubernetes.io']);
+    expect(l.names).toEqual(['\\226\\132\\170ubernetes.io']);
   });
 
   it('gives each address its own record TTL, not the minimum over the chain', () => {
@@ -323,5 +323,109 @@ describe('sameQuestion', () => {
 
   it('does not fold non-ASCII letters', () => {
     expect(sameQuestion({ name: 'kubernetes.io', type: 'A', class: 'IN' }, { name: '\u212Aubernetes.io', type: 'A', class: 'IN' })).toBe(false);
+  });
+});
+
+// ------------------------------------------------------------------ names, label by label
+//
+// dns-packet cannot write a label holding a dot (it splits on every '.'), so
+// these packets are built byte by byte.
+
+/** A wire name from its labels, each given as a string of bytes (latin1) or a Buffer. */
+function wire(...labels: Array<string | Buffer>): Buffer {
+  const parts = labels.map((l) => (typeof l === 'string' ? Buffer.from(l, 'latin1') : l));
+  return Buffer.concat([...parts.flatMap((l) => [Buffer.from([l.length]), l]), Buffer.from([0])]);
+}
+
+const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
+const TYPE_A = 1;
+const TYPE_CNAME = 5;
+
+interface RawRr {
+  owner: Buffer;
+  type: number;
+  /** An IPv4 address, or a wire name for CNAME. */
+  data: string | Buffer;
+}
+
+function rawRecord(rr: RawRr): Buffer {
+  const data = typeof rr.data === 'string' ? Buffer.from(rr.data.split('.').map(Number)) : rr.data;
+  return Buffer.concat([rr.owner, u16(rr.type), u16(1), Buffer.from([0, 0, 1, 44]) /* TTL 300 */, u16(data.length), data]);
+}
+
+function rawQuery(qname: Buffer, id = 0x4242): Buffer {
+  return Buffer.concat([u16(id), u16(RD), u16(1), u16(0), u16(0), u16(0), qname, u16(TYPE_A), u16(1)]);
+}
+
+function rawResponse(qname: Buffer, answers: RawRr[], id = 0x4242): Buffer {
+  const header = Buffer.concat([u16(id), u16(0x8000 | RD | dnsPacket.RECURSION_AVAILABLE), u16(1), u16(answers.length), u16(0), u16(0)]);
+  return Buffer.concat([header, qname, u16(TYPE_A), u16(1), ...answers.map(rawRecord)]);
+}
+
+/** A pointer to offset 12: the question name. */
+const TO_QUESTION = Buffer.from([0xc0, 12]);
+
+describe('names are read label by label, in presentation format', () => {
+  it('tells a label holding a dot from two labels (dns-packet reads both as "dot.example.test")', () => {
+    expect(parseQuery(rawQuery(wire('dot.example', 'test'))).question.name).toBe('dot\\.example.test');
+    expect(parseQuery(rawQuery(wire('dot', 'example', 'test'))).question.name).toBe('dot.example.test');
+    expect(parseResponse(rawResponse(wire('dot.example', 'test'), [])).question?.name).toBe('dot\\.example.test');
+  });
+
+  it.each<[string, Array<string | Buffer>, string]>([
+    ['a backslash', ['back\\slash', 'test'], 'back\\\\slash.test'],
+    ['a space and a control byte', ['a b\x00', 'test'], 'a\\032b\\000.test'],
+    ['bytes that are not UTF-8 (not all U+FFFD)', [Buffer.from([0xfe]), Buffer.from([0xff]), 'test'], '\\254.\\255.test'],
+    ["dig's specials", ['"();@$', 'test'], '\\"\\(\\)\\;\\@\\$.test'],
+    ['case, kept as asked', ['API', 'GitHub', 'com'], 'API.GitHub.com'],
+    ['a label that is only a dot', ['.', 'test'], '\\..test'],
+    ['the root', [], '.'],
+  ])('escapes %s', (_what, labels, text) => {
+    expect(parseQuery(rawQuery(wire(...labels))).question.name).toBe(text);
+  });
+
+  it('does not take a question with other label boundaries for the same question (spoofing by relabelling)', () => {
+    const asked = parseQuery(rawQuery(wire('dot', 'example', 'test'))).question;
+    expect(sameQuestion(asked, parseResponse(rawResponse(wire('dot.example', 'test'), [])).question)).toBe(false);
+    expect(sameQuestion(asked, parseResponse(rawResponse(wire('DOT', 'example', 'TEST'), [])).question)).toBe(true);
+    const odd = parseQuery(rawQuery(wire(Buffer.from([0xfe]), 'test'))).question;
+    expect(sameQuestion(odd, parseResponse(rawResponse(wire(Buffer.from([0xff]), 'test'), [])).question)).toBe(false);
+  });
+
+  it('learns an escaped name as itself, never as the name with other label boundaries', () => {
+    const l = learn(rawResponse(wire('dot.example', 'test'), [{ owner: TO_QUESTION, type: TYPE_A, data: '203.0.113.66' }]));
+    expect(l).toEqual({ names: ['dot\\.example.test'], addresses: [{ ip: '203.0.113.66', ttl: 300 }] });
+  });
+
+  it('walks the CNAME chain by labels: a target with other boundaries owns none of the addresses of the look-alike', () => {
+    const res = rawResponse(wire('www', 'example', 'test'), [
+      { owner: TO_QUESTION, type: TYPE_CNAME, data: wire('dot.example', 'test') },
+      { owner: wire('dot', 'example', 'test'), type: TYPE_A, data: '192.0.2.1' },
+      { owner: wire('dot.example', 'test'), type: TYPE_A, data: '203.0.113.66' },
+    ]);
+    expect(learn(res)).toEqual({ names: ['www.example.test', 'dot\\.example.test'], addresses: [{ ip: '203.0.113.66', ttl: 300 }] });
+  });
+
+  it('does not follow a CNAME to the look-alike of the question name (its owner has other boundaries)', () => {
+    const res = rawResponse(wire('dot', 'example', 'test'), [
+      { owner: wire('dot.example', 'test'), type: TYPE_CNAME, data: wire('evil', 'test') },
+      { owner: wire('evil', 'test'), type: TYPE_A, data: '203.0.113.66' },
+    ]);
+    expect(learn(res)).toEqual({ names: ['dot.example.test'], addresses: [] });
+  });
+
+  it('follows compression pointers into escaped labels', () => {
+    // The CNAME target is "cdn" + a pointer to the question's second label onwards ("b.c", "test").
+    const qname = wire('a', 'b.c', 'test');
+    const res = rawResponse(qname, [
+      { owner: TO_QUESTION, type: TYPE_CNAME, data: Buffer.concat([Buffer.from([3]), Buffer.from('cdn'), Buffer.from([0xc0, 12 + 2])]) },
+      { owner: Buffer.concat([Buffer.from([3]), Buffer.from('cdn'), Buffer.from([0xc0, 12 + 2])]), type: TYPE_A, data: '192.0.2.9' },
+    ]);
+    expect(learn(res)).toEqual({ names: ['a.b\\.c.test', 'cdn.b\\.c.test'], addresses: [{ ip: '192.0.2.9', ttl: 300 }] });
+  });
+
+  it('rejects a CNAME whose target loops through pointers, as dns-packet does', () => {
+    const res = rawResponse(wire('a', 'test'), [{ owner: TO_QUESTION, type: TYPE_CNAME, data: Buffer.from([0xc0, 12 + 8 + 4 + 12]) /* itself: header, question name, type and class, owner pointer and fixed fields */ }]);
+    expect(() => parseResponse(res)).toThrow(MalformedError);
   });
 });

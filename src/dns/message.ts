@@ -1,12 +1,20 @@
 // The parts of DNS the proxy needs: the question of a query, what a trusted
 // answer teaches (names of the CNAME chain, addresses with TTLs), and the
-// error answers it sends itself. Parsing is dns-packet's; everything here
-// treats its input as hostile (any exception means "malformed").
+// error answers it sends itself. Parsing is dns-packet's, except for names;
+// everything here treats its input as hostile (any exception means
+// "malformed").
+//
+// Names are read off the wire here, not taken from dns-packet: it joins a
+// name's labels with '.' as they are, so `dot\.example.test` (the labels
+// "dot.example" and "test") comes out as "dot.example.test", a name of three
+// labels that a rule may name, and bytes that are not UTF-8 all come out as
+// U+FFFD. Every name below is in presentation format (policy/dnsname.ts),
+// where the text is the same exactly when the labels are.
 import * as dnsPacket from 'dns-packet';
-import { normalizeName } from '../policy/index.js';
+import { nameText, normalizeName } from '../policy/index.js';
 
 export interface Question {
-  /** As asked (case preserved), no trailing dot. */
+  /** As asked, in presentation format (`\.` for a dot inside a label, `\DDD` for odd bytes; case preserved), no trailing dot; the root is '.'. */
   name: string;
   type: string;
   class: string;
@@ -27,7 +35,7 @@ export interface ParsedQuery {
 }
 
 export interface Learned {
-  /** Normalized (lower case, no trailing dot): the question and every CNAME target in the chain from it. */
+  /** Normalized presentation format (normalizeName): the question and every CNAME target in the chain from it. */
   names: string[];
   /** A/AAAA data owned by a chain name. */
   addresses: Array<{ ip: string; ttl: number }>;
@@ -38,7 +46,11 @@ export const RCODE_FORMERR = 1;
 export const RCODE_SERVFAIL = 2;
 export const RCODE_REFUSED = 5;
 
+/** dns-packet's decoder of one record (not in its type declarations). */
+const answerCodec = (dnsPacket as unknown as { answer: { decode: ((buf: Buffer, offset: number) => unknown) & { bytes: number } } }).answer;
+
 const MAX_CHAIN = 16;
+const TYPE_CNAME = 5;
 const HEADER_BYTES = 12;
 /** The least a question (root name, type, class) and a record (root name, type, class, TTL, rdlength) take on the wire. */
 const MIN_QUESTION_BYTES = 5;
@@ -82,7 +94,8 @@ export function parseQuery(buf: Buffer): ParsedQuery {
   const q = p.questions?.[0];
   if (!q || p.questions!.length !== 1) throw new MalformedError(`${p.questions?.length ?? 0} questions (need exactly 1)`);
   const questionWire = Buffer.from(buf.subarray(HEADER_BYTES, questionEnd(buf)));
-  return { id: p.id ?? 0, flags: buf.readUInt16BE(2) & 0x7fff, question: { name: q.name, type: q.type, class: q.class ?? 'IN' }, questionWire };
+  const name = readName(buf, HEADER_BYTES).text;
+  return { id: p.id ?? 0, flags: buf.readUInt16BE(2) & 0x7fff, question: { name, type: q.type, class: q.class ?? 'IN' }, questionWire };
 }
 
 /** Where the question of a query ends: its labels, the root label, type and class. */
@@ -97,18 +110,85 @@ function questionEnd(buf: Buffer): number {
   return at + 5;
 }
 
+/**
+ * A name at `offset` in presentation format, following compression pointers,
+ * and where the name ends at `offset`. The same rules as dns-packet's
+ * decoder (so a packet it decoded reads here too): a pointer must point
+ * before the labels it continues (no loops), labels are 0-63 bytes, at most
+ * 255 bytes in all.
+ */
+function readName(buf: Buffer, offset: number): { text: string; end: number } {
+  const labels: Buffer[] = [];
+  let at = offset;
+  let segment = offset;
+  let end = -1;
+  let wire = 1;
+  for (;;) {
+    if (at >= buf.length) throw new MalformedError('name runs past the end');
+    const len = buf[at]!;
+    if (len === 0) break;
+    if ((len & 0xc0) === 0xc0) {
+      if (at + 1 >= buf.length) throw new MalformedError('name runs past the end');
+      const target = buf.readUInt16BE(at) & 0x3fff;
+      if (target >= segment) throw new MalformedError('name compression pointer does not point back');
+      if (end < 0) end = at + 2;
+      at = segment = target;
+      continue;
+    }
+    if (len & 0xc0) throw new MalformedError(`label type 0x${(len & 0xc0).toString(16)}`);
+    if (at + 1 + len > buf.length) throw new MalformedError('label runs past the end');
+    wire += 1 + len;
+    if (wire > 255) throw new MalformedError('name longer than 255 bytes');
+    labels.push(buf.subarray(at + 1, at + 1 + len));
+    at += 1 + len;
+  }
+  return { text: nameText(labels), end: end < 0 ? at + 1 : end };
+}
+
+/** An answer record as learnFrom needs it: names read off the wire, data as dns-packet decoded it. */
+export interface AnswerRecord {
+  /** Presentation format, as Question.name. */
+  name: string;
+  type: string;
+  ttl?: number;
+  /** An address for A/AAAA; the target (presentation format) for CNAME. */
+  data?: unknown;
+}
+
 export interface ParsedResponse {
   id: number;
   rcode: number;
   question?: Question;
-  packet: dnsPacket.DecodedPacket;
+  /** The answer section; empty unless there is exactly one question. */
+  answers: AnswerRecord[];
 }
 
 export function parseResponse(buf: Buffer): ParsedResponse {
   const p = decode(buf, 'response');
   if (p.type !== 'response') throw new MalformedError('not a response (QR clear)');
   const q = p.questions?.length === 1 ? p.questions[0] : undefined;
-  return { id: p.id ?? 0, rcode: buf.readUInt16BE(2) & 0xf, question: q && { name: q.name, type: q.type, class: q.class ?? 'IN' }, packet: p };
+  const res: ParsedResponse = { id: p.id ?? 0, rcode: buf.readUInt16BE(2) & 0xf, answers: [] };
+  if (!q) return res;
+  let at = HEADER_BYTES;
+  const qname = readName(buf, at);
+  res.question = { name: qname.text, type: q.type, class: q.class ?? 'IN' };
+  at = qname.end + 4; // type, class
+  const decoded = (p.answers ?? []) as Array<{ type: string; ttl?: number; data?: unknown }>;
+  for (const rr of decoded) {
+    // Owner name, then type, class, TTL and RDLENGTH (10 bytes), then the data.
+    const owner = readName(buf, at);
+    if (owner.end + 10 > buf.length) throw new MalformedError('record runs past the end');
+    const cname = buf.readUInt16BE(owner.end) === TYPE_CNAME;
+    if (cname !== (rr.type === 'CNAME')) throw new MalformedError('answer records out of step with their decoding');
+    const data = cname ? readName(buf, owner.end + 10).text : rr.data;
+    res.answers.push({ name: owner.text, type: rr.type, ttl: rr.ttl, data });
+    // The next record starts where dns-packet read this one to, so each name
+    // read here belongs to the record whose data it decoded: it frames a
+    // CNAME or an A by its data, not by RDLENGTH.
+    answerCodec.decode(buf, at);
+    at += answerCodec.decode.bytes;
+  }
+  return res;
 }
 
 export function sameQuestion(a: Question, b: Question | undefined): boolean {
@@ -118,7 +198,7 @@ export function sameQuestion(a: Question, b: Question | undefined): boolean {
 /** What a trusted NOERROR answer teaches: the chain's names and their addresses. */
 export function learnFrom(res: ParsedResponse): Learned {
   if (res.rcode !== RCODE_NOERROR || !res.question) return { names: [], addresses: [] };
-  const answers = (res.packet.answers ?? []) as Array<{ type: string; name: string; ttl?: number; data?: unknown }>;
+  const answers = res.answers;
   const chain = [normalizeName(res.question.name)];
   const inChain = new Set(chain);
   for (let hops = 0; hops < MAX_CHAIN; hops++) {
@@ -139,13 +219,16 @@ export function learnFrom(res: ParsedResponse): Learned {
   return { names: chain, addresses };
 }
 
-/** An answer of our own (REFUSED, SERVFAIL, FORMERR) to a query. */
 /** RFC 2181 8: a TTL with the top bit set is treated as zero. */
 function ttlOf(ttl: number | undefined): number {
   return ttl !== undefined && ttl >= 0 && ttl < 0x80000000 ? ttl : 0;
 }
 
-export function errorResponse(query: { id: number; flags: number; question?: Question; questionWire?: Buffer }, rcode: number): Buffer {
+/**
+ * An answer of our own (REFUSED, SERVFAIL, FORMERR): the question echoed from
+ * `questionWire`, or none (a FORMERR to what has no readable question).
+ */
+export function errorResponse(query: { id: number; flags: number; questionWire?: Buffer }, rcode: number): Buffer {
   const rd = query.flags & 0x0100;
   const opcode = query.flags & 0x7800;
   if (query.questionWire) {
@@ -159,7 +242,7 @@ export function errorResponse(query: { id: number; flags: number; question?: Que
     id: query.id,
     type: 'response',
     flags: opcode | rd | 0x0080 /* RA */ | rcode,
-    questions: query.question ? [{ name: query.question.name, type: query.question.type as dnsPacket.RecordType, class: query.question.class as dnsPacket.RecordClass }] : [],
+    questions: [],
   });
 }
 

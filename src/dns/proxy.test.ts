@@ -909,7 +909,8 @@ describe('DnsProxy per-pod budgets', () => {
     const lines = h.errors.map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.length).toBe(10);
     for (const l of lines) {
-      expect(l).toMatchObject({ kind: 'learn-failed', dns: { qname: evil }, msg: 'could not program what a DNS answer allows: answering SERVFAIL' });
+      // Names are logged as read off the wire, in presentation format (policy/dnsname.ts): `"` and `\` escaped.
+      expect(l).toMatchObject({ kind: 'learn-failed', dns: { qname: 'evil\\"\\\\n{\\"level\\":60}.example' }, msg: 'could not program what a DNS answer allows: answering SERVFAIL' });
       expect(l).not.toHaveProperty('name');
     }
   });
