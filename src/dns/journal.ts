@@ -6,6 +6,7 @@
 // a crash between the snapshot and the truncation only replays twice.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
+import { canonicalName } from '../policy/index.js';
 import type { FqdnCache } from './cache.js';
 import { monoFromWall, monoNowMs, wallFromMono } from './clock.js';
 
@@ -17,6 +18,16 @@ interface Snapshot {
 
 /** One journal line: names of a chain, [ip, wall-clock expiry] pairs. */
 type Line = [string[], Array<[string, number]>];
+
+/**
+ * Names are stored as learned: normalized presentation format (`\.` for a
+ * dot inside a label), so a restored name keeps its labels. A stored name that
+ * is not in that form (a hand edit, a bug) could stand for other labels than
+ * it was learned with: it is left out, never reinterpreted.
+ */
+function restorable(names: readonly string[]): string[] {
+  return names.filter((n) => typeof n === 'string' && canonicalName(n) === n && n !== '');
+}
 
 /** Compaction when the journal has this many lines and twice as many as the cache has addresses. */
 const COMPACT_LINES = 20_000;
@@ -47,7 +58,10 @@ export class FqdnJournal {
     if (existsSync(this.#snapshot)) {
       try {
         const snap = JSON.parse(readFileSync(this.#snapshot, 'utf8')) as Snapshot;
-        for (const [name, ips] of snap.names) cache.learnAbsolute([name], live(ips), clock.mono);
+        for (const [name, ips] of snap.names) {
+          if (restorable([name]).length) cache.learnAbsolute([name], live(ips), clock.mono);
+          else skipped++;
+        }
       } catch {
         skipped++;
       }
@@ -60,7 +74,9 @@ export class FqdnJournal {
         if (!line) continue;
         try {
           const [names, ips] = JSON.parse(line) as Line;
-          cache.learnAbsolute(names, live(ips), clock.mono);
+          const kept = restorable(names);
+          if (kept.length < names.length) skipped++;
+          cache.learnAbsolute(kept, live(ips), clock.mono);
           this.#lines++;
         } catch {
           skipped++; // a torn last line after a crash
