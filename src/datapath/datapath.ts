@@ -1,7 +1,8 @@
 // The per-node datapath: one loaded copy of build/bpf/sluice.o whose maps are
 // pinned under --bpffs (so they outlive the agent and a restarted agent adopts
 // them), and the two entry programs attached to each pod's host-side veth.
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { native, type NativeError } from '../native/index.js';
 import * as dnsCodec from './codec/dns.js';
 import * as endpointCodec from './codec/endpoint.js';
@@ -26,6 +27,13 @@ export const MAP_DNS_NAT = 'sluice_dns_nat_v1';
 export const MAP_CONFIG = 'sluice_config_v1';
 export const MAP_DNS_BUDGET = 'sluice_dns_budget_v1';
 export const MAP_FRAG = 'sluice_frag_v1';
+
+/**
+ * Pins of map layouts this version no longer uses. Programs of an earlier
+ * version keep them alive (and keep enforcing) until the agent re-attaches
+ * its own; then they are removed (removeRetiredPins).
+ */
+const RETIRED_PINS = ['sluice_endpoints_v1', 'sluice_endpoints_v2'];
 
 /** tc filter slot we own on each veth; replaced in place on re-attach. */
 const TC_PRIORITY = 1;
@@ -77,6 +85,23 @@ export class Datapath {
     this.#progs = progs;
     this.#maps = maps;
     this.#cpus = native().numPossibleCpus();
+  }
+
+  /**
+   * Unpins the maps of retired layouts. Only after every endpoint runs this
+   * version's programs: until then an older program may still read them.
+   */
+  static removeRetiredPins(bpffs: string): string[] {
+    const removed: string[] = [];
+    for (const name of RETIRED_PINS) {
+      try {
+        rmSync(join(bpffs, name));
+        removed.push(name);
+      } catch {
+        // not there
+      }
+    }
+    return removed;
   }
 
   static open(opts: DatapathOptions): Datapath {

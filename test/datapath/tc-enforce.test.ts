@@ -1,9 +1,9 @@
 // The tc programs from bpf/ on a real veth: they count what passes, drop when
 // the endpoint map says so (with a reason, counted and sent as a flow event),
 // and drop on a veth with no endpoint entry (fail closed).
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Datapath, DropReason, endpointCodec, metricsCodec, REASON_FORWARDED } from '../../src/datapath/index.js';
+import { Datapath, DropReason, endpointCodec, MAP_ENDPOINTS, metricsCodec, REASON_FORWARDED } from '../../src/datapath/index.js';
 import { native } from '../../src/native/index.js';
 import { Cleanup, uniqueName, type Netns } from '../helpers/netns.js';
 
@@ -108,6 +108,15 @@ describe('tc datapath on a veth', () => {
     } finally {
       again.close();
     }
+  });
+
+  it('unpins the maps of retired layouts (an upgrade from sluice_endpoints_v2), and nothing else', () => {
+    native().objPin(dp.mapFd(MAP_ENDPOINTS), `${bpffs}/sluice_endpoints_v2`);
+    expect(existsSync(`${bpffs}/sluice_endpoints_v2`)).toBe(true);
+    expect(Datapath.removeRetiredPins(bpffs)).toEqual(['sluice_endpoints_v2']);
+    expect(existsSync(`${bpffs}/sluice_endpoints_v2`)).toBe(false);
+    expect(existsSync(`${bpffs}/sluice_endpoints_v3`)).toBe(true);
+    expect(Datapath.removeRetiredPins(bpffs)).toEqual([]);
   });
 
   it('detaches cleanly', () => {
