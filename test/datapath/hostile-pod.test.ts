@@ -264,6 +264,9 @@ describe.skipIf(!isRoot)('a hostile pod, and the node reaching its pods', () => 
       await settle();
       expect(seen(pods.c).filter((e) => e.head?.startsWith('forged') || e.sport === 41002)).toEqual([]);
       expect(await drops('spoofed-source')).toBeGreaterThanOrEqual(before + 3);
+      // Reported as flow events, on a's veth, with the forged source.
+      const flows = (await callAgent(node.runDir, 'flows', { pod: 'x/a', verdict: 'dropped' })) as Array<{ reason: string; src: string }>;
+      expect(flows.filter((f) => f.reason === 'spoofed-source').map((f) => f.src)).toEqual(expect.arrayContaining([pods.b.v4, pods.b.v6]));
       // The real b still gets through.
       expect(reach(pods.b.ns, pods.c.v6, PORT, 'udp')).toBe(true);
     });
