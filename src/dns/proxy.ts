@@ -113,6 +113,9 @@ export interface PodDnsStats {
   tcpOverLimit: number;
 }
 
+/** Makes a bound socket and returns its fd (Node takes it over). */
+export type BindFd = (family: 4 | 6, type: 'udp' | 'tcp', address: string, port: number) => number;
+
 /** Where a datagram came from. */
 export type Peer = Pick<dgram.RemoteInfo, 'address' | 'port'>;
 
@@ -243,16 +246,21 @@ export class DnsProxy {
     return true;
   }
 
-  /** Listens on UDP and TCP `port` of each address. */
-  async start(addresses: readonly string[], port: number): Promise<void> {
+  /**
+   * Listens on UDP and TCP `port` of each address. `bindFd`, when given,
+   * makes each bound socket (the agent binds addresses that exist only as
+   * `local` routes, which needs IP_FREEBIND: see src/agent/fqdn.ts).
+   */
+  async start(addresses: readonly string[], port: number, bindFd?: BindFd): Promise<void> {
     for (const address of addresses) {
       const family = net.isIPv6(address) ? 6 : 4;
       const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
       udp.on('message', (msg, rinfo) => this.handleUdpQuery(msg, rinfo, (m) => udp.send(m, rinfo.port, rinfo.address)));
       udp.on('error', (err) => this.#rlog.error('udp-socket', { err }, 'DNS proxy UDP socket error'));
+      const udpFd = bindFd?.(family, 'udp', address, port);
       await new Promise<void>((resolve, reject) => {
         udp.once('error', reject);
-        udp.bind({ address, port }, () => {
+        udp.bind(udpFd === undefined ? { address, port } : { fd: udpFd }, () => {
           udp.off('error', reject);
           resolve();
         });
@@ -262,7 +270,8 @@ export class DnsProxy {
       tcp.on('error', (err) => this.#rlog.error('tcp-server', { err }, 'DNS proxy TCP server error'));
       await new Promise<void>((resolve, reject) => {
         tcp.once('error', reject);
-        tcp.listen({ host: address, port, exclusive: true }, () => {
+        const tcpFd = bindFd?.(family, 'tcp', address, port);
+        tcp.listen(tcpFd === undefined ? { host: address, port, exclusive: true } : { fd: tcpFd, exclusive: true }, () => {
           tcp.off('error', reject);
           resolve();
         });
