@@ -29,6 +29,8 @@ const BPF_ANY = 0;
 /** An expired address stays (drops say "expired", not "never learned") this long. */
 const KEEP_EXPIRED_MS = 60_000;
 const SWEEP_MS = 1000;
+/** The proxy's listening UDP sockets: bursts queue in the kernel while a handler runs. */
+const PROXY_RCVBUF = 4 << 20;
 
 export interface FqdnConfig {
   stateDir: string;
@@ -146,16 +148,27 @@ export class FqdnService {
     );
   }
 
-  /** Adds the proxy's addresses to the node's loopback and starts serving. */
+  /**
+   * Makes the proxy's addresses reachable on the node and starts serving.
+   *
+   * They are `local` routes on lo, not interface addresses: the kernel picks
+   * the source of the node's own traffic among interface addresses only, so
+   * a kubelet probe or a ping from the node to a pod can never leave from the
+   * proxy's address (the datapath would take it for a DNS reply). An
+   * address an earlier version put on lo is removed for the same reason. The
+   * listening sockets bind with IP_FREEBIND (native socketBind).
+   */
   async start(): Promise<void> {
     const n = native();
     n.linkSet(null, 'lo', { up: true });
     const addresses = [PROXY_V4, ...(this.#cfg.ipv6 ? [PROXY_V6] : [])];
-    const have = new Set(n.addrList(null, 'lo').map((a) => a.address));
+    const onLo = new Set(n.addrList(null, 'lo').map((a) => a.address));
     for (const a of addresses) {
-      if (!have.has(a)) n.addrAdd(null, 'lo', `${a}/${isIPv6(a) ? 128 : 32}`, { noDad: true });
+      const plen = isIPv6(a) ? 128 : 32;
+      if (onLo.has(a)) n.addrDel(null, 'lo', `${a}/${plen}`);
+      n.routeReplace(null, { dst: `${a}/${plen}`, dev: 'lo', type: 'local' });
     }
-    await this.#proxy.start(addresses, PROXY_PORT);
+    await this.#proxy.start(addresses, PROXY_PORT, (family, type, address, port) => n.socketBind(family, type, address, port, type === 'udp' ? PROXY_RCVBUF : undefined));
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
     this.#sweeper.unref();
     this.#log.info({ addresses, port: PROXY_PORT, trusted: this.#cfg.trusted, untrusted: this.#cfg.untrusted }, 'DNS proxy listening');
