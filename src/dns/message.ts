@@ -11,7 +11,7 @@
 // U+FFFD. Every name below is in presentation format (policy/dnsname.ts),
 // where the text is the same exactly when the labels are.
 import * as dnsPacket from 'dns-packet';
-import { nameText, normalizeName } from '../policy/index.js';
+import { escapeLabel, normalizeName } from '../policy/index.js';
 
 export interface Question {
   /** As asked, in presentation format (`\.` for a dot inside a label, `\DDD` for odd bytes; case preserved), no trailing dot; the root is '.'. */
@@ -50,7 +50,9 @@ export const RCODE_REFUSED = 5;
 const answerCodec = (dnsPacket as unknown as { answer: { decode: ((buf: Buffer, offset: number) => unknown) & { bytes: number } } }).answer;
 
 const MAX_CHAIN = 16;
+const TYPE_A = 1;
 const TYPE_CNAME = 5;
+const TYPE_AAAA = 28;
 const HEADER_BYTES = 12;
 /** The least a question (root name, type, class) and a record (root name, type, class, TTL, rdlength) take on the wire. */
 const MIN_QUESTION_BYTES = 5;
@@ -118,7 +120,7 @@ function questionEnd(buf: Buffer): number {
  * 255 bytes in all.
  */
 function readName(buf: Buffer, offset: number): { text: string; end: number } {
-  const labels: Buffer[] = [];
+  let text = '';
   let at = offset;
   let segment = offset;
   let end = -1;
@@ -139,10 +141,10 @@ function readName(buf: Buffer, offset: number): { text: string; end: number } {
     if (at + 1 + len > buf.length) throw new MalformedError('label runs past the end');
     wire += 1 + len;
     if (wire > 255) throw new MalformedError('name longer than 255 bytes');
-    labels.push(buf.subarray(at + 1, at + 1 + len));
+    text += (text ? '.' : '') + escapeLabel(buf, at + 1, at + 1 + len);
     at += 1 + len;
   }
-  return { text: nameText(labels), end: end < 0 ? at + 1 : end };
+  return { text: text || '.', end: end < 0 ? at + 1 : end };
 }
 
 /** An answer record as learnFrom needs it: names read off the wire, data as dns-packet decoded it. */
@@ -178,15 +180,22 @@ export function parseResponse(buf: Buffer): ParsedResponse {
     // Owner name, then type, class, TTL and RDLENGTH (10 bytes), then the data.
     const owner = readName(buf, at);
     if (owner.end + 10 > buf.length) throw new MalformedError('record runs past the end');
-    const cname = buf.readUInt16BE(owner.end) === TYPE_CNAME;
-    if (cname !== (rr.type === 'CNAME')) throw new MalformedError('answer records out of step with their decoding');
-    const data = cname ? readName(buf, owner.end + 10).text : rr.data;
-    res.answers.push({ name: owner.text, type: rr.type, ttl: rr.ttl, data });
+    const type = buf.readUInt16BE(owner.end);
+    if ((type === TYPE_CNAME) !== (rr.type === 'CNAME')) throw new MalformedError('answer records out of step with their decoding');
+    const rdata = owner.end + 10;
+    const target = type === TYPE_CNAME ? readName(buf, rdata) : undefined;
+    res.answers.push({ name: owner.text, type: rr.type, ttl: rr.ttl, data: target ? target.text : rr.data });
     // The next record starts where dns-packet read this one to, so each name
-    // read here belongs to the record whose data it decoded: it frames a
-    // CNAME or an A by its data, not by RDLENGTH.
-    answerCodec.decode(buf, at);
-    at += answerCodec.decode.bytes;
+    // read here belongs to the record whose data it decoded. dns-packet frames
+    // an A, an AAAA and a CNAME by their data, not by RDLENGTH (and other
+    // types each their own way: its own decoder says where they end).
+    if (type === TYPE_A) at = rdata + 4;
+    else if (type === TYPE_AAAA) at = rdata + 16;
+    else if (target) at = target.end;
+    else {
+      answerCodec.decode(buf, at);
+      at += answerCodec.decode.bytes;
+    }
   }
   return res;
 }

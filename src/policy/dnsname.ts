@@ -25,30 +25,40 @@ export const MAX_NAME_WIRE_BYTES = 255;
 
 const BACKSLASH = 0x5c;
 const DOT = 0x2e;
-/** Printable characters that presentation format escapes with a backslash (dig's set). */
-const SPECIAL = new Set([DOT, BACKSLASH, 0x22 /* " */, 0x28 /* ( */, 0x29 /* ) */, 0x3b /* ; */, 0x40 /* @ */, 0x24 /* $ */]);
 
-const plain = (b: number): boolean => b > 0x20 && b < 0x7f && !SPECIAL.has(b);
+/** How each byte is written: as itself, after a backslash, or as \DDD. */
+const AS_IS = 0;
+const ESCAPED = 1;
+const DECIMAL = 2;
+const SPELLING = new Uint8Array(256).map((_, b) => {
+  if (b <= 0x20 || b >= 0x7f) return DECIMAL;
+  // '.' and '\', and the printable characters presentation format escapes with a backslash (dig's set).
+  return '."()\\;@$'.includes(String.fromCharCode(b)) ? ESCAPED : AS_IS;
+});
 
-/** One label's bytes in presentation format (case preserved). */
-export function escapeLabel(bytes: Uint8Array): string {
-  let i = 0;
-  while (i < bytes.length && plain(bytes[i]!)) i++;
-  // Nearly every label is plain: one latin1 slice, no per-byte string building.
-  if (i === bytes.length) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-  let out = Buffer.from(bytes.buffer, bytes.byteOffset, i).toString('latin1');
-  for (; i < bytes.length; i++) {
+/**
+ * The bytes start..end of `bytes` (one label) in presentation format, case
+ * preserved. Runs once per label of every name the proxy reads: a plain label
+ * (nearly all of them) is one latin1 slice.
+ */
+export function escapeLabel(bytes: Uint8Array, start = 0, end = bytes.length): string {
+  let i = start;
+  while (i < end && SPELLING[bytes[i]!] === AS_IS) i++;
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let out = buf.toString('latin1', start, i);
+  for (; i < end; i++) {
     const b = bytes[i]!;
-    if (plain(b)) out += String.fromCharCode(b);
-    else if (SPECIAL.has(b)) out += `\\${String.fromCharCode(b)}`;
-    else out += `\\${String(b).padStart(3, '0')}`;
+    const how = SPELLING[b];
+    if (how === AS_IS) out += String.fromCharCode(b);
+    else if (how === ESCAPED) out += `\\${String.fromCharCode(b)}`;
+    else out += `\\${b < 10 ? '00' : b < 100 ? '0' : ''}${b}`;
   }
   return out;
 }
 
 /** Labels' bytes as a name in presentation format, without the trailing dot; the root is '.'. */
 export function nameText(labels: readonly Uint8Array[]): string {
-  return labels.length ? labels.map(escapeLabel).join('.') : '.';
+  return labels.length ? labels.map((l) => escapeLabel(l)).join('.') : '.';
 }
 
 /** Whether the last character of `text` is a dot that ends the name (not an escaped `\.`). */
