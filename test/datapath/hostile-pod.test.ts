@@ -18,6 +18,7 @@ import { callAgent } from '../../src/cli/client.js';
 import { Cleanup, cni, podArgs, TestNode, type Netns } from '../helpers/agent.js';
 import { startAuthServer, type Zone } from '../helpers/dns.js';
 import { isRoot } from '../helpers/netns.js';
+import { makeWorld } from '../helpers/world.js';
 
 const POD_CIDR = '10.73.0.0/24,fd00:73::/64';
 const NODE4 = '198.19.1.1';
@@ -196,25 +197,14 @@ describe.skipIf(!isRoot)('a hostile pod, and the node reaching its pods', () => 
     cleanup.add(() => {
       for (const p of procs) p.kill('SIGKILL');
     });
-    world = cleanup.netns('wld');
-    const link = `slt${process.pid.toString(36)}h`;
-    node.ns.exec('ip', ['link', 'add', link, 'type', 'veth', 'peer', 'name', 'w0', 'netns', world.path]);
-    for (const [ns, dev, v4, v6] of [
-      [node.ns, link, `${NODE4}/24`, `${NODE6}/64`],
-      [world, 'w0', '198.19.1.2/24', 'fd00:19:1::2/64'],
-    ] as const) {
-      ns.exec('ip', ['addr', 'add', v4, 'dev', dev]);
-      ns.exec('ip', ['addr', 'add', v6, 'dev', dev, 'nodad']);
-      ns.exec('ip', ['link', 'set', dev, 'up']);
-    }
-    node.ns.exec('ip', ['route', 'add', '198.18.10.0/24', 'via', '198.19.1.2']);
-    node.ns.exec('ip', ['-6', 'route', 'add', 'fd00:18:10::/48', 'via', 'fd00:19:1::2']);
-    world.exec('ip', ['route', 'add', 'local', '198.18.10.0/24', 'dev', 'lo']);
-    world.exec('ip', ['-6', 'route', 'add', 'local', 'fd00:18:10::/48', 'dev', 'lo']);
-    world.exec('ip', ['route', 'add', '10.73.0.0/24', 'via', '198.19.1.1']);
-    world.exec('ip', ['-6', 'route', 'add', 'fd00:73::/64', 'via', 'fd00:19:1::1']);
-    world.exec('ip', ['addr', 'add', `${NSD}/32`, 'dev', 'lo']);
-    world.exec('ip', ['addr', 'add', `${NSD6}/128`, 'dev', 'lo', 'nodad']);
+    world = makeWorld(cleanup, node, {
+      tag: 'h',
+      node: [`${NODE4}/24`, `${NODE6}/64`],
+      world: ['198.19.1.2/24', 'fd00:19:1::2/64'],
+      owns: ['198.18.10.0/24', 'fd00:18:10::/48'],
+      addresses: [NSD, NSD6],
+      podCidrs: POD_CIDR.split(','),
+    });
     await startAuthServer(cleanup, world, { address: NSD, zones: [zone] });
     await startAuthServer(cleanup, world, { address: NSD6, zones: [zone] });
     bg(world, ['python3', '-c', WORLD_ECHO]);

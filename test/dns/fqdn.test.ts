@@ -14,6 +14,7 @@ import { callAgent } from '../../src/cli/client.js';
 import { Cleanup, cni, podArgs, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
 import { dig, probeLookupConnect, probeQuery, probeSendRaw, startAuthServer, startDnsmasq, startForwarder, type Zone } from '../helpers/dns.js';
 import { isRoot } from '../helpers/netns.js';
+import { makeWorld } from '../helpers/world.js';
 
 const NSD = '198.18.0.53';
 const NSD6 = 'fd00:18::53';
@@ -226,25 +227,14 @@ describe.skipIf(!isRoot)('DNS-aware egress (FQDNPolicy + transparent DNS proxy)'
     cleanup.add(() => {
       for (const p of procs) p.kill('SIGKILL');
     });
-    world = cleanup.netns('wld');
-    const link = `slt${process.pid.toString(36)}w`;
-    node.ns.exec('ip', ['link', 'add', link, 'type', 'veth', 'peer', 'name', 'w0', 'netns', world.path]);
-    for (const [ns, dev, v4, v6] of [
-      [node.ns, link, '198.19.0.1/24', 'fd00:19::1/64'],
-      [world, 'w0', '198.19.0.2/24', 'fd00:19::2/64'],
-    ] as const) {
-      ns.exec('ip', ['addr', 'add', v4, 'dev', dev]);
-      ns.exec('ip', ['addr', 'add', v6, 'dev', dev, 'nodad']);
-      ns.exec('ip', ['link', 'set', dev, 'up']);
-    }
-    node.ns.exec('ip', ['route', 'add', '198.18.0.0/16', 'via', '198.19.0.2']);
-    node.ns.exec('ip', ['-6', 'route', 'add', 'fd00:18::/32', 'via', 'fd00:19::2']);
-    world.exec('ip', ['route', 'add', 'local', '198.18.0.0/16', 'dev', 'lo']);
-    world.exec('ip', ['-6', 'route', 'add', 'local', 'fd00:18::/32', 'dev', 'lo']);
-    world.exec('ip', ['route', 'add', '10.72.0.0/24', 'via', '198.19.0.1']);
-    world.exec('ip', ['-6', 'route', 'add', 'fd00:72::/64', 'via', 'fd00:19::1']);
-    for (const a of [NSD, UNBOUND, SPOOFER, SPOOF_FROM, ROGUE]) world.exec('ip', ['addr', 'add', `${a}/32`, 'dev', 'lo']);
-    world.exec('ip', ['addr', 'add', `${NSD6}/128`, 'dev', 'lo', 'nodad']);
+    world = makeWorld(cleanup, node, {
+      tag: 'w',
+      node: ['198.19.0.1/24', 'fd00:19::1/64'],
+      world: ['198.19.0.2/24', 'fd00:19::2/64'],
+      owns: ['198.18.0.0/16', 'fd00:18::/32'],
+      addresses: [NSD, UNBOUND, SPOOFER, SPOOF_FROM, ROGUE, NSD6],
+      podCidrs: POD_CIDR.split(','),
+    });
 
     await startAuthServer(cleanup, world, { address: NSD, zones: ZONES });
     await startAuthServer(cleanup, world, { address: NSD6, zones: ZONES });
