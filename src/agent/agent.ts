@@ -198,7 +198,7 @@ export class Agent {
         if (this.#policy.compiled?.ipcache.get(ip) === 1) return 'node';
         return this.#fqdn.namesOf(ip).join(',');
       },
-    });
+    }, this.#root.child({ subsystem: 'flows' }));
     this.#flows.start();
     this.#server = await listen(this.socketPath, { cni: (req) => this.#cni(req), api: (req) => this.#api(req) }, this.#root.child({ subsystem: 'server' }));
     this.#log.info({ socket: this.socketPath, podCidrs: this.#ipam.cidrs, endpoints: this.#endpoints.list().length }, 'agent ready');
@@ -213,6 +213,13 @@ export class Agent {
   async #reconcile(): Promise<void> {
     const n = native();
     const live = new Map(n.linkList(null).map((l) => [l.name, l]));
+    // Attachments whose record is unreadable (quarantined): their veth, their
+    // address and their datapath entry (with its policy generation) stay as
+    // the last agent left them; nothing below may take them for leftovers.
+    const quarantined = this.#endpoints.quarantined();
+    const quarantinedVeths = new Set(quarantined.flatMap((q) => q.hostIfnames).filter((name) => live.has(name)));
+    const quarantinedOwners = new Set(quarantined.map((q) => q.stem));
+    const quarantinedIfindexes = new Set([...quarantinedVeths].map((name) => live.get(name)!.ifindex));
     for (const rec of this.#endpoints.list()) {
       const link = live.get(rec.hostIfname);
       if (link && link.ifindex === rec.hostIfindex) continue;
@@ -224,10 +231,10 @@ export class Agent {
     // loaded programs (an atomic replace of the old ones).
     this.#policy.sync();
     for (const rec of this.#endpoints.list()) this.#endpoints.attach(rec);
-    this.#policy.collectGarbage();
-    const known = new Set(this.#endpoints.list().map((r) => r.hostIfindex));
+    this.#policy.collectGarbage(quarantinedIfindexes);
+    const known = new Set([...this.#endpoints.list().map((r) => r.hostIfindex), ...quarantinedIfindexes]);
     for (const ifindex of this.#datapath.listEndpoints().keys()) if (!known.has(ifindex)) this.#datapath.deleteEndpoint(ifindex);
-    const keep = new Set(this.#endpoints.list().map((r) => r.hostIfname));
+    const keep = new Set([...this.#endpoints.list().map((r) => r.hostIfname), ...quarantinedVeths]);
     for (const l of live.values()) {
       // An interrupted ADD's veth: no record means it never completed.
       if (l.kind === 'veth' && l.name.startsWith(HOST_VETH_PREFIX) && !keep.has(l.name)) {
@@ -237,7 +244,7 @@ export class Agent {
     }
     const owners = new Set(this.#endpoints.list().map((r) => `${r.containerId}/${r.ifname}`));
     for (const a of this.#ipam.list()) {
-      if (!owners.has(`${a.owner.containerId}/${a.owner.ifname}`)) {
+      if (!owners.has(`${a.owner.containerId}/${a.owner.ifname}`) && !quarantinedOwners.has(`${a.owner.containerId}.${a.owner.ifname}`)) {
         this.#log.info({ ip: a.ip, owner: a.owner }, 'releasing an address no endpoint holds');
         this.#ipam.release(a.owner);
       }
@@ -308,6 +315,7 @@ export class Agent {
           policies: this.#policy.conditions(),
           warnings: this.#policy.compiled?.warnings ?? [],
           fqdn: this.#fqdn.status(),
+          problems: this.#problems(),
         };
       case 'policies':
         return this.#policy.conditions();
@@ -344,11 +352,31 @@ export class Agent {
   }
 
   /**
+   * What is failing on this node right now, one line each (`sluice status`
+   * shows them and exits 1): the datapath not programmed, records and files
+   * that could not be read, the flow log's drain.
+   */
+  #problems(): string[] {
+    const out: string[] = [];
+    const policy = this.#policy.health();
+    if (policy.error) out.push(`datapath programming failed since ${policy.since}: ${policy.error} (endpoints fail closed; retrying)`);
+    for (const f of policy.failed) if (f.error !== policy.error) out.push(`endpoint ${f.endpoint}: policy could not be programmed since ${policy.since}: ${f.error} (it drops all traffic; retrying)`);
+    for (const q of this.#endpoints.quarantined()) out.push(`endpoint record ${q.file} is unreadable (${q.error}): quarantined; its veth, address and datapath entry are kept as they were until a DEL`);
+    const dir = this.#source?.directoryError();
+    if (dir) out.push(`standalone directory: ${dir} (every object it held stays in force)`);
+    for (const p of this.#fqdn.problems()) out.push(`fqdn: ${p}`);
+    const flows = this.#flows?.stats;
+    if (flows?.drainErrors) out.push(`flow log: ${flows.drainErrors} failed drains, the last: ${flows.lastError}`);
+    return out;
+  }
+
+  /**
    * Stops serving. Deliberately leaves maps pinned and programs attached:
    * enforcement goes on while no agent runs.
    */
   async stop(): Promise<void> {
     this.#source?.stop();
+    this.#policy?.stop();
     this.#flows?.stop();
     await this.#fqdn?.stop();
     await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));

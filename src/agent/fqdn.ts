@@ -79,10 +79,17 @@ export interface FqdnNameRow {
 
 class MapSink implements AllowSink {
   readonly #fd: number;
+  /**
+   * Adopted allows kept until their own expiry whatever the cache says
+   * (rule|ip → entry): after a damaged restore the cache cannot explain
+   * what the pinned map holds, and a resync must not delete live allows.
+   */
+  readonly retained = new Map<string, { rule: number; ip: string; expiresMs: number }>();
   constructor(dp: Datapath) {
     this.#fd = dp.mapFd(MAP_FQDN);
   }
   put(rule: number, ip: string, expiresMs: number): void {
+    this.retained.delete(`${rule}|${ip}`); // managed from the cache again
     try {
       native().mapUpdate(this.#fd, fqdnCodec.encodeKey(rule, ip), fqdnCodec.encode(monoMsToNs(expiresMs)), BPF_ANY);
     } catch (err) {
@@ -92,7 +99,19 @@ class MapSink implements AllowSink {
     }
   }
   delete(rule: number, ip: string): void {
+    const kept = this.retained.get(`${rule}|${ip}`);
+    if (kept && kept.expiresMs + KEEP_EXPIRED_MS > monoNowMs()) return; // until its own expiry (sweepRetained)
+    this.retained.delete(`${rule}|${ip}`);
     native().mapDelete(this.#fd, fqdnCodec.encodeKey(rule, ip));
+  }
+  /** Deletes the retained allows that have expired; returns how many are left. */
+  sweepRetained(now: number): number {
+    for (const [k, e] of this.retained) {
+      if (e.expiresMs + KEEP_EXPIRED_MS > now) continue;
+      this.retained.delete(k);
+      native().mapDelete(this.#fd, fqdnCodec.encodeKey(e.rule, e.ip));
+    }
+    return this.retained.size;
   }
   *dump(): Generator<{ rule: number; ip: string; expiresMs: number }> {
     const n = native();
@@ -117,6 +136,9 @@ export class FqdnService {
   readonly #unprogrammed = new Set<string>();
   #compiled: CompiledPolicy | undefined;
   #sweeper: NodeJS.Timeout | undefined;
+  readonly #sink: MapSink;
+  /** What a damaged restore left to report (status), until the retained allows expire. */
+  #damage: string[] = [];
 
   constructor(dp: Datapath, cfg: FqdnConfig, log: Logger) {
     this.#dp = dp;
@@ -124,12 +146,26 @@ export class FqdnService {
     this.#log = log;
     this.cache = new FqdnCache({ minTtlMs: cfg.minTtlMs, graceMs: cfg.graceMs, maxIpsPerName: cfg.maxIpsPerName, maxNames: cfg.maxNames });
     const sink = new MapSink(dp);
+    this.#sink = sink;
     this.#allows = new FqdnAllows(this.cache, sink);
     this.#journal = new FqdnJournal(cfg.stateDir);
     // What the pinned map holds keeps enforcing; the first resync diffs against it.
-    this.#allows.adopt(sink.dump());
+    const adopted = [...sink.dump()];
+    this.#allows.adopt(adopted);
     const restored = this.#journal.restore(this.cache);
     log.info({ names: restored.names, ips: this.cache.size.ips, skipped: restored.skipped, programmed: this.#allows.entries }, 'restored learned FQDN mappings');
+    const damage = this.#journal.damage();
+    if (damage.quarantined.length) {
+      // Fail closed but non-destructive: the cache may not explain every
+      // adopted allow, so none is deleted before its own expiry. Nothing new
+      // opens either: only answers learned from now on add allows.
+      for (const e of adopted) sink.retained.set(`${e.rule}|${e.ip}`, e);
+      this.#damage = damage.corrupt.length ? damage.corrupt : damage.quarantined.map((f) => `${f}, from an earlier start`);
+      log.error(
+        { corrupt: damage.corrupt, quarantined: damage.quarantined, retained: sink.retained.size },
+        'learned FQDN mappings damaged: the damaged files are kept as *.corrupt, and every allow the datapath holds stays until its own expiry',
+      );
+    }
     const natFd = dp.mapFd(MAP_DNS_NAT);
     this.#proxy = new DnsProxy(
       {
@@ -226,6 +262,11 @@ export class FqdnService {
     try {
       const touched = this.cache.sweep(monoNowMs(), KEEP_EXPIRED_MS);
       if (touched.size) this.#allows.update(touched);
+      if (this.#damage.length && this.#sink.sweepRetained(monoNowMs()) === 0) {
+        this.#journal.clearQuarantine();
+        this.#damage = [];
+        this.#log.info('every allow kept from before the damaged FQDN restore has expired: the quarantined files are removed');
+      }
       this.#journal.maybeCompact(this.cache);
     } catch (err) {
       this.#log.error({ err }, 'FQDN sweep failed');
@@ -246,6 +287,11 @@ export class FqdnService {
       });
     }
     return rows;
+  }
+
+  /** What is wrong (`status` → problems): a damaged restore whose allows are still kept. */
+  problems(): string[] {
+    return this.#damage.map((d) => `learned mappings damaged (${d}); ${this.#sink.retained.size} adopted allows kept until they expire`);
   }
 
   /** Names an address was learned under (flow events show them). */

@@ -2,10 +2,18 @@
 // change (a manifest edit, a pod added or removed) recompiles everything and
 // applies the difference transactionally (src/datapath/policy-writer.ts).
 // Level-triggered: the trigger carries no data, the engine re-reads.
+//
+// sync() never throws. A datapath failure (a full map, a native error, a bug
+// in compile) leaves the endpoints it concerns failing closed (the writer
+// flips them to POLICY_FAILED), is logged once per distinct error, shows in
+// `sluice status` (health()), is returned to the caller (a CNI ADD fails with
+// "try again later"), and is retried by a timer until a sync succeeds. The
+// store keeps the objects it was given: they are accepted, only their
+// programming failed, and status says exactly that.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EndpointRecord } from '../cni/index.js';
-import { PolicyWriter, type Datapath } from '../datapath/index.js';
+import { PolicyWriter, type Datapath, type ProgramTarget } from '../datapath/index.js';
 import type { Logger } from '../log/index.js';
 import { native } from '../native/index.js';
 import {
@@ -48,6 +56,37 @@ export interface PolicyCondition {
   message: string;
   /** Invalid now, but an earlier valid version is in force. */
   previousInForce: boolean;
+}
+
+/** One endpoint whose policy could not be programmed: it drops everything. */
+export interface SyncFailure {
+  /** endpointKey() of the endpoint. */
+  key: string;
+  error: string;
+  /** SLUICE_MAP_FULL when a map was full (CNI: try again later), else SLUICE_DATAPATH. */
+  code: 'SLUICE_MAP_FULL' | 'SLUICE_DATAPATH';
+}
+
+export interface SyncReport {
+  failed: SyncFailure[];
+}
+
+/** `status` → policyHealth: the last sync's failures, if any. */
+export interface PolicyHealth {
+  ok: boolean;
+  /** Since when the datapath has been failing (ISO time). */
+  since?: string;
+  /** What failed as a whole (a throw out of compile or the writer). */
+  error?: string;
+  failed: Array<{ endpoint: string; error: string }>;
+}
+
+/** While a sync fails, it is retried this often (level-triggered: it re-reads everything). */
+const RETRY_MS = 2000;
+
+function failureCode(err: unknown, text: string): SyncFailure['code'] {
+  const code = (err as { code?: unknown })?.code;
+  return code === 'SLUICE_MAP_FULL' || code === 'E2BIG' || code === 'ENOSPC' || /^(E2BIG|ENOSPC|SLUICE_MAP_FULL)\b/.test(text) ? 'SLUICE_MAP_FULL' : 'SLUICE_DATAPATH';
 }
 
 export interface PolicyEngineOptions {
@@ -93,6 +132,7 @@ export class PolicyEngine {
   readonly #store: ObjectStore;
   readonly #endpoints: () => EndpointRecord[];
   readonly #writer: PolicyWriter;
+  readonly #datapath: Datapath;
   readonly #log: Logger;
   readonly #identitiesFile: string;
   readonly #alloc: Allocators;
@@ -102,12 +142,18 @@ export class PolicyEngine {
   #compiled: CompiledPolicy | undefined;
   #warned = new Set<string>();
   #persisted = '';
+  #health: PolicyHealth = { ok: true, failed: [] };
+  /** The failures last logged, so a retry that fails the same way logs nothing new. */
+  #logged = '';
+  #retry: NodeJS.Timeout | undefined;
+  #stopped = false;
 
   constructor(store: ObjectStore, endpoints: () => EndpointRecord[], datapath: Datapath, stateDir: string, log: Logger, opts: PolicyEngineOptions = {}) {
     this.#opts = opts;
     this.#store = store;
     this.#endpoints = endpoints;
     this.#writer = new PolicyWriter(datapath);
+    this.#datapath = datapath;
     this.#log = log;
     this.#identitiesFile = join(stateDir, 'identities.json');
     let seed: AllocatorSeed = {};
@@ -130,10 +176,74 @@ export class PolicyEngine {
     return [...this.#netpols.conditions.values(), ...this.#fqdnPols.conditions.values()];
   }
 
-  /** Recompiles and programs the datapath; returns once the maps hold the result. */
-  sync(): void {
-    const started = process.hrtime.bigint();
+  /**
+   * Recompiles and programs the datapath; returns once the maps hold the
+   * result. Never throws: what could not be programmed is returned (and
+   * fails closed in the datapath), logged, shown by health() and retried.
+   */
+  sync(): SyncReport {
+    if (this.#retry) clearTimeout(this.#retry);
+    this.#retry = undefined;
     const records = this.#endpoints();
+    const targets: ProgramTarget[] = records.map((r) => ({ key: endpointKey(r), ifindex: r.hostIfindex, ips: r.ips.map((c) => c.split('/')[0]!) }));
+    let failed: SyncFailure[];
+    let error: string | undefined;
+    try {
+      ({ failed, error } = this.#syncOnce(records, targets));
+    } catch (err) {
+      // Compile or the writer threw: nothing says which endpoint is right,
+      // so every endpoint fails closed until a sync succeeds.
+      const text = `${(err as { code?: string })?.code ?? ''} ${(err as Error)?.message ?? String(err)}`.trim();
+      const code = failureCode(err, text);
+      error = text;
+      failed = targets.map((t) => ({ key: t.key, error: text, code }));
+      try {
+        this.#writer.failClosed(targets);
+      } catch (again) {
+        this.#log.error({ err: again }, 'could not flip the endpoints to policy-failed either; endpoints without an entry drop everything');
+      }
+    }
+    this.#report(failed, error);
+    return { failed };
+  }
+
+  /** Stops the retry timer (agent stop). */
+  stop(): void {
+    this.#stopped = true;
+    if (this.#retry) clearTimeout(this.#retry);
+  }
+
+  health(): PolicyHealth {
+    return this.#health;
+  }
+
+  #report(failed: SyncFailure[], error: string | undefined): void {
+    if (!failed.length && !error) {
+      if (!this.#health.ok) this.#log.info('policy programmed again: every endpoint is enforcing its policy');
+      this.#health = { ok: true, failed: [] };
+      this.#logged = '';
+      return;
+    }
+    this.#health = {
+      ok: false,
+      since: this.#health.since ?? new Date().toISOString(),
+      ...(error ? { error } : {}),
+      failed: failed.map((f) => ({ endpoint: f.key, error: f.error })),
+    };
+    const text = JSON.stringify([error, failed.map((f) => [f.key, f.error])]);
+    if (text !== this.#logged) {
+      if (error) this.#log.error({ error, endpoints: failed.length }, failed.length ? 'programming the datapath failed: every endpoint drops all traffic until a sync succeeds' : 'policy programmed, but acting on it failed; retrying');
+      for (const f of failed.filter((f) => f.error !== error)) this.#log.error({ endpoint: f.key, error: f.error }, 'policy could not be programmed: the endpoint drops all traffic until it can');
+      this.#logged = text;
+    }
+    if (!this.#stopped) {
+      this.#retry = setTimeout(() => this.sync(), RETRY_MS);
+      this.#retry.unref();
+    }
+  }
+
+  #syncOnce(records: EndpointRecord[], targets: ProgramTarget[]): { failed: SyncFailure[]; error?: string } {
+    const started = process.hrtime.bigint();
     const namespaces = new Map(this.#store.list('Namespace').map((ns) => [ns.metadata.name, ns.metadata.labels ?? {}]));
     const endpoints: EndpointInput[] = records.map((rec) => {
       const ns = rec.pod.namespace ?? '';
@@ -161,24 +271,37 @@ export class PolicyEngine {
       },
       this.#alloc,
     );
-    const report = this.#writer.apply(
-      compiled,
-      records.map((r) => ({ key: endpointKey(r), ifindex: r.hostIfindex })),
-    );
+    const report = this.#writer.apply(compiled, targets);
     this.#compiled = compiled;
     this.#persistIdentities();
-    this.#opts.onCompiled?.(compiled, records);
+    let derived: string | undefined;
+    try {
+      this.#opts.onCompiled?.(compiled, records);
+    } catch (err) {
+      // The policy is in force; what failed is deriving from it (e.g. the
+      // FQDN allows: a full map). Reported and retried, nothing opens.
+      derived = `after programming: ${(err as { code?: string })?.code ?? ''} ${(err as Error)?.message ?? String(err)}`.replace(/: +/, ': ').trim();
+    }
     // Logged once each, as invalid policies are: every sync recompiles.
     for (const w of compiled.warnings) if (!this.#warned.has(w)) this.#log.warn(w);
     this.#warned = new Set(compiled.warnings);
-    for (const f of report.failed) this.#log.error({ endpoint: f.key, error: f.error }, 'policy could not be programmed: the endpoint drops all traffic until it can');
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     if (report.rewritten > 0) this.#log.info({ rewritten: report.rewritten, entries: report.entries, identities: compiled.identities.size, ms: Math.round(ms * 10) / 10 }, 'policy programmed');
+    return { failed: report.failed.map((f) => ({ key: f.key, error: f.error, code: failureCode(f, f.error) })), error: derived };
   }
 
-  /** After the first sync of a start-up: drop what an earlier agent left. */
-  collectGarbage(): void {
-    const n = this.#writer.collectGarbage();
+  /**
+   * After the first sync of a start-up: drop what an earlier agent left,
+   * except the policy generations the entries of `keepIfindexes` point at
+   * (endpoints whose record is quarantined keep the policy they had).
+   */
+  collectGarbage(keepIfindexes: Iterable<number> = []): void {
+    const keep = new Set<number>();
+    for (const ifindex of keepIfindexes) {
+      const policyId = this.#datapath.getEndpoint(ifindex)?.policyId;
+      if (policyId) keep.add(policyId);
+    }
+    const n = this.#writer.collectGarbage(keep);
     if (n) this.#log.info({ entries: n }, 'removed stale policy entries');
   }
 

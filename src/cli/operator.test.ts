@@ -84,3 +84,12 @@ describe('statusExitCode', () => {
     expect(statusExitCode({ ...base, policies: [{ kind: 'FQDNPolicy', policy: 'a/b', accepted: false, reason: 'Invalid', message: 'm', previousInForce: false }] })).toBe(1);
   });
 });
+
+describe('status problems', () => {
+  it('are listed and make the exit status 1', () => {
+    const s = { ...base, problems: ['endpoint c.eth0: policy could not be programmed since T: E2BIG (it drops all traffic; retrying)'] };
+    expect(formatStatus(s)).toContain('\nPROBLEMS\n  endpoint c.eth0: policy could not be programmed');
+    expect(statusExitCode(s)).toBe(1);
+    expect(statusExitCode({ ...base, problems: [] })).toBe(0);
+  });
+});

@@ -32,6 +32,12 @@ export interface StatusReply {
   policies?: PolicyCondition[];
   /** What the last policy compile could not apply (e.g. FQDN rules beyond the per-pod limit). */
   warnings?: string[];
+  /**
+   * What is failing on the node now, one line each: the datapath not
+   * programmed (endpoints fail closed), unreadable endpoint records or FQDN
+   * state (quarantined), the standalone directory, the flow log.
+   */
+  problems?: string[];
   fqdn?: { names: number; ips: number; entries: number; proxy: Record<string, number>; pods?: PodDnsRow[] };
 }
 
@@ -52,7 +58,9 @@ manifest's state; each policy's Accepted condition; what the DNS proxy has
 learned and its counters, and per pod the DNS dropped over its budgets
 (rate-limited in the datapath, over its queries in flight, TCP connections
 over the limits); what the last policy compile could not apply.
-Exits 1 when a manifest or a policy is rejected.`;
+Lists the node's PROBLEMS: what is failing now (the datapath could not be
+programmed, unreadable state quarantined, the manifest directory gone).
+Exits 1 when a manifest or a policy is rejected, or a problem is listed.`;
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 /** "learnedAnswers" → "learned-answers" */
@@ -84,12 +92,13 @@ export function formatStatus(s: StatusReply): string {
     text += `\n${table(['KIND', 'POLICY', 'CONDITION', 'REASON', 'MESSAGE'], rows)}`;
   }
   if (s.warnings?.length) text += `\nWARNINGS\n${s.warnings.map((w) => `  ${w}\n`).join('')}`;
+  if (s.problems?.length) text += `\nPROBLEMS\n${s.problems.map((p) => `  ${p}\n`).join('')}`;
   return text;
 }
 
-/** 1 when something the operator wrote was rejected. */
+/** 1 when something the operator wrote was rejected, or something is failing. */
 export function statusExitCode(s: StatusReply): number {
-  return s.manifests.some((m) => !m.ok) || s.policies?.some((p) => !p.accepted) ? 1 : 0;
+  return s.manifests.some((m) => !m.ok) || s.policies?.some((p) => !p.accepted) || s.problems?.length ? 1 : 0;
 }
 
 export async function statusCommand(argv: string[]): Promise<number> {

@@ -47,7 +47,10 @@ function toCniError(err: unknown, what: string): CniError {
   if (err instanceof CniError) return err;
   const code = errCode(err);
   if (code === 'SLUICE_IPAM_EXHAUSTED') return new CniError(SluiceCniCode.IP_EXHAUSTED, 'no free IP address', (err as Error).message);
-  if (code === 'SLUICE_MAP_FULL') return new CniError(CniCode.TRY_AGAIN_LATER, 'datapath map full', (err as Error).message);
+  // A full map (however it surfaced) is transient for the runtime: pods go
+  // away and the ADD can be retried. The endpoint was never left enforcing
+  // anything (register rolled it back).
+  if (code === 'SLUICE_MAP_FULL' || code === 'E2BIG' || code === 'ENOSPC') return new CniError(CniCode.TRY_AGAIN_LATER, 'datapath map full', (err as Error).message);
   return new CniError(CniCode.INTERNAL, `${what}: ${(err as Error)?.message ?? String(err)}`, (err as { details?: string })?.details ?? '');
 }
 
@@ -271,7 +274,9 @@ async function gc(deps: CniDeps, req: CniRequest): Promise<undefined> {
   for (const rec of deps.endpoints.list()) if (!isValid(rec)) await sweep(rec, rec.netns);
   // Leaks without an endpoint record: an address, or a host veth of ours.
   for (const owner of deps.ipam.owners()) if (!isValid(owner)) await sweep(owner, '');
-  const keep = new Set(deps.endpoints.list().map((r) => r.hostIfname));
+  // A valid attachment's veth stays even without a record (one the agent
+  // could not read back is quarantined, not gone).
+  const keep = new Set([...deps.endpoints.list().map((r) => r.hostIfname), ...(conf.validAttachments ?? []).map((a) => hostVethName(a.containerId, a.ifname))]);
   for (const l of deps.netlink.linkList(null)) {
     if (l.kind === 'veth' && l.name.startsWith(HOST_VETH_PREFIX) && !keep.has(l.name)) deps.netlink.linkDel(null, l.name);
   }

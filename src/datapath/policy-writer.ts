@@ -13,6 +13,14 @@
 // entries, and vice versa: during the swap that can only deny. If entries
 // cannot be written (map full), the endpoint is flipped to POLICY_FAILED and
 // drops everything: fail closed, reported by the caller.
+//
+// A failure anywhere part-way never throws out of apply and never leaks: the
+// new generation's entries are rolled back, the old generations waiting to
+// be deleted stay on a list that the next apply retries, and the endpoints
+// concerned end POLICY_FAILED (every endpoint, when the ipcache or the
+// ipBlock prefixes could not be brought up to date: a half-updated ipcache
+// could judge a peer by its old identity). A failed endpoint is rewritten by
+// the next apply whatever changed, so a retry can recover it.
 import type { CompiledPolicy, EndpointPolicy } from '../policy/index.js';
 import { native, type NativeError } from '../native/index.js';
 import * as endpointCodec from './codec/endpoint.js';
@@ -102,12 +110,48 @@ function deleteQuietly(fd: number, key: Buffer): void {
   }
 }
 
+/**
+ * Deletes `keys` from a map: one batch, or key by key when the batch stops
+ * part-way (a key already gone ends a batch delete). Returns the keys that
+ * could not be deleted for another reason than being gone.
+ */
+function deleteKeys(fd: number, keys: readonly Buffer[]): Buffer[] {
+  if (!keys.length) return [];
+  const n = native();
+  try {
+    n.mapDeleteBatch(fd, Buffer.concat(keys), keys.length);
+    return [];
+  } catch {
+    const left: Buffer[] = [];
+    for (const k of keys) {
+      try {
+        n.mapDelete(fd, k);
+      } catch (err) {
+        if ((err as NativeError).code !== 'ENOENT') left.push(k);
+      }
+    }
+    return left;
+  }
+}
+
+function errorText(err: unknown): string {
+  return `${(err as NativeError)?.code ?? ''} ${(err as Error)?.message ?? String(err)}`.trim();
+}
+
+/** Recorded for an endpoint that fails closed: matches no signature, so the next apply rewrites it. */
+function failedState(endpoint: Buffer): Programmed {
+  return { policyId: 0, signature: '', keys: [], fqdnRules: false, endpoint };
+}
+
 export class PolicyWriter {
   readonly #dp: Datapath;
   readonly #programmed = new Map<string, Programmed>();
   #ipcache = new Map<string, number>();
   #cidrs = new Map<string, number>();
   #nextPolicyId = 1;
+  /** Old generations' entries still to delete (a failed delete is retried by the next apply). */
+  #stale: Buffer[] = [];
+  #staleRules: number[] = [];
 
   constructor(dp: Datapath) {
     this.#dp = dp;
@@ -124,8 +168,8 @@ export class PolicyWriter {
     const policyFd = this.#dp.mapFd(MAP_POLICY);
     const report: ApplyReport = { rewritten: 0, failed: [], entries: 0 };
     const rulesFd = this.#dp.mapFd(MAP_FQDN_RULES);
-    const stale: Buffer[] = [];
-    const staleRules: number[] = [];
+    const stale = this.#stale;
+    const staleRules = this.#staleRules;
     const live = new Set<string>();
 
     for (const t of targets) {
@@ -155,19 +199,39 @@ export class PolicyWriter {
         endpoint = endpointCodec.encode({ identity: p.identity, flags: flagsOf(p), policyId, ips: t.ips });
       } catch (err) {
         // Roll back what made it in; the endpoint drops everything.
-        if (keys.length) n.mapDeleteBatch(policyFd, Buffer.concat(keys), keys.length);
+        stale.push(...deleteKeys(policyFd, keys));
         if (fqdnRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(policyId));
         fqdnRules = false;
         endpoint = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips });
-        report.failed.push({ key: t.key, error: `${(err as NativeError).code ?? ''} ${(err as Error).message}`.trim() });
+        report.failed.push({ key: t.key, error: errorText(err) });
         keys.length = 0;
       }
-      n.mapUpdate(this.#dp.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(t.ifindex), endpoint, BPF_ANY);
+      try {
+        n.mapUpdate(this.#dp.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(t.ifindex), endpoint, BPF_ANY);
+      } catch (err) {
+        // The entry was not switched (a full endpoint map for a new one): no
+        // packet uses the new generation, so it goes; a new endpoint has no
+        // entry and its programs drop everything, an old one is flipped to
+        // POLICY_FAILED if that can be written, else keeps its generation
+        // recorded so it is neither leaked nor deleted under its feet.
+        stale.push(...deleteKeys(policyFd, keys));
+        if (fqdnRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(policyId));
+        if (!report.failed.some((f) => f.key === t.key)) report.failed.push({ key: t.key, error: errorText(err) });
+        const failedEntry = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips });
+        if (prev && this.#flipFailed(t.ifindex, failedEntry)) {
+          stale.push(...prev.keys);
+          if (prev.fqdnRules) staleRules.push(prev.policyId);
+          this.#programmed.set(t.key, failedState(failedEntry));
+        } else if (prev) {
+          this.#programmed.set(t.key, { ...prev, signature: '' });
+        }
+        continue;
+      }
       if (prev) {
         stale.push(...prev.keys);
         if (prev.fqdnRules) staleRules.push(prev.policyId);
       }
-      this.#programmed.set(t.key, { policyId, signature, keys, fqdnRules, endpoint });
+      this.#programmed.set(t.key, keys.length || fqdnRules || !report.failed.some((f) => f.key === t.key) ? { policyId, signature, keys, fqdnRules, endpoint } : failedState(endpoint));
       report.rewritten++;
       report.entries += keys.length;
     }
@@ -178,11 +242,56 @@ export class PolicyWriter {
       this.#programmed.delete(key);
     }
 
-    this.#syncIpcache(compiled.ipcache);
-    this.#syncCidrs(compiled.cidrs);
-    if (stale.length) n.mapDeleteBatch(policyFd, Buffer.concat(stale), stale.length);
+    try {
+      this.#syncIpcache(compiled.ipcache);
+      this.#syncCidrs(compiled.cidrs);
+    } catch (err) {
+      const error = errorText(err);
+      for (const t of targets) {
+        if (!live.has(t.key)) continue;
+        const failedEntry = endpointCodec.encode({ identity: compiled.endpoints.get(t.key)!.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips });
+        this.#failOne(t, failedEntry);
+        const f = report.failed.find((x) => x.key === t.key);
+        if (f) f.error = error;
+        else report.failed.push({ key: t.key, error });
+      }
+    }
+    this.#stale = deleteKeys(policyFd, stale);
+    this.#staleRules = [];
     for (const id of staleRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(id));
     return report;
+  }
+
+  /**
+   * Every target drops everything (POLICY_FAILED) until the next apply
+   * succeeds: for a caller that cannot tell which endpoints are right.
+   */
+  failClosed(targets: readonly ProgramTarget[]): void {
+    for (const t of targets) this.#failOne(t, endpointCodec.encode({ identity: 0, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips }));
+    this.#stale = deleteKeys(this.#dp.mapFd(MAP_POLICY), this.#stale);
+  }
+
+  /** Flips one endpoint to POLICY_FAILED; its generation is deleted only once nothing points at it. */
+  #failOne(t: ProgramTarget, failedEntry: Buffer): void {
+    const prev = this.#programmed.get(t.key);
+    if (this.#flipFailed(t.ifindex, failedEntry)) {
+      if (prev) {
+        this.#stale.push(...prev.keys);
+        if (prev.fqdnRules) deleteQuietly(this.#dp.mapFd(MAP_FQDN_RULES), fqdnCodec.encodeRulesKey(prev.policyId));
+      }
+      this.#programmed.set(t.key, failedState(failedEntry));
+    } else if (prev) {
+      this.#programmed.set(t.key, { ...prev, signature: '' });
+    }
+  }
+
+  #flipFailed(ifindex: number, failedEntry: Buffer): boolean {
+    try {
+      native().mapUpdate(this.#dp.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(ifindex), failedEntry, BPF_ANY);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** The endpoint entry last written for `key`, to re-assert on re-attach. */
@@ -194,10 +303,10 @@ export class PolicyWriter {
    * Deletes every policy entry of a generation no endpoint uses: what a
    * previous agent left behind. Run once after the first apply.
    */
-  collectGarbage(): number {
+  collectGarbage(keep: ReadonlySet<number> = new Set()): number {
     const n = native();
     const fd = this.#dp.mapFd(MAP_POLICY);
-    const inUse = new Set([...this.#programmed.values()].map((p) => p.policyId));
+    const inUse = new Set([...[...this.#programmed.values()].map((p) => p.policyId), ...keep]);
     const dead: Buffer[] = [];
     for (let k = n.mapGetNextKey(fd, null, policyCodec.KEY_SIZE); k; k = n.mapGetNextKey(fd, k, policyCodec.KEY_SIZE)) {
       if (!inUse.has(policyCodec.decodeKey(k).policyId)) dead.push(k);
@@ -215,16 +324,32 @@ export class PolicyWriter {
   #syncIpcache(want: ReadonlyMap<string, number>): void {
     const n = native();
     const fd = this.#dp.mapFd(MAP_IPCACHE);
-    for (const [ip, id] of want) if (this.#ipcache.get(ip) !== id) n.mapUpdate(fd, ipcacheCodec.encodeKey(ip), ipcacheCodec.encodeValue(id), BPF_ANY);
-    for (const ip of this.#ipcache.keys()) if (!want.has(ip)) n.mapDelete(fd, ipcacheCodec.encodeKey(ip));
-    this.#ipcache = new Map(want);
+    // What is recorded follows each write, so a failure part-way leaves it
+    // true to the map and the next apply diffs against reality.
+    for (const [ip, id] of want) {
+      if (this.#ipcache.get(ip) === id) continue;
+      n.mapUpdate(fd, ipcacheCodec.encodeKey(ip), ipcacheCodec.encodeValue(id), BPF_ANY);
+      this.#ipcache.set(ip, id);
+    }
+    for (const ip of [...this.#ipcache.keys()]) {
+      if (want.has(ip)) continue;
+      n.mapDelete(fd, ipcacheCodec.encodeKey(ip));
+      this.#ipcache.delete(ip);
+    }
   }
 
   #syncCidrs(want: ReadonlyMap<string, number>): void {
     const n = native();
     const fd = this.#dp.mapFd(MAP_CIDR);
-    for (const [cidr, id] of want) if (this.#cidrs.get(cidr) !== id) n.mapUpdate(fd, ipcacheCodec.encodeCidrKey(cidr), ipcacheCodec.encodeValue(id), BPF_ANY);
-    for (const cidr of this.#cidrs.keys()) if (!want.has(cidr)) n.mapDelete(fd, ipcacheCodec.encodeCidrKey(cidr));
-    this.#cidrs = new Map(want);
+    for (const [cidr, id] of want) {
+      if (this.#cidrs.get(cidr) === id) continue;
+      n.mapUpdate(fd, ipcacheCodec.encodeCidrKey(cidr), ipcacheCodec.encodeValue(id), BPF_ANY);
+      this.#cidrs.set(cidr, id);
+    }
+    for (const cidr of [...this.#cidrs.keys()]) {
+      if (want.has(cidr)) continue;
+      n.mapDelete(fd, ipcacheCodec.encodeCidrKey(cidr));
+      this.#cidrs.delete(cidr);
+    }
   }
 }

@@ -172,8 +172,33 @@ describe('FqdnJournal', () => {
     writeFileSync(snapshotFile(), '{"version":1,"names":[["a.example",[["192.0.2.1",');
     const first = start();
     expect(first.restored).toEqual({ names: 0, skipped: 1 });
+    // Quarantined, not lost: kept as snapshot.json.corrupt and reported.
+    expect(first.journal.damage()).toEqual({ corrupt: [expect.stringContaining('snapshot.json')], quarantined: [`${snapshotFile()}.corrupt`] });
+    expect(existsSync(snapshotFile())).toBe(false);
     first.learn(['b.example'], [{ ip: '192.0.2.2', expiresMs: now + HOUR_MS }]);
     const second = restart(first);
-    expect(second.restored).toEqual({ names: 1, skipped: 1 });
+    expect(second.restored).toEqual({ names: 1, skipped: 0 });
+    // Still damaged from the earlier start until the quarantine is cleared.
+    expect(second.journal.damage()).toEqual({ corrupt: [], quarantined: [`${snapshotFile()}.corrupt`] });
+    second.journal.clearQuarantine();
+    expect(second.journal.damage().quarantined).toEqual([]);
+  });
+
+  it('reports unreadable journal lines as damage (a torn last line is not) and keeps a copy', () => {
+    const now = monoNowMs();
+    const first = start();
+    first.learn(['a.example'], [{ ip: '192.0.2.1', expiresMs: now + HOUR_MS }]);
+    first.journal.close();
+    appendFileSync(journalFile(), '{garbage\n["c.example",[["192.0.2.3"');
+    const second = start();
+    expect(second.restored).toEqual({ names: 1, skipped: 2 });
+    expect(second.journal.damage()).toEqual({ corrupt: [expect.stringMatching(/journal\.jsonl: 1 unreadable lines/)], quarantined: [`${journalFile()}.corrupt`] });
+    // Only a torn tail (a crash mid-write): nothing to report.
+    second.journal.clearQuarantine();
+    second.journal.close();
+    writeFileSync(journalFile(), `${readFileSync(journalFile(), 'utf8').split('\n')[0]}\n["d.example",[["192.0.2.4"`);
+    const third = start();
+    expect(third.restored).toEqual({ names: 1, skipped: 1 });
+    expect(third.journal.damage()).toEqual({ corrupt: [], quarantined: [] });
   });
 });

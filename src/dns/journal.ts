@@ -4,7 +4,7 @@
 // datapath was told; compaction rewrites the snapshot and empties the
 // journal. Expiries are stored as wall-clock time. Replay is idempotent, so
 // a crash between the snapshot and the truncation only replays twice.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalName } from '../policy/index.js';
 import type { FqdnCache } from './cache.js';
@@ -38,6 +38,30 @@ export class FqdnJournal {
   readonly #journal: string;
   #fd = -1;
   #lines = 0;
+  #corrupt: string[] = [];
+
+  /**
+   * Damaged files are kept as <file>.corrupt (evidence, and the mark that
+   * what the pinned map holds may be more than the cache can explain: the
+   * agent then keeps unexplained allows until their own expiry) until
+   * clearQuarantine().
+   */
+  get quarantineFiles(): string[] {
+    return [`${this.#snapshot}.corrupt`, `${this.#journal}.corrupt`];
+  }
+
+  /**
+   * What the last restore found damaged (a torn last journal line after a
+   * crash is not damage), and which quarantined files exist (from this or
+   * an earlier start).
+   */
+  damage(): { corrupt: string[]; quarantined: string[] } {
+    return { corrupt: this.#corrupt, quarantined: this.quarantineFiles.filter((f) => existsSync(f)) };
+  }
+
+  clearQuarantine(): void {
+    for (const f of this.quarantineFiles) rmSync(f, { force: true });
+  }
 
   constructor(stateDir: string) {
     this.#dir = join(stateDir, 'fqdn');
@@ -48,13 +72,15 @@ export class FqdnJournal {
   /**
    * Loads snapshot and journal into `cache`, leaving out what has expired
    * since (replayed, it would count against the per-name cap and evict live
-   * addresses); returns how many names it holds and how many records were skipped.
+   * addresses); returns how many names it holds and how many records were
+   * skipped. What was damaged is in damage() afterwards.
    */
   restore(cache: FqdnCache): { names: number; skipped: number } {
     mkdirSync(this.#dir, { recursive: true });
     const clock = { mono: monoNowMs(), wall: Date.now() };
     const live = (ips: Array<[string, number]>) => ips.filter(([, wall]) => wall > clock.wall).map(([ip, wall]) => ({ ip, expiresMs: monoFromWall(wall, clock) }));
     let skipped = 0;
+    const corrupt: string[] = [];
     if (existsSync(this.#snapshot)) {
       try {
         const snap = JSON.parse(readFileSync(this.#snapshot, 'utf8')) as Snapshot;
@@ -62,11 +88,14 @@ export class FqdnJournal {
           if (restorable([name]).length) cache.learnAbsolute([name], live(ips), clock.mono);
           else skipped++;
         }
-      } catch {
+      } catch (err) {
         skipped++;
+        corrupt.push(`${this.#snapshot}: ${(err as Error).message}`);
       }
+      if (corrupt.length) renameSync(this.#snapshot, `${this.#snapshot}.corrupt`);
     }
     let tornTail = false;
+    let badLines = 0;
     if (existsSync(this.#journal)) {
       const text = readFileSync(this.#journal, 'utf8');
       tornTail = text.length > 0 && !text.endsWith('\n');
@@ -79,13 +108,19 @@ export class FqdnJournal {
           cache.learnAbsolute(kept, live(ips), clock.mono);
           this.#lines++;
         } catch {
-          skipped++; // a torn last line after a crash
+          skipped++; // a torn last line after a crash is expected, anything else is damage
+          if (!(tornTail && line === text.slice(text.lastIndexOf('\n') + 1))) badLines++;
         }
+      }
+      if (badLines) {
+        corrupt.push(`${this.#journal}: ${badLines} unreadable lines`);
+        copyFileSync(this.#journal, `${this.#journal}.corrupt`);
       }
     }
     this.#fd = openSync(this.#journal, 'a');
     // Appending onto a torn line would make the next record unreadable too.
     if (tornTail) writeSync(this.#fd, '\n');
+    this.#corrupt = corrupt;
     return { names: cache.size.names, skipped };
   }
 
