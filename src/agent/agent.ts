@@ -366,7 +366,8 @@ export class Agent {
     if (dir) out.push(`standalone directory: ${dir} (every object it held stays in force)`);
     for (const p of this.#fqdn.problems()) out.push(`fqdn: ${p}`);
     const flows = this.#flows?.stats;
-    if (flows?.drainErrors) out.push(`flow log: ${flows.drainErrors} failed drains, the last: ${flows.lastError}`);
+    // A drain failure is a problem while it recurs, not forever after.
+    if (flows?.drainErrors && Date.now() - flows.lastErrorAtMs < 60_000) out.push(`flow log: ${flows.drainErrors} failed drains, the last at ${new Date(flows.lastErrorAtMs).toISOString()}: ${flows.lastError}`);
     return out;
   }
 

@@ -59,6 +59,8 @@ export interface FlowLogStats {
   drainErrors: number;
   /** The last such error's message, '' if none. */
   lastError: string;
+  /** When it happened (ms since the epoch), 0 if never. */
+  lastErrorAtMs: number;
 }
 
 export class FlowLog {
@@ -72,6 +74,7 @@ export class FlowLog {
   readonly #monoToWallNs: bigint;
   #drainErrors = 0;
   #lastError = '';
+  #lastErrorAtMs = 0;
   #lastLoggedMs = -Infinity;
   #suppressed = 0;
 
@@ -83,7 +86,7 @@ export class FlowLog {
   }
 
   get stats(): FlowLogStats {
-    return { drainErrors: this.#drainErrors, lastError: this.#lastError };
+    return { drainErrors: this.#drainErrors, lastError: this.#lastError, lastErrorAtMs: this.#lastErrorAtMs };
   }
 
   start(): void {
@@ -110,6 +113,7 @@ export class FlowLog {
     this.#drainErrors++;
     this.#lastError = (err as Error)?.message ?? String(err);
     const now = Date.now();
+    this.#lastErrorAtMs = now;
     if (now - this.#lastLoggedMs < ERROR_LOG_EVERY_MS) {
       this.#suppressed++;
       return;
