@@ -237,11 +237,44 @@ const norm = (n: string) => (n.endsWith('.') ? n.slice(0, -1) : n).replace(/[A-Z
 
 type AnswerFate = 'malformed' | 'spoofed' | 'released';
 
+/** dns-packet's decoder of one resource record (not in its typings). */
+const answerCodec = (dnsPacket as unknown as { answer: { decode: ((buf: Buffer, offset: number) => unknown) & { bytes: number } } }).answer;
+
+/** Where the name at `at` ends on the wire (a compression pointer ends it). */
+function nameEnd(buf: Buffer, at: number): number {
+  while (at < buf.length && buf[at] !== 0) {
+    if (buf[at]! >= 0xc0) return at + 2;
+    at += 1 + buf[at]!;
+  }
+  return at + 1;
+}
+
+/**
+ * With one question, A, AAAA and CNAME answers must fill their RDLENGTH
+ * exactly (4, 16, and the target name's own length); otherwise the proxy
+ * calls the answer malformed. Records are framed as dns-packet frames them.
+ */
+function answerDataFits(buf: Buffer, p: dnsPacket.DecodedPacket): boolean {
+  if (p.questions!.length !== 1) return true;
+  let at = nameEnd(buf, 12) + 4;
+  for (let i = 0; i < (p.answers ?? []).length; i++) {
+    const rdata = nameEnd(buf, at) + 10;
+    const type = buf.readUInt16BE(rdata - 10);
+    const rdlength = buf.readUInt16BE(rdata - 2);
+    if (type === 1 && rdlength !== 4) return false;
+    if (type === 28 && rdlength !== 16) return false;
+    if (type === 5 && nameEnd(buf, rdata) !== rdata + rdlength) return false;
+    answerCodec.decode(buf, at);
+    at += answerCodec.decode.bytes;
+  }
+  return true;
+}
+
 /** An answer that reached a pending query of `question`. */
 function answerFate(buf: Buffer, question: { name: string; type: string }): AnswerFate {
   if (buf.length < 12) return 'malformed';
   const p = decodes(buf);
-  if (!p || p.type !== 'response') return 'malformed';
+  if (!p || p.type !== 'response' || !answerDataFits(buf, p)) return 'malformed';
   const q = p.questions!.length === 1 ? p.questions![0]! : undefined;
   if (!q || norm(q.name) !== norm(question.name) || q.type !== question.type || (q.class ?? 'IN') !== 'IN') return 'spoofed';
   return 'released';

@@ -147,6 +147,20 @@ describe('parseResponse', () => {
   });
 
   it.each([
+    ['an A record with 8 bytes of data', 'A', 4, '203.0.113.66'],
+    ['an AAAA record with 20 bytes of data', 'AAAA', 4, '2001:db8::1'],
+    ['a CNAME whose name ends before its data does', 'CNAME', 2, 'target.example.com'],
+  ] as const)('rejects %s: a stub resolver would read it otherwise', (_what, type, extra, data) => {
+    // Grow RDLENGTH (the 2 bytes before the record data, at the end) and append the extra bytes.
+    const good = response('example.com', [{ name: 'example.com', type, ttl: 60, data } as Rr]);
+    expect(() => parseResponse(good)).not.toThrow();
+    const dataLen = type === 'A' ? 4 : type === 'AAAA' ? 16 : good.length - good.lastIndexOf(Buffer.from([0, 60])) - 4;
+    const bad = Buffer.concat([good, Buffer.alloc(extra, 7)]);
+    bad.writeUInt16BE(dataLen + extra, good.length - dataLen - 2);
+    expect(() => parseResponse(bad)).toThrow(MalformedError);
+  });
+
+  it.each([
     ['a query (QR clear)', query('example.com')],
     ['a truncated answer', response('example.com', [a('example.com', '192.0.2.1')]).subarray(0, 40)],
     ['11 bytes', Buffer.alloc(11, 0x80)],

@@ -183,7 +183,13 @@ export function parseResponse(buf: Buffer): ParsedResponse {
     const type = buf.readUInt16BE(owner.end);
     if ((type === TYPE_CNAME) !== (rr.type === 'CNAME')) throw new MalformedError('answer records out of step with their decoding');
     const rdata = owner.end + 10;
+    const rdlength = buf.readUInt16BE(owner.end + 8);
     const target = type === TYPE_CNAME ? readName(buf, rdata) : undefined;
+    // The data must fill RDLENGTH exactly: a record a stub resolver reads
+    // differently from us (an A with 8 bytes of data) could make us learn an
+    // address the pod never saw.
+    const expected = type === TYPE_A ? 4 : type === TYPE_AAAA ? 16 : target ? target.end - rdata : rdlength;
+    if (rdlength !== expected) throw new MalformedError(`record data of ${rdlength} bytes where its type takes ${expected}`);
     res.answers.push({ name: owner.text, type: rr.type, ttl: rr.ttl, data: target ? target.text : rr.data });
     // The next record starts where dns-packet read this one to, so each name
     // read here belongs to the record whose data it decoded. dns-packet frames
