@@ -359,7 +359,8 @@ export class Agent {
   #problems(): string[] {
     const out: string[] = [];
     const policy = this.#policy.health();
-    if (policy.error) out.push(`datapath programming failed since ${policy.since}: ${policy.error} (endpoints fail closed; retrying)`);
+    if (policy.error && policy.failed.length) out.push(`datapath programming failed since ${policy.since}: ${policy.error} (every endpoint fails closed; retrying)`);
+    else if (policy.error) out.push(`policy programmed, but acting on it failed since ${policy.since}: ${policy.error} (nothing it would allow is open; retrying)`);
     for (const f of policy.failed) if (f.error !== policy.error) out.push(`endpoint ${f.endpoint}: policy could not be programmed since ${policy.since}: ${f.error} (it drops all traffic; retrying)`);
     for (const q of this.#endpoints.quarantined()) out.push(`endpoint record ${q.file} is unreadable (${q.error}): quarantined; its veth, address and datapath entry are kept as they were until a DEL`);
     const dir = this.#source?.directoryError();

@@ -137,6 +137,7 @@ export class FqdnService {
   #compiled: CompiledPolicy | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   readonly #sink: MapSink;
+  #resyncPending = false;
   /** What a damaged restore left to report (status), until the retained allows expire. */
   #damage: string[] = [];
 
@@ -231,8 +232,12 @@ export class FqdnService {
     this.#podNames = new Map(endpoints.map((ep) => [ep.ifindex, ep.pod]));
     // Pods gone: their share of the proxy goes too (bounded by the node's pods).
     this.#proxy.retainPods(new Set(this.#podNames.keys()));
-    if (this.#allows.setRules([...compiled.fqdnRules.values()])) {
+    // A resync that failed part-way (a full map) is redone by the next call
+    // (the policy engine retries), not only after the next rule change.
+    if (this.#allows.setRules([...compiled.fqdnRules.values()]) || this.#resyncPending) {
+      this.#resyncPending = true;
       const writes = this.#allows.resync();
+      this.#resyncPending = false;
       if (writes) this.#log.info({ writes, entries: this.#allows.entries }, 'FQDN allows re-derived for the new rules');
     }
   }

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Cleanup, cni, podArgs, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
 import { probeQuery, startAuthServer, type Zone } from '../helpers/dns.js';
 import { isRoot, sh } from '../helpers/netns.js';
+import { makeWorld } from '../helpers/world.js';
 
 const cleanup = new Cleanup();
 const procs: ChildProcess[] = [];
@@ -224,28 +225,48 @@ spec:
     ports: [ { port: 80 } ]
 `;
 
+/** A node with a world (nsd serving fq.test, TCP servers on 80 and 81) and a pod f/client selected by FQDN_MANIFEST. */
+async function fqdnNode(tag: string, podCidr: string, extraArgs: string[] = []): Promise<{ node: TestNode; pod: Netns }> {
+  const node = new TestNode(cleanup, { podCidr, nodeIp: `${podCidr.split('.').slice(0, 2).join('.')}.255.1/32`, extraArgs: ['--dns-trusted', NSD, ...extraArgs] });
+  const world = makeWorld(cleanup, node, { tag, node: ['198.19.0.1/24'], world: ['198.19.0.2/24'], owns: ['198.18.0.0/16'], addresses: [NSD], podCidrs: [podCidr] });
+  await startAuthServer(cleanup, world, { address: NSD, zones: [ZONE] });
+  serve(world, 80);
+  serve(world, 81);
+  node.writeManifest('f.yaml', FQDN_MANIFEST);
+  await node.start();
+  const pod = cleanup.netns('fqc');
+  const r = cni({ command: 'ADD', containerId: `${tag}-client`, netns: pod.path, ifname: 'eth0', args: podArgs('f', 'client'), config: node.conf() });
+  expect(r.status, r.stdout).toBe(0);
+  return { node, pod };
+}
+
+describe.skipIf(!isRoot)('a datapath failure after a manifest is accepted', () => {
+  it('is reported as accepted-but-failing (never "rejected, previous objects in force"), fails closed and is retried', async () => {
+    const { node, pod } = await fqdnNode('m', '10.86.0.0/24', ['--max-fqdn-entries', '1']);
+    const answer = await probeQuery(pod, { server: NSD, name: 'api.fq.test', type: 'A', timeoutS: 2 });
+    expect(answer.answers.map((a) => a.value)).toEqual([API]);
+    await until('port 80 allowed', () => connects(pod, API, 80));
+    // A second policy for the same name: its rule needs a second entry for
+    // the learned address, and the FQDN map holds one.
+    node.writeManifest('more.yaml', FQDN_MANIFEST.split('---').slice(2).join('---').replace('name: api,', 'name: api81,').replace('port: 80', 'port: 81'));
+    await until('the manifest handled', () => status(node).json.manifests.some((m) => m.file === 'more.yaml'));
+    const s = status(node);
+    // Before the fix: { ok: false, error: 'FQDN map is full' } and the log said
+    // "manifest rejected; its previous objects stay in force" — while the store held it.
+    expect(s.json.manifests.find((m) => m.file === 'more.yaml')).toMatchObject({ ok: true });
+    expect(node.log()).not.toMatch(/manifest rejected/);
+    expect(s.code).toBe(1);
+    expect(s.json.problems).toEqual([expect.stringMatching(/acting on it failed .*SLUICE_MAP_FULL/)]);
+    // Fail closed: the new rule's port stays shut, the old one keeps working.
+    expect(connects(pod, API, 81)).toBe(false);
+    expect(connects(pod, API, 80)).toBe(true);
+    expect(node.log()).toMatch(/policy programmed, but acting on it failed; retrying/);
+  });
+});
+
 describe.skipIf(!isRoot)('a damaged FQDN snapshot', () => {
   it('does not make the first resync delete the allows the pinned map holds', async () => {
-    const node = new TestNode(cleanup, { podCidr: '10.85.0.0/24', nodeIp: '10.85.255.1/32', extraArgs: ['--dns-trusted', NSD] });
-    const world = cleanup.netns('wld');
-    const link = `slt${process.pid.toString(36)}f`;
-    node.ns.exec('ip', ['link', 'add', link, 'type', 'veth', 'peer', 'name', 'w0', 'netns', world.path]);
-    node.ns.exec('ip', ['addr', 'add', '198.19.0.1/24', 'dev', link]);
-    node.ns.exec('ip', ['link', 'set', link, 'up']);
-    world.exec('ip', ['addr', 'add', '198.19.0.2/24', 'dev', 'w0']);
-    world.exec('ip', ['link', 'set', 'w0', 'up']);
-    world.exec('ip', ['link', 'set', 'lo', 'up']);
-    node.ns.exec('ip', ['route', 'add', '198.18.0.0/16', 'via', '198.19.0.2']);
-    world.exec('ip', ['route', 'add', '10.85.0.0/24', 'via', '198.19.0.1']);
-    for (const a of [NSD, API]) world.exec('ip', ['addr', 'add', `${a}/32`, 'dev', 'lo']);
-    await startAuthServer(cleanup, world, { address: NSD, zones: [ZONE] });
-    serve(world, 80);
-
-    node.writeManifest('f.yaml', FQDN_MANIFEST);
-    await node.start();
-    const pod = cleanup.netns('fqc');
-    const r = cni({ command: 'ADD', containerId: 'fs-client', netns: pod.path, ifname: 'eth0', args: podArgs('f', 'client'), config: node.conf() });
-    expect(r.status, r.stdout).toBe(0);
+    const { node, pod } = await fqdnNode('s', '10.85.0.0/24');
     expect(connects(pod, API, 80)).toBe(false); // not learned yet
     const answer = await probeQuery(pod, { server: NSD, name: 'api.fq.test', type: 'A', timeoutS: 2 });
     expect(answer.answers.map((a) => a.value)).toEqual([API]);
