@@ -231,6 +231,9 @@ export class Agent {
     // loaded programs (an atomic replace of the old ones).
     this.#policy.sync();
     for (const rec of this.#endpoints.list()) this.#endpoints.attach(rec);
+    // Every endpoint runs this version's programs now: earlier layouts' maps can go.
+    const retired = Datapath.removeRetiredPins(this.#cfg.bpffs);
+    if (retired.length) this.#log.info({ maps: retired }, 'removed the pins of retired map layouts');
     this.#policy.collectGarbage(quarantinedIfindexes);
     const known = new Set([...this.#endpoints.list().map((r) => r.hostIfindex), ...quarantinedIfindexes]);
     for (const ifindex of this.#datapath.listEndpoints().keys()) if (!known.has(ifindex)) this.#datapath.deleteEndpoint(ifindex);
