@@ -15,7 +15,7 @@
 //   (peer identity or ANY, protocol or any, port range). NetworkPolicy only
 //   allows, so the union is just the set of entries.
 import { isIP } from 'node:net';
-import { parseCidr } from '../ipam/cidr.js';
+import { cidrWithin, parseCidr, type Cidr } from '../net/index.js';
 import type { DnsMode, FqdnPolicy, NameSelector } from './fqdn.js';
 import { CIDR_ID_MAX, CIDR_ID_MIN, FQDN_ID_MAX, FQDN_ID_MIN, ID_ANY, ID_HOST, IdentityAllocator, POD_ID_MAX, POD_ID_MIN } from './identity.js';
 import type { NetworkPolicy, Peer, PortSpec, Protocol } from './netpol.js';
@@ -146,24 +146,16 @@ export function newAllocators(seed?: AllocatorSeed): Allocators {
 
 // ---------------------------------------------------------------- prefixes
 
-interface Prefix {
-  family: 4 | 6;
-  bits: bigint;
-  len: number;
-  text: string;
-}
+// The math is src/net's; these names keep the compiler's vocabulary.
+type Prefix = Cidr;
 
+/** An ipBlock prefix, normalized (host bits cleared, canonical text). */
 export function parsePrefix(text: string): Prefix {
-  const c = parseCidr(text);
-  return { family: c.family, bits: c.base, len: c.prefixLen, text: c.text };
+  return parseCidr(text);
 }
 
 /** a ⊆ b */
-function prefixWithin(a: Prefix, b: Prefix): boolean {
-  if (a.family !== b.family || a.len < b.len) return false;
-  const shift = BigInt((a.family === 4 ? 32 : 128) - b.len);
-  return a.bits >> shift === b.bits >> shift;
-}
+const prefixWithin = cidrWithin;
 
 // ---------------------------------------------------------------- compile
 
