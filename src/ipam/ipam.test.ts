@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { formatIp, parseCidr, parseIp } from './cidr.js';
+import { formatIp, parseCidr, parseIp } from '../net/index.js';
 import { Ipam } from './ipam.js';
 
 const dirs: string[] = [];

@@ -9,7 +9,7 @@
 // the directory is the index; `cat` shows the owner.
 import { linkSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cidrContains, cidrSize, formatIp, parseCidr, parseIp, type Cidr } from './cidr.js';
+import { cidrContains, cidrSize, formatIp, parseCidr, parseIp, type Cidr } from '../net/index.js';
 
 export interface Owner {
   containerId: string;

@@ -2,7 +2,7 @@
 // so an invalid policy is rejected whole) and defaulting (policyTypes, port
 // protocol) into a normalized form the compiler consumes.
 import { isIP } from 'node:net';
-import { cidrContains, parseCidr as parseIpamCidr, parseIp } from '../ipam/cidr.js';
+import { cidrContains, parseCidr as parseIpamCidr, parseIp } from '../net/index.js';
 import { isObject, PolicyError } from './errors.js';
 import { parseSelector, type LabelSelector } from './selector.js';
 
