@@ -20,6 +20,7 @@ import type { DnsMode, FqdnPolicy, NameSelector } from './fqdn.js';
 import { CIDR_ID_MAX, CIDR_ID_MIN, FQDN_ID_MAX, FQDN_ID_MIN, ID_ANY, ID_HOST, IdentityAllocator, POD_ID_MAX, POD_ID_MIN } from './identity.js';
 import type { NetworkPolicy, Peer, PortSpec, Protocol } from './netpol.js';
 import { matches, type Labels } from './selector.js';
+import { PrefixIndex } from './prefix-index.js';
 
 export const PROTO_ANY = 0;
 export const PROTO_NUMBERS: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
@@ -169,21 +170,61 @@ function resolveNamed(ports: readonly NamedPort[], name: string, protocol: Proto
   return ports.find((p) => p.name === name && p.protocol === protocol)?.port;
 }
 
-export function compile(input: PolicyInput, alloc: Allocators = newAllocators()): CompiledPolicy {
+/** What one identity's policy came to, shared by every endpoint of that identity. */
+interface IdentityPolicy {
+  policy: EndpointPolicy;
+  /** FQDN rules over MAX_FQDN_RULES, left out: one warning per endpoint. */
+  dropped: Array<{ policy: string; rule: number }>;
+}
+
+/**
+ * Carries work from one compile to the next (the agent keeps one). An
+ * endpoint's policy is a function of its identity (namespace, labels, named
+ * ports) and of the context: the policies, the identities, the CIDR and FQDN
+ * rule identities, the namespaces' labels (and the ipcache, only when an
+ * egress ipBlock rule names a port). While the context is unchanged, each
+ * identity's compiled policy is reused, the very same object, so the writer
+ * knows it unchanged without looking inside; a new pod of an existing
+ * identity costs nothing here. Any change of context recompiles every
+ * identity (once per identity, not per endpoint).
+ */
+export class CompileCache {
+  policies: readonly NetworkPolicy[] = [];
+  fqdnPolicies: readonly FqdnPolicy[] = [];
+  context = '';
+  byIdentity = new Map<string, IdentityPolicy>();
+  /** Compiles that reused the previous context (for tests and logs). */
+  hits = 0;
+}
+
+function sameRefs<T>(a: readonly T[], b: readonly T[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * Objects in, datapath-shaped policy out. Endpoints of one identity share
+ * one EndpointPolicy object. With a `cache`, what the previous compile
+ * worked out for an unchanged context is reused (see CompileCache).
+ */
+export function compile(input: PolicyInput, alloc: Allocators = newAllocators(), cache?: CompileCache): CompiledPolicy {
   const identities = new Map<number, IdentityInfo>();
   const ipcache = new Map<string, number>();
   const liveKeys = new Set<string>();
   const nsLabels = (ns: string): Labels => input.namespaces.get(ns) ?? { 'kubernetes.io/metadata.name': ns };
 
-  const podIdentity = (p: Omit<EndpointInput, 'key'>): number => {
+  /** Endpoint key → what its compiled policy is memoized under. */
+  const memoKeys = new Map<string, string>();
+  const podIdentity = (p: Omit<EndpointInput, 'key'>, epKey?: string): number => {
     const key = identityKey(p.namespace, p.labels, p.namedPorts);
+    // The named ports in their own order too: a lookup takes the first match.
+    if (epKey !== undefined) memoKeys.set(epKey, `${key}|${JSON.stringify(p.namedPorts)}`);
     liveKeys.add(key);
     const id = alloc.pods.get(key);
     if (!identities.has(id)) identities.set(id, { id, namespace: p.namespace, labels: p.labels, namedPorts: p.namedPorts });
     for (const ip of p.ips) ipcache.set(ip, id);
     return id;
   };
-  const endpointIds = new Map(input.endpoints.map((e) => [e.key, podIdentity(e)]));
+  const endpointIds = new Map(input.endpoints.map((e) => [e.key, podIdentity(e, e.key)]));
   for (const p of input.remotePods ?? []) podIdentity(p);
   // Node addresses last: a node address is never a pod's.
   for (const ip of input.nodeIps) ipcache.set(ip, ID_HOST);
@@ -207,19 +248,33 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators())
   const cidrs = new Map([...prefixes.keys()].sort().map((t) => [t, alloc.cidrs.get(t)]));
 
   /** CIDR identities an ipBlock matches: prefixes inside cidr and inside no except. */
+  const index = new PrefixIndex(prefixes.values());
+  const blocks = new Map<string, number[]>();
   const blockIdentities = (peer: Extract<Peer, { kind: 'ipBlock' }>): number[] => {
-    const c = parsePrefix(peer.ipBlock.cidr);
-    const ex = peer.ipBlock.except.map(parsePrefix);
-    return [...prefixes.values()].filter((p) => prefixWithin(p, c) && !ex.some((e) => prefixWithin(p, e))).map((p) => cidrs.get(p.text)!);
+    const key = `${peer.ipBlock.cidr}|${peer.ipBlock.except.join(',')}`;
+    let ids = blocks.get(key);
+    if (!ids) {
+      const ex = peer.ipBlock.except.map(parsePrefix);
+      ids = index
+        .within(parsePrefix(peer.ipBlock.cidr))
+        .filter((p) => !ex.some((e) => prefixWithin(p, e)))
+        .map((p) => cidrs.get(p.text)!);
+      blocks.set(key, ids);
+    }
+    return ids;
   };
   const blockCovers = (peer: Extract<Peer, { kind: 'ipBlock' }>, ip: string): boolean => {
     const a = parsePrefix(`${ip}/${isIP(ip) === 4 ? 32 : 128}`);
     return prefixWithin(a, parsePrefix(peer.ipBlock.cidr)) && !peer.ipBlock.except.some((e) => prefixWithin(a, parsePrefix(e)));
   };
 
-  /** Pod identities a pods-peer selects, seen from a policy in `polNs`. */
+  /** Pod identities a pods-peer selects, seen from a policy in `polNs` (a peer belongs to one policy). */
+  const peerIds = new Map<Peer, number[]>();
   const podPeers = (peer: Extract<Peer, { kind: 'pods' }>, polNs: string): number[] => {
-    const out: number[] = [];
+    let out = peerIds.get(peer);
+    if (out) return out;
+    out = [];
+    peerIds.set(peer, out);
     for (const info of identities.values()) {
       const nsOk = peer.namespaceSelector ? matches(peer.namespaceSelector, nsLabels(info.namespace)) : info.namespace === polNs;
       if (nsOk && (!peer.podSelector || matches(peer.podSelector, info.labels))) out.push(info.id);
@@ -245,8 +300,48 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators())
   alloc.fqdnRules.retain(liveRules);
   const warnings: string[] = [];
 
+  // Reuse the previous compile's per-identity results while the context
+  // they were computed from is the same.
+  let byIdentity = new Map<string, IdentityPolicy>();
+  if (cache) {
+    const namedPortIpBlocks = input.policies.some((p) => p.egress.some((r) => r.ports?.some((x) => typeof x.port === 'string') && r.peers?.some((x) => x.kind === 'ipBlock')));
+    const context = JSON.stringify([
+      [...input.namespaces],
+      [...identities].map(([id, info]) => [id, info.namespace, info.labels, info.namedPorts]),
+      [...cidrs],
+      [...fqdnRules.keys()],
+      input.dnsInterceptAll === true,
+      namedPortIpBlocks ? [...ipcache] : [],
+    ]);
+    if (context === cache.context && sameRefs(input.policies, cache.policies) && sameRefs(input.fqdnPolicies ?? [], cache.fqdnPolicies)) {
+      byIdentity = cache.byIdentity;
+      cache.hits++;
+    }
+    cache.context = context;
+    cache.policies = [...input.policies];
+    cache.fqdnPolicies = [...(input.fqdnPolicies ?? [])];
+    cache.byIdentity = byIdentity;
+  }
+  const live = new Set<string>();
+
   const endpoints = new Map<string, EndpointPolicy>();
   for (const ep of input.endpoints) {
+    const memoKey = memoKeys.get(ep.key)!;
+    live.add(memoKey);
+    let done = byIdentity.get(memoKey);
+    if (!done) {
+      done = compileIdentity(ep, endpointIds.get(ep.key)!);
+      byIdentity.set(memoKey, done);
+    }
+    for (const d of done.dropped) warnings.push(`${ep.namespace}/${ep.name}: more than ${MAX_FQDN_RULES} FQDN rules select it; ${d.policy} rule ${d.rule} is not applied`);
+    endpoints.set(ep.key, done.policy);
+  }
+  for (const k of [...byIdentity.keys()]) if (!live.has(k)) byIdentity.delete(k);
+  return { identities, ipcache, cidrs, endpoints, fqdnRules, warnings };
+
+  /** One identity's policy: what every endpoint of it gets. */
+  function compileIdentity(ep: EndpointInput, identity: number): IdentityPolicy {
+    const dropped: IdentityPolicy['dropped'] = [];
     const selecting = input.policies.filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
     const fqdnSelecting = (input.fqdnPolicies ?? []).filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
     const entries: PolicyEntry[] = [];
@@ -292,15 +387,15 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators())
         const id = fqdnIds.get(pol)![index]!;
         const ref = fqdnRules.get(id)!.ref;
         if (epFqdnRules.length >= MAX_FQDN_RULES) {
-          warnings.push(`${ep.namespace}/${ep.name}: more than ${MAX_FQDN_RULES} FQDN rules select it; ${ref.policy} rule ${index} is not applied`);
+          dropped.push({ policy: ref.policy, rule: index });
           return;
         }
         epFqdnRules.push(id);
         emitRule('egress', id, rule.ports, [], ref); // FQDN ports are numbers: nothing to resolve
       });
     }
-    endpoints.set(ep.key, {
-      identity: endpointIds.get(ep.key)!,
+    const policy: EndpointPolicy = {
+      identity,
       ingressIsolated: selecting.some((p) => p.types.ingress),
       egressIsolated: selecting.some((p) => p.types.egress) || fqdnSelecting.length > 0,
       selectedBy: [...selecting.map((p) => `${p.namespace}/${p.name}`), ...fqdnSelecting.map((p) => `FQDNPolicy ${p.namespace}/${p.name}`)],
@@ -308,9 +403,9 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators())
       fqdnRules: epFqdnRules,
       dnsIntercept: fqdnSelecting.length > 0 || input.dnsInterceptAll === true,
       dns: fqdnSelecting.length > 0 && fqdnSelecting.every((p) => p.dns === 'MatchedOnly') ? 'MatchedOnly' : 'AllowAll',
-    });
+    };
+    return { policy, dropped };
   }
-  return { identities, ipcache, cidrs, endpoints, fqdnRules, warnings };
 }
 
 function emitPort(
