@@ -11,12 +11,19 @@
 // inotify watch, a full rescan) as soon as it is back. A consumer that fails
 // after the store took the objects (the datapath could not be programmed) is
 // reported as exactly that, never as a rejected manifest.
+//
+// It is a PolicySource: each file's accepted version is delivered as a diff
+// against the previous one (only changed objects upserted, removed ones
+// deleted), in one batch, so consumers hear one change per file naming only
+// what changed, and a rewrite that changes nothing costs nothing downstream.
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { Logger } from '../log/index.js';
-import { objectKey, StoreListenerError, type KubeObject, type ObjectStore } from '../store/index.js';
+import type { PolicySink, PolicySource } from '../sources/index.js';
+import { Deferred } from '../sources/index.js';
+import { deepEqual, objectKey, StoreListenerError, type Kind, type KubeObject } from '../store/index.js';
 import { validateObject, ValidationError } from './validate.js';
 
 /** Coalesces bursts of events (editors write several times per save). */
@@ -57,11 +64,22 @@ export function parseManifest(text: string, file: string): KubeObject[] {
   return objects;
 }
 
-export class StandaloneSource {
+/** One object's identity across kinds: `Kind/namespace/name`. */
+function ref(o: KubeObject): string {
+  return `${o.kind}/${objectKey(o)}`;
+}
+
+export class StandaloneSource implements PolicySource<FileStatus[]> {
+  readonly name = 'standalone';
   readonly #dir: string;
-  readonly #store: ObjectStore;
+  #sink: PolicySink | undefined;
   readonly #log: Logger;
   readonly #status = new Map<string, FileStatus>();
+  /** Per file, the objects of its accepted version (what the sink holds for it), by ref. */
+  readonly #accepted = new Map<string, Map<string, KubeObject>>();
+  /** Which file holds each object (by ref): an object may be defined by one file only. */
+  readonly #holder = new Map<string, string>();
+  readonly #synced = new Deferred();
   #watcher: FSWatcher | undefined;
   #timer: NodeJS.Timeout | undefined;
   #recheck: NodeJS.Timeout | undefined;
@@ -76,20 +94,47 @@ export class StandaloneSource {
   #dirError: string | undefined;
   #stopped = false;
 
-  constructor(dir: string, store: ObjectStore, log: Logger) {
+  /** The sink may be given here (then start() needs none) or to start(sink). */
+  constructor(dir: string, log: Logger);
+  constructor(dir: string, sink: PolicySink, log: Logger);
+  constructor(dir: string, sinkOrLog: PolicySink | Logger, log?: Logger) {
     this.#dir = dir;
-    this.#store = store;
-    this.#log = log;
+    if (log) {
+      this.#sink = sinkOrLog as PolicySink;
+      this.#log = log;
+    } else {
+      this.#log = sinkOrLog as Logger;
+    }
   }
 
-  /** Loads every file, then watches the directory. */
-  async start(): Promise<void> {
-    const files = (await readdir(this.#dir)).filter((f) => YAML_FILE.test(f));
-    this.#watching = await this.#identity();
-    this.#watch();
-    for (const f of files.sort()) await this.#load(f);
-    this.#recheck = setInterval(() => this.#enqueue(() => this.#checkDirectory()), RECHECK_MS);
-    this.#recheck.unref();
+  /**
+   * Loads every file, then watches the directory; resolves (and so does
+   * waitSynced) once every file has been applied or reported.
+   */
+  async start(sink?: PolicySink): Promise<void> {
+    try {
+      if (sink) this.#sink = sink;
+      if (!this.#sink) throw new TypeError('StandaloneSource.start: no sink to deliver to');
+      const files = (await readdir(this.#dir)).filter((f) => YAML_FILE.test(f));
+      this.#watching = await this.#identity();
+      this.#watch();
+      for (const f of files.sort()) await this.#load(f);
+      this.#recheck = setInterval(() => this.#enqueue(() => this.#checkDirectory()), RECHECK_MS);
+      this.#recheck.unref();
+    } catch (err) {
+      this.#synced.reject(err);
+      throw err;
+    }
+    this.#synced.resolve();
+  }
+
+  /** The directory is read whole by start(): synced is when start() has finished. */
+  waitSynced(): Promise<void> {
+    return this.#synced.promise;
+  }
+
+  problems(): string[] {
+    return this.#dirError ? [`standalone directory: ${this.#dirError} (every object it held stays in force)`] : [];
   }
 
   stop(): void {
@@ -196,7 +241,6 @@ export class StandaloneSource {
   }
 
   async #load(file: string): Promise<void> {
-    const owner = `file:${file}`;
     let text: string;
     try {
       text = await readFile(join(this.#dir, file), 'utf8');
@@ -204,7 +248,7 @@ export class StandaloneSource {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && (await this.#dirPresent())) {
         this.#unreadable.delete(file);
         if (!this.#status.has(file)) return;
-        this.#replace(file, owner, []);
+        this.#replace(file, []);
         this.#status.delete(file);
         this.#log.info({ file }, 'manifest removed');
         return;
@@ -222,29 +266,77 @@ export class StandaloneSource {
     let objects: KubeObject[];
     try {
       objects = parseManifest(text, file);
-      this.#checkConflicts(owner, objects);
+      this.#checkConflicts(file, objects);
     } catch (err) {
       const prev = this.#status.get(file);
       this.#status.set(file, { file, ok: false, error: (err as Error).message, objects: prev?.objects ?? 0 });
       this.#log.error({ file, error: (err as Error).message }, 'manifest rejected; its previous objects stay in force');
       return;
     }
-    this.#replace(file, owner, objects);
+    this.#replace(file, objects);
   }
 
-  /** Hands the file's objects to the store and records the outcome truthfully. */
-  #replace(file: string, owner: string, objects: KubeObject[]): void {
+  /**
+   * Hands the file's new version to the sink as a diff, in one batch, and
+   * records the outcome truthfully. The sink refusing an object (another
+   * source holds it) undoes the file's changes within the batch, so nobody
+   * hears of them, and rejects the file as a conflict would.
+   */
+  #replace(file: string, objects: KubeObject[]): void {
+    const sink = this.#sink!;
+    const owner = `file:${file}`;
+    const prev = this.#accepted.get(file) ?? new Map<string, KubeObject>();
+    const next = new Map(objects.map((o) => [ref(o), o]));
+    let upserted = 0;
+    let deleted = 0;
     try {
-      this.#store.replaceOwned(owner, objects);
+      sink.batch(() => {
+        const undo: Array<() => void> = [];
+        try {
+          for (const [r, o] of prev) {
+            if (next.has(r)) continue;
+            sink.delete(owner, o.kind as Kind, objectKey(o));
+            undo.push(() => sink.upsert(owner, o));
+            deleted++;
+          }
+          for (const [r, o] of next) {
+            const before = prev.get(r);
+            if (before && deepEqual(before, o)) continue;
+            sink.upsert(owner, o);
+            undo.push(() => (before ? sink.upsert(owner, before) : void sink.delete(owner, o.kind as Kind, objectKey(o))));
+            upserted++;
+          }
+        } catch (err) {
+          for (const u of undo.reverse()) u();
+          throw err;
+        }
+        // Taken: the bookkeeping follows before listeners hear.
+        for (const r of prev.keys()) if (!next.has(r)) this.#holder.delete(r);
+        for (const r of next.keys()) this.#holder.set(r, file);
+        if (next.size) this.#accepted.set(file, next);
+        else this.#accepted.delete(file);
+      });
     } catch (err) {
-      if (!(err instanceof StoreListenerError)) throw err;
-      // The store holds the new objects; what failed is acting on them.
-      this.#status.set(file, { file, ok: true, objects: objects.length, error: err.message });
-      this.#log.error({ file, objects: objects.length, error: err.message }, 'manifest applied, but acting on it failed');
+      if (err instanceof StoreListenerError) {
+        // The store holds the new objects; what failed is acting on them.
+        this.#status.set(file, { file, ok: true, objects: objects.length, error: err.message });
+        this.#log.error({ file, objects: objects.length, error: err.message }, 'manifest applied, but acting on it failed');
+        return;
+      }
+      if ((err as { code?: unknown })?.code !== 'SLUICE_STORE_CONFLICT') throw err;
+      const prevStatus = this.#status.get(file);
+      this.#status.set(file, { file, ok: false, error: (err as Error).message, objects: prevStatus?.objects ?? 0 });
+      this.#log.error({ file, error: (err as Error).message }, 'manifest rejected; its previous objects stay in force');
+      return;
+    }
+    const prevStatus = this.#status.get(file);
+    if (!upserted && !deleted && prevStatus?.ok) {
+      // Nothing changed, nobody heard: what was last learnt about acting on these objects still stands.
+      this.#log.debug({ file, objects: objects.length }, 'manifest unchanged');
       return;
     }
     this.#status.set(file, { file, ok: true, objects: objects.length });
-    this.#log.info({ file, objects: objects.length }, 'manifest applied');
+    this.#log.info({ file, objects: objects.length, upserted, deleted }, 'manifest applied');
   }
 
   async #dirPresent(): Promise<boolean> {
@@ -257,10 +349,10 @@ export class StandaloneSource {
   }
 
   /** An object may be defined by one file only. */
-  #checkConflicts(owner: string, objects: readonly KubeObject[]): void {
+  #checkConflicts(file: string, objects: readonly KubeObject[]): void {
     for (const o of objects) {
-      const existing = this.#store.get(o.kind as never, objectKey(o));
-      if (existing && existingOwner(this.#store, o) !== owner) {
+      const holder = this.#holder.get(ref(o));
+      if (holder !== undefined && holder !== file) {
         throw new ValidationError(`${o.kind} ${objectKey(o)} is already defined in another file`);
       }
     }
@@ -271,8 +363,4 @@ function errText(err: unknown): string {
   const code = (err as NodeJS.ErrnoException)?.code;
   const message = (err as Error)?.message ?? String(err);
   return code && !message.startsWith(code) ? `${code}: ${message}` : message;
-}
-
-function existingOwner(store: ObjectStore, o: KubeObject): string | undefined {
-  return store.ownerOf(o.kind as never, objectKey(o));
 }

@@ -1,2 +1,2 @@
-export { KINDS, objectKey, ObjectStore, StoreListenerError } from './store.js';
-export type { ChangeListener, Kind, KubeObject, ObjectMeta } from './store.js';
+export { deepEqual, KINDS, objectKey, ObjectStore, StoreConflictError, StoreKindError, StoreListenerError } from './store.js';
+export type { ChangeListener, Kind, KubeObject, ObjectMeta, ObjectSink, StoreChange } from './store.js';
