@@ -1,9 +1,6 @@
 // The agent's FQDN side: the DNS proxy, what it learned (cache + journal),
 // and the sluice_fqdn_v1 entries derived from both and the compiled policy.
-import { isIPv6 } from 'node:net';
-import { DatapathError, MAP_DNS_NAT, MAP_FQDN, type Datapath } from '../datapath/index.js';
-import * as dnsCodec from '../datapath/codec/dns.js';
-import * as fqdnCodec from '../datapath/codec/fqdn.js';
+import type { Datapath, FqdnAllowMap } from '../datapath/index.js';
 import {
   DnsProxy,
   FqdnAllows,
@@ -22,15 +19,15 @@ import {
   type ProxyStats,
 } from '../dns/index.js';
 import type { Logger } from '../log/index.js';
-import { native, type NativeError } from '../native/index.js';
 import type { CompiledPolicy, RuleRef } from '../policy/index.js';
+import { nativeProxyHost, type ProxyHost } from './proxy-host.js';
 
-const BPF_ANY = 0;
 /** An expired address stays (drops say "expired", not "never learned") this long. */
 const KEEP_EXPIRED_MS = 60_000;
 const SWEEP_MS = 1000;
-/** The proxy's listening UDP sockets: bursts queue in the kernel while a handler runs. */
-const PROXY_RCVBUF = 4 << 20;
+
+/** What the FQDN side uses of the datapath: its two maps and the DNS budget counters. */
+export type FqdnDatapath = Pick<Datapath, 'fqdnAllows' | 'dnsNat' | 'dnsRateLimitDrops'>;
 
 export interface FqdnConfig {
   stateDir: string;
@@ -78,52 +75,43 @@ export interface FqdnNameRow {
 }
 
 class MapSink implements AllowSink {
-  readonly #fd: number;
+  readonly #map: FqdnAllowMap;
   /**
    * Adopted allows kept until their own expiry whatever the cache says
    * (rule|ip → entry): after a damaged restore the cache cannot explain
    * what the pinned map holds, and a resync must not delete live allows.
    */
   readonly retained = new Map<string, { rule: number; ip: string; expiresMs: number }>();
-  constructor(dp: Datapath) {
-    this.#fd = dp.mapFd(MAP_FQDN);
+  constructor(map: FqdnAllowMap) {
+    this.#map = map;
   }
   put(rule: number, ip: string, expiresMs: number): void {
     this.retained.delete(`${rule}|${ip}`); // managed from the cache again
-    try {
-      native().mapUpdate(this.#fd, fqdnCodec.encodeKey(rule, ip), fqdnCodec.encode(monoMsToNs(expiresMs)), BPF_ANY);
-    } catch (err) {
-      const code = (err as NativeError).code;
-      if (code === 'E2BIG' || code === 'ENOSPC') throw new DatapathError('SLUICE_MAP_FULL', `${MAP_FQDN} is full`, { cause: err });
-      throw err;
-    }
+    this.#map.put(rule, ip, monoMsToNs(expiresMs)); // a full map: SLUICE_MAP_FULL
   }
   delete(rule: number, ip: string): void {
     const kept = this.retained.get(`${rule}|${ip}`);
     if (kept && kept.expiresMs + KEEP_EXPIRED_MS > monoNowMs()) return; // until its own expiry (sweepRetained)
     this.retained.delete(`${rule}|${ip}`);
-    native().mapDelete(this.#fd, fqdnCodec.encodeKey(rule, ip));
+    this.#map.delete(rule, ip);
   }
   /** Deletes the retained allows that have expired; returns how many are left. */
   sweepRetained(now: number): number {
     for (const [k, e] of this.retained) {
       if (e.expiresMs + KEEP_EXPIRED_MS > now) continue;
       this.retained.delete(k);
-      native().mapDelete(this.#fd, fqdnCodec.encodeKey(e.rule, e.ip));
+      this.#map.delete(e.rule, e.ip);
     }
     return this.retained.size;
   }
   *dump(): Generator<{ rule: number; ip: string; expiresMs: number }> {
-    const n = native();
-    for (let k = n.mapGetNextKey(this.#fd, null, fqdnCodec.KEY_SIZE); k; k = n.mapGetNextKey(this.#fd, k, fqdnCodec.KEY_SIZE)) {
-      const v = n.mapLookup(this.#fd, k, fqdnCodec.SIZE);
-      if (v) yield { ...fqdnCodec.decodeKey(k), expiresMs: monoNsToMs(fqdnCodec.decode(v)) };
-    }
+    for (const e of this.#map.entries()) yield { rule: e.rule, ip: e.ip, expiresMs: monoNsToMs(e.expiresNs) };
   }
 }
 
 export class FqdnService {
-  readonly #dp: Datapath;
+  readonly #dp: FqdnDatapath;
+  readonly #host: ProxyHost;
   readonly #cfg: FqdnConfig;
   readonly #log: Logger;
   readonly cache: FqdnCache;
@@ -141,12 +129,14 @@ export class FqdnService {
   /** What a damaged restore left to report (status), until the retained allows expire. */
   #damage: string[] = [];
 
-  constructor(dp: Datapath, cfg: FqdnConfig, log: Logger) {
+  /** `host`: the node's routes and sockets for the proxy (a fake in unit tests). */
+  constructor(dp: FqdnDatapath, cfg: FqdnConfig, log: Logger, host: ProxyHost = nativeProxyHost) {
     this.#dp = dp;
+    this.#host = host;
     this.#cfg = cfg;
     this.#log = log;
     this.cache = new FqdnCache({ minTtlMs: cfg.minTtlMs, graceMs: cfg.graceMs, maxIpsPerName: cfg.maxIpsPerName, maxNames: cfg.maxNames });
-    const sink = new MapSink(dp);
+    const sink = new MapSink(dp.fqdnAllows);
     this.#sink = sink;
     this.#allows = new FqdnAllows(this.cache, sink);
     this.#journal = new FqdnJournal(cfg.stateDir);
@@ -167,13 +157,10 @@ export class FqdnService {
         'learned FQDN mappings damaged: the damaged files are kept as *.corrupt, and every allow the datapath holds stays until its own expiry',
       );
     }
-    const natFd = dp.mapFd(MAP_DNS_NAT);
+    const nat = dp.dnsNat;
     this.#proxy = new DnsProxy(
       {
-        nat: (protocol, ip, port) => {
-          const v = native().mapLookup(natFd, dnsCodec.encodeNatKey(protocol, ip, port), dnsCodec.NAT_SIZE);
-          return v ? dnsCodec.decodeNat(v, isIPv6(ip) ? 6 : 4) : undefined;
-        },
+        nat: (protocol, ip, port) => nat.lookup(protocol, ip, port),
         client: (ifindex) => this.#clients.get(ifindex),
         rulesFor: (name) => this.#allows.rulesFor(name),
         learn: (l) => this.#learn(l),
@@ -186,26 +173,13 @@ export class FqdnService {
   }
 
   /**
-   * Makes the proxy's addresses reachable on the node and starts serving.
-   *
-   * They are `local` routes on lo, not interface addresses: the kernel picks
-   * the source of the node's own traffic among interface addresses only, so
-   * a kubelet probe or a ping from the node to a pod can never leave from the
-   * proxy's address (the datapath would take it for a DNS reply). An
-   * address an earlier version put on lo is removed for the same reason. The
-   * listening sockets bind with IP_FREEBIND (native socketBind).
+   * Makes the proxy's addresses reachable on the node (local routes on lo:
+   * see proxy-host.ts for why not addresses) and starts serving.
    */
   async start(): Promise<void> {
-    const n = native();
-    n.linkSet(null, 'lo', { up: true });
     const addresses = [PROXY_V4, ...(this.#cfg.ipv6 ? [PROXY_V6] : [])];
-    const onLo = new Set(n.addrList(null, 'lo').map((a) => a.address));
-    for (const a of addresses) {
-      const plen = isIPv6(a) ? 128 : 32;
-      if (onLo.has(a)) n.addrDel(null, 'lo', `${a}/${plen}`);
-      n.routeReplace(null, { dst: `${a}/${plen}`, dev: 'lo', type: 'local' });
-    }
-    await this.#proxy.start(addresses, PROXY_PORT, (family, type, address, port) => n.socketBind(family, type, address, port, type === 'udp' ? PROXY_RCVBUF : undefined));
+    this.#host.routeLocal(addresses);
+    await this.#proxy.start(addresses, PROXY_PORT, (family, type, address, port) => this.#host.bind(family, type, address, port));
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
     this.#sweeper.unref();
     this.#log.info({ addresses, port: PROXY_PORT, trusted: this.#cfg.trusted, untrusted: this.#cfg.untrusted }, 'DNS proxy listening');

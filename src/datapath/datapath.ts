@@ -3,13 +3,17 @@
 // them), and the two entry programs attached to each pod's host-side veth.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { native, type NativeError } from '../native/index.js';
+import { native, type BpfAddon, type NativeError, type ObjLoadResult } from '../native/index.js';
 import * as dnsCodec from './codec/dns.js';
 import * as endpointCodec from './codec/endpoint.js';
 import * as flowEventCodec from './codec/flow-event.js';
+import * as fqdnCodec from './codec/fqdn.js';
 import * as ipcacheCodec from './codec/ipcache.js';
 import * as metricsCodec from './codec/metrics.js';
+import { DnsNatTable } from './dns-nat-table.js';
 import { DatapathError } from './errors.js';
+import { FqdnAllowMap } from './fqdn-allow-map.js';
+import { BpfMap, type MapCodec } from './maps.js';
 import { bpfObjectPath } from './paths.js';
 
 export const PROG_FROM_POD = 'sluice_from_pod';
@@ -38,7 +42,64 @@ const RETIRED_PINS = ['sluice_endpoints_v1', 'sluice_endpoints_v2'];
 /** tc filter slot we own on each veth; replaced in place on re-attach. */
 const TC_PRIORITY = 1;
 const TC_HANDLE = 1;
-const BPF_ANY = 0;
+/** sluice_config_v1 is an array of one entry. */
+const CONFIG_KEY = 0;
+
+const endpointMapCodec: MapCodec<number, endpointCodec.Endpoint> = {
+  keySize: endpointCodec.KEY_SIZE,
+  valueSize: endpointCodec.SIZE,
+  encodeKey: endpointCodec.encodeKey,
+  decodeKey: endpointCodec.decodeKey,
+  encodeValue: endpointCodec.encode,
+  decodeValue: endpointCodec.decode,
+};
+
+const ipcacheMapCodec: MapCodec<string, number> = {
+  keySize: ipcacheCodec.KEY_SIZE,
+  valueSize: ipcacheCodec.VALUE_SIZE,
+  encodeKey: ipcacheCodec.encodeKey,
+  decodeKey: ipcacheCodec.decodeKey,
+  encodeValue: ipcacheCodec.encodeValue,
+  decodeValue: ipcacheCodec.decodeValue,
+};
+
+const cidrMapCodec: MapCodec<string, number> = {
+  keySize: ipcacheCodec.CIDR_KEY_SIZE,
+  valueSize: ipcacheCodec.VALUE_SIZE,
+  encodeKey: ipcacheCodec.encodeCidrKey,
+  decodeKey: ipcacheCodec.decodeCidrKey,
+  encodeValue: ipcacheCodec.encodeValue,
+  decodeValue: ipcacheCodec.decodeValue,
+};
+
+function u32Key(n: number): Buffer {
+  const buf = Buffer.alloc(4);
+  buf.writeUInt32LE(n >>> 0, 0);
+  return buf;
+}
+
+const configMapCodec: MapCodec<number, { qps: number; burst: number }> = {
+  keySize: 4,
+  valueSize: dnsCodec.CONFIG_SIZE,
+  encodeKey: u32Key,
+  decodeKey: (b) => b.readUInt32LE(0),
+  encodeValue: dnsCodec.encodeConfig,
+  decodeValue: () => {
+    throw new DatapathError('SLUICE_DATAPATH', `${MAP_CONFIG} is write-only from userspace`);
+  },
+};
+
+/** By host ifindex: what each pod sent over its DNS budget. */
+const budgetMapCodec: MapCodec<number, bigint> = {
+  keySize: 4,
+  valueSize: dnsCodec.BUDGET_SIZE,
+  encodeKey: u32Key,
+  decodeKey: (b) => b.readUInt32LE(0),
+  encodeValue: () => {
+    throw new DatapathError('SLUICE_DATAPATH', `${MAP_DNS_BUDGET} is written by the datapath only`);
+  },
+  decodeValue: dnsCodec.decodeBudgetDropped,
+};
 
 export interface DatapathOptions {
   /** Directory on a bpffs where maps are pinned (--bpffs). */
@@ -76,15 +137,20 @@ export function isBpffs(path: string): boolean {
 }
 
 export class Datapath {
+  /** The addon's BPF surface: the real one, or an in-memory fake in unit tests. */
+  readonly #n: BpfAddon;
   readonly #progs: Record<string, number>;
   readonly #maps: Record<string, number>;
   readonly #cpus: number;
   #closed = false;
+  /** Typed maps, made on first use (a map a caller never touches costs nothing). */
+  #typed = new Map<string, unknown>();
 
-  private constructor(progs: Record<string, number>, maps: Record<string, number>) {
+  private constructor(addon: BpfAddon, progs: Record<string, number>, maps: Record<string, number>) {
+    this.#n = addon;
     this.#progs = progs;
     this.#maps = maps;
-    this.#cpus = native().numPossibleCpus();
+    this.#cpus = addon.numPossibleCpus();
   }
 
   /**
@@ -104,7 +170,8 @@ export class Datapath {
     return removed;
   }
 
-  static open(opts: DatapathOptions): Datapath {
+  /** Loads (or adopts the pins of) the object; `addon` defaults to the real one. */
+  static open(opts: DatapathOptions, addon: BpfAddon = native()): Datapath {
     if (!isBpffs(opts.bpffs)) {
       throw new DatapathError('SLUICE_BPFFS_MISSING', `${opts.bpffs} is not on a bpf filesystem: mount one (mount -t bpf bpf /sys/fs/bpf) or pass --bpffs`);
     }
@@ -116,17 +183,34 @@ export class Datapath {
     if (opts.maxFqdnEntries !== undefined) maxEntries[MAP_FQDN] = opts.maxFqdnEntries;
     let loaded: { progs: Record<string, number>; maps: Record<string, number> };
     try {
-      loaded = native().objLoad(path, { pinRoot: opts.bpffs, maxEntries });
+      loaded = addon.objLoad(path, { pinRoot: opts.bpffs, maxEntries });
     } catch (err) {
       const e = err as NativeError;
       throw new DatapathError('SLUICE_DATAPATH', `loading ${path}: ${e.message}${e.details ? `\n${e.details}` : ''}`, { cause: err });
     }
-    for (const name of [PROG_FROM_POD, PROG_TO_POD]) {
-      if (loaded.progs[name] === undefined) throw new DatapathError('SLUICE_DATAPATH', `${path} has no program ${name}`);
-    }
-    return new Datapath(loaded.progs, loaded.maps);
+    return Datapath.#fromLoaded(addon, loaded, path);
   }
 
+  /**
+   * A datapath over programs and maps already loaded, e.g. by an in-memory
+   * fake addon's objLoad: the agent's logic then runs in unit tests without
+   * a kernel. Takes ownership of the fds.
+   */
+  static fromLoaded(addon: BpfAddon, loaded: ObjLoadResult): Datapath {
+    return Datapath.#fromLoaded(addon, loaded, 'the loaded object');
+  }
+
+  static #fromLoaded(addon: BpfAddon, loaded: ObjLoadResult, what: string): Datapath {
+    for (const name of [PROG_FROM_POD, PROG_TO_POD]) {
+      if (loaded.progs[name] === undefined) throw new DatapathError('SLUICE_DATAPATH', `${what} has no program ${name}`);
+    }
+    return new Datapath(addon, loaded.progs, loaded.maps);
+  }
+
+  /**
+   * A map's fd, for code that has no typed map yet (the policy writer). New
+   * code uses the typed maps below; nothing outside src/datapath holds an fd.
+   */
   mapFd(name: string): number {
     const fd = this.#maps[name];
     if (fd === undefined) throw new DatapathError('SLUICE_DATAPATH', `no map ${name}`);
@@ -139,47 +223,81 @@ export class Datapath {
     return fd;
   }
 
-  upsertEndpoint(ifindex: number, ep: endpointCodec.Endpoint): void {
-    try {
-      native().mapUpdate(this.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(ifindex), endpointCodec.encode(ep), BPF_ANY);
-    } catch (err) {
-      if ((err as NativeError).code === 'E2BIG' || (err as NativeError).code === 'ENOSPC') {
-        throw new DatapathError('SLUICE_MAP_FULL', `${MAP_ENDPOINTS} is full`, { cause: err });
-      }
-      throw err;
+  /** One typed map per name, made once. */
+  #typedMap<T>(name: string, make: (fd: number) => T): T {
+    let m = this.#typed.get(name) as T | undefined;
+    if (m === undefined) {
+      m = make(this.mapFd(name));
+      this.#typed.set(name, m);
     }
+    return m;
   }
 
-  /** Every entry of a map, decoded. */
-  #dump<K, V>(name: string, keySize: number, valueSize: number, decodeKey: (b: Buffer) => K, decodeValue: (b: Buffer) => V): Array<[K, V]> {
-    const fd = this.mapFd(name);
-    const { keys, values, count } = native().mapLookupBatch(fd, keySize, valueSize, native().mapInfo(fd).maxEntries);
-    const out: Array<[K, V]> = [];
-    for (let i = 0; i < count; i++) out.push([decodeKey(keys.subarray(i * keySize, (i + 1) * keySize)), decodeValue(values.subarray(i * valueSize, (i + 1) * valueSize))]);
-    return out;
+  #map<K, V>(name: string, codec: MapCodec<K, V>): BpfMap<K, V> {
+    return this.#typedMap(name, (fd) => new BpfMap(this.#n, fd, name, codec));
+  }
+
+  /** sluice_endpoints: host veth ifindex → endpoint entry. */
+  get endpoints(): BpfMap<number, endpointCodec.Endpoint> {
+    return this.#map(MAP_ENDPOINTS, endpointMapCodec);
+  }
+
+  /** sluice_ipcache: exact address → identity. */
+  get ipcache(): BpfMap<string, number> {
+    return this.#map(MAP_IPCACHE, ipcacheMapCodec);
+  }
+
+  /** sluice_cidr: ipBlock prefix ("10.0.0.0/8") → CIDR identity. */
+  get cidrs(): BpfMap<string, number> {
+    return this.#map(MAP_CIDR, cidrMapCodec);
+  }
+
+  /** sluice_fqdn_rules: policy_id → the FQDN rules of that generation. */
+  get fqdnRules(): BpfMap<number, readonly number[]> {
+    return this.#map(MAP_FQDN_RULES, {
+      keySize: fqdnCodec.RULES_KEY_SIZE,
+      valueSize: fqdnCodec.RULES_SIZE,
+      encodeKey: fqdnCodec.encodeRulesKey,
+      decodeKey: fqdnCodec.decodeRulesKey,
+      encodeValue: fqdnCodec.encodeRules,
+      decodeValue: fqdnCodec.decodeRules,
+    });
+  }
+
+  /** sluice_fqdn: (FQDN rule, learned address) → expiry. */
+  get fqdnAllows(): FqdnAllowMap {
+    return this.#typedMap(MAP_FQDN, (fd) => new FqdnAllowMap(this.#n, fd, MAP_FQDN));
+  }
+
+  /** sluice_dns_nat: what the datapath redirected to the DNS proxy (read-only here). */
+  get dnsNat(): DnsNatTable {
+    return this.#typedMap(MAP_DNS_NAT, (fd) => new DnsNatTable(this.#n, fd));
+  }
+
+  upsertEndpoint(ifindex: number, ep: endpointCodec.Endpoint): void {
+    this.endpoints.set(ifindex, ep);
   }
 
   /** The pinned ipcache as it is (for diffing after a restart). */
   dumpIpcache(): Map<string, number> {
-    return new Map(this.#dump(MAP_IPCACHE, ipcacheCodec.KEY_SIZE, ipcacheCodec.VALUE_SIZE, ipcacheCodec.decodeKey, ipcacheCodec.decodeValue));
+    return new Map(this.ipcache.dump());
   }
 
   /** The pinned ipBlock prefixes as they are. */
   dumpCidrs(): Map<string, number> {
-    return new Map(this.#dump(MAP_CIDR, ipcacheCodec.CIDR_KEY_SIZE, ipcacheCodec.VALUE_SIZE, ipcacheCodec.decodeCidrKey, ipcacheCodec.decodeValue));
+    return new Map(this.cidrs.dump());
   }
 
   getEndpoint(ifindex: number): endpointCodec.Endpoint | undefined {
-    const v = native().mapLookup(this.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(ifindex), endpointCodec.SIZE);
-    return v && endpointCodec.decode(v);
+    return this.endpoints.get(ifindex);
   }
 
   deleteEndpoint(ifindex: number): boolean {
-    return native().mapDelete(this.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(ifindex));
+    return this.endpoints.delete(ifindex);
   }
 
   listEndpoints(): Map<number, endpointCodec.Endpoint> {
-    return new Map(this.#dump(MAP_ENDPOINTS, endpointCodec.KEY_SIZE, endpointCodec.SIZE, endpointCodec.decodeKey, endpointCodec.decode));
+    return new Map(this.endpoints.dump());
   }
 
   /**
@@ -188,7 +306,7 @@ export class Datapath {
    * does, the programs drop everything on that veth (fail closed).
    */
   attach(netns: string | null, ifname: string): void {
-    const n = native();
+    const n = this.#n;
     const opts = { priority: TC_PRIORITY, handle: TC_HANDLE };
     n.tcAttach(netns, ifname, 'ingress', this.progFd(PROG_FROM_POD), opts);
     n.tcAttach(netns, ifname, 'egress', this.progFd(PROG_TO_POD), opts);
@@ -196,13 +314,13 @@ export class Datapath {
 
   /** Whether both entry programs are attached to the veth (in our tc slot). */
   attached(netns: string | null, ifname: string): boolean {
-    const n = native();
+    const n = this.#n;
     const opts = { priority: TC_PRIORITY, handle: TC_HANDLE };
     return n.tcQuery(netns, ifname, 'ingress', opts) !== undefined && n.tcQuery(netns, ifname, 'egress', opts) !== undefined;
   }
 
   detach(netns: string | null, ifname: string): void {
-    const n = native();
+    const n = this.#n;
     const opts = { priority: TC_PRIORITY, handle: TC_HANDLE };
     n.tcDetach(netns, ifname, 'ingress', opts);
     n.tcDetach(netns, ifname, 'egress', opts);
@@ -214,61 +332,68 @@ export class Datapath {
    * qps 0 lifts the limit. Over it, queries drop as dns-rate-limited.
    */
   setDnsRateLimit(qps: number, burst: number): void {
-    native().mapUpdate(this.mapFd(MAP_CONFIG), Buffer.alloc(4), dnsCodec.encodeConfig({ qps, burst }), BPF_ANY);
+    this.#map(MAP_CONFIG, configMapCodec).set(CONFIG_KEY, { qps, burst });
   }
 
   /** Queries each pod (by host ifindex) sent over its DNS budget. */
   dnsRateLimitDrops(): Map<number, bigint> {
-    const n = native();
-    const fd = this.mapFd(MAP_DNS_BUDGET);
-    const out = new Map<number, bigint>();
-    for (let k = n.mapGetNextKey(fd, null, 4); k; k = n.mapGetNextKey(fd, k, 4)) {
-      const v = n.mapLookup(fd, k, dnsCodec.BUDGET_SIZE);
-      if (v) out.set(k.readUInt32LE(0), dnsCodec.decodeBudgetDropped(v));
-    }
-    return out;
+    return new Map(this.#map(MAP_DNS_BUDGET, budgetMapCodec).entries());
   }
 
   /** Per-(reason, direction) counters summed over CPUs. */
   metrics(): MetricsRow[] {
     const cpus = this.#cpus;
-    return this.#dump(MAP_METRICS, metricsCodec.KEY_SIZE, metricsCodec.SIZE * cpus, metricsCodec.decodeKey, (b) => metricsCodec.decodePerCpu(b, cpus))
+    // Per-CPU: one value slot per possible CPU, summed here.
+    const perCpu = this.#map<metricsCodec.MetricsKey, metricsCodec.MetricsValue>(MAP_METRICS, {
+      keySize: metricsCodec.KEY_SIZE,
+      valueSize: metricsCodec.SIZE * cpus,
+      encodeKey: metricsCodec.encodeKey,
+      decodeKey: metricsCodec.decodeKey,
+      encodeValue: () => {
+        throw new DatapathError('SLUICE_DATAPATH', `${MAP_METRICS} is written by the datapath only`);
+      },
+      decodeValue: (b) => metricsCodec.decodePerCpu(b, cpus),
+    });
+    return perCpu
+      .dump()
       .map(([key, v]) => ({ ...key, ...v }))
       .sort((a, b) => a.reason - b.reason || a.direction - b.direction);
   }
 
   /** Opens a reader of flow events; the caller polls and closes it. */
   openEvents(): FlowEventReader {
-    return new FlowEventReader(native().ringbufOpen(this.mapFd(MAP_EVENTS)));
+    return new FlowEventReader(this.#n.ringbufOpen(this.mapFd(MAP_EVENTS)), this.#n);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    const n = native();
+    const n = this.#n;
     for (const fd of [...Object.values(this.#progs), ...Object.values(this.#maps)]) n.close(fd);
   }
 }
 
 export class FlowEventReader {
   readonly #handle: number;
+  readonly #n: Pick<BpfAddon, 'ringbufEpollFd' | 'ringbufConsume' | 'ringbufClose'>;
   #closed = false;
-  constructor(handle: number) {
+  constructor(handle: number, addon: Pick<BpfAddon, 'ringbufEpollFd' | 'ringbufConsume' | 'ringbufClose'> = native()) {
     this.#handle = handle;
+    this.#n = addon;
   }
   /** The fd to poll for readability (epoll), for an event loop watcher. */
   get fd(): number {
-    return native().ringbufEpollFd(this.#handle);
+    return this.#n.ringbufEpollFd(this.#handle);
   }
   /** Takes what is in the ring now, without blocking. */
   drain(max = 4096): flowEventCodec.FlowEvent[] {
-    return native()
+    return this.#n
       .ringbufConsume(this.#handle, max)
       .map((b) => flowEventCodec.decode(b));
   }
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    native().ringbufClose(this.#handle);
+    this.#n.ringbufClose(this.#handle);
   }
 }

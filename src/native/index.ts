@@ -295,6 +295,36 @@ export interface NativeAddon {
   socketBind(family: 4 | 6, type: 'udp' | 'tcp', address: string, port: number, rcvbuf?: number): number;
 }
 
+/**
+ * The addon's BPF surface: what src/datapath needs, and all an in-memory fake
+ * must implement to stand in for the kernel in unit tests (Datapath takes it
+ * as a parameter; the default is native()).
+ */
+export type BpfAddon = Pick<
+  NativeAddon,
+  | 'objLoad'
+  | 'close'
+  | 'mapInfo'
+  | 'numPossibleCpus'
+  | 'mapLookup'
+  | 'mapUpdate'
+  | 'mapDelete'
+  | 'mapGetNextKey'
+  | 'mapLookupBatch'
+  | 'mapUpdateBatch'
+  | 'mapDeleteBatch'
+  | 'ringbufOpen'
+  | 'ringbufConsume'
+  | 'ringbufEpollFd'
+  | 'ringbufClose'
+  | 'tcAttach'
+  | 'tcDetach'
+  | 'tcQuery'
+>;
+
+/** The map calls alone: what one typed map (src/datapath/maps.ts) uses. */
+export type BpfMapOps = Pick<NativeAddon, 'mapInfo' | 'mapLookup' | 'mapUpdate' | 'mapDelete' | 'mapGetNextKey' | 'mapLookupBatch' | 'mapUpdateBatch' | 'mapDeleteBatch'>;
+
 interface RawAddon extends NativeAddon {
   init(errorClass: typeof NativeError): void;
 }
