@@ -9,6 +9,11 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SHARED_STRUCTS } from '../../src/datapath/codec/index.js';
 import { DropReason, REASON_FORWARDED } from '../../src/datapath/drop-reasons.js';
+import * as endpointCodec from '../../src/datapath/codec/endpoint.js';
+import * as fqdnCodec from '../../src/datapath/codec/fqdn.js';
+import * as metricsCodec from '../../src/datapath/codec/metrics.js';
+import * as policyCodec from '../../src/datapath/codec/policy.js';
+import { ID_ANY, ID_HOST, MAX_FQDN_RULES } from '../../src/policy/index.js';
 
 const root = join(import.meta.dirname, '../..');
 const tmp = mkdtempSync(join(tmpdir(), 'sluice-layout-'));
@@ -98,5 +103,144 @@ describe('drop reasons', () => {
       expect(v).toBeLessThan(256);
     }
     expect(new Set(Object.values(DropReason)).size).toBe(Object.values(DropReason).length);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Constants are mirrored like structs: every #define in bpf/shared/ that
+// TypeScript also knows is compared here (or, for the DNS proxy's, in
+// src/dns/constants.test.ts), and one that nobody mirrors must be listed as
+// kernel-only below, so a new #define cannot go unchecked.
+
+/** Numeric `#define SLUICE_<NAME> <value>` lines of every shared header: 53, 0x10, (1U << 4). */
+function sharedDefines(): Map<string, { header: string; value: number | undefined }> {
+  const out = new Map<string, { header: string; value: number | undefined }>();
+  for (const header of readdirSync(join(root, 'bpf/shared')).filter((f) => f.endsWith('.h'))) {
+    const text = readFileSync(join(root, 'bpf/shared', header), 'utf8');
+    for (const m of text.matchAll(/^\s*#\s*define\s+(SLUICE_\w+)[ \t]*(.*?)\s*(?:\/\*.*)?$/gm)) {
+      const name = m[1]!;
+      if (name.startsWith('SLUICE_SHARED_')) continue; // include guards
+      const raw = m[2]!.trim();
+      let value: number | undefined;
+      const shift = /^\(\s*(\d+)U?\s*<<\s*(\d+)\s*\)$/.exec(raw);
+      if (shift) value = Number(shift[1]) * 2 ** Number(shift[2]);
+      else if (/^(0x[0-9a-f]+|\d+)U?$/i.test(raw)) value = Number(raw.replace(/U$/i, ''));
+      out.set(name, { header, value });
+    }
+  }
+  return out;
+}
+
+/** `SLUICE_<prefix>*` defines as { rest of the name: value }. */
+function definesWithPrefix(defines: ReturnType<typeof sharedDefines>, prefix: string): Record<string, number | undefined> {
+  const out: Record<string, number | undefined> = {};
+  for (const [name, d] of defines) if (name.startsWith(prefix)) out[name.slice(prefix.length)] = d.value;
+  return out;
+}
+
+/** `FLAG_*` / `DIR_*` exports of a codec as { rest of the name: value }. */
+function exportsWithPrefix(mod: Record<string, unknown>, prefix: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(mod)) if (k.startsWith(prefix) && typeof v === 'number') out[k.slice(prefix.length)] = v;
+  return out;
+}
+
+/** Where each family of shared #defines is checked, by name prefix. */
+const CHECKED_PREFIXES: Record<string, string> = {
+  SLUICE_EP_F_: 'endpoint flags (below)',
+  SLUICE_POLICY_PREFIX_: 'policy prefix lengths (below)',
+  SLUICE_FQDN_MAX_RULES: 'FQDN rule cap (below)',
+  SLUICE_ID_: 'identities (below)',
+  SLUICE_DIR_: 'directions (below)',
+  SLUICE_DROP_: 'drop reasons (above)',
+  SLUICE_REASON_FORWARDED: 'drop reasons (above)',
+  SLUICE_DNS_: 'src/dns/constants.test.ts',
+  // Conntrack state bits: the kernel sets and reads them; userspace never
+  // decodes a conntrack value's flags.
+  SLUICE_CT_F_: 'kernel-only',
+};
+
+/** C expressions over the structs, evaluated by the C compiler. */
+function compilerValues(exprs: Record<string, string>): Record<string, number> {
+  const names = Object.keys(exprs);
+  const lines = [
+    '#include <stddef.h>',
+    '#include <stdio.h>',
+    ...['policy.h', 'fqdn.h', 'endpoint.h', 'ipcache.h', 'metrics.h'].map((h) => `#include "${join(root, 'bpf/shared', h)}"`),
+    'int main(void) {',
+    '  printf("{");',
+    ...names.map((n, i) => `  printf("%s\\"${n}\\":%lld", "${i ? ',' : ''}", (long long)(${exprs[n]}));`),
+    '  printf("}");',
+    '  return 0;',
+    '}',
+  ];
+  const src = join(tmp, 'values.c');
+  writeFileSync(src, lines.join('\n'));
+  execFileSync('cc', ['-Wall', '-Werror', '-o', join(tmp, 'values'), src]);
+  return JSON.parse(execFileSync(join(tmp, 'values'), { encoding: 'utf8' }));
+}
+
+describe('shared constants', () => {
+  const defines = sharedDefines();
+
+  it('every numeric #define in bpf/shared is checked somewhere or marked kernel-only', () => {
+    const unchecked = [...defines.keys()].filter((name) => !Object.keys(CHECKED_PREFIXES).some((p) => name.startsWith(p)));
+    expect(unchecked).toEqual([]);
+    expect(defines.size).toBeGreaterThan(20);
+  });
+
+  it('endpoint flags: SLUICE_EP_F_* and the endpoint codec FLAG_* are the same set of bits', () => {
+    const fromHeader = definesWithPrefix(defines, 'SLUICE_EP_F_');
+    expect(fromHeader).toEqual(exportsWithPrefix(endpointCodec, 'FLAG_'));
+    const bits = Object.values(fromHeader) as number[];
+    expect(bits.length).toBeGreaterThanOrEqual(6);
+    expect(bits.every((b) => b > 0 && (b & (b - 1)) === 0)).toBe(true); // one bit each
+    expect(new Set(bits).size).toBe(bits.length);
+  });
+
+  it('policy prefix lengths: SLUICE_POLICY_PREFIX_* equal the codec, and both equal what the key layout gives', () => {
+    expect(definesWithPrefix(defines, 'SLUICE_POLICY_PREFIX_')).toEqual({
+      DIRECTION: policyCodec.PREFIX_DIRECTION,
+      PROTOCOL: policyCodec.PREFIX_PROTOCOL,
+      FULL: policyCodec.PREFIX_FULL,
+    });
+    // The header's numbers are hand-written: the compiler checks them against
+    // the struct (bits after prefixlen through the end of each field).
+    const fromStruct = compilerValues({
+      DIRECTION: '(offsetof(struct sluice_policy_key, direction) + sizeof(((struct sluice_policy_key *)0)->direction) - offsetof(struct sluice_policy_key, policy_id)) * 8',
+      PROTOCOL: '(offsetof(struct sluice_policy_key, protocol) + sizeof(((struct sluice_policy_key *)0)->protocol) - offsetof(struct sluice_policy_key, policy_id)) * 8',
+      FULL: '(sizeof(struct sluice_policy_key) - offsetof(struct sluice_policy_key, policy_id)) * 8',
+      HEADER_DIRECTION: 'SLUICE_POLICY_PREFIX_DIRECTION',
+      HEADER_PROTOCOL: 'SLUICE_POLICY_PREFIX_PROTOCOL',
+      HEADER_FULL: 'SLUICE_POLICY_PREFIX_FULL',
+    });
+    expect(fromStruct).toEqual({
+      DIRECTION: fromStruct['HEADER_DIRECTION'],
+      PROTOCOL: fromStruct['HEADER_PROTOCOL'],
+      FULL: fromStruct['HEADER_FULL'],
+      HEADER_DIRECTION: policyCodec.PREFIX_DIRECTION,
+      HEADER_PROTOCOL: policyCodec.PREFIX_PROTOCOL,
+      HEADER_FULL: policyCodec.PREFIX_FULL,
+    });
+  });
+
+  it('FQDN rule cap: SLUICE_FQDN_MAX_RULES is the compiler\'s MAX_FQDN_RULES and the codec\'s MAX_RULES, and sizes the rules list', () => {
+    const max = defines.get('SLUICE_FQDN_MAX_RULES')?.value;
+    expect(max).toBe(MAX_FQDN_RULES);
+    expect(fqdnCodec.MAX_RULES).toBe(MAX_FQDN_RULES);
+    expect(compilerValues({ n: 'sizeof(((struct sluice_fqdn_rules *)0)->rules) / sizeof(__u32)' })).toEqual({ n: MAX_FQDN_RULES });
+    expect(fqdnCodec.RULES_SIZE).toBe(fqdnCodec.RULES_OFFSETS.rules + 4 * MAX_FQDN_RULES);
+    // A full list encodes; one more rule than the datapath holds does not.
+    expect(fqdnCodec.decodeRules(fqdnCodec.encodeRules(Array.from({ length: MAX_FQDN_RULES }, (_, i) => i + 1)))).toHaveLength(MAX_FQDN_RULES);
+    expect(() => fqdnCodec.encodeRules(Array.from({ length: MAX_FQDN_RULES + 1 }, (_, i) => i + 1))).toThrow(RangeError);
+  });
+
+  it('identities: SLUICE_ID_ANY and SLUICE_ID_HOST are the compiler\'s ID_ANY and ID_HOST', () => {
+    expect(definesWithPrefix(defines, 'SLUICE_ID_')).toEqual({ ANY: ID_ANY, HOST: ID_HOST });
+  });
+
+  it('directions: SLUICE_DIR_* are the metrics codec DIR_* (flow events and policy keys use the same)', () => {
+    expect(definesWithPrefix(defines, 'SLUICE_DIR_')).toEqual(exportsWithPrefix(metricsCodec, 'DIR_'));
+    expect(Object.keys(exportsWithPrefix(metricsCodec, 'DIR_')).sort()).toEqual(['FROM_POD', 'TO_POD']);
   });
 });

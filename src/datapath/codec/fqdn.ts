@@ -1,8 +1,14 @@
 // Mirror of bpf/shared/fqdn.h (sluice_fqdn_key, sluice_fqdn_value, sluice_fqdn_rules).
 import { isIPv4 } from 'node:net';
+import { MAX_FQDN_RULES } from '../../policy/index.js';
 import { formatAddress, parseAddressInto } from './address.js';
 
-export const MAX_RULES = 16;
+/**
+ * SLUICE_FQDN_MAX_RULES. The compiler's cap is the one TypeScript source (it
+ * truncates to it, so the datapath's list always fits); the layout test
+ * checks both against the header.
+ */
+export const MAX_RULES = MAX_FQDN_RULES;
 
 export const KEY_SIZE = 24;
 export const KEY_OFFSETS = { rule: 0, family: 4, pad: 5, addr: 8 } as const;
@@ -12,8 +18,9 @@ export const OFFSETS = { expires_ns: 0 } as const;
 
 /** sluice_fqdn_rules_v1 is keyed by the endpoint's policy_id (u32). */
 export const RULES_KEY_SIZE = 4;
-export const RULES_SIZE = 68;
 export const RULES_OFFSETS = { count: 0, rules: 4 } as const;
+/** count, then MAX_RULES u32 rule ids. */
+export const RULES_SIZE = RULES_OFFSETS.rules + 4 * MAX_RULES;
 
 export function encodeKey(rule: number, ip: string): Buffer {
   const buf = Buffer.alloc(KEY_SIZE);

@@ -10,8 +10,8 @@ export const VALUE_OFFSETS = { identity: 0, pad: 4 } as const;
 
 export const CIDR_KEY_SIZE = 24;
 export const CIDR_KEY_OFFSETS = { prefixlen: 0, family: 4, pad: 5, addr: 8 } as const;
-/** Bits of family + pad that precede the address in the LPM key. */
-const CIDR_PREFIX_HEADER_BITS = 32;
+/** Bits of family + pad that precede the address in the LPM key (prefixlen counts from family). */
+const CIDR_PREFIX_HEADER_BITS = (CIDR_KEY_OFFSETS.addr - CIDR_KEY_OFFSETS.family) * 8;
 
 function familyOf(ip: string): 4 | 6 {
   return isIPv4(ip) ? 4 : 6;

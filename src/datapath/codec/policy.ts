@@ -6,10 +6,16 @@ export const KEY_OFFSETS = { prefixlen: 0, policy_id: 4, peer: 8, direction: 12,
 export const SIZE = 8;
 export const OFFSETS = { rule: 0, pad: 4 } as const;
 
-/** Key bits (after prefixlen) up to and including each field. */
-export const PREFIX_DIRECTION = 72;
-export const PREFIX_PROTOCOL = 80;
-export const PREFIX_FULL = 96;
+/**
+ * Key bits (after prefixlen) up to and including each field, from the layout
+ * (the trie's prefix starts at the field after prefixlen), never counted by
+ * hand: 72, 80 and 96, as SLUICE_POLICY_PREFIX_* (the layout test compares).
+ */
+export const PREFIX_DIRECTION = (KEY_OFFSETS.protocol - KEY_OFFSETS.policy_id) * 8;
+export const PREFIX_PROTOCOL = (KEY_OFFSETS.dport_be - KEY_OFFSETS.policy_id) * 8;
+export const PREFIX_FULL = (KEY_SIZE - KEY_OFFSETS.policy_id) * 8;
+/** Bits of the port: a block of 2^n ports is a prefix n bits shorter than PREFIX_FULL. */
+const PORT_BITS = PREFIX_FULL - PREFIX_PROTOCOL;
 
 export interface PolicyKey {
   policyId: number;
@@ -47,7 +53,7 @@ export function encodeKeys(k: PolicyKey): Buffer[] {
     // The largest block starting at lo (aligned) that stays within hi.
     let size = lo === 0 ? 65536 : lo & -lo;
     while (lo + size - 1 > hi) size >>= 1;
-    out.push(key(PREFIX_PROTOCOL + 16 - Math.log2(size), k, k.protocol, lo));
+    out.push(key(PREFIX_PROTOCOL + PORT_BITS - Math.log2(size), k, k.protocol, lo));
     lo += size;
   }
   return out;
