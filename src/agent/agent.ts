@@ -30,6 +30,7 @@ import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
 import { endpointKey, PolicyEngine } from './policy-engine.js';
+import { Reconciler, type SyncOutcome } from './reconciler.js';
 import { FlowLog } from '../observe/index.js';
 import { FqdnService } from './fqdn.js';
 import { AttachmentLocks } from './lock.js';
@@ -100,6 +101,7 @@ export class Agent {
   #ipam!: Ipam;
   #endpoints!: EndpointRegistry;
   #policy!: PolicyEngine;
+  #reconciler: Reconciler | undefined;
   #fqdn!: FqdnService;
   #handlers!: Record<CniCommand, Handler>;
   readonly #locks = new AttachmentLocks();
@@ -184,8 +186,11 @@ export class Agent {
     }
     await this.#reconcile();
     await this.#fqdn.start();
-    this.#endpoints.onChange(() => this.#policy.sync());
-    this.#store.onChange(() => this.#policy.sync());
+    // Changes only mark dirty; one coalescing sync programs them (an ADD
+    // waits for the sync that includes its endpoint).
+    const reconciler = (this.#reconciler = new Reconciler<SyncOutcome>(this.#policy));
+    this.#endpoints.onChange(() => reconciler.request());
+    this.#store.onChange(() => reconciler.markDirty());
     await this.#applyQueuedDels();
     this.#flows = new FlowLog(this.#datapath.openEvents(), {
       podOfIfindex: (ifindex) => {
@@ -381,6 +386,7 @@ export class Agent {
    */
   async stop(): Promise<void> {
     this.#source?.stop();
+    this.#reconciler?.stop();
     this.#policy?.stop();
     this.#flows?.stop();
     await this.#fqdn?.stop();

@@ -25,10 +25,12 @@ export interface ChangeReport {
 
 /**
  * Called whenever the set of endpoints changes; must leave every endpoint's
- * datapath entry (identity, flags, policy) written before it returns, and
- * report the endpoints it could not program (they fail closed).
+ * datapath entry (identity, flags, policy) written before it returns (or
+ * before its promise resolves: the agent's reconciler answers once the sync
+ * that includes the change has run), and report the endpoints it could not
+ * program (they fail closed).
  */
-export type EndpointsChanged = () => ChangeReport | void;
+export type EndpointsChanged = () => ChangeReport | void | Promise<ChangeReport | void>;
 
 const CORRUPT = '.corrupt';
 
@@ -151,7 +153,7 @@ export class EndpointRegistry implements EndpointsPort {
     // of unenforced traffic.
     this.#records.set(k, rec);
     try {
-      const failed = this.#changed()?.failed.find((f) => f.key === k);
+      const failed = (await this.#changed())?.failed.find((f) => f.key === k);
       // The endpoint would drop everything: the ADD fails (a full map is
       // "try again later" for the runtime) and leaves nothing behind.
       if (failed) throw new DatapathError(failed.code, `policy for ${k} could not be programmed: ${failed.error}`);
@@ -163,7 +165,7 @@ export class EndpointRegistry implements EndpointsPort {
       this.#records.delete(k);
       this.#datapath.deleteEndpoint(rec.hostIfindex);
       try {
-        this.#changed();
+        await this.#changed();
       } catch (again) {
         this.#log.error({ err: again }, 'reprogramming after a failed ADD failed too');
       }
@@ -189,7 +191,7 @@ export class EndpointRegistry implements EndpointsPort {
     if (!link || link.name === rec.hostIfname) this.#datapath.deleteEndpoint(rec.hostIfindex);
     rmSync(join(this.#dir, `${key(containerId, ifname)}.json`), { force: true });
     this.#records.delete(key(containerId, ifname));
-    this.#changed();
+    await this.#changed();
     this.#log.info({ pod: rec.pod, containerId, ifname }, 'endpoint removed');
   }
 

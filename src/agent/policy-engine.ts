@@ -1,7 +1,11 @@
-// Keeps the datapath in line with the policy store and the endpoints: every
-// change (a manifest edit, a pod added or removed) recompiles everything and
-// applies the difference transactionally (src/datapath/policy-writer.ts).
-// Level-triggered: the trigger carries no data, the engine re-reads.
+// Keeps the datapath in line with the policy store and the endpoints: a
+// change (a manifest edit, a pod added or removed) marks the state dirty
+// (src/agent/reconciler.ts), and one sync re-reads everything, compiles
+// what changed (a policy parsed once per stored object, each identity's
+// policy once and reused while its context holds: src/policy/compile.ts
+// CompileCache) and applies the difference transactionally
+// (src/datapath/policy-writer.ts). Level-triggered: the trigger carries no
+// data, the engine re-reads.
 //
 // sync() never throws. A datapath failure (a full map, a native error, a bug
 // in compile) leaves the endpoints it concerns failing closed (the writer
@@ -18,6 +22,7 @@ import type { Logger } from '../log/index.js';
 import { native } from '../native/index.js';
 import {
   compile,
+  CompileCache,
   newAllocators,
   parseFqdnPolicy,
   parseNetworkPolicy,
@@ -99,6 +104,12 @@ export interface PolicyEngineOptions {
 /** Last valid version of each policy of one kind: an invalid edit keeps it in force. */
 class LastGood<T> {
   readonly #good = new Map<string, T>();
+  /**
+   * Parses by stored object: the store hands back the same object until it
+   * changes, so a sync re-parses only what changed, and the compiler sees the
+   * same parsed policy (its cache is keyed on it).
+   */
+  readonly #parsed = new WeakMap<KubeObject, T>();
   readonly conditions = new Map<string, PolicyCondition>();
   constructor(
     readonly kind: PolicyCondition['kind'],
@@ -111,7 +122,12 @@ class LastGood<T> {
       const key = objectKey(obj);
       seen.add(key);
       try {
-        this.#good.set(key, this.parse(obj));
+        let parsed = this.#parsed.get(obj);
+        if (parsed === undefined) {
+          parsed = this.parse(obj);
+          this.#parsed.set(obj, parsed);
+        }
+        this.#good.set(key, parsed);
         this.conditions.set(key, { kind: this.kind, policy: key, accepted: true, reason: 'Valid', message: '', previousInForce: false });
       } catch (err) {
         const message = (err as Error).message;
@@ -139,6 +155,8 @@ export class PolicyEngine {
   readonly #netpols = new LastGood<NetworkPolicy>('NetworkPolicy', (o) => parseNetworkPolicy(o as never));
   readonly #fqdnPols = new LastGood<FqdnPolicy>('FQDNPolicy', (o) => parseFqdnPolicy(o as never));
   readonly #opts: PolicyEngineOptions;
+  /** Per-identity results carried from one compile to the next. */
+  readonly #cache = new CompileCache();
   #compiled: CompiledPolicy | undefined;
   #warned = new Set<string>();
   #persisted = '';
@@ -270,6 +288,7 @@ export class PolicyEngine {
         nodeIps,
       },
       this.#alloc,
+      this.#cache,
     );
     const report = this.#writer.apply(compiled, targets);
     this.#compiled = compiled;

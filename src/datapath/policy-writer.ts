@@ -21,6 +21,7 @@
 // ipBlock prefixes could not be brought up to date: a half-updated ipcache
 // could judge a peer by its old identity). A failed endpoint is rewritten by
 // the next apply whatever changed, so a retry can recover it.
+import { createHash } from 'node:crypto';
 import type { CompiledPolicy, EndpointPolicy } from '../policy/index.js';
 import { native, type NativeError } from '../native/index.js';
 import * as endpointCodec from './codec/endpoint.js';
@@ -92,6 +93,33 @@ function encodeEntries(p: EndpointPolicy): Buffer[] {
     }
   }
   return out;
+}
+
+/** One compiled policy's encoding and the digest its generations are compared by. */
+interface Encoded {
+  generic: Buffer[];
+  /** Identity, flags, FQDN rules and every trie key: equal digests, equal generations. */
+  digest: string;
+}
+
+/**
+ * Encodings by compiled policy object. The compiler hands every endpoint of
+ * an identity the same object, and the same object again while nothing it
+ * depends on changed (src/policy/compile.ts CompileCache), so an unchanged
+ * endpoint is recognised without encoding its entries again.
+ */
+const encodings = new WeakMap<EndpointPolicy, Encoded>();
+
+function encoded(p: EndpointPolicy): Encoded {
+  let e = encodings.get(p);
+  if (!e) {
+    const generic = encodeEntries(p);
+    const hash = createHash('sha256').update(`${p.identity}|${flagsOf(p)}|${p.fqdnRules.join(',')}|`);
+    for (const hex of generic.map((b) => b.toString('hex')).sort()) hash.update(hex).update(',');
+    e = { generic, digest: hash.digest('hex') };
+    encodings.set(p, e);
+  }
+  return e;
 }
 
 function withPolicyId(keys: readonly Buffer[], policyId: number): Buffer[] {
@@ -176,11 +204,8 @@ export class PolicyWriter {
       const p = compiled.endpoints.get(t.key);
       if (!p) continue;
       live.add(t.key);
-      const generic = encodeEntries(p);
-      const signature = `${t.ifindex}|${t.ips.join(',')}|${p.identity}|${flagsOf(p)}|${p.fqdnRules.join(',')}|${generic
-        .map((b) => b.toString('hex'))
-        .sort()
-        .join(',')}`;
+      const { generic, digest } = encoded(p);
+      const signature = `${t.ifindex}|${t.ips.join(',')}|${digest}`;
       const prev = this.#programmed.get(t.key);
       if (prev && prev.signature === signature) {
         report.entries += prev.keys.length;
