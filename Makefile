@@ -79,7 +79,7 @@ $(BUILD)/package.json:
 	echo '{"type":"commonjs"}' > $@
 
 $(BUILD)/bin/sluice: $(TS_SOURCES) package-lock.json $(BUILD)/package.json | npm
-	$(ESBUILD) src/cli/main.ts $(ESBUILD_FLAGS) --outfile=$@
+	$(ESBUILD) src/main.ts $(ESBUILD_FLAGS) --outfile=$@
 	chmod +x $@
 
 # The CNI binary is a small static C program: Node's own start-up (~50 ms)

@@ -1,5 +1,5 @@
 // `sluice agent` flags. Every flag is also settable as SLUICE_<FLAG>.
-import type { FlagSpec } from '../cli/args.js';
+import type { FlagSpec } from '../config/index.js';
 
 export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: 'node-name', help: 'this node\'s name', default: '' },

@@ -1,7 +1,7 @@
 // `sluice agent` entry: flags → config → Agent.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { formatFlags, parseArgs, parseDurationMs, parseIntFlag, UsageError } from '../cli/args.js';
+import { formatFlags, parseArgs, parseDurationMs, parseIntFlag, UsageError } from '../config/index.js';
 import { initLogger } from '../log/index.js';
 import { Agent, type AgentConfig } from './agent.js';
 import { AGENT_FLAGS } from './flags.js';

@@ -1,18 +1,20 @@
 // The agent's unix socket. Two protocols, told apart by their first bytes:
 //   SLUICE-CNI/1  a CNI request from the sluice-cni binary (src/cni/wire.ts)
 //   SLUICE-API/1  one JSON request line from the `sluice` CLI, one JSON answer
+//                 (src/api: the methods, their params and replies)
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { API_MAGIC, dispatch, encodeAnswer, errorAnswer, parseRequest, type Handlers } from '../api/index.js';
 import type { Logger } from '../log/index.js';
 
-export const API_MAGIC = 'SLUICE-API/1\n';
 const CNI_MAGIC = 'SLUICE-CNI/1\0';
 /** A request larger than this is not a CNI config: refuse it. */
 const MAX_REQUEST_BYTES = 4 << 20;
 
 export interface ServerHandlers {
   cni(request: Buffer): Promise<Buffer>;
-  api(request: { method: string; params?: Record<string, unknown> }): Promise<unknown>;
+  /** One handler per API method; dispatch() checks each request's params first. */
+  api: Handlers;
 }
 
 async function socketInUse(path: string): Promise<boolean> {
@@ -81,14 +83,12 @@ function serve(sock: Socket, handlers: ServerHandlers, log: Logger): void {
 }
 
 async function answerApi(sock: Socket, line: string, handlers: ServerHandlers, log: Logger): Promise<void> {
-  let reply: unknown;
+  let answer: string;
   try {
-    const req = JSON.parse(line) as { method?: unknown; params?: Record<string, unknown> };
-    if (typeof req.method !== 'string') throw new Error('method missing');
-    reply = { ok: true, result: await handlers.api({ method: req.method, params: req.params }) };
+    answer = encodeAnswer({ ok: true, result: await dispatch(handlers.api, parseRequest(line)) });
   } catch (err) {
     log.debug({ err }, 'API request failed');
-    reply = { ok: false, error: { code: (err as { code?: string }).code ?? 'SLUICE_API', message: (err as Error).message } };
+    answer = encodeAnswer(errorAnswer(err));
   }
-  sock.end(`${JSON.stringify(reply, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
+  sock.end(answer);
 }

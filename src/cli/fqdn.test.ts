@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { UsageError } from './args.js';
+import { UsageError } from '../config/index.js';
 import { FQDN_USAGE, fqdnTable, parseFqdnArgs } from './fqdn.js';
 
 describe('parseFqdnArgs', () => {

@@ -1,9 +1,8 @@
 // `sluice fqdn`: what the DNS proxy has learned: each name's addresses, how
 // long each stays allowed, and the FQDNPolicy rules it opens them for.
-import type { FqdnNameRow } from '../agent/fqdn.js';
+import { call, type FqdnNameRow } from '../api/index.js';
 import type { RuleRef } from '../policy/index.js';
-import { formatFlags, parseArgs, podFlag, UsageError, type FlagSpec } from './args.js';
-import { callAgent } from './client.js';
+import { formatFlags, parseArgs, podFlag, UsageError, type FlagSpec } from '../config/index.js';
 import { COMMON_FLAGS } from './operator.js';
 import { formatTimeLeft, outputFormat, printJson, table, type OutputFormat } from './output.js';
 
@@ -60,7 +59,7 @@ export async function fqdnCommand(argv: string[]): Promise<number> {
     process.stdout.write(FQDN_USAGE);
     return 0;
   }
-  const rows = (await callAgent(opts.runDir, 'fqdn', opts.pod ? { pod: opts.pod } : undefined)) as FqdnNameRow[];
+  const rows = await call(opts.runDir, 'fqdn', opts.pod ? { pod: opts.pod } : undefined);
   if (opts.format === 'json') printJson(rows);
   else process.stdout.write(fqdnTable(rows));
   return 0;

@@ -1,6 +1,6 @@
 // `sluice observe`: the agent's flow events, with verdict, reason and peers.
-import { formatFlags, parseArgs, podFlag, UsageError, type FlagSpec } from './args.js';
-import { callAgent } from './client.js';
+import { formatFlags, parseArgs, podFlag, UsageError, type FlagSpec } from '../config/index.js';
+import { call, type FlowsParams } from '../api/index.js';
 import { COMMON_FLAGS } from './operator.js';
 import type { Flow } from '../observe/index.js';
 import { outputFormat } from './output.js';
@@ -41,20 +41,21 @@ export async function observeCommand(argv: string[]): Promise<number> {
   }
   if (positional.length) throw new UsageError(`unexpected argument ${positional[0]}`);
   const format = outputFormat(flags.output);
-  if (flags.verdict && flags.verdict !== 'allowed' && flags.verdict !== 'dropped') throw new UsageError('--verdict must be allowed or dropped');
+  const verdict = flags.verdict === 'allowed' || flags.verdict === 'dropped' ? flags.verdict : undefined;
+  if (flags.verdict && !verdict) throw new UsageError('--verdict must be allowed or dropped');
   const last = Number(flags.last);
   if (!Number.isInteger(last) || last < 0) throw new UsageError('--last must be a whole number');
-  const params = { pod: podFlag(flags.pod), verdict: flags.verdict || undefined };
+  const params: FlowsParams = { pod: podFlag(flags.pod), verdict };
   const print = (flows: Flow[]) => {
     for (const f of flows) process.stdout.write(format === 'json' ? `${JSON.stringify(f)}\n` : line(f));
   };
-  let flows = (await callAgent(flags['run-dir']!, 'flows', { ...params, limit: last })) as Flow[];
+  let flows = await call(flags['run-dir']!, 'flows', { ...params, limit: last });
   print(flows);
   if (flags.follow !== 'true') return 0;
   let since = flows.at(-1)?.seq ?? 0;
   for (;;) {
     await new Promise((r) => setTimeout(r, FOLLOW_POLL_MS));
-    flows = (await callAgent(flags['run-dir']!, 'flows', { ...params, since })) as Flow[];
+    flows = await call(flags['run-dir']!, 'flows', { ...params, since });
     print(flows);
     since = flows.at(-1)?.seq ?? since;
   }

@@ -1,7 +1,6 @@
 // `sluice status` and `sluice endpoints`: views of the running agent.
-import { formatFlags, parseArgs, UsageError, type FlagSpec } from './args.js';
-import type { PolicyCondition } from '../agent/policy-engine.js';
-import { callAgent } from './client.js';
+import { formatFlags, parseArgs, UsageError, type FlagSpec } from '../config/index.js';
+import { call, type StatusReply } from '../api/index.js';
 import { outputFormat, printJson, table } from './output.js';
 
 export const COMMON_FLAGS: readonly FlagSpec[] = [
@@ -20,36 +19,8 @@ function parse(argv: string[], usage: string) {
   return { runDir: flags['run-dir']!, format: outputFormat(flags.output) };
 }
 
-/** The `status` answer (agent.ts `case 'status'`). */
-export interface StatusReply {
-  nodeName: string;
-  mode: string;
-  podCidrs: string[];
-  endpoints: number;
-  allocations: number;
-  manifests: Array<{ file: string; ok: boolean; error?: string; objects: number }>;
-  /** Absent from agents older than FQDNPolicy. */
-  policies?: PolicyCondition[];
-  /** What the last policy compile could not apply (e.g. FQDN rules beyond the per-pod limit). */
-  warnings?: string[];
-  /**
-   * What is failing on the node now, one line each: the datapath not
-   * programmed (endpoints fail closed), unreadable endpoint records or FQDN
-   * state (quarantined), the standalone directory, the flow log.
-   */
-  problems?: string[];
-  fqdn?: { names: number; ips: number; entries: number; proxy: Record<string, number>; pods?: PodDnsRow[] };
-}
-
-/** A pod's DNS share (src/agent/fqdn.ts PodDnsRow): only pods with drops or something held are listed. */
-export interface PodDnsRow {
-  pod: string;
-  rateLimited: number;
-  overInflight: number;
-  tcpOverLimit: number;
-  inflight: number;
-  tcpConnections: number;
-}
+/** The `status` answer, as src/api defines it. */
+export type { StatusReply };
 
 const STATUS_USAGE = `Usage: sluice status [flags]
 
@@ -104,25 +75,16 @@ export function statusExitCode(s: StatusReply): number {
 export async function statusCommand(argv: string[]): Promise<number> {
   const opts = parse(argv, STATUS_USAGE);
   if (!opts) return 0;
-  const s = (await callAgent(opts.runDir, 'status')) as StatusReply;
+  const s = await call(opts.runDir, 'status');
   if (opts.format === 'json') printJson(s);
   else process.stdout.write(formatStatus(s));
   return statusExitCode(s);
 }
 
-interface EndpointRow {
-  pod: string;
-  containerId: string;
-  ifname: string;
-  hostIfname: string;
-  ips: string[];
-  programmed: boolean;
-}
-
 export async function endpointsCommand(argv: string[]): Promise<number> {
   const opts = parse(argv, 'Usage: sluice endpoints [flags]\n\nThe pods on this node: addresses, host interface, whether the datapath has them programmed.');
   if (!opts) return 0;
-  const eps = (await callAgent(opts.runDir, 'endpoints')) as EndpointRow[];
+  const eps = await call(opts.runDir, 'endpoints');
   if (opts.format === 'json') {
     printJson(eps);
     return 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { UsageError } from './args.js';
+import { UsageError } from '../config/index.js';
 import { formatTimeLeft, outputFormat, table } from './output.js';
 
 describe('formatTimeLeft', () => {

@@ -1,5 +1,5 @@
 // -o table|json for every operator command.
-import { UsageError } from './args.js';
+import { UsageError } from '../config/index.js';
 
 export type OutputFormat = 'table' | 'json';
 

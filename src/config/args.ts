@@ -1,6 +1,6 @@
-// Flag parsing shared by every `sluice` command. Flags are declared once with
-// their default; every one is also settable as SLUICE_<FLAG> in the
-// environment (flag wins over env, env over default).
+// Flag parsing shared by every `sluice` command, `sluice agent` included.
+// Flags are declared once with their default; every one is also settable as
+// SLUICE_<FLAG> in the environment (flag wins over env, env over default).
 
 export interface FlagSpec {
   name: string;
