@@ -11,7 +11,8 @@ import * as endpointCodec from './codec/endpoint.js';
 import * as fqdnCodec from './codec/fqdn.js';
 import * as ipcacheCodec from './codec/ipcache.js';
 import * as metricsCodec from './codec/metrics.js';
-import { Datapath, MAP_CONFIG, MAP_DNS_BUDGET, MAP_DNS_NAT, MAP_ENDPOINTS, MAP_FQDN, MAP_IPCACHE, MAP_METRICS, PROG_FROM_POD, PROG_TO_POD } from './datapath.js';
+import * as policyCodec from './codec/policy.js';
+import { Datapath, MAP_CONFIG, MAP_DNS_BUDGET, MAP_DNS_NAT, MAP_ENDPOINTS, MAP_FQDN, MAP_IPCACHE, MAP_METRICS, MAP_POLICY, PROG_FROM_POD, PROG_TO_POD } from './datapath.js';
 import { DropReason } from './drop-reasons.js';
 
 const IPPROTO_TCP = 6;
@@ -172,5 +173,43 @@ describe('BpfMap', () => {
     dp.ipcache.set('10.1.0.5', 301);
     expect(addon.map(MAP_IPCACHE).entries.size).toBe(1);
     expect(dp.ipcache.get('10.1.0.5')).toBe(301);
+  });
+});
+
+describe('PolicyMap', () => {
+  /** A generation's keys: TCP 80-81 (one /15 prefix) and UDP 53, to one peer. */
+  function generation(policyId: number): Buffer[] {
+    return [
+      ...policyCodec.encodeKeys({ policyId, peer: 300, direction: metricsCodec.DIR_FROM_POD, protocol: IPPROTO_TCP, portMin: 80, portMax: 81 }),
+      ...policyCodec.encodeKeys({ policyId, peer: 300, direction: metricsCodec.DIR_FROM_POD, protocol: IPPROTO_UDP, portMin: 53, portMax: 53 }),
+    ];
+  }
+
+  it('writes a generation in one batch and lists its keys decoded', () => {
+    const { dp } = fakeDatapath();
+    dp.policy.write(generation(1), 9);
+    expect([...dp.policy.keys()].map((k) => k.key)).toEqual([
+      { prefixlen: policyCodec.PREFIX_FULL - 1, policyId: 1, peer: 300, direction: metricsCodec.DIR_FROM_POD, protocol: IPPROTO_TCP, port: 80 },
+      { prefixlen: policyCodec.PREFIX_FULL, policyId: 1, peer: 300, direction: metricsCodec.DIR_FROM_POD, protocol: IPPROTO_UDP, port: 53 },
+    ]);
+    expect(dp.policy.get(generation(1)[0]!)).toBe(9);
+    expect(dp.policy.get(generation(2)[0]!)).toBeUndefined();
+  });
+
+  it('a generation that does not fit is SLUICE_MAP_FULL naming the map', () => {
+    const { dp } = fakeDatapath(sluiceMapSpecs(1));
+    expect(() => dp.policy.write(generation(1))).toThrow(expect.objectContaining({ code: 'SLUICE_MAP_FULL', message: `${MAP_POLICY} is full` }));
+  });
+
+  it('delete retires a generation; keys already gone do not count as failures', () => {
+    const { addon, dp } = fakeDatapath();
+    dp.policy.write(generation(1));
+    dp.policy.write(generation(2));
+    const [first, second] = generation(1);
+    dp.policy.delete([first!]);
+    // The batch stops at the key already gone; the rest go key by key.
+    expect(dp.policy.delete([first!, second!])).toEqual([]);
+    expect([...dp.policy.keys()].map((k) => k.key.policyId)).toEqual([2, 2]);
+    expect(addon.map(MAP_POLICY).entries.size).toBe(2);
   });
 });

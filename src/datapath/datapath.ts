@@ -14,6 +14,7 @@ import { DnsNatTable } from './dns-nat-table.js';
 import { DatapathError } from './errors.js';
 import { FqdnAllowMap } from './fqdn-allow-map.js';
 import { BpfMap, type MapCodec } from './maps.js';
+import { PolicyMap } from './policy-map.js';
 import { bpfObjectPath } from './paths.js';
 
 export const PROG_FROM_POD = 'sluice_from_pod';
@@ -262,6 +263,11 @@ export class Datapath {
       encodeValue: fqdnCodec.encodeRules,
       decodeValue: fqdnCodec.decodeRules,
     });
+  }
+
+  /** sluice_policy: every generation's allow entries (trie keys). */
+  get policy(): PolicyMap {
+    return this.#typedMap(MAP_POLICY, (fd) => new PolicyMap(this.#n, fd, MAP_POLICY));
   }
 
   /** sluice_fqdn: (FQDN rule, learned address) → expiry. */

@@ -5,6 +5,8 @@ export { FqdnAllowMap } from './fqdn-allow-map.js';
 export type { FqdnAllowEntry, FqdnAllowKey } from './fqdn-allow-map.js';
 export { DnsNatTable } from './dns-nat-table.js';
 export type { NatEntry } from './dns-nat-table.js';
+export { PolicyMap } from './policy-map.js';
+export type { PolicyKeyFields } from './policy-map.js';
 export { PolicyWriter } from './policy-writer.js';
 export type { ApplyReport, ProgramTarget } from './policy-writer.js';
 export type { DatapathOptions, MetricsRow } from './datapath.js';

@@ -222,11 +222,15 @@ export class FakeBpfAddon implements BpfAddon {
     for (let i = 0; i < count; i++) this.mapUpdate(fd, keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs), flags);
   }
 
+  /** As the kernel's generic batch delete: stops at the first key that is gone (ENOENT), the ones before it deleted. */
   mapDeleteBatch(fd: number, keys: Buffer, count: number): number {
     const m = this.#map(fd, 'bpf_map_delete_batch');
     const ks = m.spec.keySize;
     let n = 0;
-    for (let i = 0; i < count; i++) if (this.mapDelete(fd, keys.subarray(i * ks, (i + 1) * ks))) n++;
+    for (let i = 0; i < count; i++) {
+      if (!this.mapDelete(fd, keys.subarray(i * ks, (i + 1) * ks))) throw nativeError('ENOENT', 2, 'bpf_map_delete_batch');
+      n++;
+    }
     return n;
   }
 
