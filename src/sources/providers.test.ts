@@ -45,7 +45,7 @@ describe('trusted resolvers', () => {
     const path = resolvConf('# comment\nsearch example\nnameserver 192.0.2.1\n  nameserver   2001:db8::1\nnameserver not-an-ip\noptions ndots:5\n');
     const p = trustedResolversFromFlag(undefined, path);
     expect(p).toBeInstanceOf(ResolvConfResolvers);
-    expect(p.origin).toBe(path);
+    expect(p.origin).toBe(`--dns-trusted, ${path}`);
     expect(await p.trustedResolvers()).toEqual(['192.0.2.1', '2001:db8::1']);
     expect(trustedResolversFromFlag('', path)).toBeInstanceOf(ResolvConfResolvers);
   });

@@ -63,14 +63,17 @@ export class FlagResolvers implements TrustedResolverProvider {
  * which the agent reports (queries are refused, never sent anywhere else).
  */
 export class ResolvConfResolvers implements TrustedResolverProvider {
+  /** The default of --dns-trusted: naming both tells the operator how to override it. */
   readonly origin: string;
+  readonly path: string;
   constructor(path = '/etc/resolv.conf') {
-    this.origin = path;
+    this.path = path;
+    this.origin = `--dns-trusted, ${path}`;
   }
   async trustedResolvers(): Promise<string[]> {
     let text: string;
     try {
-      text = await readFile(this.origin, 'utf8');
+      text = await readFile(this.path, 'utf8');
     } catch {
       return [];
     }
