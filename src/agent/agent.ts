@@ -21,17 +21,16 @@ import {
   type Handler,
   type CniCommand,
 } from '../cni/index.js';
-import { AgentApiError, ApiCode, type Handlers as ApiHandlers } from '../api/index.js';
 import { Datapath, isBpffs, reasonName } from '../datapath/index.js';
 import { Ipam } from '../ipam/index.js';
 import type { Logger } from '../log/index.js';
 import { native } from '../native/index.js';
+import type { PodCidrProvider, TrustedResolverProvider } from '../sources/index.js';
 import { StandaloneSource } from '../standalone/index.js';
 import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
 import { endpointKey, PolicyEngine } from './policy-engine.js';
-import { Reconciler, type SyncOutcome } from './reconciler.js';
 import { FlowLog } from '../observe/index.js';
 import { FqdnService } from './fqdn.js';
 import { AttachmentLocks } from './lock.js';
@@ -40,7 +39,8 @@ import { listen } from './server.js';
 export interface AgentConfig {
   nodeName: string;
   standalone: string;
-  podCidrs: string[];
+  /** The node's pod CIDRs (--pod-cidr today; the Node object in Kubernetes mode). Read once at start. */
+  podCidrs: PodCidrProvider;
   stateDir: string;
   runDir: string;
   bpffs: string;
@@ -51,7 +51,8 @@ export interface AgentConfig {
   fqdnGraceMs: number;
   fqdnMaxIpsPerName: number;
   dnsIntercept: 'selected' | 'all';
-  dnsTrusted: string[];
+  /** The resolvers the DNS proxy forwards to (--dns-trusted or resolv.conf; cluster DNS next). Read once at start. */
+  dnsTrusted: TrustedResolverProvider;
   dnsUntrusted: 'refuse' | 'redirect';
   /** Each pod's DNS budget in the datapath (bursts of twice that); 0: none. */
   dnsPodQps: number;
@@ -82,7 +83,6 @@ function preflight(cfg: AgentConfig, log: Logger): void {
     }
     if (!isBpffs(cfg.bpffs)) throw new AgentError(`--bpffs ${cfg.bpffs} is not on a bpf filesystem (mount -t bpf bpf /sys/fs/bpf)`);
   }
-  if (cfg.podCidrs.length === 0) throw new AgentError('no pod CIDR: pass --pod-cidr CIDR[,CIDR6]');
 }
 
 /** A network namespace file: it lives on nsfs, like our own /proc/self/ns/net. */
@@ -102,7 +102,6 @@ export class Agent {
   #ipam!: Ipam;
   #endpoints!: EndpointRegistry;
   #policy!: PolicyEngine;
-  #reconciler: Reconciler | undefined;
   #fqdn!: FqdnService;
   #handlers!: Record<CniCommand, Handler>;
   readonly #locks = new AttachmentLocks();
@@ -124,16 +123,21 @@ export class Agent {
   async start(): Promise<void> {
     const cfg = this.#cfg;
     preflight(cfg, this.#log);
+    // Node facts from their providers, before anything uses them.
+    const podCidrs = await cfg.podCidrs.podCidrs();
+    if (podCidrs.length === 0) throw new AgentError(`no pod CIDR: pass ${cfg.podCidrs.origin} CIDR[,CIDR6]`);
+    const dnsTrusted = await cfg.dnsTrusted.trustedResolvers();
+    if (!dnsTrusted.length) this.#log.warn(`no trusted DNS resolver (${cfg.dnsTrusted.origin}): intercepted queries are all refused`);
     for (const d of [cfg.stateDir, cfg.runDir, cfg.bpffs]) mkdirSync(d, { recursive: true, mode: 0o700 });
     const n = native();
     // The node routes between pods and from pods out.
     n.sysctlWrite(null, 'net/ipv4/ip_forward', '1');
-    if (cfg.podCidrs.some((c) => c.includes(':'))) n.sysctlWrite(null, 'net/ipv6/conf/all/forwarding', '1');
+    if (podCidrs.some((c) => c.includes(':'))) n.sysctlWrite(null, 'net/ipv6/conf/all/forwarding', '1');
 
     this.#datapath = Datapath.open({ bpffs: cfg.bpffs, maxEndpoints: cfg.maxEndpoints, maxPolicyEntries: cfg.maxPolicyEntries, maxFqdnEntries: cfg.maxFqdnEntries });
     // Before any pod's DNS reaches the proxy: a flood is dropped in the kernel, not in our socket queue.
     this.#datapath.setDnsRateLimit(cfg.dnsPodQps, 2 * cfg.dnsPodQps);
-    this.#ipam = new Ipam(cfg.stateDir, cfg.podCidrs);
+    this.#ipam = new Ipam(cfg.stateDir, podCidrs);
     this.#endpoints = new EndpointRegistry(cfg.stateDir, this.#datapath, this.#root.child({ subsystem: 'endpoints' }));
     // Learned FQDN mappings are restored before the first compile, so the
     // first sync re-derives exactly what the pinned map already allows.
@@ -145,7 +149,7 @@ export class Agent {
         graceMs: cfg.fqdnGraceMs,
         maxIpsPerName: cfg.fqdnMaxIpsPerName,
         maxNames: 100_000,
-        trusted: cfg.dnsTrusted,
+        trusted: dnsTrusted,
         untrusted: cfg.dnsUntrusted,
         limits: { podMaxInflight: cfg.dnsPodMaxInflight, tcpMaxPerPod: cfg.dnsTcpMaxPerPod, tcpMax: cfg.dnsTcpMax },
         ipv6: true,
@@ -179,19 +183,17 @@ export class Agent {
     };
     this.#handlers = makeHandlers(deps);
 
-    // Policy sources first, so the first compile already sees every policy
-    // and nothing restored from pins is ever judged by an empty policy set.
+    // Policy sources first, synced, so the first compile already sees every
+    // policy and nothing restored from pins is ever judged by an empty policy set.
     if (cfg.standalone) {
-      this.#source = new StandaloneSource(cfg.standalone, this.#store, this.#root.child({ subsystem: 'standalone' }));
-      await this.#source.start();
+      this.#source = new StandaloneSource(cfg.standalone, this.#root.child({ subsystem: 'standalone' }));
+      await this.#source.start(this.#store);
+      await this.#source.waitSynced();
     }
     await this.#reconcile();
     await this.#fqdn.start();
-    // Changes only mark dirty; one coalescing sync programs them (an ADD
-    // waits for the sync that includes its endpoint).
-    const reconciler = (this.#reconciler = new Reconciler<SyncOutcome>(this.#policy));
-    this.#endpoints.onChange(() => reconciler.request());
-    this.#store.onChange(() => reconciler.markDirty());
+    this.#endpoints.onChange(() => this.#policy.sync());
+    this.#store.onChange(() => this.#policy.sync());
     await this.#applyQueuedDels();
     this.#flows = new FlowLog(this.#datapath.openEvents(), {
       podOfIfindex: (ifindex) => {
@@ -206,7 +208,7 @@ export class Agent {
       },
     }, this.#root.child({ subsystem: 'flows' }));
     this.#flows.start();
-    this.#server = await listen(this.socketPath, { cni: (req) => this.#cni(req), api: this.#api() }, this.#root.child({ subsystem: 'server' }));
+    this.#server = await listen(this.socketPath, { cni: (req) => this.#cni(req), api: (req) => this.#api(req) }, this.#root.child({ subsystem: 'server' }));
     this.#log.info({ socket: this.socketPath, podCidrs: this.#ipam.cidrs, endpoints: this.#endpoints.list().length }, 'agent ready');
   }
 
@@ -311,11 +313,9 @@ export class Agent {
     return encodeResponse(status, stdout);
   }
 
-  /** The socket API's methods (src/api/methods.ts: their params, checked before a handler runs, and replies). */
-  #api(): ApiHandlers {
-    return {
-      status: () => {
-        const fqdn = this.#fqdn.status();
+  async #api(req: { method: string; params?: Record<string, unknown> }): Promise<unknown> {
+    switch (req.method) {
+      case 'status':
         return {
           nodeName: this.#cfg.nodeName,
           mode: this.#cfg.standalone ? 'standalone' : 'kubernetes',
@@ -325,32 +325,41 @@ export class Agent {
           manifests: this.#source?.status() ?? [],
           policies: this.#policy.conditions(),
           warnings: this.#policy.compiled?.warnings ?? [],
-          // A copy: the reply's counters are any named numbers, which an interface type is not.
-          fqdn: { ...fqdn, proxy: { ...fqdn.proxy } },
+          fqdn: this.#fqdn.status(),
           problems: this.#problems(),
         };
-      },
-      policies: () => this.#policy.conditions(),
-      fqdn: ({ pod }) => {
+      case 'policies':
+        return this.#policy.conditions();
+      case 'fqdn': {
+        const pod = req.params?.pod;
         if (pod === undefined) return this.#fqdn.list();
         const rec = this.#endpoints.list().find((r) => podName(r) === pod);
-        if (!rec) throw new AgentApiError(ApiCode.NOT_FOUND, `no endpoint for pod ${pod} on this node`);
+        if (!rec) throw Object.assign(new Error(`no endpoint for pod ${String(pod)} on this node`), { code: 'SLUICE_API_NOT_FOUND' });
         return this.#fqdn.list({ rules: this.#policy.compiled?.endpoints.get(endpointKey(rec))?.fqdnRules ?? [] });
-      },
-      // The server listens only once the flow log runs (start()).
-      flows: (query) => this.#flows?.query(query) ?? [],
-      metrics: () =>
-        this.#datapath.metrics().map((m) => ({ reason: reasonName(m.reason), reasonCode: m.reason, direction: m.direction === 0 ? 'egress' : 'ingress', packets: m.packets, bytes: m.bytes })),
-      endpoints: () =>
-        this.#endpoints.list().map((r: EndpointRecord) => ({
+      }
+      case 'flows': {
+        const p = req.params ?? {};
+        return this.#flows?.query({
+          since: typeof p.since === 'number' ? p.since : undefined,
+          pod: typeof p.pod === 'string' ? p.pod : undefined,
+          verdict: p.verdict === 'allowed' || p.verdict === 'dropped' ? p.verdict : undefined,
+          limit: typeof p.limit === 'number' ? p.limit : undefined,
+        });
+      }
+      case 'metrics':
+        return this.#datapath.metrics().map((m) => ({ reason: reasonName(m.reason), reasonCode: m.reason, direction: m.direction === 0 ? 'egress' : 'ingress', packets: m.packets, bytes: m.bytes }));
+      case 'endpoints':
+        return this.#endpoints.list().map((r: EndpointRecord) => ({
           pod: podName(r),
           containerId: r.containerId,
           ifname: r.ifname,
           hostIfname: r.hostIfname,
           ips: r.ips,
           programmed: this.#endpoints.programmed(r),
-        })),
-    };
+        }));
+      default:
+        throw Object.assign(new Error(`unknown method ${req.method}`), { code: 'SLUICE_API_UNKNOWN_METHOD' });
+    }
   }
 
   /**
@@ -380,7 +389,6 @@ export class Agent {
    */
   async stop(): Promise<void> {
     this.#source?.stop();
-    this.#reconciler?.stop();
     this.#policy?.stop();
     this.#flows?.stop();
     await this.#fqdn?.stop();

@@ -1,8 +1,7 @@
 // `sluice agent` entry: flags → config → Agent.
-import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
-import { formatFlags, parseArgs, parseDurationMs, parseIntFlag, UsageError } from '../config/index.js';
+import { formatFlags, parseArgs, parseDurationMs, parseIntFlag, UsageError } from '../cli/args.js';
 import { initLogger } from '../log/index.js';
+import { FlagPodCidrs, ResolverAddressError, trustedResolversFromFlag, type TrustedResolverProvider } from '../sources/index.js';
 import { Agent, type AgentConfig } from './agent.js';
 import { AGENT_FLAGS } from './flags.js';
 
@@ -22,18 +21,6 @@ ${formatFlags(AGENT_FLAGS)}
 // Veth deletes block a libuv worker for an RCU grace period each: more
 // workers let concurrent DELs overlap. Read by libuv at the pool's first use.
 const THREADPOOL_SIZE = '16';
-
-/** Standalone default for --dns-trusted: the node's own resolvers. */
-function resolvConfNameservers(): string[] {
-  try {
-    return readFileSync('/etc/resolv.conf', 'utf8')
-      .split('\n')
-      .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1] ?? '')
-      .filter((ip) => isIP(ip));
-  } catch {
-    return [];
-  }
-}
 
 export async function runAgent(argv: string[]): Promise<number> {
   process.env.UV_THREADPOOL_SIZE ??= THREADPOOL_SIZE;
@@ -63,12 +50,18 @@ export async function runAgent(argv: string[]): Promise<number> {
     if (!values.includes(v)) throw new UsageError(`--${flag} must be ${values.join(' or ')}, not ${JSON.stringify(v)}`);
     return v;
   };
-  const trusted = flags['dns-trusted'] ? flags['dns-trusted'].split(',').map((s) => s.trim()).filter(Boolean) : resolvConfNameservers();
-  for (const ip of trusted) if (!isIP(ip)) throw new UsageError(`--dns-trusted: ${JSON.stringify(ip)} is not an IP address`);
+  // Node facts come from providers (flags in standalone mode; the Node object and cluster DNS next).
+  let trusted: TrustedResolverProvider;
+  try {
+    trusted = trustedResolversFromFlag(flags['dns-trusted']);
+  } catch (err) {
+    if (err instanceof ResolverAddressError) throw new UsageError(err.message);
+    throw err;
+  }
   const cfg: AgentConfig = {
     nodeName: flags['node-name'] ?? '',
     standalone: flags.standalone,
-    podCidrs: (flags['pod-cidr'] ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    podCidrs: new FlagPodCidrs(flags['pod-cidr']),
     stateDir: flags['state-dir']!,
     runDir: flags['run-dir']!,
     bpffs: flags.bpffs!,
@@ -88,7 +81,6 @@ export async function runAgent(argv: string[]): Promise<number> {
     dnsTcpMaxPerPod: intIn('dns-tcp-max-per-pod', 1, 65_536),
     dnsTcpMax: intIn('dns-tcp-max', 1, 65_536),
   };
-  if (!trusted.length) log.warn('no trusted DNS resolver (--dns-trusted, /etc/resolv.conf): intercepted queries are all refused');
   const agent = new Agent(cfg, log);
   try {
     await agent.start();
