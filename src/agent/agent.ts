@@ -21,6 +21,7 @@ import {
   type Handler,
   type CniCommand,
 } from '../cni/index.js';
+import { AgentApiError, ApiCode, type Handlers as ApiHandlers } from '../api/index.js';
 import { Datapath, isBpffs, reasonName } from '../datapath/index.js';
 import { Ipam } from '../ipam/index.js';
 import type { Logger } from '../log/index.js';
@@ -31,6 +32,7 @@ import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
 import { endpointKey, PolicyEngine } from './policy-engine.js';
+import { Reconciler, type SyncOutcome } from './reconciler.js';
 import { FlowLog } from '../observe/index.js';
 import { FqdnService } from './fqdn.js';
 import { AttachmentLocks } from './lock.js';
@@ -102,6 +104,7 @@ export class Agent {
   #ipam!: Ipam;
   #endpoints!: EndpointRegistry;
   #policy!: PolicyEngine;
+  #reconciler: Reconciler | undefined;
   #fqdn!: FqdnService;
   #handlers!: Record<CniCommand, Handler>;
   readonly #locks = new AttachmentLocks();
@@ -192,8 +195,11 @@ export class Agent {
     }
     await this.#reconcile();
     await this.#fqdn.start();
-    this.#endpoints.onChange(() => this.#policy.sync());
-    this.#store.onChange(() => this.#policy.sync());
+    // Changes only mark dirty; one coalescing sync programs them (an ADD
+    // waits for the sync that includes its endpoint).
+    const reconciler = (this.#reconciler = new Reconciler<SyncOutcome>(this.#policy));
+    this.#endpoints.onChange(() => reconciler.request());
+    this.#store.onChange(() => reconciler.markDirty());
     await this.#applyQueuedDels();
     this.#flows = new FlowLog(this.#datapath.openEvents(), {
       podOfIfindex: (ifindex) => {
@@ -208,7 +214,7 @@ export class Agent {
       },
     }, this.#root.child({ subsystem: 'flows' }));
     this.#flows.start();
-    this.#server = await listen(this.socketPath, { cni: (req) => this.#cni(req), api: (req) => this.#api(req) }, this.#root.child({ subsystem: 'server' }));
+    this.#server = await listen(this.socketPath, { cni: (req) => this.#cni(req), api: this.#api() }, this.#root.child({ subsystem: 'server' }));
     this.#log.info({ socket: this.socketPath, podCidrs: this.#ipam.cidrs, endpoints: this.#endpoints.list().length }, 'agent ready');
   }
 
@@ -313,9 +319,11 @@ export class Agent {
     return encodeResponse(status, stdout);
   }
 
-  async #api(req: { method: string; params?: Record<string, unknown> }): Promise<unknown> {
-    switch (req.method) {
-      case 'status':
+  /** The socket API's methods (src/api/methods.ts: their params, checked before a handler runs, and replies). */
+  #api(): ApiHandlers {
+    return {
+      status: () => {
+        const fqdn = this.#fqdn.status();
         return {
           nodeName: this.#cfg.nodeName,
           mode: this.#cfg.standalone ? 'standalone' : 'kubernetes',
@@ -325,41 +333,32 @@ export class Agent {
           manifests: this.#source?.status() ?? [],
           policies: this.#policy.conditions(),
           warnings: this.#policy.compiled?.warnings ?? [],
-          fqdn: this.#fqdn.status(),
+          // A copy: the reply's counters are any named numbers, which an interface type is not.
+          fqdn: { ...fqdn, proxy: { ...fqdn.proxy } },
           problems: this.#problems(),
         };
-      case 'policies':
-        return this.#policy.conditions();
-      case 'fqdn': {
-        const pod = req.params?.pod;
+      },
+      policies: () => this.#policy.conditions(),
+      fqdn: ({ pod }) => {
         if (pod === undefined) return this.#fqdn.list();
         const rec = this.#endpoints.list().find((r) => podName(r) === pod);
-        if (!rec) throw Object.assign(new Error(`no endpoint for pod ${String(pod)} on this node`), { code: 'SLUICE_API_NOT_FOUND' });
+        if (!rec) throw new AgentApiError(ApiCode.NOT_FOUND, `no endpoint for pod ${pod} on this node`);
         return this.#fqdn.list({ rules: this.#policy.compiled?.endpoints.get(endpointKey(rec))?.fqdnRules ?? [] });
-      }
-      case 'flows': {
-        const p = req.params ?? {};
-        return this.#flows?.query({
-          since: typeof p.since === 'number' ? p.since : undefined,
-          pod: typeof p.pod === 'string' ? p.pod : undefined,
-          verdict: p.verdict === 'allowed' || p.verdict === 'dropped' ? p.verdict : undefined,
-          limit: typeof p.limit === 'number' ? p.limit : undefined,
-        });
-      }
-      case 'metrics':
-        return this.#datapath.metrics().map((m) => ({ reason: reasonName(m.reason), reasonCode: m.reason, direction: m.direction === 0 ? 'egress' : 'ingress', packets: m.packets, bytes: m.bytes }));
-      case 'endpoints':
-        return this.#endpoints.list().map((r: EndpointRecord) => ({
+      },
+      // The server listens only once the flow log runs (start()).
+      flows: (query) => this.#flows?.query(query) ?? [],
+      metrics: () =>
+        this.#datapath.metrics().map((m) => ({ reason: reasonName(m.reason), reasonCode: m.reason, direction: m.direction === 0 ? 'egress' : 'ingress', packets: m.packets, bytes: m.bytes })),
+      endpoints: () =>
+        this.#endpoints.list().map((r: EndpointRecord) => ({
           pod: podName(r),
           containerId: r.containerId,
           ifname: r.ifname,
           hostIfname: r.hostIfname,
           ips: r.ips,
           programmed: this.#endpoints.programmed(r),
-        }));
-      default:
-        throw Object.assign(new Error(`unknown method ${req.method}`), { code: 'SLUICE_API_UNKNOWN_METHOD' });
-    }
+        })),
+    };
   }
 
   /**
@@ -389,6 +388,7 @@ export class Agent {
    */
   async stop(): Promise<void> {
     this.#source?.stop();
+    this.#reconciler?.stop();
     this.#policy?.stop();
     this.#flows?.stop();
     await this.#fqdn?.stop();

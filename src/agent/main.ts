@@ -1,5 +1,5 @@
 // `sluice agent` entry: flags → config → Agent.
-import { formatFlags, parseArgs, parseDurationMs, parseIntFlag, UsageError } from '../cli/args.js';
+import { formatFlags, parseArgs, parseDurationMs, parseIntFlag, UsageError } from '../config/index.js';
 import { initLogger } from '../log/index.js';
 import { FlagPodCidrs, ResolverAddressError, trustedResolversFromFlag, type TrustedResolverProvider } from '../sources/index.js';
 import { Agent, type AgentConfig } from './agent.js';
