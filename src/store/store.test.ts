@@ -224,4 +224,15 @@ describe('ObjectStore cost', () => {
     expect(heard).toHaveLength(1002);
     expect(heard.slice(2).every((h) => h.upserted.Pod?.length === 1)).toBe(true);
   });
+
+  it('replacing one owner\'s objects names only what changed in it, not the other owners\' objects', () => {
+    const store = new ObjectStore();
+    for (let f = 0; f < 10; f++) store.replaceOwned(`file:${f}`, Array.from({ length: 1000 }, (_, i) => pod(`f${f}-${i}`, 'web')));
+    const heard = record(store);
+    const next = Array.from({ length: 1000 }, (_, i) => pod(`f4-${i}`, i === 7 ? 'db' : 'web'));
+    store.replaceOwned('file:4', next.slice(0, 999));
+    expect(heard).toEqual([{ kinds: ['Pod'], upserted: { Pod: ['x/f4-7'] }, deleted: { Pod: ['x/f4-999'] } }]);
+    expect(store.size('Pod')).toBe(9999);
+    expect(store.owned('file:5')).toHaveLength(1000);
+  });
 });
