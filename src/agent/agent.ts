@@ -373,8 +373,7 @@ export class Agent {
     else if (policy.error) out.push(`policy programmed, but acting on it failed since ${policy.since}: ${policy.error} (nothing it would allow is open; retrying)`);
     for (const f of policy.failed) if (f.error !== policy.error) out.push(`endpoint ${f.endpoint}: policy could not be programmed since ${policy.since}: ${f.error} (it drops all traffic; retrying)`);
     for (const q of this.#endpoints.quarantined()) out.push(`endpoint record ${q.file} is unreadable (${q.error}): quarantined; its veth, address and datapath entry are kept as they were until a DEL`);
-    const dir = this.#source?.directoryError();
-    if (dir) out.push(`standalone directory: ${dir} (every object it held stays in force)`);
+    out.push(...(this.#source?.problems() ?? []));
     for (const p of this.#fqdn.problems()) out.push(`fqdn: ${p}`);
     const flows = this.#flows?.stats;
     // A drain failure is a problem while it recurs, not forever after.
