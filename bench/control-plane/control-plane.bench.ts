@@ -18,9 +18,10 @@
 //
 // Every plugin runs as `nsenter --net=<its node netns> <plugin>` (the same
 // wrapper cost in every row), cniVersion 1.0.0, IPv4, a fresh pod netns per
-// ADD made before the timer starts.
+// ADD made before the timer starts. BENCH_RUNS, BENCH_PODS, BENCH_SETUP_MS and
+// BENCH_ADD_MS size it; BENCH_LOG_DIR keeps the agents' logs.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cleanup, cniAsync, podArgs, SLUICE_CNI, TestNode } from '../../test/helpers/agent.js';
@@ -209,6 +210,9 @@ try {
   const loaded = new TestNode(cleanup, { podCidr: '10.232.0.0/16', nodeIp: '10.229.0.2/32' });
   await empty.start();
   await loaded.start();
+  // BENCH_LOG_DIR=<dir>: keep both agents' logs (the node dirs go with the cleanup).
+  const logDir = process.env.BENCH_LOG_DIR;
+  if (logDir) cleanup.add(() => [empty, loaded].forEach((node, i) => copyFileSync(node.logFile, join(logDir, `control-plane-${i ? 'loaded' : 'empty'}.log`))));
   const tmp = mkdtempSync(join(tmpdir(), 'slt-cpbench-'));
   cleanup.add(() => rmSync(tmp, { recursive: true, force: true }));
 

@@ -50,12 +50,27 @@ export interface ApplyReport {
   entries: number;
 }
 
-interface Programmed {
+/**
+ * One policy generation: the trie keys (and FQDN rule list) under one
+ * policy_id. Endpoints with identical entries point at the same one (the
+ * endpoint entry carries identity and flags, the generation only what is
+ * allowed); it is deleted once no endpoint points at it any more.
+ */
+interface Generation {
   policyId: number;
-  signature: string;
+  digest: string;
   keys: Buffer[];
   /** Whether a sluice_fqdn_rules entry was written under policyId. */
   fqdnRules: boolean;
+  /** Endpoint keys whose entry points at it. */
+  users: Set<string>;
+}
+
+interface Programmed {
+  policyId: number;
+  signature: string;
+  /** Absent while the endpoint fails closed (policy_id 0). */
+  gen?: Generation;
   endpoint: Buffer;
 }
 
@@ -98,7 +113,7 @@ function encodeEntries(p: EndpointPolicy): Buffer[] {
 /** One compiled policy's encoding and the digest its generations are compared by. */
 interface Encoded {
   generic: Buffer[];
-  /** Identity, flags, FQDN rules and every trie key: equal digests, equal generations. */
+  /** FQDN rules and every trie key: equal digests, one generation serves both. */
   digest: string;
 }
 
@@ -114,7 +129,7 @@ function encoded(p: EndpointPolicy): Encoded {
   let e = encodings.get(p);
   if (!e) {
     const generic = encodeEntries(p);
-    const hash = createHash('sha256').update(`${p.identity}|${flagsOf(p)}|${p.fqdnRules.join(',')}|`);
+    const hash = createHash('sha256').update(`${p.fqdnRules.join(',')}|`);
     for (const hex of generic.map((b) => b.toString('hex')).sort()) hash.update(hex).update(',');
     e = { generic, digest: hash.digest('hex') };
     encodings.set(p, e);
@@ -168,12 +183,14 @@ function errorText(err: unknown): string {
 
 /** Recorded for an endpoint that fails closed: matches no signature, so the next apply rewrites it. */
 function failedState(endpoint: Buffer): Programmed {
-  return { policyId: 0, signature: '', keys: [], fqdnRules: false, endpoint };
+  return { policyId: 0, signature: '', endpoint };
 }
 
 export class PolicyWriter {
   readonly #dp: Datapath;
   readonly #programmed = new Map<string, Programmed>();
+  /** Live generations by digest: an endpoint whose entries equal one's points at it. */
+  readonly #generations = new Map<string, Generation>();
   #ipcache = new Map<string, number>();
   #cidrs = new Map<string, number>();
   #nextPolicyId = 1;
@@ -205,65 +222,74 @@ export class PolicyWriter {
       if (!p) continue;
       live.add(t.key);
       const { generic, digest } = encoded(p);
-      const signature = `${t.ifindex}|${t.ips.join(',')}|${digest}`;
+      const signature = `${t.ifindex}|${t.ips.join(',')}|${p.identity}|${flagsOf(p)}|${digest}`;
       const prev = this.#programmed.get(t.key);
       if (prev && prev.signature === signature) {
-        report.entries += prev.keys.length;
+        report.entries += prev.gen?.keys.length ?? 0;
         continue;
       }
-      const policyId = this.#nextPolicyId++;
-      const keys = withPolicyId(generic, policyId);
+      // An endpoint with the same entries already has them in force: point
+      // at its generation. Else write a new one, which no packet consults yet.
+      let gen = this.#generations.get(digest);
+      const fresh = !gen;
       let endpoint: Buffer;
-      let fqdnRules = false;
-      try {
-        if (keys.length) n.mapUpdateBatch(policyFd, Buffer.concat(keys), Buffer.concat(keys.map(() => policyCodec.encode(0))), keys.length, BPF_ANY);
-        if (p.fqdnRules.length) {
-          fqdnRules = true;
-          n.mapUpdate(rulesFd, fqdnCodec.encodeRulesKey(policyId), fqdnCodec.encodeRules(p.fqdnRules), BPF_ANY);
+      if (gen) {
+        endpoint = endpointCodec.encode({ identity: p.identity, flags: flagsOf(p), policyId: gen.policyId, ips: t.ips });
+      } else {
+        const policyId = this.#nextPolicyId++;
+        const keys = withPolicyId(generic, policyId);
+        let fqdnRules = false;
+        try {
+          if (keys.length) n.mapUpdateBatch(policyFd, Buffer.concat(keys), Buffer.concat(keys.map(() => policyCodec.encode(0))), keys.length, BPF_ANY);
+          if (p.fqdnRules.length) {
+            fqdnRules = true;
+            n.mapUpdate(rulesFd, fqdnCodec.encodeRulesKey(policyId), fqdnCodec.encodeRules(p.fqdnRules), BPF_ANY);
+          }
+          gen = { policyId, digest, keys, fqdnRules, users: new Set() };
+          endpoint = endpointCodec.encode({ identity: p.identity, flags: flagsOf(p), policyId, ips: t.ips });
+        } catch (err) {
+          // Roll back what made it in; the endpoint drops everything.
+          stale.push(...deleteKeys(policyFd, keys));
+          if (fqdnRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(policyId));
+          endpoint = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips });
+          report.failed.push({ key: t.key, error: errorText(err) });
         }
-        endpoint = endpointCodec.encode({ identity: p.identity, flags: flagsOf(p), policyId, ips: t.ips });
-      } catch (err) {
-        // Roll back what made it in; the endpoint drops everything.
-        stale.push(...deleteKeys(policyFd, keys));
-        if (fqdnRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(policyId));
-        fqdnRules = false;
-        endpoint = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips });
-        report.failed.push({ key: t.key, error: errorText(err) });
-        keys.length = 0;
       }
       try {
         n.mapUpdate(this.#dp.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(t.ifindex), endpoint, BPF_ANY);
       } catch (err) {
         // The entry was not switched (a full endpoint map for a new one): no
-        // packet uses the new generation, so it goes; a new endpoint has no
-        // entry and its programs drop everything, an old one is flipped to
-        // POLICY_FAILED if that can be written, else keeps its generation
-        // recorded so it is neither leaked nor deleted under its feet.
-        stale.push(...deleteKeys(policyFd, keys));
-        if (fqdnRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(policyId));
+        // packet uses a generation written for it, so that goes; a new
+        // endpoint has no entry and its programs drop everything, an old one
+        // is flipped to POLICY_FAILED if that can be written, else keeps its
+        // generation recorded so it is neither leaked nor deleted under its feet.
+        if (gen && fresh) {
+          stale.push(...deleteKeys(policyFd, gen.keys));
+          if (gen.fqdnRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(gen.policyId));
+        }
         if (!report.failed.some((f) => f.key === t.key)) report.failed.push({ key: t.key, error: errorText(err) });
         const failedEntry = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips });
         if (prev && this.#flipFailed(t.ifindex, failedEntry)) {
-          stale.push(...prev.keys);
-          if (prev.fqdnRules) staleRules.push(prev.policyId);
+          this.#release(t.key, prev, stale, staleRules);
           this.#programmed.set(t.key, failedState(failedEntry));
         } else if (prev) {
           this.#programmed.set(t.key, { ...prev, signature: '' });
         }
         continue;
       }
-      if (prev) {
-        stale.push(...prev.keys);
-        if (prev.fqdnRules) staleRules.push(prev.policyId);
+      if (gen) {
+        if (fresh) this.#generations.set(digest, gen);
+        gen.users.add(t.key);
       }
-      this.#programmed.set(t.key, keys.length || fqdnRules || !report.failed.some((f) => f.key === t.key) ? { policyId, signature, keys, fqdnRules, endpoint } : failedState(endpoint));
+      // Switched: the old generation goes once nobody points at it.
+      if (prev && prev.gen !== gen) this.#release(t.key, prev, stale, staleRules);
+      this.#programmed.set(t.key, gen ? { policyId: gen.policyId, signature, gen, endpoint } : failedState(endpoint));
       report.rewritten++;
-      report.entries += keys.length;
+      report.entries += gen?.keys.length ?? 0;
     }
     for (const [key, prev] of this.#programmed) {
       if (live.has(key)) continue;
-      stale.push(...prev.keys);
-      if (prev.fqdnRules) staleRules.push(prev.policyId);
+      this.#release(key, prev, stale, staleRules);
       this.#programmed.delete(key);
     }
 
@@ -301,13 +327,25 @@ export class PolicyWriter {
     const prev = this.#programmed.get(t.key);
     if (this.#flipFailed(t.ifindex, failedEntry)) {
       if (prev) {
-        this.#stale.push(...prev.keys);
-        if (prev.fqdnRules) deleteQuietly(this.#dp.mapFd(MAP_FQDN_RULES), fqdnCodec.encodeRulesKey(prev.policyId));
+        const rules: number[] = [];
+        this.#release(t.key, prev, this.#stale, rules);
+        for (const id of rules) deleteQuietly(this.#dp.mapFd(MAP_FQDN_RULES), fqdnCodec.encodeRulesKey(id));
       }
       this.#programmed.set(t.key, failedState(failedEntry));
     } else if (prev) {
       this.#programmed.set(t.key, { ...prev, signature: '' });
     }
+  }
+
+  /** `key` no longer points at its generation; the last one out queues its entries for deletion. */
+  #release(key: string, prev: Programmed, stale: Buffer[], staleRules: number[]): void {
+    const gen = prev.gen;
+    if (!gen) return;
+    gen.users.delete(key);
+    if (gen.users.size) return;
+    if (this.#generations.get(gen.digest) === gen) this.#generations.delete(gen.digest);
+    stale.push(...gen.keys);
+    if (gen.fqdnRules) staleRules.push(gen.policyId);
   }
 
   #flipFailed(ifindex: number, failedEntry: Buffer): boolean {

@@ -189,12 +189,24 @@ interface IdentityPolicy {
  * identity (once per identity, not per endpoint).
  */
 export class CompileCache {
+  /** The ipBlock prefixes and their CIDR identities: a function of the NetworkPolicies alone. */
+  prefixes: PrefixState | undefined;
   policies: readonly NetworkPolicy[] = [];
   fqdnPolicies: readonly FqdnPolicy[] = [];
   context = '';
   byIdentity = new Map<string, IdentityPolicy>();
   /** Compiles that reused the previous context (for tests and logs). */
   hits = 0;
+}
+
+/** Everything about ipBlocks a compile works out from the NetworkPolicies alone. */
+interface PrefixState {
+  policies: readonly NetworkPolicy[];
+  alloc: Allocators;
+  cidrs: Map<string, number>;
+  index: PrefixIndex;
+  /** ipBlock (cidr|except) → the CIDR identities it matches. */
+  blocks: Map<string, number[]>;
 }
 
 function sameRefs<T>(a: readonly T[], b: readonly T[]): boolean {
@@ -230,26 +242,13 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
   for (const ip of input.nodeIps) ipcache.set(ip, ID_HOST);
   alloc.pods.retain(liveKeys);
 
-  // CIDR identities for every prefix any ipBlock mentions, plus the roots.
-  const prefixes = new Map<string, Prefix>();
-  for (const root of ['0.0.0.0/0', '::/0']) prefixes.set(root, parsePrefix(root));
-  for (const pol of input.policies) {
-    for (const rule of [...pol.ingress, ...pol.egress]) {
-      for (const peer of rule.peers ?? []) {
-        if (peer.kind !== 'ipBlock') continue;
-        for (const t of [peer.ipBlock.cidr, ...peer.ipBlock.except]) {
-          const p = parsePrefix(t);
-          prefixes.set(p.text, p);
-        }
-      }
-    }
-  }
-  alloc.cidrs.retain(new Set(prefixes.keys()));
-  const cidrs = new Map([...prefixes.keys()].sort().map((t) => [t, alloc.cidrs.get(t)]));
+  // CIDR identities for every prefix any ipBlock mentions, plus the roots
+  // (worked out again only when the NetworkPolicies changed).
+  const reuse = cache?.prefixes && cache.prefixes.alloc === alloc && sameRefs(input.policies, cache.prefixes.policies) ? cache.prefixes : undefined;
+  const { cidrs, index, blocks } = reuse ?? prefixState(input.policies, alloc);
+  if (cache && !reuse) cache.prefixes = { policies: [...input.policies], alloc, cidrs, index, blocks };
 
   /** CIDR identities an ipBlock matches: prefixes inside cidr and inside no except. */
-  const index = new PrefixIndex(prefixes.values());
-  const blocks = new Map<string, number[]>();
   const blockIdentities = (peer: Extract<Peer, { kind: 'ipBlock' }>): number[] => {
     const key = `${peer.ipBlock.cidr}|${peer.ipBlock.except.join(',')}`;
     let ids = blocks.get(key);
@@ -308,7 +307,6 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
     const context = JSON.stringify([
       [...input.namespaces],
       [...identities].map(([id, info]) => [id, info.namespace, info.labels, info.namedPorts]),
-      [...cidrs],
       [...fqdnRules.keys()],
       input.dnsInterceptAll === true,
       namedPortIpBlocks ? [...ipcache] : [],
@@ -406,6 +404,26 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
     };
     return { policy, dropped };
   }
+}
+
+/** The ipBlock prefixes of `policies` (plus the roots), their CIDR identities and an index over them. */
+function prefixState(policies: readonly NetworkPolicy[], alloc: Allocators): Omit<PrefixState, 'policies' | 'alloc'> {
+  const prefixes = new Map<string, Prefix>();
+  for (const root of ['0.0.0.0/0', '::/0']) prefixes.set(root, parsePrefix(root));
+  for (const pol of policies) {
+    for (const rule of [...pol.ingress, ...pol.egress]) {
+      for (const peer of rule.peers ?? []) {
+        if (peer.kind !== 'ipBlock') continue;
+        for (const t of [peer.ipBlock.cidr, ...peer.ipBlock.except]) {
+          const p = parsePrefix(t);
+          prefixes.set(p.text, p);
+        }
+      }
+    }
+  }
+  alloc.cidrs.retain(new Set(prefixes.keys()));
+  const cidrs = new Map([...prefixes.keys()].sort().map((t) => [t, alloc.cidrs.get(t)]));
+  return { cidrs, index: new PrefixIndex(prefixes.values()), blocks: new Map() };
 }
 
 function emitPort(
