@@ -19,12 +19,14 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import type { Logger } from '../log/index.js';
 import type { PolicySink, PolicySource } from '../sources/index.js';
 import { Deferred } from '../sources/index.js';
 import { deepEqual, objectKey, StoreListenerError, type Kind, type KubeObject } from '../store/index.js';
-import { validateObject, ValidationError } from './validate.js';
+import { ManifestParser } from './manifest.js';
+import { ValidationError } from './validate.js';
+
+export { parseManifest } from './manifest.js';
 
 /** Coalesces bursts of events (editors write several times per save). */
 const DEBOUNCE_MS = 20;
@@ -44,26 +46,6 @@ export interface FileStatus {
   objects: number;
 }
 
-export function parseManifest(text: string, file: string): KubeObject[] {
-  const docs = parseAllDocuments(text, { prettyErrors: true });
-  const objects: KubeObject[] = [];
-  docs.forEach((doc, i) => {
-    const where = `${file}#${i + 1}`;
-    if (doc.errors.length) throw new ValidationError(`${where}: ${doc.errors[0]!.message}`);
-    const value = doc.toJS({ maxAliasCount: 100 });
-    if (value === null || value === undefined) return; // empty document
-    const items = (value as { kind?: unknown }).kind === 'List' ? ((value as { items?: unknown[] }).items ?? []) : [value];
-    for (const item of items) objects.push(validateObject(item, where));
-  });
-  const seen = new Set<string>();
-  for (const o of objects) {
-    const key = `${o.kind}/${objectKey(o)}`;
-    if (seen.has(key)) throw new ValidationError(`${file}: ${key} is defined twice`);
-    seen.add(key);
-  }
-  return objects;
-}
-
 /** One object's identity across kinds: `Kind/namespace/name`. */
 function ref(o: KubeObject): string {
   return `${o.kind}/${objectKey(o)}`;
@@ -80,6 +62,8 @@ export class StandaloneSource implements PolicySource<FileStatus[]> {
   /** Which file holds each object (by ref): an object may be defined by one file only. */
   readonly #holder = new Map<string, string>();
   readonly #synced = new Deferred();
+  /** Per file, its documents' last parse: an edit re-parses only what it changed. */
+  readonly #parsers = new Map<string, ManifestParser>();
   #watcher: FSWatcher | undefined;
   #timer: NodeJS.Timeout | undefined;
   #recheck: NodeJS.Timeout | undefined;
@@ -250,6 +234,7 @@ export class StandaloneSource implements PolicySource<FileStatus[]> {
         if (!this.#status.has(file)) return;
         this.#replace(file, []);
         this.#status.delete(file);
+        this.#parsers.delete(file);
         this.#log.info({ file }, 'manifest removed');
         return;
       }
@@ -265,7 +250,9 @@ export class StandaloneSource implements PolicySource<FileStatus[]> {
     this.#unreadable.delete(file);
     let objects: KubeObject[];
     try {
-      objects = parseManifest(text, file);
+      let parser = this.#parsers.get(file);
+      if (!parser) this.#parsers.set(file, (parser = new ManifestParser()));
+      objects = parser.parse(text, file);
       this.#checkConflicts(file, objects);
     } catch (err) {
       const prev = this.#status.get(file);
