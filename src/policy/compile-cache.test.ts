@@ -86,6 +86,20 @@ describe('compile with a CompileCache', () => {
     expect(cache.hits).toBe(0);
   });
 
+  it('the ipBlock prefixes are worked out again only when the NetworkPolicies change', () => {
+    const alloc = newAllocators();
+    const cache = new CompileCache();
+    const [one, two, three, four] = steps();
+    const a = compile(one!, alloc, cache);
+    const prefixes = cache.prefixes;
+    compile(two!, alloc, cache);
+    compile(three!, alloc, cache); // a new identity: per-identity results go, the prefixes stay
+    expect(cache.prefixes).toBe(prefixes);
+    const d = compile(four!, alloc, cache); // another policy set
+    expect(cache.prefixes).not.toBe(prefixes);
+    expect([...d.cidrs]).toEqual([...a.cidrs]); // same prefixes, same identities
+  });
+
   it('endpoints of one identity share one compiled policy, also without a cache', () => {
     const [, two] = steps();
     const c = compile(two!);
