@@ -75,6 +75,20 @@ describe('ManifestParser', () => {
     expect(fresh).toEqual(['n123']);
   });
 
+  it('parseYielding gives the event loop turns on a large file, with the same result', async () => {
+    const text = Array.from({ length: 1000 }, (_, i) => netpol(`n${i}`, 1000 + i)).join('---\n');
+    let turns = 0;
+    const tick = setInterval(() => void turns++, 0);
+    try {
+      const objects = await new ManifestParser().parseYielding(text, 'f.yaml', 1);
+      expect(objects).toEqual(reference(text));
+    } finally {
+      clearInterval(tick);
+    }
+    expect(turns).toBeGreaterThan(3);
+    await expect(new ManifestParser().parseYielding(`${pod('a')}---\n${pod('a')}`, 'f.yaml')).rejects.toThrow('f.yaml: Pod/x/a is defined twice');
+  });
+
   it('a rejected version does not poison the next one', () => {
     const parser = new ManifestParser();
     parser.parse(`${pod('a')}---\n${pod('b')}`, 'f.yaml');

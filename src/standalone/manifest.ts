@@ -88,18 +88,46 @@ export class ManifestParser {
   #docs = new Map<string, KubeObject[]>();
 
   parse(text: string, file: string): KubeObject[] {
+    const steps = this.#steps(text, file);
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /**
+   * parse(), giving the event loop a turn every `sliceMs` of parsing: a
+   * large file's first load must not hold up the thread the DNS proxy
+   * answers on for the whole parse. The result is the same.
+   */
+  async parseYielding(text: string, file: string, sliceMs = 5): Promise<KubeObject[]> {
+    const steps = this.#steps(text, file);
+    let since = performance.now();
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+      if (performance.now() - since >= sliceMs) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
+    }
+  }
+
+  /** The parse, pausing (yield) after each document it had to parse anew. */
+  *#steps(text: string, file: string): Generator<void, KubeObject[]> {
     const chunks = splitDocuments(text);
+    if (!chunks) return this.#whole(text, file);
     const next = new Map<string, KubeObject[]>();
     const objects: KubeObject[] = [];
-    if (chunks) {
-      for (const chunk of chunks) {
-        const objs = next.get(chunk) ?? this.#docs.get(chunk) ?? parseDocument(chunk);
+    for (const chunk of chunks) {
+      let objs = next.get(chunk) ?? this.#docs.get(chunk);
+      if (!objs) {
+        objs = parseDocument(chunk);
         if (!objs) return this.#whole(text, file);
-        next.set(chunk, objs);
-        objects.push(...objs);
+        yield;
       }
-    } else {
-      return this.#whole(text, file);
+      next.set(chunk, objs);
+      objects.push(...objs);
     }
     checkUnique(objects, file);
     this.#docs = next;

@@ -252,7 +252,7 @@ export class StandaloneSource implements PolicySource<FileStatus[]> {
     try {
       let parser = this.#parsers.get(file);
       if (!parser) this.#parsers.set(file, (parser = new ManifestParser()));
-      objects = parser.parse(text, file);
+      objects = await parser.parseYielding(text, file);
       this.#checkConflicts(file, objects);
     } catch (err) {
       const prev = this.#status.get(file);
