@@ -259,13 +259,16 @@ try {
   const loadFrom = logLines(loaded).filter((l) => l.msg === 'policy programmed').length;
   const t0 = process.hrtime.bigint();
   files.forEach((f, k) => loaded.writeManifest(f, texts[k]!));
-  // Enforced: the allow rule (last rule of the last file) lets the client in
-  // and the server is isolated (a port nothing allows times out). Until the
-  // last file is programmed the allowed port times out too, so the first
-  // probe round where both hold is the moment all four are in force.
+  // Enforced: the server is isolated (a port nothing allows times out) and,
+  // probed after that, the allow rule (last rule of the last file) lets the
+  // client in. Isolation, once there, stays (the files only add rules), and
+  // until the last file is programmed the allowed port times out too; so the
+  // first round where both hold, in this order, is when all four are in
+  // force. (The other order would take an open port seen before the first
+  // file isolated the server for the last file's rule.)
   await waitFor(
     '10,000 rules enforced',
-    async () => (await probe(ALLOWED)) === 'ok' && (await probe(DENIED)) === 'timeout',
+    async () => (await probe(DENIED)) === 'timeout' && (await probe(ALLOWED)) === 'ok',
     LOAD_TIMEOUT_MS,
   );
   const loadMs = Number(process.hrtime.bigint() - t0) / 1e6;
