@@ -86,6 +86,36 @@ describe('compile with a CompileCache', () => {
     expect(cache.hits).toBe(0);
   });
 
+  it('a new identity recompiles only the identities whose pod peers now select something else', () => {
+    const alloc = newAllocators();
+    const cache = new CompileCache();
+    const [, two, three] = steps();
+    const b = compile(two!, alloc, cache);
+    const c = compile(three!, alloc, cache); // c3: a new client identity
+    expect(cache.hits).toBe(0);
+    // The server's ingress peers (role: client) now select c3 too: recompiled.
+    expect(c.endpoints.get('x.s1')).not.toBe(b.endpoints.get('x.s1'));
+    expect(c.endpoints.get('x.s1')!.entries.map((e) => e.peer)).toContain(c.endpoints.get('x.c3')!.identity);
+    // The clients are selected by no policy: carried over as they were.
+    expect(c.endpoints.get('x.c1')).toBe(b.endpoints.get('x.c1'));
+    expect(cache.carried).toBe(1);
+    expect(c).toEqual(compile(three!, newAllocators()));
+  });
+
+  it('an identity that read every identity (egress to a named port, no peers) is recompiled on any change of identities', () => {
+    const anyNamed = np('any-named', { podSelector: { matchLabels: { role: 'client' } }, egress: [{ ports: [{ port: 'http' }] }] });
+    const base = { namespaces, nodeIps: [] };
+    const c1 = pod('c1', '10.0.0.2', { role: 'client' });
+    const web2 = pod('w2', '10.0.0.5', { role: 'web' }, [{ name: 'http', protocol: 'TCP', port: 8080 }]);
+    const alloc = newAllocators();
+    const cache = new CompileCache();
+    const a = compile({ ...base, endpoints: [c1], policies: [anyNamed] }, alloc, cache);
+    const b = compile({ ...base, endpoints: [c1, web2], policies: [anyNamed] }, alloc, cache);
+    expect(b.endpoints.get('x.c1')).not.toBe(a.endpoints.get('x.c1'));
+    expect(b.endpoints.get('x.c1')!.entries.map((e) => e.portMin)).toEqual([80, 8080]);
+    expect(cache.carried).toBe(0);
+  });
+
   it('the ipBlock prefixes are worked out again only when the NetworkPolicies change', () => {
     const alloc = newAllocators();
     const cache = new CompileCache();
@@ -98,6 +128,41 @@ describe('compile with a CompileCache', () => {
     const d = compile(four!, alloc, cache); // another policy set
     expect(cache.prefixes).not.toBe(prefixes);
     expect([...d.cidrs]).toEqual([...a.cidrs]); // same prefixes, same identities
+  });
+
+  it('random pod churn under a mixed policy set: cached compiles equal fresh ones at every step', () => {
+    let seed = 1313;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const nss = new Map<string, Record<string, string>>([
+      ['x', { 'kubernetes.io/metadata.name': 'x', team: 't' }],
+      ['y', { 'kubernetes.io/metadata.name': 'y' }],
+    ]);
+    const pol = (name: string, ns: string, spec: unknown) => parseNetworkPolicy({ metadata: { name, namespace: ns }, spec });
+    const policies = [
+      server,
+      clients,
+      pol('y-in', 'y', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 't' } }, podSelector: { matchExpressions: [{ key: 'role', operator: 'In', values: ['client', 'web'] }] } }], ports: [{ port: 'http' }, { port: 53, protocol: 'UDP' }] }] }),
+      pol('y-out', 'y', { podSelector: { matchLabels: { role: 'web' } }, egress: [{ to: [{ podSelector: { matchLabels: { role: 'server' } } }], ports: [{ port: 'http' }] }] }),
+    ];
+    const ports = [[], web, [{ name: 'http', protocol: 'TCP' as const, port: 8080 }]];
+    const live = new Map<string, EndpointInput>();
+    const cachedAlloc = newAllocators();
+    const freshAlloc = newAllocators();
+    const cache = new CompileCache();
+    for (let step = 0; step < 40; step++) {
+      const name = `p${rnd(12)}`;
+      if (live.has(name) && rnd(3) === 0) live.delete(name);
+      else {
+        const ns = rnd(3) ? 'x' : 'y';
+        live.set(name, { key: `${ns}.${name}`, namespace: ns, name, ips: [`10.0.${step}.${rnd(200) + 1}`], labels: { role: ['client', 'server', 'web'][rnd(3)]! }, namedPorts: ports[rnd(3)]! });
+      }
+      const input: PolicyInput = { namespaces: nss, endpoints: [...live.values()], policies: step > 30 ? policies.slice(1) : policies, nodeIps: ['10.0.255.1'] };
+      expect(compile(input, cachedAlloc, cache)).toEqual(compile(input, freshAlloc));
+    }
+    expect(cache.carried + cache.hits).toBeGreaterThan(0);
   });
 
   it('endpoints of one identity share one compiled policy, also without a cache', () => {

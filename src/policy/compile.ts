@@ -175,6 +175,13 @@ interface IdentityPolicy {
   policy: EndpointPolicy;
   /** FQDN rules over MAX_FQDN_RULES, left out: one warning per endpoint. */
   dropped: Array<{ policy: string; rule: number }>;
+  /**
+   * The pod peers it was compiled against and what each selected then (ids
+   * and their named ports); absent when it read every identity (a named port
+   * without peers, or inside an ipBlock), so any change of identities
+   * recompiles it.
+   */
+  peers?: Array<{ peer: Peer; ns: string; seen: string }>;
 }
 
 /**
@@ -185,8 +192,11 @@ interface IdentityPolicy {
  * egress ipBlock rule names a port). While the context is unchanged, each
  * identity's compiled policy is reused, the very same object, so the writer
  * knows it unchanged without looking inside; a new pod of an existing
- * identity costs nothing here. Any change of context recompiles every
- * identity (once per identity, not per endpoint).
+ * identity costs nothing here. When only the identities changed (a pod of a
+ * new identity, one gone), an identity's result is still reused if every
+ * pod peer it was compiled against selects the same identities as before.
+ * Any other change recompiles every identity (once per identity, not per
+ * endpoint).
  */
 export class CompileCache {
   /** The ipBlock prefixes and their CIDR identities: a function of the NetworkPolicies alone. */
@@ -194,9 +204,12 @@ export class CompileCache {
   policies: readonly NetworkPolicy[] = [];
   fqdnPolicies: readonly FqdnPolicy[] = [];
   context = '';
+  identities = '';
   byIdentity = new Map<string, IdentityPolicy>();
-  /** Compiles that reused the previous context (for tests and logs). */
+  /** Compiles that reused the previous context whole (for tests and logs). */
   hits = 0;
+  /** Identity results reused across a change of identities. */
+  carried = 0;
 }
 
 /** Everything about ipBlocks a compile works out from the NetworkPolicies alone. */
@@ -267,6 +280,17 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
     return prefixWithin(a, parsePrefix(peer.ipBlock.cidr)) && !peer.ipBlock.except.some((e) => prefixWithin(a, parsePrefix(e)));
   };
 
+  /** What a pods-peer selects, with the selected identities' named ports: what a cached result is checked against. */
+  const seenOf = new Map<Peer, string>();
+  const peerSeen = (peer: Extract<Peer, { kind: 'pods' }>, polNs: string): string => {
+    let seen = seenOf.get(peer);
+    if (seen === undefined) {
+      seen = JSON.stringify(podPeers(peer, polNs).map((id) => [id, identities.get(id)!.namedPorts]));
+      seenOf.set(peer, seen);
+    }
+    return seen;
+  };
+
   /** Pod identities a pods-peer selects, seen from a policy in `polNs` (a peer belongs to one policy). */
   const peerIds = new Map<Peer, number[]>();
   const podPeers = (peer: Extract<Peer, { kind: 'pods' }>, polNs: string): number[] => {
@@ -302,20 +326,22 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
   // Reuse the previous compile's per-identity results while the context
   // they were computed from is the same.
   let byIdentity = new Map<string, IdentityPolicy>();
+  /** The previous results, when only the identities changed: each reusable if its peers still select the same. */
+  let previous: Map<string, IdentityPolicy> | undefined;
   if (cache) {
     const namedPortIpBlocks = input.policies.some((p) => p.egress.some((r) => r.ports?.some((x) => typeof x.port === 'string') && r.peers?.some((x) => x.kind === 'ipBlock')));
-    const context = JSON.stringify([
-      [...input.namespaces],
-      [...identities].map(([id, info]) => [id, info.namespace, info.labels, info.namedPorts]),
-      [...fqdnRules.keys()],
-      input.dnsInterceptAll === true,
-      namedPortIpBlocks ? [...ipcache] : [],
-    ]);
+    const context = JSON.stringify([[...input.namespaces], [...fqdnRules.keys()], input.dnsInterceptAll === true, namedPortIpBlocks ? [...ipcache] : []]);
+    const identitySet = JSON.stringify([...identities].map(([id, info]) => [id, info.namespace, info.labels, info.namedPorts]));
     if (context === cache.context && sameRefs(input.policies, cache.policies) && sameRefs(input.fqdnPolicies ?? [], cache.fqdnPolicies)) {
-      byIdentity = cache.byIdentity;
-      cache.hits++;
+      if (identitySet === cache.identities) {
+        byIdentity = cache.byIdentity;
+        cache.hits++;
+      } else {
+        previous = cache.byIdentity;
+      }
     }
     cache.context = context;
+    cache.identities = identitySet;
     cache.policies = [...input.policies];
     cache.fqdnPolicies = [...(input.fqdnPolicies ?? [])];
     cache.byIdentity = byIdentity;
@@ -327,6 +353,15 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
     const memoKey = memoKeys.get(ep.key)!;
     live.add(memoKey);
     let done = byIdentity.get(memoKey);
+    if (!done && previous) {
+      // Same identity key, live before and now: the same identity number.
+      const old = previous.get(memoKey);
+      if (old?.peers && old.peers.every((d) => peerSeen(d.peer as Extract<Peer, { kind: 'pods' }>, d.ns) === d.seen)) {
+        done = old;
+        byIdentity.set(memoKey, old);
+        cache!.carried++;
+      }
+    }
     if (!done) {
       done = compileIdentity(ep, endpointIds.get(ep.key)!);
       byIdentity.set(memoKey, done);
@@ -340,6 +375,8 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
   /** One identity's policy: what every endpoint of it gets. */
   function compileIdentity(ep: EndpointInput, identity: number): IdentityPolicy {
     const dropped: IdentityPolicy['dropped'] = [];
+    const deps: NonNullable<IdentityPolicy['peers']> = [];
+    let readsAll = false;
     const selecting = input.policies.filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
     const fqdnSelecting = (input.fqdnPolicies ?? []).filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
     const entries: PolicyEntry[] = [];
@@ -357,6 +394,7 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
           // destination: ingress → this endpoint; egress → the peer pod.
           const peers: Array<{ id: number; namedOn: NamedPort[] | 'each-pod' | 'self' }> = [];
           if (!rule.peers) peers.push({ id: ID_ANY, namedOn: direction === 'ingress' ? 'self' : 'each-pod' });
+          if (!rule.peers && direction === 'egress') readsAll = true; // a named port: every identity that has it
           for (const peer of rule.peers ?? []) {
             if (peer.kind === 'ipBlock') {
               for (const id of blockIdentities(peer)) peers.push({ id, namedOn: direction === 'ingress' ? 'self' : [] });
@@ -364,12 +402,14 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
               // identities whose every address the block covers (exact, never
               // wider than the block).
               if (direction === 'egress' && rule.ports?.some((p) => typeof p.port === 'string')) {
+                readsAll = true;
                 for (const info of identities.values()) {
                   const ips = [...ipcache].filter(([, id]) => id === info.id).map(([ip]) => ip);
                   if (ips.length && ips.every((ip) => blockCovers(peer, ip))) peers.push({ id: info.id, namedOn: info.namedPorts });
                 }
               }
             } else {
+              deps.push({ peer, ns: pol.namespace, seen: peerSeen(peer, pol.namespace) });
               for (const id of podPeers(peer, pol.namespace)) {
                 peers.push({ id, namedOn: direction === 'ingress' ? 'self' : identities.get(id)!.namedPorts });
               }
@@ -402,7 +442,7 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
       dnsIntercept: fqdnSelecting.length > 0 || input.dnsInterceptAll === true,
       dns: fqdnSelecting.length > 0 && fqdnSelecting.every((p) => p.dns === 'MatchedOnly') ? 'MatchedOnly' : 'AllowAll',
     };
-    return { policy, dropped };
+    return { policy, dropped, ...(readsAll ? {} : { peers: deps }) };
   }
 }
 
