@@ -5,7 +5,9 @@
 //               on an empty node, and sluice-cni on a node with 10,000
 //               NetworkPolicy rules and BENCH_PODS (500) pods in force. The
 //               pod added is a client, of an identity that already exists
-//               (what a Deployment scaling up does).
+//               (what a Deployment scaling up does). Then BENCH_NEW (5) ADDs
+//               of pods of new identities the rules select as peers (a new
+//               Deployment of clients: the servers' policy changes).
 //   bulk load   10,000 rules written in 4 files at once → all enforced,
 //               probed for real: the server pod is isolated (a port no rule
 //               allows times out) and the last file's allow rule lets the
@@ -30,6 +32,8 @@ import { buildNetload, check, startServer } from '../lib/load.js';
 import { formatTable, ratio, stats, type Row } from '../lib/table.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);
+/** ADDs of a pod of a new identity that the rules select as a peer. */
+const NEW_RUNS = Number(process.env.BENCH_NEW ?? 5);
 const PODS = Number(process.env.BENCH_PODS ?? 500);
 const RULES = 10_000;
 const SETUP_BUDGET_MS = Number(process.env.BENCH_SETUP_MS ?? 120_000);
@@ -217,12 +221,13 @@ try {
   cleanup.add(() => rmSync(tmp, { recursive: true, force: true }));
 
   const addNames = Array.from({ length: RUNS + 2 }, (_, i) => `add-${i}`);
+  const newNames = Array.from({ length: NEW_RUNS }, (_, i) => `new-${i}`);
   const podNames = ['server-0', 'server-1', 'client-probe', ...Array.from({ length: Math.max(0, PODS - 3) }, (_, i) => `client-${i}`)];
   const labelsOf = (name: string): Record<string, string> =>
-    name.startsWith('server') ? { role: 'server' } : name.startsWith('add-') ? { role: 'client', group: 'g0' } : { role: 'client', group: `g${Number(name.split('-')[1] ?? 0) % 10}` };
+    name.startsWith('server') ? { role: 'server' } : name.startsWith('new-') ? { role: 'client', group: name } : name.startsWith('add-') ? { role: 'client', group: 'g0' } : { role: 'client', group: `g${Number(name.split('-')[1] ?? 0) % 10}` };
   for (const node of [empty, loaded]) {
     node.writeManifest('00-namespace.yaml', namespaceYaml());
-    node.writeManifest('01-pods.yaml', [...podNames, ...addNames].map((n) => podYaml(n, labelsOf(n))).join(''));
+    node.writeManifest('01-pods.yaml', [...podNames, ...addNames, ...newNames].map((n) => podYaml(n, labelsOf(n))).join(''));
     await waitApplied(node, ['00-namespace.yaml', '01-pods.yaml']);
   }
 
@@ -334,6 +339,31 @@ try {
       failed: failed.get(k),
     });
   }
+  // A pod of a new identity the rules select as a peer (a new Deployment of
+  // clients): the servers' policy changes, so it is recompiled and written
+  // as a new generation. Not interleaved; no target, shown for what it costs.
+  const fresh: number[] = [];
+  for (const name of newNames) {
+    const c = callSync(plugins.loaded, 'ADD', name, cleanup.netns('cn').path);
+    if (c.status !== 0 || !firstIp(c)) {
+      failed.set('new', describe(c));
+      break;
+    }
+    fresh.push(c.ms);
+  }
+  const nst = stats(fresh);
+  rows.push({
+    scenario: `sluice-cni ADD, new peer identity, ${RULES / 1000}k rules`,
+    samples: nst.n,
+    results: { 'p50 ms': fmt(nst.median), 'p95 ms': fmt(nst.p95), 'max ms': fmt(nst.max) },
+    vsBaseline: `${ratio(nst.median, base.median)} p50 (no target)`,
+    failed: failed.get('new'),
+  });
+  await sleep(300); // the agent's log lags a little
+  const newSyncs = logLines(loaded)
+    .filter((l) => l.msg === 'policy programmed')
+    .slice(-fresh.length);
+  notes.push(`ADD of a new peer identity: the sync behind each recompiles the servers' identity and writes a new generation (log "policy programmed": ${newSyncs.map((l) => `${l.ms} ms`).join(', ')}).`);
   const agentAdd = logLines(loaded)
     .filter((l) => l.msg === 'CNI request' && l.cni?.command === 'ADD' && l.cni.containerId?.startsWith('add-') && typeof l.ms === 'number')
     .map((l) => l.ms!);
