@@ -1,5 +1,6 @@
 // The agent's FQDN side: the DNS proxy, what it learned (cache + journal),
 // and the sluice_fqdn_v1 entries derived from both and the compiled policy.
+import type { FqdnNameRow, PodDnsRow } from '../api/index.js';
 import type { Datapath, FqdnAllowMap } from '../datapath/index.js';
 import {
   DnsProxy,
@@ -55,24 +56,8 @@ export interface FqdnStatus {
   pods: PodDnsRow[];
 }
 
-/** One pod's share of DNS: what it holds now and what was dropped over its budgets. */
-export interface PodDnsRow {
-  pod: string;
-  /** Dropped in the datapath over --dns-pod-qps (since the pod's veth was set up). */
-  rateLimited: number;
-  /** Dropped by the proxy over --dns-pod-max-inflight. */
-  overInflight: number;
-  /** TCP connections closed over --dns-tcp-max-per-pod or --dns-tcp-max. */
-  tcpOverLimit: number;
-  inflight: number;
-  tcpConnections: number;
-}
-
-export interface FqdnNameRow {
-  name: string;
-  ips: Array<{ ip: string; expiresInMs: number }>;
-  rules: RuleRef[];
-}
+// The rows `status` and `fqdn` answer with are the API's (src/api/methods.ts).
+export type { FqdnNameRow, PodDnsRow } from '../api/index.js';
 
 class MapSink implements AllowSink {
   readonly #map: FqdnAllowMap;

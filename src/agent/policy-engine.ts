@@ -16,6 +16,7 @@
 // programming failed, and status says exactly that.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { PolicyCondition } from '../api/index.js';
 import type { EndpointRecord } from '../cni/index.js';
 import { PolicyWriter, type Datapath, type ProgramTarget } from '../datapath/index.js';
 import type { Logger } from '../log/index.js';
@@ -52,16 +53,8 @@ function namedPorts(pod: KubeObject | undefined): NamedPort[] {
   );
 }
 
-/** status.conditions[type=Accepted] of one policy, as the API server would hold it. */
-export interface PolicyCondition {
-  kind: 'NetworkPolicy' | 'FQDNPolicy';
-  policy: string;
-  accepted: boolean;
-  reason: 'Valid' | 'Invalid';
-  message: string;
-  /** Invalid now, but an earlier valid version is in force. */
-  previousInForce: boolean;
-}
+// A policy's Accepted condition is the API's (src/api/methods.ts).
+export type { PolicyCondition } from '../api/index.js';
 
 /** One endpoint whose policy could not be programmed: it drops everything. */
 export interface SyncFailure {
