@@ -87,8 +87,11 @@ async function add(deps: CniDeps, req: CniRequest): Promise<unknown> {
     let cidrs: string[];
     let dns: Result['dns'];
     if (conf.ipam) {
-      const ipamResult = parseIpamResult(await deps.delegate.run('ADD', conf, envOf(req)));
+      const raw = await deps.delegate.run('ADD', conf, envOf(req));
+      // The plugin has allocated once it answers, even with a result we
+      // cannot read: release it then too.
       undo.push('delegated IPAM release', () => deps.delegate.run('DEL', conf, { ...envOf(req), CNI_COMMAND: 'DEL' }));
+      const ipamResult = parseIpamResult(raw);
       cidrs = ipamResult.ips.map((ip) => ip.address);
       dns = ipamResult.dns;
       if (cidrs.length === 0) throw new CniError(CniCode.INTERNAL, `IPAM plugin ${conf.ipam.type} returned no addresses`);
