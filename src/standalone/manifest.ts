@@ -6,8 +6,12 @@
 // new. Whenever the fast path is not certain to agree with parsing the whole
 // file (directives, document-end markers, any error), the whole file is
 // parsed as before, so results and error messages stay exactly the same.
+// A document parsed anew is read by the plain-YAML fast path when it can
+// be (plain-yaml.ts: block and one-line flow collections, simple scalars),
+// by the yaml package otherwise.
 import { parseAllDocuments } from 'yaml';
 import { objectKey, type KubeObject } from '../store/index.js';
+import { parsePlainDocument } from './plain-yaml.js';
 import { validateObject, ValidationError } from './validate.js';
 
 /** The whole file, in one parse: the reference behaviour. */
@@ -60,14 +64,18 @@ export function splitDocuments(text: string): string[] | undefined {
   return chunks;
 }
 
-/** One document's objects, or undefined if it has any error (the whole-file parse then says which). */
+/**
+ * One document's objects, or undefined if it has any error (the whole-file
+ * parse then says which). Plain YAML is read by the fast path
+ * (plain-yaml.ts); whatever it is not certain about goes to the yaml package.
+ */
 function parseDocument(chunk: string): KubeObject[] | undefined {
   try {
-    const docs = parseAllDocuments(chunk, { prettyErrors: true });
+    const plain = parsePlainDocument(chunk);
+    const values = plain !== undefined ? [plain] : yamlValues(chunk);
+    if (!values) return undefined;
     const objects: KubeObject[] = [];
-    for (const doc of docs) {
-      if (doc.errors.length) return undefined;
-      const value = doc.toJS({ maxAliasCount: 100 });
+    for (const value of values) {
       if (value === null || value === undefined) continue;
       const items = (value as { kind?: unknown }).kind === 'List' ? ((value as { items?: unknown[] }).items ?? []) : [value];
       for (const item of items) objects.push(validateObject(item, 'document'));
@@ -76,6 +84,16 @@ function parseDocument(chunk: string): KubeObject[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The chunk's documents' values by the yaml package; undefined if any has an error. */
+function yamlValues(chunk: string): unknown[] | undefined {
+  const values: unknown[] = [];
+  for (const doc of parseAllDocuments(chunk, { prettyErrors: true })) {
+    if (doc.errors.length) return undefined;
+    values.push(doc.toJS({ maxAliasCount: 100 }));
+  }
+  return values;
 }
 
 /**
