@@ -102,7 +102,7 @@ export class StandaloneSource implements PolicySource<FileStatus[]> {
       const files = (await readdir(this.#dir)).filter((f) => YAML_FILE.test(f));
       this.#watching = await this.#identity();
       this.#watch();
-      for (const f of files.sort()) await this.#load(f);
+      await this.#loadAll(files.sort());
       this.#recheck = setInterval(() => this.#enqueue(() => this.#checkDirectory()), RECHECK_MS);
       this.#recheck.unref();
     } catch (err) {
@@ -177,7 +177,7 @@ export class StandaloneSource implements PolicySource<FileStatus[]> {
       this.#pending.clear();
       this.#enqueue(async () => {
         try {
-          for (const f of files) await this.#load(f);
+          await this.#loadAll(files);
         } finally {
           for (const r of this.#onSync.splice(0)) r();
         }
@@ -218,29 +218,66 @@ export class StandaloneSource implements PolicySource<FileStatus[]> {
       this.#watching = identity;
       const known = [...this.#status.keys()].filter((f) => !files.includes(f));
       this.#log.info({ dir: this.#dir, files: files.length }, 'watching the standalone directory anew; rescanning it');
-      for (const f of [...files.sort(), ...known]) await this.#load(f);
+      await this.#loadAll([...files.sort(), ...known]);
       return;
     }
-    for (const f of [...this.#unreadable]) await this.#load(f);
+    await this.#loadAll([...this.#unreadable]);
   }
 
-  async #load(file: string): Promise<void> {
-    let text: string;
-    try {
-      text = await readFile(join(this.#dir, file), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && (await this.#dirPresent())) {
-        this.#unreadable.delete(file);
-        if (!this.#status.has(file)) return;
-        this.#replace(file, []);
-        this.#status.delete(file);
-        this.#parsers.delete(file);
-        this.#log.info({ file }, 'manifest removed');
-        return;
+  /**
+   * Loads files that changed together (one debounce window, a scan): each
+   * is read and parsed first (yielding, as parsing does), then all are
+   * handed to the sink in one synchronous run, in order. Each file is still
+   * its own batch (consumers hear one change per file), but no turn of the
+   * event loop falls between them, so the reconciler, which syncs on the
+   * next turn, programs the whole burst in one sync instead of one per file.
+   * The outcome is the same as loading them one after the other: the
+   * conflict check between files runs at delivery, in order.
+   */
+  async #loadAll(files: readonly string[]): Promise<void> {
+    const read: Array<{ file: string; got: Read }> = [];
+    for (const file of files) read.push({ file, got: await this.#read(file) });
+    const parsed: Array<{ file: string; got: Read | { objects: KubeObject[] } | { error: Error } }> = [];
+    for (const { file, got } of read) {
+      if (!('text' in got)) {
+        parsed.push({ file, got });
+        continue;
       }
+      try {
+        let parser = this.#parsers.get(file);
+        if (!parser) this.#parsers.set(file, (parser = new ManifestParser()));
+        parsed.push({ file, got: { objects: await parser.parseYielding(got.text, file) } });
+      } catch (err) {
+        parsed.push({ file, got: { error: err as Error } });
+      }
+    }
+    for (const { file, got } of parsed) this.#deliver(file, got);
+  }
+
+  /** The file's text, or that it is gone (the directory being there), or why it cannot be read. */
+  async #read(file: string): Promise<Read> {
+    try {
+      return { text: await readFile(join(this.#dir, file), 'utf8') };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && (await this.#dirPresent())) return { removed: true };
+      return { unreadable: err };
+    }
+  }
+
+  #deliver(file: string, got: Read | { objects: KubeObject[] } | { error: Error }): void {
+    if ('removed' in got) {
+      this.#unreadable.delete(file);
+      if (!this.#status.has(file)) return;
+      this.#replace(file, []);
+      this.#status.delete(file);
+      this.#parsers.delete(file);
+      this.#log.info({ file }, 'manifest removed');
+      return;
+    }
+    if ('unreadable' in got) {
       // Unreadable (or the whole directory is gone): nothing changes in the
       // store, the file is reported and read again at the next recheck.
-      const error = `cannot read: ${errText(err)}`;
+      const error = `cannot read: ${errText(got.unreadable)}`;
       const prev = this.#status.get(file);
       if (prev?.error !== error) this.#log.error({ file, error }, 'manifest unreadable; its previous objects stay in force');
       this.#status.set(file, { file, ok: false, error, objects: prev?.objects ?? 0 });
@@ -250,9 +287,9 @@ export class StandaloneSource implements PolicySource<FileStatus[]> {
     this.#unreadable.delete(file);
     let objects: KubeObject[];
     try {
-      let parser = this.#parsers.get(file);
-      if (!parser) this.#parsers.set(file, (parser = new ManifestParser()));
-      objects = await parser.parseYielding(text, file);
+      if ('error' in got) throw got.error;
+      if ('text' in got) throw new TypeError('StandaloneSource: a file delivered unparsed');
+      objects = got.objects;
       this.#checkConflicts(file, objects);
     } catch (err) {
       const prev = this.#status.get(file);
@@ -345,6 +382,9 @@ export class StandaloneSource implements PolicySource<FileStatus[]> {
     }
   }
 }
+
+/** What reading a file found. */
+type Read = { text: string } | { removed: true } | { unreadable: unknown };
 
 function errText(err: unknown): string {
   const code = (err as NodeJS.ErrnoException)?.code;
