@@ -22,8 +22,13 @@ export class FqdnAllows {
   #signature = '';
   /** name → ids of the rules matching it (names repeat far more than rules change). */
   #memo = new Map<string, number[]>();
-  /** What the sink holds: ip → rule → expiry. */
-  readonly #programmed = new Map<string, Map<number, number>>();
+  /**
+   * What the sink holds: ip → [rule, expiry, rule, expiry, …] in the order
+   * the rules were first written. A flat array, not a Map per address: an
+   * address is nearly always allowed for one or two rules, and a Map each
+   * was most of this class's memory at 100k addresses.
+   */
+  readonly #programmed = new Map<string, number[]>();
 
   constructor(cache: FqdnCache, sink: AllowSink) {
     this.#cache = cache;
@@ -32,7 +37,7 @@ export class FqdnAllows {
 
   /** Starts from what the datapath already holds (a restarted agent). */
   adopt(existing: Iterable<{ rule: number; ip: string; expiresMs: number }>): void {
-    for (const e of existing) this.#programmedFor(e.ip).set(e.rule, e.expiresMs);
+    for (const e of existing) this.#record(e.ip, e.rule, e.expiresMs);
   }
 
   /** New rule set: returns whether it changed (then call resync). */
@@ -75,19 +80,20 @@ export class FqdnAllows {
       const want = this.desired(ip);
       const have = this.#programmed.get(ip);
       for (const [rule, exp] of want) {
-        if (have?.get(rule) === exp) continue;
+        if (have !== undefined && getPair(have, rule) === exp) continue;
         this.#sink.put(rule, ip, exp);
-        this.#programmedFor(ip).set(rule, exp);
+        this.#record(ip, rule, exp);
         writes++;
       }
       if (!have) continue;
-      for (const rule of [...have.keys()]) {
+      const pairs = this.#programmed.get(ip)!; // #record may have replaced it
+      for (const rule of pairs.filter((_, i) => i % 2 === 0)) {
         if (want.has(rule)) continue;
         this.#sink.delete(rule, ip);
-        have.delete(rule);
+        deletePair(pairs, rule);
         writes++;
       }
-      if (!have.size) this.#programmed.delete(ip);
+      if (!pairs.length) this.#programmed.delete(ip);
     }
     return writes;
   }
@@ -99,18 +105,50 @@ export class FqdnAllows {
 
   /** rule → expiry the datapath holds for `ip`. */
   programmed(ip: string): ReadonlyMap<number, number> {
-    return this.#programmed.get(ip) ?? new Map();
+    const pairs = this.#programmed.get(ip) ?? [];
+    const m = new Map<number, number>();
+    for (let i = 0; i < pairs.length; i += 2) m.set(pairs[i]!, pairs[i + 1]!);
+    return m;
   }
 
   get entries(): number {
     let n = 0;
-    for (const m of this.#programmed.values()) n += m.size;
+    for (const pairs of this.#programmed.values()) n += pairs.length / 2;
     return n;
   }
 
-  #programmedFor(ip: string): Map<number, number> {
-    let m = this.#programmed.get(ip);
-    if (!m) this.#programmed.set(ip, (m = new Map()));
-    return m;
+  /**
+   * Sets one pair. A new array of the exact size rather than a push: an
+   * array grown by push reserves room for ~17 elements.
+   */
+  #record(ip: string, rule: number, expiresMs: number): void {
+    const pairs = this.#programmed.get(ip);
+    if (pairs === undefined) {
+      this.#programmed.set(ip, [rule, expiresMs]);
+      return;
+    }
+    for (let i = 0; i < pairs.length; i += 2) {
+      if (pairs[i] === rule) {
+        pairs[i + 1] = expiresMs;
+        return;
+      }
+    }
+    this.#programmed.set(ip, [...pairs, rule, expiresMs]); // same key: keeps its place
+  }
+}
+
+// [rule, expiry, …] pairs, each rule at most once, in first-write order (as the Map per address was).
+
+function getPair(pairs: readonly number[], rule: number): number | undefined {
+  for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === rule) return pairs[i + 1];
+  return undefined;
+}
+
+function deletePair(pairs: number[], rule: number): void {
+  for (let i = 0; i < pairs.length; i += 2) {
+    if (pairs[i] === rule) {
+      pairs.splice(i, 2);
+      return;
+    }
   }
 }
