@@ -16,9 +16,11 @@
 // again once the 10,000 rules (4 files) also select the server (the issue's
 // "p99 < 100 ms at 1,000 pods with 10,000 rules in force").
 // BENCH_DATAPATH_ONLY=propagation skips the datapath scenarios;
-// BENCH_PROP_RULES=0 skips the propagation round with the 10,000 rules.
-import { readFileSync, writeFileSync } from 'node:fs';
+// BENCH_PROP_RULES=0 skips the propagation round with the 10,000 rules;
+// BENCH_LOG_DIR=<dir> keeps the propagation agent's log.
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
+import { join } from 'node:path';
 import { BareNode } from '../lib/bare-node.js';
 import { BenchCleanup, sweepStaleBenchNetns } from '../lib/bench-netns.js';
 import { buildNetload, check, connRate, iperf, Prober, startIperfServer, startServer, type ProbeSample } from '../lib/load.js';
@@ -512,6 +514,9 @@ function enforcedAt(samples: readonly ProbeSample[], since: bigint, allow: boole
 async function runPropagation(): Promise<Row[]> {
   const setupStart = Date.now();
   const node = new TestNode(cleanup, { podCidr: '10.213.0.0/21' });
+  // BENCH_LOG_DIR=<dir>: keep the agent's log (its node dir goes with the cleanup).
+  const logDir = process.env.BENCH_LOG_DIR;
+  if (logDir) cleanup.add(() => copyFileSync(node.logFile, join(logDir, 'datapath-propagation.log')));
   await node.start();
   const names = ['prop-client', 'prop-server', ...Array.from({ length: PROP_PODS - 2 }, (_, i) => `p${String(i).padStart(4, '0')}`)];
   node.writeManifest('00-namespace.yaml', namespaceYaml('prop'));
