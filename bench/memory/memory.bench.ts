@@ -17,7 +17,8 @@
 //
 // Topology as in bench/dns: nsd in a "world" netns on SERVER, the node joined
 // to it by a veth. Pods have distinct labels (1,000 identities, the costlier
-// case for the endpoint records). Env: BENCH_PODS, BENCH_NAMES, BENCH_LOG_DIR.
+// case for the endpoint records). Env: BENCH_PODS, BENCH_NAMES, BENCH_LOG_DIR,
+// BENCH_MEM_NODE_OPTIONS (extra node flags for the agent, e.g. to try V8 heap sizes).
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
@@ -82,7 +83,8 @@ const gc = require('node:vm').runInNewContext('gc');
 let n = 0;
 process.on('SIGUSR2', () => {
   gc();
-  const out = { ...process.memoryUsage(), heap: v8.getHeapStatistics() };
+  const spaces = Object.fromEntries(v8.getHeapSpaceStatistics().map((x) => [x.space_name, { size: x.space_size, used: x.space_used_size }]));
+  const out = { ...process.memoryUsage(), heap: v8.getHeapStatistics(), spaces };
   fs.writeFileSync(${JSON.stringify(dir)} + '/mem-' + process.pid + '-' + n++ + '.json', JSON.stringify(out));
 });
 `,
@@ -96,6 +98,8 @@ interface Sample {
   heapUsed: number;
   heapTotal: number;
   external: number;
+  /** V8 heap space → [committed, used] bytes. */
+  spaces: Record<string, [number, number]>;
 }
 
 let dumps = 0;
@@ -106,8 +110,9 @@ async function sample(pid: number, dir: string): Promise<Sample> {
   process.kill(pid, 'SIGUSR2');
   await waitFor(`memory dump ${file}`, () => existsSync(file), 10_000);
   await sleep(50); // written with one writeFileSync: give it a moment to be complete
-  const m = JSON.parse(readFileSync(file, 'utf8')) as { heapUsed: number; heapTotal: number; external: number };
-  return { rss, hwm, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external };
+  const m = JSON.parse(readFileSync(file, 'utf8')) as { heapUsed: number; heapTotal: number; external: number; spaces: Record<string, { size: number; used: number }> };
+  const spaces = Object.fromEntries(Object.entries(m.spaces).map(([k, v]) => [k, [v.size, v.used] as [number, number]]));
+  return { rss, hwm, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, spaces };
 }
 
 interface FqdnStatus {
@@ -181,7 +186,7 @@ try {
   if (logDir) cleanup.add(() => copyFileSync(node.logFile, join(logDir, 'memory.log')));
   wire(world, node.ns);
   const saved = process.env.NODE_OPTIONS;
-  process.env.NODE_OPTIONS = `${saved ?? ''} --require=${memoryPreload(dir)}`.trim();
+  process.env.NODE_OPTIONS = `${saved ?? ''} --require=${memoryPreload(dir)} ${process.env.BENCH_MEM_NODE_OPTIONS ?? ''}`.trim();
   try {
     await node.start();
   } finally {
@@ -263,6 +268,15 @@ try {
       vsBaseline: i === 0 ? '' : `+${((s.rss - base.rss) / MiB).toFixed(0)} MiB RSS, +${((s.heapUsed - base.heapUsed) / MiB).toFixed(1)} MiB heap${last ? `; target ≤150 MB: ${s.rss <= TARGET_BYTES ? 'met' : 'MISSED'}` : ''}`,
     });
   });
+  const mib = (n: number) => (n / MiB).toFixed(1);
+  for (const [scenario, s] of samples) {
+    const sp = Object.entries(s.spaces)
+      .filter(([, [size]]) => size >= MiB / 2)
+      .map(([k, [size, used]]) => `${k} ${mib(size)} (${mib(used)} used)`)
+      .join(', ');
+    notes.push(`${scenario}: V8 heap spaces committed MiB: ${sp}; RSS outside the V8 heap ${mib(s.rss - s.heapTotal)} MiB (node itself, code, the addon, malloc).`);
+  }
+  if (process.env.BENCH_MEM_NODE_OPTIONS) notes.push(`the agent ran with NODE_OPTIONS += "${process.env.BENCH_MEM_NODE_OPTIONS}" (BENCH_MEM_NODE_OPTIONS).`);
   notes.push(
     'RSS from /proc/<pid>/statm of the agent process when the row was taken; peak RSS = VmHWM since the agent started; heap used / total and external from process.memoryUsage() in the agent after a forced full GC ' +
       '(a --require preload in NODE_OPTIONS, bench only). The target is judged on RSS in MB (10^6 bytes).',
