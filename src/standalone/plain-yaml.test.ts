@@ -120,6 +120,73 @@ describe('parsePlainDocument', () => {
     expect(taken).toBeGreaterThan(scalars.length * 3);
   });
 
+  it('never disagrees with the yaml package on generated documents, well-formed or mangled', () => {
+    // A seeded generator of documents in block and flow style with varying
+    // indentation, then the same texts with a character deleted, duplicated
+    // or replaced: whatever the fast path takes must be exactly yaml's
+    // value, and a document yaml finds an error in must never be taken.
+    let seed = 0x5eed;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const pick = <T>(a: readonly T[]): T => a[rnd(a.length)]!;
+    // Mostly what the fast path takes, some of what it leaves to yaml.
+    const keys = ['a', 'b', 'c', 'name', 'port', 'app.kubernetes.io/name', 'x_1', 'k-2', 'a', 'b', 'true'];
+    const scalars = ['web', '8080', '0', 'TCP', '10.0.0.0/8', 'null', 'yes', '"q r"', "'s'", 'a b', 'a:b', '100Mi', 'web', 'x', '1.5', '~'];
+    const flowValue = (depth: number): string =>
+      depth > 1 || rnd(3) === 0
+        ? pick(scalars)
+        : rnd(2)
+          ? `[${Array.from({ length: rnd(3) }, () => flowValue(depth + 1)).join(', ')}]`
+          : `{${Array.from({ length: rnd(3) }, () => `${pick(keys)}: ${flowValue(depth + 1)}`).join(', ')}}`;
+    const block = (indent: number, depth: number): string[] => {
+      const pad = ' '.repeat(indent);
+      const step = 1 + rnd(3);
+      const lines: string[] = [];
+      const n = 1 + rnd(3);
+      const seq = depth > 0 && rnd(3) === 0;
+      for (let i = 0; i < n; i++) {
+        const head = seq ? `${pad}- ` : `${pad}${pick(keys)}:`;
+        const r = depth > 2 ? 0 : rnd(4);
+        if (r === 0) lines.push(`${head}${seq ? '' : ' '}${rnd(2) ? pick(scalars) : flowValue(0)}`);
+        else if (r === 1 && !seq) lines.push(head, ...block(indent + (rnd(3) ? step : 0), depth + 1)); // a deeper block, or a sequence at the key's indent
+        else if (r === 2 && seq) {
+          const inner = block(indent + 2, depth + 1);
+          lines.push(`${pad}- ${inner[0]!.trimStart()}`, ...inner.slice(1));
+        } else lines.push(head, ...block(indent + step, depth + 1));
+        if (rnd(8) === 0) lines.push(rnd(2) ? '' : `${pad}# note`);
+      }
+      return lines;
+    };
+    let taken = 0;
+    let mangledTaken = 0;
+    let checked = 0;
+    for (let i = 0; i < 400; i++) {
+      const text = `${rnd(4) === 0 ? '---\n' : ''}${block(0, 0).join('\n')}\n`;
+      const variants = [text];
+      for (let m = 0; m < 4; m++) {
+        const at = rnd(text.length);
+        const c = text[at]!;
+        variants.push(pick([text.slice(0, at) + text.slice(at + 1), text.slice(0, at) + c + text.slice(at), text.slice(0, at) + pick([' ', '-', ':', ',', '[', '}', '\n', 'x']) + text.slice(at + 1)]));
+      }
+      for (const [k, v] of variants.entries()) {
+        if (parseAllDocuments(v).length > 1) continue;
+        checked++;
+        const fast = parsePlainDocument(v);
+        if (fast === undefined) continue;
+        const ref = reference(v);
+        expect(ref, v).not.toHaveProperty('error');
+        expect(fast, v).toStrictEqual(ref);
+        taken++;
+        if (k > 0) mangledTaken++;
+      }
+    }
+    expect(checked).toBeGreaterThan(1500);
+    expect(taken).toBeGreaterThan(500);
+    expect(mangledTaken).toBeGreaterThan(300); // the mangled texts that are still valid YAML
+  });
+
   it('reads a 2,500-rule policy like the yaml package does', () => {
     const rules: string[] = [];
     for (let i = 0; i < 2500; i++) rules.push(`  - from: [{ipBlock: {cidr: 10.100.${i >> 8}.${i & 255}/32}}]\n    ports: [{protocol: ${i % 10 === 9 ? 'UDP' : 'TCP'}, port: ${8000 + (i % 500)}, endPort: ${8100 + (i % 500)}}]`);
