@@ -160,6 +160,8 @@ function describe(c: Call): string {
 interface LogLine {
   msg?: string;
   ms?: number;
+  compileMs?: number;
+  writeMs?: number;
   file?: string;
   entries?: number;
   cni?: { command?: string; containerId?: string };
@@ -291,7 +293,7 @@ try {
     results: { 'load ms': fmt(loadMs, 0) },
     vsBaseline: loadMs < 2000 ? 'target <2 s: met' : 'target <2 s: MISSED',
   });
-  notes.push(`bulk load: probed from client-probe to server-0 every ~${200 + 20} ms at most (a timeout probe costs 200 ms); the agent programmed the rules in ${loadSyncs.length} syncs (log "policy programmed": ${loadSyncs.map((l) => `${l.ms} ms`).join(', ')}), the last leaving ${loadSyncs.at(-1)?.entries ?? '?'} policy entries in force across the endpoints.`);
+  notes.push(`bulk load: probed from client-probe to server-0 every ~${200 + 20} ms at most (a timeout probe costs 200 ms); the agent programmed the rules in ${loadSyncs.length} sync${loadSyncs.length === 1 ? '' : 's'} (log "policy programmed": ${loadSyncs.map((l) => `${l.ms} ms (compile ${l.compileMs ?? '?'}, write ${l.writeMs ?? '?'})`).join(', ')}), the last leaving ${loadSyncs.at(-1)?.entries ?? '?'} policy entries in force across the endpoints.`);
 
   // ---------------------------------------------------------- sequential ADDs
   const plugins = {
