@@ -564,7 +564,7 @@ async function runPropagation(): Promise<Row[]> {
   // Start from a settled "deny".
   await waitFor('initial deny', () => enforcedAt(prober.samples, 0n, false, settle, process.hrtime.bigint() - 60_000_000n) !== undefined, 10_000);
   /** FLIPS edits of 10-flip.yaml, alternating allow/deny, from a settled deny; ends on a deny (FLIPS even). */
-  const flips = async () => {
+  const flips = async (timeoutMs: number) => {
     const lat: number[] = [];
     const agentMs: number[] = [];
     let failed: string | undefined;
@@ -575,7 +575,7 @@ async function runPropagation(): Promise<Row[]> {
       const t = process.hrtime.bigint();
       node.writeManifest('10-flip.yaml', flipYaml(allow));
       try {
-        const e = await waitFor(`flip ${k} (${allow ? 'allow' : 'deny'})`, () => enforcedAt(prober.samples, t, allow, settle, process.hrtime.bigint() - 60_000_000n), 5_000);
+        const e = await waitFor(`flip ${k} (${allow ? 'allow' : 'deny'})`, () => enforcedAt(prober.samples, t, allow, settle, process.hrtime.bigint() - 60_000_000n), timeoutMs);
         lat.push(Number(e - t) / 1e6);
         const prog = logLines(node).slice(logFrom).filter((l) => l.msg === 'policy programmed');
         for (const p of prog) if (typeof p.ms === 'number') agentMs.push(p.ms);
@@ -585,7 +585,7 @@ async function runPropagation(): Promise<Row[]> {
     }
     return { lat, agentMs, failed };
   };
-  const plain = await flips();
+  const plain = await flips(5_000);
 
   // The same edits with the 10,000 rules also selecting the server (none of
   // them lets the client reach 8080: the flip alone decides it).
@@ -604,7 +604,7 @@ async function runPropagation(): Promise<Row[]> {
       await sleep(500);
       if (enforcedAt(prober.samples, 0n, false, settle, process.hrtime.bigint()) === undefined) throw new Error('the server is not denied to the client with the 10k rules in force');
       notes.push(`propagation with rules: ${RULES} rules in 4 files (the datapath scenario's, in namespace prop) selecting the server, programmed ${((Date.now() - t0) / 1000).toFixed(1)} s after the write (${last.entries ?? '?'} policy entries in force); then the same ${FLIPS} edits.`);
-      ruled = await flips();
+      ruled = await flips(20_000); // an edit has taken over 2 s here
     } catch (err) {
       rulesFailed = (err as Error).message;
     }
