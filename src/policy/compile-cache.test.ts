@@ -165,6 +165,124 @@ describe('compile with a CompileCache', () => {
     expect(cache.carried + cache.hits).toBeGreaterThan(0);
   });
 
+  it('a policy edit recomputes only the edited policy\'s contributions, the others are reused', () => {
+    const s1 = pod('s1', '10.0.0.1', { role: 'server' });
+    const c1 = pod('c1', '10.0.0.2', { role: 'client' });
+    const byPort = (name: string, port: number) => np(name, { podSelector: { matchLabels: { role: 'server' } }, ingress: [{ from: [{ podSelector: { matchLabels: { role: 'client' } } }], ports: [{ port }] }] });
+    const a1 = byPort('a', 81);
+    const b1 = byPort('b', 82);
+    const base = { namespaces, nodeIps: [], endpoints: [s1, c1] };
+    const alloc = newAllocators();
+    const freshAlloc = newAllocators(); // the same history, never cached
+    const cache = new CompileCache();
+    compile({ ...base, policies: [server, a1, b1] }, alloc, cache);
+    compile({ ...base, policies: [server, a1, b1] }, freshAlloc);
+    expect([cache.contributionHits, cache.contributionMisses]).toEqual([0, 3]);
+    const prefixes = cache.prefixes!;
+    const edited = { ...base, policies: [server, byPort('a', 83), b1] };
+    const out = compile(edited, alloc, cache);
+    // server and b reused for s1; only the new 'a' computed.
+    expect([cache.contributionHits, cache.contributionMisses]).toEqual([2, 4]);
+    expect(out).toEqual(compile(edited, freshAlloc));
+    expect(out.endpoints.get('x.s1')!.entries.filter((e) => e.ref.policy === 'x/a').map((e) => e.portMin)).toEqual([83]);
+    // No ipBlock changed: the prefixes, their identities and expansions are the previous ones.
+    expect(cache.prefixes!.index).toBe(prefixes.index);
+    expect(cache.prefixes!.blocks).toBe(prefixes.blocks);
+    // An edit that adds a prefix works them out again, and recomputes every contribution.
+    const widened = np('a', { podSelector: { matchLabels: { role: 'server' } }, ingress: [{ from: [{ ipBlock: { cidr: '192.168.0.0/16' } }] }] });
+    const again = { ...base, policies: [server, widened, b1] };
+    expect(compile(again, alloc, cache)).toEqual(compile(again, freshAlloc));
+    expect(cache.prefixes!.index).not.toBe(prefixes.index);
+    expect(cache.contributionMisses).toBe(7);
+  });
+
+  it('random policy edits and pod churn: cached compiles equal fresh ones at every step', () => {
+    let seed = 4242;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return (seed >>> 12) % n; // the high bits: the low ones of this LCG have short periods
+    };
+    const pick = <T,>(xs: readonly T[]): T => xs[rnd(xs.length)]!;
+    const nss = new Map<string, Record<string, string>>([
+      ['x', { 'kubernetes.io/metadata.name': 'x', team: 't' }],
+      ['y', { 'kubernetes.io/metadata.name': 'y' }],
+    ]);
+    const roles = ['client', 'server', 'web'];
+    // Nested and disjoint prefixes that come and go with the edits (pods live in 10.0.0-7.1-4).
+    const randomBlock = () =>
+      pick([
+        () => ({ cidr: '10.0.0.0/8', except: [`10.0.${rnd(4)}.0/24`] }),
+        () => ({ cidr: `10.0.${rnd(4)}.0/24` }),
+        () => {
+          const net = rnd(4);
+          return { cidr: `10.0.${net}.0/29`, except: [`10.0.${net}.${4 * rnd(2)}/30`] };
+        },
+        () => ({ cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] }),
+        () => ({ cidr: `192.168.${rnd(3)}.0/24` }),
+      ])();
+    const randomPeer = (): unknown =>
+      pick([
+        () => ({ podSelector: { matchLabels: { role: pick(roles) } } }),
+        () => ({ namespaceSelector: { matchLabels: { team: 't' } }, podSelector: { matchLabels: { role: pick(roles) } } }),
+        () => ({ namespaceSelector: {} }),
+        () => ({ ipBlock: randomBlock() }),
+      ])();
+    const randomPorts = (): unknown => pick([undefined, [{ port: 'http' }], [{ port: 80 + rnd(3) }], [{ port: 53, protocol: 'UDP' }, { port: 'http' }], [{ port: 8000, endPort: 8000 + rnd(20) }]]);
+    const randomRule = (dir: 'from' | 'to'): unknown => {
+      const ports = randomPorts();
+      const peers = rnd(4) ? Array.from({ length: 1 + rnd(2) }, randomPeer) : undefined;
+      return { ...(peers ? { [dir]: peers } : {}), ...(ports ? { ports } : {}) };
+    };
+    const randomPolicy = (name: string, ns: string) =>
+      parseNetworkPolicy({
+        metadata: { name, namespace: ns },
+        spec: {
+          podSelector: rnd(4) ? { matchLabels: { role: pick(roles) } } : {},
+          ingress: Array.from({ length: rnd(3) }, () => randomRule('from')),
+          egress: Array.from({ length: rnd(3) }, () => randomRule('to')),
+          policyTypes: pick([['Ingress'], ['Egress'], ['Ingress', 'Egress']]),
+        },
+      });
+    const fqdnPolicy = (name: string) =>
+      parseFqdnPolicy({ metadata: { name, namespace: 'x' }, spec: { podSelector: { matchLabels: { role: pick(roles) } }, egress: [{ toFQDNs: [{ matchName: 'example.test' }], ports: [{ port: 443 }] }] } } as never);
+    const ports = [[], web, [{ name: 'http', protocol: 'TCP' as const, port: 8080 }]];
+    let policies = Array.from({ length: 6 }, (_, i) => randomPolicy(`p${i}`, i % 3 ? 'x' : 'y'));
+    let fqdnPolicies = [fqdnPolicy('f0')];
+    const live = new Map<string, EndpointInput>();
+    const cachedAlloc = newAllocators();
+    const freshAlloc = newAllocators();
+    const cache = new CompileCache();
+    let withBlocks = 0;
+    for (let step = 0; step < 300; step++) {
+      const what = rnd(10);
+      if (what < 4 || live.size < 3) {
+        const name = `q${rnd(10)}`;
+        if (live.has(name) && rnd(3) === 0) live.delete(name);
+        else {
+          const ns = rnd(3) ? 'x' : 'y';
+          live.set(name, { key: `${ns}.${name}`, namespace: ns, name, ips: [`10.0.${rnd(8)}.${rnd(4) + 1}`], labels: { role: pick(roles) }, namedPorts: ports[rnd(3)]! });
+        }
+      } else if (what < 8) {
+        // Edit one policy: a new object, mostly with a new spec.
+        const i = rnd(policies.length);
+        policies = policies.map((p, k) => (k === i ? randomPolicy(p.name, p.namespace) : p));
+      } else if (what === 8) {
+        if (policies.length > 2 && rnd(2)) policies = policies.filter((_, k) => k !== rnd(policies.length));
+        else policies = [...policies, randomPolicy(`n${step}`, rnd(2) ? 'x' : 'y')];
+      } else {
+        fqdnPolicies = rnd(2) ? [fqdnPolicy('f0')] : [];
+      }
+      const input: PolicyInput = { namespaces: nss, endpoints: [...live.values()], policies, fqdnPolicies, nodeIps: ['10.0.255.1'] };
+      const out = compile(input, cachedAlloc, cache);
+      if (out.cidrs.size > 2) withBlocks++;
+      expect(out).toEqual(compile(input, freshAlloc));
+    }
+    // It exercised what it is about: reused contributions, and ipBlocks.
+    expect(cache.contributionHits).toBeGreaterThan(100);
+    expect(cache.contributionMisses).toBeGreaterThan(100);
+    expect(withBlocks).toBeGreaterThan(100);
+  });
+
   it('endpoints of one identity share one compiled policy, also without a cache', () => {
     const [, two] = steps();
     const c = compile(two!);

@@ -196,7 +196,14 @@ interface IdentityPolicy {
  * new identity, one gone), an identity's result is still reused if every
  * pod peer it was compiled against selects the same identities as before.
  * Any other change recompiles every identity (once per identity, not per
- * endpoint).
+ * endpoint) — but from per-policy parts: an identity's entries are the
+ * union, in policy order, of what each NetworkPolicy selecting it
+ * contributes, and a contribution is a function of the policy object, the
+ * identity and a narrower context (the identities, the namespaces' labels,
+ * the CIDR identities, the ipcache when a named port lies inside an
+ * ipBlock). While that context holds, contributions are kept by (policy
+ * object, identity), so an edit of one policy recomputes only its own
+ * contributions; the union is deduped as a fresh compile dedupes it.
  */
 export class CompileCache {
   /** The ipBlock prefixes and their CIDR identities: a function of the NetworkPolicies alone. */
@@ -210,6 +217,26 @@ export class CompileCache {
   hits = 0;
   /** Identity results reused across a change of identities. */
   carried = 0;
+  /** What `contributions` were computed against (see Contribution). */
+  contributionContext = '';
+  /** NetworkPolicy object → identity memo key → its contribution. */
+  contributions = new Map<NetworkPolicy, Map<string, Contribution>>();
+  /** Contributions reused / computed (for tests and logs). */
+  contributionHits = 0;
+  contributionMisses = 0;
+}
+
+/**
+ * What one NetworkPolicy contributes to one identity's policy (it selects
+ * that identity): its entries before the union is deduped, in rule order,
+ * and the pod peers they were worked out from. A function of the policy
+ * object, the identity (its memo key) and the identities, namespaces' labels,
+ * CIDR identities and (with a named port inside an ipBlock) ipcache.
+ */
+interface Contribution {
+  entries: PolicyEntry[];
+  peers: NonNullable<IdentityPolicy['peers']>;
+  readsAll: boolean;
 }
 
 /** Everything about ipBlocks a compile works out from the NetworkPolicies alone. */
@@ -220,6 +247,10 @@ interface PrefixState {
   index: PrefixIndex;
   /** ipBlock (cidr|except) → the CIDR identities it matches. */
   blocks: Map<string, number[]>;
+  /** The prefixes' texts in the order they were first met (the index answers in that order). */
+  order: string[];
+  /** Each NetworkPolicy object's ipBlock prefixes, parsed once. */
+  byPolicy: WeakMap<NetworkPolicy, Prefix[]>;
 }
 
 function sameRefs<T>(a: readonly T[], b: readonly T[]): boolean {
@@ -258,8 +289,9 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
   // CIDR identities for every prefix any ipBlock mentions, plus the roots
   // (worked out again only when the NetworkPolicies changed).
   const reuse = cache?.prefixes && cache.prefixes.alloc === alloc && sameRefs(input.policies, cache.prefixes.policies) ? cache.prefixes : undefined;
-  const { cidrs, index, blocks } = reuse ?? prefixState(input.policies, alloc);
-  if (cache && !reuse) cache.prefixes = { policies: [...input.policies], alloc, cidrs, index, blocks };
+  const state = reuse ?? prefixState(input.policies, alloc, cache?.prefixes?.alloc === alloc ? cache.prefixes : undefined);
+  const { cidrs, index, blocks } = state;
+  if (cache && !reuse) cache.prefixes = { ...state, policies: [...input.policies], alloc };
 
   /** CIDR identities an ipBlock matches: prefixes inside cidr and inside no except. */
   const blockIdentities = (peer: Extract<Peer, { kind: 'ipBlock' }>): number[] => {
@@ -328,6 +360,7 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
   let byIdentity = new Map<string, IdentityPolicy>();
   /** The previous results, when only the identities changed: each reusable if its peers still select the same. */
   let previous: Map<string, IdentityPolicy> | undefined;
+  let wholeHit = false;
   if (cache) {
     const namedPortIpBlocks = input.policies.some((p) => p.egress.some((r) => r.ports?.some((x) => typeof x.port === 'string') && r.peers?.some((x) => x.kind === 'ipBlock')));
     const context = JSON.stringify([[...input.namespaces], [...fqdnRules.keys()], input.dnsInterceptAll === true, namedPortIpBlocks ? [...ipcache] : []]);
@@ -335,6 +368,7 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
     if (context === cache.context && sameRefs(input.policies, cache.policies) && sameRefs(input.fqdnPolicies ?? [], cache.fqdnPolicies)) {
       if (identitySet === cache.identities) {
         byIdentity = cache.byIdentity;
+        wholeHit = true;
         cache.hits++;
       } else {
         previous = cache.byIdentity;
@@ -345,6 +379,20 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
     cache.policies = [...input.policies];
     cache.fqdnPolicies = [...(input.fqdnPolicies ?? [])];
     cache.byIdentity = byIdentity;
+  }
+  // Per-policy contributions, kept while their own, narrower context holds
+  // (an edit of one policy leaves it as it was).
+  let contributions: Map<NetworkPolicy, Map<string, Contribution>> | undefined;
+  if (cache && !wholeHit) {
+    const namedPortIpBlocks = input.policies.some((p) => p.egress.some((r) => r.ports?.some((x) => typeof x.port === 'string') && r.peers?.some((x) => x.kind === 'ipBlock')));
+    const ctx = JSON.stringify([[...input.namespaces], cache.identities, [...cidrs], namedPortIpBlocks ? [...ipcache] : []]);
+    if (ctx !== cache.contributionContext) {
+      cache.contributionContext = ctx;
+      cache.contributions = new Map();
+    }
+    contributions = cache.contributions;
+    const livePolicies = new Set(input.policies);
+    for (const pol of [...contributions.keys()]) if (!livePolicies.has(pol)) contributions.delete(pol);
   }
   const live = new Set<string>();
 
@@ -363,61 +411,39 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
       }
     }
     if (!done) {
-      done = compileIdentity(ep, endpointIds.get(ep.key)!);
+      done = compileIdentity(ep, endpointIds.get(ep.key)!, memoKey);
       byIdentity.set(memoKey, done);
     }
     for (const d of done.dropped) warnings.push(`${ep.namespace}/${ep.name}: more than ${MAX_FQDN_RULES} FQDN rules select it; ${d.policy} rule ${d.rule} is not applied`);
     endpoints.set(ep.key, done.policy);
   }
   for (const k of [...byIdentity.keys()]) if (!live.has(k)) byIdentity.delete(k);
+  if (contributions) for (const byKey of contributions.values()) for (const k of [...byKey.keys()]) if (!live.has(k)) byKey.delete(k);
   return { identities, ipcache, cidrs, endpoints, fqdnRules, warnings };
 
   /** One identity's policy: what every endpoint of it gets. */
-  function compileIdentity(ep: EndpointInput, identity: number): IdentityPolicy {
+  function compileIdentity(ep: EndpointInput, identity: number, memoKey: string): IdentityPolicy {
     const dropped: IdentityPolicy['dropped'] = [];
     const deps: NonNullable<IdentityPolicy['peers']> = [];
     let readsAll = false;
     const selecting = input.policies.filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
     const fqdnSelecting = (input.fqdnPolicies ?? []).filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
     const entries: PolicyEntry[] = [];
-    /** A rule's entries for one peer: every port and protocol, or each port of the rule. */
-    const emitRule = (direction: 'ingress' | 'egress', peer: number, ports: readonly PortSpec[] | undefined, namedOn: NamedPort[] | 'each-pod' | 'self', ref: RuleRef): void => {
-      if (!ports) entries.push({ direction, peer, protocol: PROTO_ANY, portMin: 0, portMax: 65535, ref });
-      else for (const port of ports) emitPort(entries, direction, peer, port, namedOn, ep, identities, ref);
-    };
     for (const pol of selecting) {
-      for (const direction of ['ingress', 'egress'] as const) {
-        if (!pol.types[direction]) continue;
-        pol[direction].forEach((rule, index) => {
-          const ref: RuleRef = { policy: `${pol.namespace}/${pol.name}`, direction, rule: index };
-          // (peer, named-port resolver) pairs. A named port resolves on the
-          // destination: ingress → this endpoint; egress → the peer pod.
-          const peers: Array<{ id: number; namedOn: NamedPort[] | 'each-pod' | 'self' }> = [];
-          if (!rule.peers) peers.push({ id: ID_ANY, namedOn: direction === 'ingress' ? 'self' : 'each-pod' });
-          if (!rule.peers && direction === 'egress') readsAll = true; // a named port: every identity that has it
-          for (const peer of rule.peers ?? []) {
-            if (peer.kind === 'ipBlock') {
-              for (const id of blockIdentities(peer)) peers.push({ id, namedOn: direction === 'ingress' ? 'self' : [] });
-              // Egress to a named port of pods inside the block: only pod
-              // identities whose every address the block covers (exact, never
-              // wider than the block).
-              if (direction === 'egress' && rule.ports?.some((p) => typeof p.port === 'string')) {
-                readsAll = true;
-                for (const info of identities.values()) {
-                  const ips = [...ipcache].filter(([, id]) => id === info.id).map(([ip]) => ip);
-                  if (ips.length && ips.every((ip) => blockCovers(peer, ip))) peers.push({ id: info.id, namedOn: info.namedPorts });
-                }
-              }
-            } else {
-              deps.push({ peer, ns: pol.namespace, seen: peerSeen(peer, pol.namespace) });
-              for (const id of podPeers(peer, pol.namespace)) {
-                peers.push({ id, namedOn: direction === 'ingress' ? 'self' : identities.get(id)!.namedPorts });
-              }
-            }
-          }
-          for (const { id, namedOn } of peers) emitRule(direction, id, rule.ports, namedOn, ref);
-        });
+      let part = contributions?.get(pol)?.get(memoKey);
+      if (part) cache!.contributionHits++;
+      else {
+        part = contribution(ep, pol);
+        if (contributions) {
+          cache!.contributionMisses++;
+          let byKey = contributions.get(pol);
+          if (!byKey) contributions.set(pol, (byKey = new Map()));
+          byKey.set(memoKey, part);
+        }
       }
+      for (const e of part.entries) entries.push(e);
+      for (const d of part.peers) deps.push(d);
+      if (part.readsAll) readsAll = true;
     }
     const epFqdnRules: number[] = [];
     for (const pol of fqdnSelecting) {
@@ -429,7 +455,7 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
           return;
         }
         epFqdnRules.push(id);
-        emitRule('egress', id, rule.ports, [], ref); // FQDN ports are numbers: nothing to resolve
+        emitRule(entries, ep, 'egress', id, rule.ports, [], ref); // FQDN ports are numbers: nothing to resolve
       });
     }
     const policy: EndpointPolicy = {
@@ -444,26 +470,86 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
     };
     return { policy, dropped, ...(readsAll ? {} : { peers: deps }) };
   }
+
+  /** A rule's entries for one peer: every port and protocol, or each port of the rule. */
+  function emitRule(entries: PolicyEntry[], ep: EndpointInput, direction: 'ingress' | 'egress', peer: number, ports: readonly PortSpec[] | undefined, namedOn: NamedPort[] | 'each-pod' | 'self', ref: RuleRef): void {
+    if (!ports) entries.push({ direction, peer, protocol: PROTO_ANY, portMin: 0, portMax: 65535, ref });
+    else for (const port of ports) emitPort(entries, direction, peer, port, namedOn, ep, identities, ref);
+  }
+
+  /** What NetworkPolicy `pol` (which selects `ep`) contributes to ep's identity. */
+  function contribution(ep: EndpointInput, pol: NetworkPolicy): Contribution {
+    const entries: PolicyEntry[] = [];
+    const deps: Contribution['peers'] = [];
+    let readsAll = false;
+    for (const direction of ['ingress', 'egress'] as const) {
+      if (!pol.types[direction]) continue;
+      pol[direction].forEach((rule, index) => {
+        const ref: RuleRef = { policy: `${pol.namespace}/${pol.name}`, direction, rule: index };
+        // (peer, named-port resolver) pairs. A named port resolves on the
+        // destination: ingress → this endpoint; egress → the peer pod.
+        const peers: Array<{ id: number; namedOn: NamedPort[] | 'each-pod' | 'self' }> = [];
+        if (!rule.peers) peers.push({ id: ID_ANY, namedOn: direction === 'ingress' ? 'self' : 'each-pod' });
+        if (!rule.peers && direction === 'egress') readsAll = true; // a named port: every identity that has it
+        for (const peer of rule.peers ?? []) {
+          if (peer.kind === 'ipBlock') {
+            for (const id of blockIdentities(peer)) peers.push({ id, namedOn: direction === 'ingress' ? 'self' : [] });
+            // Egress to a named port of pods inside the block: only pod
+            // identities whose every address the block covers (exact, never
+            // wider than the block).
+            if (direction === 'egress' && rule.ports?.some((p) => typeof p.port === 'string')) {
+              readsAll = true;
+              for (const info of identities.values()) {
+                const ips = [...ipcache].filter(([, id]) => id === info.id).map(([ip]) => ip);
+                if (ips.length && ips.every((ip) => blockCovers(peer, ip))) peers.push({ id: info.id, namedOn: info.namedPorts });
+              }
+            }
+          } else {
+            deps.push({ peer, ns: pol.namespace, seen: peerSeen(peer, pol.namespace) });
+            for (const id of podPeers(peer, pol.namespace)) {
+              peers.push({ id, namedOn: direction === 'ingress' ? 'self' : identities.get(id)!.namedPorts });
+            }
+          }
+        }
+        for (const { id, namedOn } of peers) emitRule(entries, ep, direction, id, rule.ports, namedOn, ref);
+      });
+    }
+    return { entries, peers: deps, readsAll };
+  }
 }
 
-/** The ipBlock prefixes of `policies` (plus the roots), their CIDR identities and an index over them. */
-function prefixState(policies: readonly NetworkPolicy[], alloc: Allocators): Omit<PrefixState, 'policies' | 'alloc'> {
+/**
+ * The ipBlock prefixes of `policies` (plus the roots), their CIDR identities
+ * and an index over them. `prev` (same allocator): its policies' parsed
+ * prefixes are reused, and so is all of it when the prefixes came out the
+ * same, in the same order (an edit that touches no ipBlock).
+ */
+function prefixState(policies: readonly NetworkPolicy[], alloc: Allocators, prev?: PrefixState): Omit<PrefixState, 'policies' | 'alloc'> {
+  const byPolicy = prev?.byPolicy ?? new WeakMap<NetworkPolicy, Prefix[]>();
   const prefixes = new Map<string, Prefix>();
   for (const root of ['0.0.0.0/0', '::/0']) prefixes.set(root, parsePrefix(root));
   for (const pol of policies) {
-    for (const rule of [...pol.ingress, ...pol.egress]) {
-      for (const peer of rule.peers ?? []) {
-        if (peer.kind !== 'ipBlock') continue;
-        for (const t of [peer.ipBlock.cidr, ...peer.ipBlock.except]) {
-          const p = parsePrefix(t);
-          prefixes.set(p.text, p);
+    let own = byPolicy.get(pol);
+    if (!own) {
+      own = [];
+      for (const rule of [...pol.ingress, ...pol.egress]) {
+        for (const peer of rule.peers ?? []) {
+          if (peer.kind !== 'ipBlock') continue;
+          for (const t of [peer.ipBlock.cidr, ...peer.ipBlock.except]) own.push(parsePrefix(t));
         }
       }
+      byPolicy.set(pol, own);
     }
+    for (const p of own) if (!prefixes.has(p.text)) prefixes.set(p.text, p);
   }
-  alloc.cidrs.retain(new Set(prefixes.keys()));
-  const cidrs = new Map([...prefixes.keys()].sort().map((t) => [t, alloc.cidrs.get(t)]));
-  return { cidrs, index: new PrefixIndex(prefixes.values()), blocks: new Map() };
+  const order = [...prefixes.keys()];
+  alloc.cidrs.retain(new Set(order));
+  // The same prefixes in the same order, still holding the same identities: nothing to redo.
+  if (prev && sameRefs(order, prev.order) && order.every((t) => alloc.cidrs.get(t) === prev.cidrs.get(t))) {
+    return { cidrs: prev.cidrs, index: prev.index, blocks: prev.blocks, order: prev.order, byPolicy };
+  }
+  const cidrs = new Map([...order].sort().map((t) => [t, alloc.cidrs.get(t)]));
+  return { cidrs, index: new PrefixIndex(prefixes.values()), blocks: new Map(), order, byPolicy };
 }
 
 function emitPort(
