@@ -32,7 +32,7 @@
 // could judge a peer by its old identity). A failed endpoint is rewritten by
 // the next apply whatever changed, so a retry can recover it.
 import { createHash } from 'node:crypto';
-import type { CompiledPolicy, EndpointPolicy } from '../policy/index.js';
+import type { CompiledPolicy, EndpointPolicy, PolicyEntry } from '../policy/index.js';
 import { native, type NativeError } from '../native/index.js';
 import * as endpointCodec from './codec/endpoint.js';
 import * as fqdnCodec from './codec/fqdn.js';
@@ -70,6 +70,8 @@ interface Generation {
   policyId: number;
   digest: string;
   keys: Buffer[];
+  /** keys[i] without its policy_id, as hex: what an in-place change compares. */
+  hex: string[];
   /** Whether a sluice_fqdn_rules entry was written under policyId. */
   fqdnRules: boolean;
   /** Endpoint keys whose entry points at it. */
@@ -101,30 +103,51 @@ function flagsOf(p: EndpointPolicy): number {
  * generation are these with its id stamped in, so one encoding serves both
  * the change check and the write.
  */
-function encodeEntries(p: EndpointPolicy): Buffer[] {
+function encodeEntries(p: EndpointPolicy): { generic: Buffer[]; hex: string[] } {
   const seen = new Set<string>();
-  const out: Buffer[] = [];
+  const generic: Buffer[] = [];
+  const hex: string[] = [];
   for (const e of p.entries) {
-    for (const k of policyCodec.encodeKeys({
+    const enc = entryKeys(e);
+    enc.hex.forEach((h, i) => {
+      if (seen.has(h)) return;
+      seen.add(h);
+      generic.push(enc.bufs[i]!);
+      hex.push(h);
+    });
+  }
+  return { generic, hex };
+}
+
+/**
+ * One entry's trie keys (policy_id 0), by entry object: the compiler hands
+ * out the same entry objects again for the policies an edit left alone, so
+ * an edit re-encodes only what it changed.
+ */
+const entryEncodings = new WeakMap<PolicyEntry, { bufs: Buffer[]; hex: string[] }>();
+
+function entryKeys(e: PolicyEntry): { bufs: Buffer[]; hex: string[] } {
+  let enc = entryEncodings.get(e);
+  if (!enc) {
+    const bufs = policyCodec.encodeKeys({
       policyId: 0,
       peer: e.peer,
       direction: e.direction === 'egress' ? DIR_FROM_POD : DIR_TO_POD,
       protocol: e.protocol,
       portMin: e.portMin,
       portMax: e.portMax,
-    })) {
-      const hex = k.toString('hex');
-      if (seen.has(hex)) continue;
-      seen.add(hex);
-      out.push(k);
-    }
+    });
+    enc = { bufs, hex: bufs.map((b) => b.toString('hex')) };
+    entryEncodings.set(e, enc);
   }
-  return out;
+  return enc;
 }
 
 /** One compiled policy's encoding and the digest its generations are compared by. */
 interface Encoded {
   generic: Buffer[];
+  /** generic as hex. */
+  hex: string[];
   /** FQDN rules and every trie key: equal digests, one generation serves both. */
   digest: string;
 }
@@ -140,10 +163,10 @@ const encodings = new WeakMap<EndpointPolicy, Encoded>();
 function encoded(p: EndpointPolicy): Encoded {
   let e = encodings.get(p);
   if (!e) {
-    const generic = encodeEntries(p);
+    const { generic, hex } = encodeEntries(p);
     const hash = createHash('sha256').update(`${p.fqdnRules.join(',')}|`);
-    for (const hex of generic.map((b) => b.toString('hex')).sort()) hash.update(hex).update(',');
-    e = { generic, digest: hash.digest('hex') };
+    for (const h of [...hex].sort()) hash.update(h).update(',');
+    e = { generic, hex, digest: hash.digest('hex') };
     encodings.set(p, e);
   }
   return e;
@@ -233,7 +256,7 @@ export class PolicyWriter {
       const p = compiled.endpoints.get(t.key);
       if (!p) continue;
       live.add(t.key);
-      const { generic, digest } = encoded(p);
+      const { generic, hex, digest } = encoded(p);
       const head = `${t.ifindex}|${t.ips.join(',')}|${p.identity}|${flagsOf(p)}|${p.fqdnRules.join(',')}`;
       const signature = `${t.ifindex}|${t.ips.join(',')}|${p.identity}|${flagsOf(p)}|${digest}`;
       const prev = this.#programmed.get(t.key);
@@ -244,7 +267,7 @@ export class PolicyWriter {
       // Only the entries changed, in a generation of its own: change it in place.
       const own = prev?.gen;
       if (own && prev.head === head && own.users.size === 1 && own.users.has(t.key) && !this.#generations.has(digest)) {
-        const error = this.#delta(own, generic, digest, policyFd, stale);
+        const error = this.#delta(own, generic, hex, digest, policyFd, stale);
         if (error === undefined) {
           this.#programmed.set(t.key, { ...prev, signature });
           report.rewritten++;
@@ -279,7 +302,7 @@ export class PolicyWriter {
             fqdnRules = true;
             n.mapUpdate(rulesFd, fqdnCodec.encodeRulesKey(policyId), fqdnCodec.encodeRules(p.fqdnRules), BPF_ANY);
           }
-          gen = { policyId, digest, keys, fqdnRules, users: new Set() };
+          gen = { policyId, digest, keys, hex, fqdnRules, users: new Set() };
           endpoint = endpointCodec.encode({ identity: p.identity, flags: flagsOf(p), policyId, ips: t.ips });
         } catch (err) {
           // Roll back what made it in; the endpoint drops everything.
@@ -378,11 +401,19 @@ export class PolicyWriter {
    * generation). Returns the error when the added keys could not be
    * written; they are rolled back then and the generation is as it was.
    */
-  #delta(gen: Generation, generic: readonly Buffer[], digest: string, policyFd: number, stale: Buffer[]): string | undefined {
-    const keys = withPolicyId(generic, gen.policyId);
-    const had = new Set(gen.keys.map((k) => k.toString('hex')));
-    const want = new Set(keys.map((k) => k.toString('hex')));
-    const added = keys.filter((k) => !had.has(k.toString('hex')));
+  #delta(gen: Generation, generic: readonly Buffer[], hex: readonly string[], digest: string, policyFd: number, stale: Buffer[]): string | undefined {
+    const had = new Map(gen.hex.map((h, i) => [h, gen.keys[i]!]));
+    const want = new Set(hex);
+    const keys: Buffer[] = [];
+    const added: Buffer[] = [];
+    hex.forEach((h, i) => {
+      let k = had.get(h);
+      if (!k) {
+        k = withPolicyId([generic[i]!], gen.policyId)[0]!;
+        added.push(k);
+      }
+      keys.push(k);
+    });
     try {
       if (added.length) native().mapUpdateBatch(policyFd, Buffer.concat(added), Buffer.concat(added.map(() => policyCodec.encode(0))), added.length, BPF_ANY);
     } catch (err) {
@@ -392,13 +423,22 @@ export class PolicyWriter {
     // A key of this generation whose delete failed earlier, waiting on the
     // stale list for a retry, may be wanted again now: it must not go.
     if (stale.length) {
-      const keep = stale.filter((k) => !want.has(k.toString('hex')));
+      const off = policyCodec.KEY_OFFSETS.policy_id;
+      const keep = stale.filter((k) => {
+        if (k.readUInt32LE(off) !== gen.policyId) return true;
+        const g = Buffer.from(k);
+        g.writeUInt32LE(0, off);
+        return !want.has(g.toString('hex'));
+      });
       stale.length = 0;
       for (const k of keep) stale.push(k);
     }
-    for (const k of gen.keys) if (!want.has(k.toString('hex'))) stale.push(k);
+    gen.hex.forEach((h, i) => {
+      if (!want.has(h)) stale.push(gen.keys[i]!);
+    });
     if (this.#generations.get(gen.digest) === gen) this.#generations.delete(gen.digest);
     gen.keys = keys;
+    gen.hex = [...hex];
     gen.digest = digest;
     this.#generations.set(digest, gen);
     return undefined;
