@@ -25,6 +25,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cleanup, podArgs, SLUICE_CNI, TestNode, uniqueName } from '../../test/helpers/agent.js';
+import { cleanUpOnSignals } from '../lib/bench-netns.js';
 import { findPid, hwmOf, resetHwm, RssSampler, rssOf, type RssPeak } from '../lib/procmem.js';
 import { formatTable, ratio, stats, type Row } from '../lib/table.js';
 
@@ -55,14 +56,7 @@ interface Call {
 }
 
 const cleanup = new Cleanup();
-process.once('SIGINT', () => {
-  cleanup.run();
-  process.exit(130);
-});
-process.once('SIGTERM', () => {
-  cleanup.run();
-  process.exit(143);
-});
+cleanUpOnSignals(cleanup);
 
 // ------------------------------------------------------------------ helpers
 

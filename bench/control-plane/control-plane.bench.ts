@@ -28,6 +28,7 @@ import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cleanup, cniAsync, podArgs, SLUICE_CNI, TestNode } from '../../test/helpers/agent.js';
 import type { Netns } from '../../test/helpers/netns.js';
+import { cleanUpOnSignals } from '../lib/bench-netns.js';
 import { buildNetload, check, startServer } from '../lib/load.js';
 import { formatTable, ratio, stats, type Row } from '../lib/table.js';
 
@@ -47,14 +48,7 @@ const DENIED = 7002;
 const CALL_TIMEOUT_MS = 60_000;
 
 const cleanup = new Cleanup();
-process.once('SIGINT', () => {
-  cleanup.run();
-  process.exit(130);
-});
-process.once('SIGTERM', () => {
-  cleanup.run();
-  process.exit(143);
-});
+cleanUpOnSignals(cleanup);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '-');

@@ -6,6 +6,18 @@ import { Cleanup, ownerGone, sh } from '../../test/helpers/netns.js';
 
 export const BENCH_PREFIX = 'sbn';
 
+/** Runs `cleanup` when the benchmark is interrupted (SIGINT, SIGTERM), then exits as the signal would. */
+export function cleanUpOnSignals(cleanup: Cleanup): void {
+  process.once('SIGINT', () => {
+    cleanup.run();
+    process.exit(130);
+  });
+  process.once('SIGTERM', () => {
+    cleanup.run();
+    process.exit(143);
+  });
+}
+
 /** A Cleanup whose namespaces (TestNode's included) carry the bench prefix. */
 export class BenchCleanup extends Cleanup {
   constructor() {

@@ -6,18 +6,8 @@ import { describe, expect, it } from 'vitest';
 import type { NameSelector } from '../policy/index.js';
 import { FqdnAllows, type AllowSink, type FqdnRuleSpec } from './allows.js';
 import { FqdnCache } from './cache.js';
+import { mulberry32 } from '../../test/helpers/prng.js';
 
-/** A small seeded PRNG (mulberry32), so a failure replays. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The reference: ip → names (a Set, insertion order), rebuilt from entries() the way the index was kept. */
 class SetIndex {
@@ -64,7 +54,7 @@ describe('FqdnCache address index', () => {
 
   it('agrees with a Set per address through random answers, evictions and sweeps', () => {
     for (const seed of [1, 2, 3, 4, 5]) {
-      const rand = rng(seed);
+      const rand = mulberry32(seed);
       const cache = new FqdnCache({ minTtlMs: 0, graceMs: 0, maxIpsPerName: 3, maxNames: 12 });
       const names = Array.from({ length: 16 }, (_, i) => `n${i}.test`);
       const ips = Array.from({ length: 10 }, (_, i) => `198.51.100.${i}`);
@@ -144,7 +134,7 @@ describe('FqdnAllows record of the sink', () => {
 
   it('agrees with the sink through random answers, sweeps, rule changes and an adopted start', () => {
     for (const seed of [11, 12, 13, 14]) {
-      const rand = rng(seed);
+      const rand = mulberry32(seed);
       const cache = new FqdnCache({ minTtlMs: 0, graceMs: 0, maxIpsPerName: 3, maxNames: 10 });
       const sink = new MapSink();
       // Start from what a previous agent left: some pairs no rule will explain.

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalName } from '../policy/index.js';
 import type { Learned } from './message.js';
 import { DnsProxy, type NatInfo, type Peer, type ProxyStats } from './proxy.js';
+import { mulberry32 } from '../../test/helpers/prng.js';
 
 const PACKETS = Number(process.env.SLUICE_FUZZ_PACKETS) > 0 ? Math.floor(Number(process.env.SLUICE_FUZZ_PACKETS)) : 100_000;
 const SOCKET_PACKETS = 5_000;
@@ -31,22 +32,11 @@ console.log(`DNS fuzz seed ${SEED} (replay: SLUICE_FUZZ_SEED=${SEED})`);
 
 // ---------------------------------------------------------------- generation
 
-/** mulberry32: small, fast, good enough to pick mutations. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen {
   readonly #r: () => number;
   constructor(seed: number) {
-    this.#r = prng(seed);
+    this.#r = mulberry32(seed);
   }
   float(): number {
     return this.#r();
