@@ -8,7 +8,6 @@ import { FqdnAllows, type AllowSink, type FqdnRuleSpec } from './allows.js';
 import { FqdnCache } from './cache.js';
 import { mulberry32 } from '../../test/helpers/prng.js';
 
-
 /** The reference: ip → names (a Set, insertion order), rebuilt from entries() the way the index was kept. */
 class SetIndex {
   readonly byIp = new Map<string, Set<string>>();

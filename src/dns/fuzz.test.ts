@@ -32,7 +32,6 @@ console.log(`DNS fuzz seed ${SEED} (replay: SLUICE_FUZZ_SEED=${SEED})`);
 
 // ---------------------------------------------------------------- generation
 
-
 class Gen {
   readonly #r: () => number;
   constructor(seed: number) {
