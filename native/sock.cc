@@ -17,17 +17,16 @@
 namespace sluice {
 namespace {
 
-// socketBind(family: 4|6, type: 'udp'|'tcp', address, port, rcvbuf?) → fd
+// socketBind(family: 4|6, type: 'udp'|'tcp', address, port) → fd
 Napi::Value SocketBind(const Napi::CallbackInfo& info) {
   Args a(info);
   Napi::Env env = a.env();
-  int64_t family = 0, port = 0, rcvbuf = 0;
+  int64_t family = 0, port = 0;
   std::string type, address;
   if (!a.Int(0, "family", 4, 6, &family) || !a.Str(1, "type", &type) || !a.Str(2, "address", &address) ||
       !a.Int(3, "port", 0, 65535, &port)) {
     return env.Undefined();
   }
-  if (info.Length() > 4 && !info[4].IsUndefined() && !a.Int(4, "rcvbuf", 0, INT32_MAX, &rcvbuf)) return env.Undefined();
   if (family != 4 && family != 6) return ThrowType(env, "argument 'family' must be 4 or 6");
   if (type != "udp" && type != "tcp") return ThrowType(env, "argument 'type' must be 'udp' or 'tcp'");
   sockaddr_storage ss;
@@ -60,10 +59,6 @@ Napi::Value SocketBind(const Napi::CallbackInfo& info) {
     if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) return fail("setsockopt(IPV6_V6ONLY)");
   }
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) return fail("setsockopt(SO_REUSEADDR)");
-  if (rcvbuf > 0) {
-    int v = static_cast<int>(rcvbuf);
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v) < 0) return fail("setsockopt(SO_RCVBUF)");
-  }
   if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) return fail("bind");
   return Napi::Number::New(env, fd);
 }

@@ -4,9 +4,6 @@
 import { isIPv6 } from 'node:net';
 import { native } from '../native/index.js';
 
-/** The proxy's listening UDP sockets: bursts queue in the kernel while a handler runs. */
-const PROXY_RCVBUF = 4 << 20;
-
 export interface ProxyHost {
   /** Makes the proxy's addresses reachable on the node (never as a source the node picks). */
   routeLocal(addresses: readonly string[]): void;
@@ -34,6 +31,7 @@ export const nativeProxyHost: ProxyHost = {
     }
   },
   bind(family, type, address, port) {
-    return native().socketBind(family, type, address, port, type === 'udp' ? PROXY_RCVBUF : undefined);
+    // The proxy sizes its sockets' receive buffers itself (dgram recvBufferSize applies to a bound fd too).
+    return native().socketBind(family, type, address, port);
   },
 };

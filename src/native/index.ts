@@ -292,7 +292,7 @@ export interface NativeAddon {
    * `address`:`port`, which need not be an interface address; IPv6 sockets
    * are v6-only. Returns the fd, for dgram `bind({ fd })` or net `listen({ fd })`.
    */
-  socketBind(family: 4 | 6, type: 'udp' | 'tcp', address: string, port: number, rcvbuf?: number): number;
+  socketBind(family: 4 | 6, type: 'udp' | 'tcp', address: string, port: number): number;
 }
 
 /**
