@@ -15,6 +15,7 @@ import { callAgent } from '../../src/cli/client.js';
 import { Cleanup, cni, podArgs, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
 import { dig, startAuthServer, type Zone } from '../helpers/dns.js';
 import { isRoot } from '../helpers/netns.js';
+import { makeWorld } from '../helpers/world.js';
 
 const NSD = '198.18.0.53';
 const POD_CIDR = '10.73.0.0/24';
@@ -129,20 +130,7 @@ describe.skipIf(!isRoot)('DNS names are compared label by label', () => {
     cleanup.add(() => {
       for (const p of procs) p.kill('SIGKILL');
     });
-    world = cleanup.netns('wld');
-    const link = `slt${process.pid.toString(36)}l`;
-    node.ns.exec('ip', ['link', 'add', link, 'type', 'veth', 'peer', 'name', 'w0', 'netns', world.path]);
-    for (const [ns, dev, v4] of [
-      [node.ns, link, '198.19.0.1/24'],
-      [world, 'w0', '198.19.0.2/24'],
-    ] as const) {
-      ns.exec('ip', ['addr', 'add', v4, 'dev', dev]);
-      ns.exec('ip', ['link', 'set', dev, 'up']);
-    }
-    node.ns.exec('ip', ['route', 'add', '198.18.0.0/16', 'via', '198.19.0.2']);
-    world.exec('ip', ['route', 'add', 'local', '198.18.0.0/16', 'dev', 'lo']);
-    world.exec('ip', ['route', 'add', '10.73.0.0/24', 'via', '198.19.0.1']);
-    world.exec('ip', ['addr', 'add', `${NSD}/32`, 'dev', 'lo']);
+    world = makeWorld(cleanup, node, { tag: 'l', node: ['198.19.0.1/24'], world: ['198.19.0.2/24'], owns: ['198.18.0.0/16'], addresses: [NSD], podCidrs: [POD_CIDR] });
 
     await startAuthServer(cleanup, world, { address: NSD, zones: [ZONE] });
     procs.push(spawn('nsenter', [`--net=${world.path}`, 'python3', '-c', WEB], { stdio: 'ignore' }));
