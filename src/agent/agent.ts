@@ -32,6 +32,7 @@ import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
 import { endpointKey, PolicyEngine } from './policy-engine.js';
+import { NodeAddresses } from './node-addresses.js';
 import { Reconciler, type SyncOutcome } from './reconciler.js';
 import { FlowLog } from '../observe/index.js';
 import { FqdnService } from './fqdn.js';
@@ -105,6 +106,7 @@ export class Agent {
   #endpoints!: EndpointRegistry;
   #policy!: PolicyEngine;
   #reconciler: Reconciler | undefined;
+  #nodeAddresses: NodeAddresses | undefined;
   #fqdn!: FqdnService;
   #handlers!: Record<CniCommand, Handler>;
   readonly #locks = new AttachmentLocks();
@@ -159,8 +161,15 @@ export class Agent {
       },
       this.#root.child({ subsystem: 'fqdn' }),
     );
-    this.#policy = new PolicyEngine(this.#store, () => this.#endpoints.list(), this.#datapath, cfg.stateDir, this.#root.child({ subsystem: 'policy' }), {
+    const nodeAddresses = (this.#nodeAddresses = new NodeAddresses(
+      () => n.addrList(null).map((a) => a.address),
+      () => this.#reconciler?.markDirty(),
+    ));
+    const endpoints = this.#endpoints;
+    this.#policy = new PolicyEngine(this.#store, () => endpoints.list(), this.#datapath, cfg.stateDir, this.#root.child({ subsystem: 'policy' }), {
       dnsInterceptAll: cfg.dnsIntercept === 'all',
+      endpoint: (key) => endpoints.byKey(key),
+      nodeIps: () => nodeAddresses.get(),
       onCompiled: (compiled, records) =>
         this.#fqdn.setPolicy(
           compiled,
@@ -200,6 +209,7 @@ export class Agent {
     const reconciler = (this.#reconciler = new Reconciler<SyncOutcome>(this.#policy));
     this.#endpoints.onChange(() => reconciler.request());
     this.#store.onChange(() => reconciler.markDirty());
+    nodeAddresses.start();
     await this.#applyQueuedDels();
     this.#flows = new FlowLog(this.#datapath.openEvents(), {
       podOfIfindex: (ifindex) => {
@@ -243,7 +253,7 @@ export class Agent {
     }
     // One compile for every surviving endpoint, then re-attach the freshly
     // loaded programs (an atomic replace of the old ones).
-    this.#policy.sync();
+    await this.#policy.sync();
     for (const rec of this.#endpoints.list()) this.#endpoints.attach(rec);
     // Every endpoint runs this version's programs now: earlier layouts' maps can go.
     const retired = Datapath.removeRetiredPins(this.#cfg.bpffs);
@@ -388,10 +398,13 @@ export class Agent {
   async stop(): Promise<void> {
     this.#source?.stop();
     this.#reconciler?.stop();
+    this.#nodeAddresses?.stop();
     this.#policy?.stop();
     this.#flows?.stop();
     await this.#fqdn?.stop();
     await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
+    // A sync part-way through finishes before the maps' fds close under it.
+    await this.#policy?.idle();
     this.#datapath?.close();
   }
 }

@@ -142,6 +142,11 @@ export class EndpointRegistry implements EndpointsPort {
     return this.#records.get(key(containerId, ifname));
   }
 
+  /** The record registered under `${containerId}.${ifname}`. */
+  byKey(k: string): EndpointRecord | undefined {
+    return this.#records.get(k);
+  }
+
   list(): EndpointRecord[] {
     return [...this.#records.values()];
   }

@@ -20,10 +20,9 @@ import type { PolicyCondition } from '../api/index.js';
 import type { EndpointRecord } from '../cni/index.js';
 import { PolicyWriter, type Datapath, type ProgramTarget } from '../datapath/index.js';
 import type { Logger } from '../log/index.js';
-import { native } from '../native/index.js';
 import {
-  compile,
   CompileCache,
+  compileSteps,
   newAllocators,
   parseFqdnPolicy,
   parseNetworkPolicy,
@@ -82,6 +81,26 @@ export interface PolicyHealth {
 /** While a sync fails, it is retried this often (level-triggered: it re-reads everything). */
 const RETRY_MS = 2000;
 
+/**
+ * A sync's work runs in slices of at most about this long, each followed by
+ * a turn of the event loop: the DNS proxy shares the thread, and a lookup
+ * must not wait for a 10,000-rule compile (see docs/development.md).
+ */
+export const SLICE_MS = 4;
+
+/** Runs `steps` to the end, letting the event loop turn whenever a slice has taken `sliceMs`. */
+export async function runSliced<T>(steps: Generator<void, T, void>, sliceMs: number): Promise<T> {
+  let until = performance.now() + sliceMs;
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    if (performance.now() >= until) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      until = performance.now() + sliceMs;
+    }
+  }
+}
+
 function failureCode(err: unknown, text: string): SyncFailure['code'] {
   const code = (err as { code?: unknown })?.code;
   return code === 'SLUICE_MAP_FULL' || code === 'E2BIG' || code === 'ENOSPC' || /^(E2BIG|ENOSPC|SLUICE_MAP_FULL)\b/.test(text) ? 'SLUICE_MAP_FULL' : 'SLUICE_DATAPATH';
@@ -90,6 +109,15 @@ function failureCode(err: unknown, text: string): SyncFailure['code'] {
 export interface PolicyEngineOptions {
   /** --dns-intercept all */
   dnsInterceptAll?: boolean;
+  /** The endpoint registered under endpointKey() now (default: a scan of the list). */
+  endpoint?: (key: string) => EndpointRecord | undefined;
+  /** The node's own addresses (identity "host"); read when a sync starts. */
+  nodeIps?: () => string[];
+  /**
+   * How long one slice of a sync may hold the event loop before it lets
+   * other work (DNS proxy packets, CNI requests) run; default SLICE_MS.
+   */
+  sliceMs?: number;
   /** Called after every compile that reached the datapath. */
   onCompiled?: (compiled: CompiledPolicy, records: EndpointRecord[]) => void;
 }
@@ -158,6 +186,8 @@ export class PolicyEngine {
   #logged = '';
   #retry: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** The sync in progress: syncs never overlap (a retry waits for the running one). */
+  #running: Promise<SyncReport> = Promise.resolve({ failed: [] });
 
   constructor(store: ObjectStore, endpoints: () => EndpointRecord[], datapath: Datapath, stateDir: string, log: Logger, opts: PolicyEngineOptions = {}) {
     this.#opts = opts;
@@ -188,19 +218,31 @@ export class PolicyEngine {
   }
 
   /**
-   * Recompiles and programs the datapath; returns once the maps hold the
-   * result. Never throws: what could not be programmed is returned (and
+   * Recompiles and programs the datapath; resolves once the maps hold the
+   * result. Never rejects: what could not be programmed is returned (and
    * fails closed in the datapath), logged, shown by health() and retried.
+   * The work runs in slices (runSliced) with turns of the event loop in
+   * between; calls queue behind the sync in progress, never overlap.
    */
-  sync(): SyncReport {
+  sync(): Promise<SyncReport> {
+    const next = this.#running.then(() => this.#sync());
+    this.#running = next;
+    return next;
+  }
+
+  async #sync(): Promise<SyncReport> {
     if (this.#retry) clearTimeout(this.#retry);
     this.#retry = undefined;
     const records = this.#endpoints();
     const targets: ProgramTarget[] = records.map((r) => ({ key: endpointKey(r), ifindex: r.hostIfindex, ips: r.ips.map((c) => c.split('/')[0]!) }));
+    // An endpoint removed while this sync ran (its DEL deleted its entry)
+    // must not be written back: asked just before each write.
+    const lookup = this.#opts.endpoint ?? ((key: string) => this.#endpoints().find((r) => endpointKey(r) === key));
+    const current = (t: ProgramTarget): boolean => lookup(t.key)?.hostIfindex === t.ifindex;
     let failed: SyncFailure[];
     let error: string | undefined;
     try {
-      ({ failed, error } = this.#syncOnce(records, targets));
+      ({ failed, error } = await this.#syncOnce(records, targets, current));
     } catch (err) {
       // Compile or the writer threw: nothing says which endpoint is right,
       // so every endpoint fails closed until a sync succeeds.
@@ -209,13 +251,18 @@ export class PolicyEngine {
       error = text;
       failed = targets.map((t) => ({ key: t.key, error: text, code }));
       try {
-        this.#writer.failClosed(targets);
+        this.#writer.failClosed(targets.filter(current));
       } catch (again) {
         this.#log.error({ err: again }, 'could not flip the endpoints to policy-failed either; endpoints without an entry drop everything');
       }
     }
     this.#report(failed, error);
     return { failed };
+  }
+
+  /** Resolves once no sync is running or queued. */
+  async idle(): Promise<void> {
+    await this.#running;
   }
 
   /** Stops the retry timer (agent stop). */
@@ -248,12 +295,12 @@ export class PolicyEngine {
       this.#logged = text;
     }
     if (!this.#stopped) {
-      this.#retry = setTimeout(() => this.sync(), RETRY_MS);
+      this.#retry = setTimeout(() => void this.sync(), RETRY_MS);
       this.#retry.unref();
     }
   }
 
-  #syncOnce(records: EndpointRecord[], targets: ProgramTarget[]): { failed: SyncFailure[]; error?: string } {
+  async #syncOnce(records: EndpointRecord[], targets: ProgramTarget[], current: (t: ProgramTarget) => boolean): Promise<{ failed: SyncFailure[]; error?: string }> {
     const started = process.hrtime.bigint();
     const namespaces = new Map(this.#store.list('Namespace').map((ns) => [ns.metadata.name, ns.metadata.labels ?? {}]));
     const endpoints: EndpointInput[] = records.map((rec) => {
@@ -268,23 +315,19 @@ export class PolicyEngine {
         namedPorts: namedPorts(pod),
       };
     });
-    const nodeIps = native()
-      .addrList(null)
-      .map((a) => a.address);
-    const compiled = compile(
-      {
-        namespaces,
-        endpoints,
-        policies: this.#netpols.refresh(this.#store.list('NetworkPolicy'), this.#log),
-        fqdnPolicies: this.#fqdnPols.refresh(this.#store.list('FQDNPolicy'), this.#log),
-        dnsInterceptAll: this.#opts.dnsInterceptAll,
-        nodeIps,
-      },
-      this.#alloc,
-      this.#cache,
-    );
+    const nodeIps = this.#opts.nodeIps?.() ?? [];
+    const sliceMs = this.#opts.sliceMs ?? SLICE_MS;
+    const input = {
+      namespaces,
+      endpoints,
+      policies: this.#netpols.refresh(this.#store.list('NetworkPolicy'), this.#log),
+      fqdnPolicies: this.#fqdnPols.refresh(this.#store.list('FQDNPolicy'), this.#log),
+      dnsInterceptAll: this.#opts.dnsInterceptAll,
+      nodeIps,
+    };
+    const compiled = await runSliced(compileSteps(input, this.#alloc, this.#cache), sliceMs);
     const compiledAt = process.hrtime.bigint();
-    const report = this.#writer.apply(compiled, targets);
+    const report = await runSliced(this.#writer.applySteps(compiled, targets, current), sliceMs);
     const writtenAt = process.hrtime.bigint();
     this.#compiled = compiled;
     this.#persistIdentities();

@@ -171,6 +171,11 @@ export class Datapath {
     return removed;
   }
 
+  /** The addon this datapath's maps live in: for the map writers of this module (src/datapath). */
+  get bpf(): BpfAddon {
+    return this.#n;
+  }
+
   /** Loads (or adopts the pins of) the object; `addon` defaults to the real one. */
   static open(opts: DatapathOptions, addon: BpfAddon = native()): Datapath {
     if (!isBpffs(opts.bpffs)) {

@@ -33,7 +33,7 @@
 // the next apply whatever changed, so a retry can recover it.
 import { createHash } from 'node:crypto';
 import type { CompiledPolicy, EndpointPolicy, PolicyEntry } from '../policy/index.js';
-import { native, type NativeError } from '../native/index.js';
+import type { BpfAddon, NativeError } from '../native/index.js';
 import * as endpointCodec from './codec/endpoint.js';
 import * as fqdnCodec from './codec/fqdn.js';
 import * as ipcacheCodec from './codec/ipcache.js';
@@ -180,9 +180,9 @@ function withPolicyId(keys: readonly Buffer[], policyId: number): Buffer[] {
   });
 }
 
-function deleteQuietly(fd: number, key: Buffer): void {
+function deleteQuietly(n: BpfAddon, fd: number, key: Buffer): void {
   try {
-    native().mapDelete(fd, key);
+    n.mapDelete(fd, key);
   } catch {
     // already gone
   }
@@ -193,9 +193,8 @@ function deleteQuietly(fd: number, key: Buffer): void {
  * part-way (a key already gone ends a batch delete). Returns the keys that
  * could not be deleted for another reason than being gone.
  */
-function deleteKeys(fd: number, keys: readonly Buffer[]): Buffer[] {
+function deleteKeys(n: BpfAddon, fd: number, keys: readonly Buffer[]): Buffer[] {
   if (!keys.length) return [];
-  const n = native();
   try {
     n.mapDeleteBatch(fd, Buffer.concat(keys), keys.length);
     return [];
@@ -223,6 +222,8 @@ function failedState(endpoint: Buffer): Programmed {
 
 export class PolicyWriter {
   readonly #dp: Datapath;
+  /** The datapath's addon (real, or the fake in unit tests). */
+  readonly #n: BpfAddon;
   readonly #programmed = new Map<string, Programmed>();
   /** Live generations by digest: an endpoint whose entries equal one's points at it. */
   readonly #generations = new Map<string, Generation>();
@@ -235,6 +236,7 @@ export class PolicyWriter {
 
   constructor(dp: Datapath) {
     this.#dp = dp;
+    this.#n = dp.bpf;
     // Never reuse a generation a pinned endpoint entry may still point at.
     for (const ep of dp.listEndpoints().values()) this.#nextPolicyId = Math.max(this.#nextPolicyId, (ep.policyId ?? 0) + 1);
     // Start from what the pinned maps hold, so the first apply diffs
@@ -244,7 +246,24 @@ export class PolicyWriter {
   }
 
   apply(compiled: CompiledPolicy, targets: readonly ProgramTarget[]): ApplyReport {
-    const n = native();
+    const steps = this.applySteps(compiled, targets);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /**
+   * apply() in steps: it yields after each endpoint it wrote and every few
+   * hundred ipcache or prefix updates, so a caller can let other work run in
+   * between (the kernel sees the same sequence of map updates either way).
+   * `wanted` is asked, just before a target is written, whether it still
+   * exists: one removed meanwhile (its entry already deleted by its DEL) is
+   * skipped and released rather than written back. Nothing else may call
+   * into this writer until the generator is done.
+   */
+  *applySteps(compiled: CompiledPolicy, targets: readonly ProgramTarget[], wanted?: (t: ProgramTarget) => boolean): Generator<void, ApplyReport, void> {
+    const n = this.#n;
     const policyFd = this.#dp.mapFd(MAP_POLICY);
     const report: ApplyReport = { rewritten: 0, failed: [], entries: 0 };
     const rulesFd = this.#dp.mapFd(MAP_FQDN_RULES);
@@ -252,9 +271,14 @@ export class PolicyWriter {
     const staleRules = this.#staleRules;
     const live = new Set<string>();
 
+    let worked = 0;
     for (const t of targets) {
+      if (report.rewritten + report.failed.length !== worked) {
+        worked = report.rewritten + report.failed.length;
+        yield;
+      }
       const p = compiled.endpoints.get(t.key);
-      if (!p) continue;
+      if (!p || (wanted && !wanted(t))) continue;
       live.add(t.key);
       const { generic, hex, digest } = encoded(p);
       const head = `${t.ifindex}|${t.ips.join(',')}|${p.identity}|${flagsOf(p)}|${p.fqdnRules.join(',')}`;
@@ -306,8 +330,8 @@ export class PolicyWriter {
           endpoint = endpointCodec.encode({ identity: p.identity, flags: flagsOf(p), policyId, ips: t.ips });
         } catch (err) {
           // Roll back what made it in; the endpoint drops everything.
-          stale.push(...deleteKeys(policyFd, keys));
-          if (fqdnRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(policyId));
+          stale.push(...deleteKeys(this.#n, policyFd, keys));
+          if (fqdnRules) deleteQuietly(this.#n, rulesFd, fqdnCodec.encodeRulesKey(policyId));
           endpoint = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips });
           report.failed.push({ key: t.key, error: errorText(err) });
         }
@@ -321,8 +345,8 @@ export class PolicyWriter {
         // is flipped to POLICY_FAILED if that can be written, else keeps its
         // generation recorded so it is neither leaked nor deleted under its feet.
         if (gen && fresh) {
-          stale.push(...deleteKeys(policyFd, gen.keys));
-          if (gen.fqdnRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(gen.policyId));
+          stale.push(...deleteKeys(this.#n, policyFd, gen.keys));
+          if (gen.fqdnRules) deleteQuietly(this.#n, rulesFd, fqdnCodec.encodeRulesKey(gen.policyId));
         }
         if (!report.failed.some((f) => f.key === t.key)) report.failed.push({ key: t.key, error: errorText(err) });
         const failedEntry = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips });
@@ -351,8 +375,8 @@ export class PolicyWriter {
     }
 
     try {
-      this.#syncIpcache(compiled.ipcache);
-      this.#syncCidrs(compiled.cidrs);
+      yield* this.#syncIpcache(compiled.ipcache);
+      yield* this.#syncCidrs(compiled.cidrs);
     } catch (err) {
       const error = errorText(err);
       for (const t of targets) {
@@ -364,9 +388,9 @@ export class PolicyWriter {
         else report.failed.push({ key: t.key, error });
       }
     }
-    this.#stale = deleteKeys(policyFd, stale);
+    this.#stale = deleteKeys(this.#n, policyFd, stale);
     this.#staleRules = [];
-    for (const id of staleRules) deleteQuietly(rulesFd, fqdnCodec.encodeRulesKey(id));
+    for (const id of staleRules) deleteQuietly(this.#n, rulesFd, fqdnCodec.encodeRulesKey(id));
     return report;
   }
 
@@ -376,7 +400,7 @@ export class PolicyWriter {
    */
   failClosed(targets: readonly ProgramTarget[]): void {
     for (const t of targets) this.#failOne(t, endpointCodec.encode({ identity: 0, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips }));
-    this.#stale = deleteKeys(this.#dp.mapFd(MAP_POLICY), this.#stale);
+    this.#stale = deleteKeys(this.#n, this.#dp.mapFd(MAP_POLICY), this.#stale);
   }
 
   /** Flips one endpoint to POLICY_FAILED; its generation is deleted only once nothing points at it. */
@@ -386,7 +410,7 @@ export class PolicyWriter {
       if (prev) {
         const rules: number[] = [];
         this.#release(t.key, prev, this.#stale, rules);
-        for (const id of rules) deleteQuietly(this.#dp.mapFd(MAP_FQDN_RULES), fqdnCodec.encodeRulesKey(id));
+        for (const id of rules) deleteQuietly(this.#n, this.#dp.mapFd(MAP_FQDN_RULES), fqdnCodec.encodeRulesKey(id));
       }
       this.#programmed.set(t.key, failedState(failedEntry));
     } else if (prev) {
@@ -415,9 +439,9 @@ export class PolicyWriter {
       keys.push(k);
     });
     try {
-      if (added.length) native().mapUpdateBatch(policyFd, Buffer.concat(added), Buffer.concat(added.map(() => policyCodec.encode(0))), added.length, BPF_ANY);
+      if (added.length) this.#n.mapUpdateBatch(policyFd, Buffer.concat(added), Buffer.concat(added.map(() => policyCodec.encode(0))), added.length, BPF_ANY);
     } catch (err) {
-      stale.push(...deleteKeys(policyFd, added));
+      stale.push(...deleteKeys(this.#n, policyFd, added));
       return errorText(err);
     }
     // A key of this generation whose delete failed earlier, waiting on the
@@ -457,7 +481,7 @@ export class PolicyWriter {
 
   #flipFailed(ifindex: number, failedEntry: Buffer): boolean {
     try {
-      native().mapUpdate(this.#dp.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(ifindex), failedEntry, BPF_ANY);
+      this.#n.mapUpdate(this.#dp.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(ifindex), failedEntry, BPF_ANY);
       return true;
     } catch {
       return false;
@@ -474,7 +498,7 @@ export class PolicyWriter {
    * previous agent left behind. Run once after the first apply.
    */
   collectGarbage(keep: ReadonlySet<number> = new Set()): number {
-    const n = native();
+    const n = this.#n;
     const fd = this.#dp.mapFd(MAP_POLICY);
     const inUse = new Set([...[...this.#programmed.values()].map((p) => p.policyId), ...keep]);
     const dead: Buffer[] = [];
@@ -487,39 +511,40 @@ export class PolicyWriter {
     for (let k = n.mapGetNextKey(rulesFd, null, fqdnCodec.RULES_KEY_SIZE); k; k = n.mapGetNextKey(rulesFd, k, fqdnCodec.RULES_KEY_SIZE)) {
       if (!inUse.has(fqdnCodec.decodeRulesKey(k))) deadLists.push(k);
     }
-    for (const k of deadLists) deleteQuietly(rulesFd, k);
+    for (const k of deadLists) deleteQuietly(this.#n, rulesFd, k);
     return dead.length + deadLists.length;
   }
 
-  #syncIpcache(want: ReadonlyMap<string, number>): void {
-    const n = native();
-    const fd = this.#dp.mapFd(MAP_IPCACHE);
-    // What is recorded follows each write, so a failure part-way leaves it
-    // true to the map and the next apply diffs against reality.
-    for (const [ip, id] of want) {
-      if (this.#ipcache.get(ip) === id) continue;
-      n.mapUpdate(fd, ipcacheCodec.encodeKey(ip), ipcacheCodec.encodeValue(id), BPF_ANY);
-      this.#ipcache.set(ip, id);
-    }
-    for (const ip of [...this.#ipcache.keys()]) {
-      if (want.has(ip)) continue;
-      n.mapDelete(fd, ipcacheCodec.encodeKey(ip));
-      this.#ipcache.delete(ip);
-    }
+  #syncIpcache(want: ReadonlyMap<string, number>): Generator<void, void, void> {
+    return syncTable(this.#n, this.#dp.mapFd(MAP_IPCACHE), this.#ipcache, want, ipcacheCodec.encodeKey);
   }
 
-  #syncCidrs(want: ReadonlyMap<string, number>): void {
-    const n = native();
-    const fd = this.#dp.mapFd(MAP_CIDR);
-    for (const [cidr, id] of want) {
-      if (this.#cidrs.get(cidr) === id) continue;
-      n.mapUpdate(fd, ipcacheCodec.encodeCidrKey(cidr), ipcacheCodec.encodeValue(id), BPF_ANY);
-      this.#cidrs.set(cidr, id);
-    }
-    for (const cidr of [...this.#cidrs.keys()]) {
-      if (want.has(cidr)) continue;
-      n.mapDelete(fd, ipcacheCodec.encodeCidrKey(cidr));
-      this.#cidrs.delete(cidr);
-    }
+  #syncCidrs(want: ReadonlyMap<string, number>): Generator<void, void, void> {
+    return syncTable(this.#n, this.#dp.mapFd(MAP_CIDR), this.#cidrs, want, ipcacheCodec.encodeCidrKey);
+  }
+}
+
+/** Map updates between two yields of a table sync. */
+const TABLE_STEP = 256;
+
+/**
+ * Brings an address → identity map (the ipcache, the ipBlock prefixes) in
+ * line with `want`. What is recorded (`have`) follows each write, so a
+ * failure part-way leaves it true to the map and the next apply diffs
+ * against reality.
+ */
+function* syncTable(n: BpfAddon, fd: number, have: Map<string, number>, want: ReadonlyMap<string, number>, encodeKey: (text: string) => Buffer): Generator<void, void, void> {
+  let writes = 0;
+  for (const [text, id] of want) {
+    if (have.get(text) === id) continue;
+    n.mapUpdate(fd, encodeKey(text), ipcacheCodec.encodeValue(id), BPF_ANY);
+    have.set(text, id);
+    if (++writes % TABLE_STEP === 0) yield;
+  }
+  for (const text of [...have.keys()]) {
+    if (want.has(text)) continue;
+    n.mapDelete(fd, encodeKey(text));
+    have.delete(text);
+    if (++writes % TABLE_STEP === 0) yield;
   }
 }

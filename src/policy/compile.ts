@@ -263,6 +263,21 @@ function sameRefs<T>(a: readonly T[], b: readonly T[]): boolean {
  * worked out for an unchanged context is reused (see CompileCache).
  */
 export function compile(input: PolicyInput, alloc: Allocators = newAllocators(), cache?: CompileCache): CompiledPolicy {
+  const steps = compileSteps(input, alloc, cache);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * compile() in steps: it yields after each piece of real work (a policy's
+ * prefixes parsed, an identity's policy computed), so a caller can let
+ * other work run in between (the agent's DNS proxy shares its thread).
+ * Between two steps nothing it reads may change: the inputs are a snapshot,
+ * and `alloc` and `cache` belong to this compile until it returns.
+ */
+export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocators(), cache?: CompileCache): Generator<void, CompiledPolicy, void> {
   const identities = new Map<number, IdentityInfo>();
   const ipcache = new Map<string, number>();
   const liveKeys = new Set<string>();
@@ -289,7 +304,7 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
   // CIDR identities for every prefix any ipBlock mentions, plus the roots
   // (worked out again only when the NetworkPolicies changed).
   const reuse = cache?.prefixes && cache.prefixes.alloc === alloc && sameRefs(input.policies, cache.prefixes.policies) ? cache.prefixes : undefined;
-  const state = reuse ?? prefixState(input.policies, alloc, cache?.prefixes?.alloc === alloc ? cache.prefixes : undefined);
+  const state = reuse ?? (yield* prefixState(input.policies, alloc, cache?.prefixes?.alloc === alloc ? cache.prefixes : undefined));
   const { cidrs, index, blocks } = state;
   if (cache && !reuse) cache.prefixes = { ...state, policies: [...input.policies], alloc };
 
@@ -413,6 +428,7 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
     if (!done) {
       done = compileIdentity(ep, endpointIds.get(ep.key)!, memoKey);
       byIdentity.set(memoKey, done);
+      yield;
     }
     for (const d of done.dropped) warnings.push(`${ep.namespace}/${ep.name}: more than ${MAX_FQDN_RULES} FQDN rules select it; ${d.policy} rule ${d.rule} is not applied`);
     endpoints.set(ep.key, done.policy);
@@ -524,7 +540,7 @@ export function compile(input: PolicyInput, alloc: Allocators = newAllocators(),
  * prefixes are reused, and so is all of it when the prefixes came out the
  * same, in the same order (an edit that touches no ipBlock).
  */
-function prefixState(policies: readonly NetworkPolicy[], alloc: Allocators, prev?: PrefixState): Omit<PrefixState, 'policies' | 'alloc'> {
+function* prefixState(policies: readonly NetworkPolicy[], alloc: Allocators, prev?: PrefixState): Generator<void, Omit<PrefixState, 'policies' | 'alloc'>, void> {
   const byPolicy = prev?.byPolicy ?? new WeakMap<NetworkPolicy, Prefix[]>();
   const prefixes = new Map<string, Prefix>();
   for (const root of ['0.0.0.0/0', '::/0']) prefixes.set(root, parsePrefix(root));
@@ -539,6 +555,7 @@ function prefixState(policies: readonly NetworkPolicy[], alloc: Allocators, prev
         }
       }
       byPolicy.set(pol, own);
+      if (own.length) yield;
     }
     for (const p of own) if (!prefixes.has(p.text)) prefixes.set(p.text, p);
   }
