@@ -70,9 +70,14 @@ native: npm
 
 # Single-file CommonJS bundles with a shebang. import.meta.url is mapped to
 # the bundle's own file URL so module-relative paths (the addon) resolve.
+# AGENT_NODE_FLAGS go into the shebang (`env -S node FLAGS`); whoever runs the
+# bundle with `node` reads them back from there (src/config/node-flags.ts).
+# A 4 MiB young generation: V8's default grows to 2 x 16 MiB under the
+# agent's compile garbage and never gives it back (docs/benchmarks.md, memory).
+AGENT_NODE_FLAGS := --max-semi-space-size=4
 ESBUILD_FLAGS := --bundle --platform=node --target=node20 --format=cjs --log-level=warning \
   --define:import.meta.url=__sluice_import_meta_url --define:SLUICE_VERSION='"$(VERSION)"' \
-  --banner:js=$$'\#!/usr/bin/env node\nconst __sluice_import_meta_url = require("url").pathToFileURL(__filename).href;'
+  --banner:js=$$'\#!/usr/bin/env -S node $(AGENT_NODE_FLAGS)\nconst __sluice_import_meta_url = require("url").pathToFileURL(__filename).href;'
 
 $(BUILD)/package.json:
 	@mkdir -p $(@D)

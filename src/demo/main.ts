@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isBpffs } from '../datapath/index.js';
+import { nodeFlagsOf } from '../config/index.js';
 
 const PREFIX = 'sdemo';
 const NODE_NS = `${PREFIX}-node`;
@@ -263,6 +264,7 @@ const readyCount = () => (existsSync(join(work, 'agent.log')) ? readFileSync(joi
 async function startAgent(): Promise<void> {
   const before = readyCount();
   agent = spawnInNs(NODE_NS, 'agent', process.execPath, [
+    ...nodeFlagsOf(join(BIN, 'sluice')),
     join(BIN, 'sluice'),
     'agent',
     '--standalone',

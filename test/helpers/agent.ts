@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cleanup, Netns, sh, uniqueName } from './netns.js';
+import { nodeFlagsOf } from '../../src/config/index.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const SLUICE = join(ROOT, 'build/bin/sluice');
@@ -67,6 +68,7 @@ export class TestNode {
     const args = [
       `--net=${this.ns.path}`,
       process.execPath,
+      ...nodeFlagsOf(SLUICE),
       SLUICE,
       'agent',
       '--standalone', this.manifests,
