@@ -5,11 +5,13 @@
 // across restarts.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import {
   CniCode,
   CniError,
+  parseCniArgs,
   decodeRequest,
   encodeResponse,
   HOST_VETH_PREFIX,
@@ -21,18 +23,21 @@ import {
   type Handler,
   type CniCommand,
 } from '../cni/index.js';
-import { AgentApiError, ApiCode, type Handlers as ApiHandlers } from '../api/index.js';
+import { AgentApiError, ApiCode, type Handlers as ApiHandlers, type ManifestState } from '../api/index.js';
 import { Datapath, isBpffs, reasonName } from '../datapath/index.js';
 import { Ipam } from '../ipam/index.js';
 import type { Logger } from '../log/index.js';
 import { native } from '../native/index.js';
-import type { PodCidrProvider, TrustedResolverProvider } from '../sources/index.js';
+import { KubernetesSource, type KubeApi } from '../kubernetes/index.js';
+import type { PodCidrProvider, PolicySource, TrustedResolverProvider } from '../sources/index.js';
 import { StandaloneSource } from '../standalone/index.js';
 import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
 import { endpointKey, PolicyEngine } from './policy-engine.js';
+import { serveHealth } from './health.js';
 import { NodeAddresses } from './node-addresses.js';
+import { NodeRoutes } from './routes.js';
 import { Reconciler, type SyncOutcome } from './reconciler.js';
 import { FlowLog } from '../observe/index.js';
 import { FqdnService } from './fqdn.js';
@@ -41,7 +46,10 @@ import { listen } from './server.js';
 
 export interface AgentConfig {
   nodeName: string;
+  /** Standalone mode's directory; empty in Kubernetes mode. */
   standalone: string;
+  /** Kubernetes mode: the API, and whether to route to other nodes' pod CIDRs (docs/kubernetes.md). */
+  kubernetes?: { api: KubeApi; routing: 'direct' | 'none' };
   /** The node's pod CIDRs (--pod-cidr today; the Node object in Kubernetes mode). Read once at start. */
   podCidrs: PodCidrProvider;
   stateDir: string;
@@ -62,6 +70,8 @@ export interface AgentConfig {
   dnsPodMaxInflight: number;
   dnsTcpMaxPerPod: number;
   dnsTcpMax: number;
+  /** --metrics-addr: /healthz and /readyz; empty: not served. */
+  metricsAddr?: string;
 }
 
 function podName(rec: EndpointRecord): string {
@@ -111,7 +121,12 @@ export class Agent {
   #handlers!: Record<CniCommand, Handler>;
   readonly #locks = new AttachmentLocks();
   readonly #store = new ObjectStore();
-  #source: StandaloneSource | undefined;
+  #source: PolicySource | undefined;
+  #kube: KubernetesSource | undefined;
+  #routes: NodeRoutes | undefined;
+  #stopTrustedWatch: (() => void) | undefined;
+  #health: HttpServer | undefined;
+  #ready = false;
   #flows: FlowLog | undefined;
   #server: Server | undefined;
 
@@ -128,6 +143,8 @@ export class Agent {
   async start(): Promise<void> {
     const cfg = this.#cfg;
     preflight(cfg, this.#log);
+    // Liveness from the start (a slow first list is not a dead agent); ready only at the end.
+    if (cfg.metricsAddr) this.#health = await serveHealth(cfg.metricsAddr, { notReady: () => this.#notReady() }, this.#root.child({ subsystem: 'health' }));
     // Node facts from their providers, before anything uses them.
     const podCidrs = await cfg.podCidrs.podCidrs();
     if (podCidrs.length === 0) throw new AgentError(`no pod CIDR: pass ${cfg.podCidrs.origin} CIDR[,CIDR6]`);
@@ -168,6 +185,7 @@ export class Agent {
     const endpoints = this.#endpoints;
     this.#policy = new PolicyEngine(this.#store, () => endpoints.list(), this.#datapath, cfg.stateDir, this.#root.child({ subsystem: 'policy' }), {
       dnsInterceptAll: cfg.dnsIntercept === 'all',
+      nodeName: cfg.nodeName,
       endpoint: (key) => endpoints.byKey(key),
       nodeIps: () => nodeAddresses.get(),
       onCompiled: (compiled, records) =>
@@ -201,9 +219,21 @@ export class Agent {
       this.#source = new StandaloneSource(cfg.standalone, this.#root.child({ subsystem: 'standalone' }));
       await this.#source.start(this.#store);
       await this.#source.waitSynced();
+    } else if (cfg.kubernetes) {
+      const kube = (this.#source = this.#kube = new KubernetesSource(cfg.kubernetes.api, this.#root.child({ subsystem: 'kubernetes' })));
+      await kube.start(this.#store);
+      this.#log.info({ server: cfg.kubernetes.api.server }, 'listing Nodes, Namespaces, Pods, NetworkPolicies and FQDNPolicies');
+      await kube.waitSynced();
+      this.#log.info('Kubernetes objects listed; watching');
+      if (cfg.kubernetes.routing === 'direct') {
+        const routes = (this.#routes = new NodeRoutes(n, cfg.nodeName, this.#root.child({ subsystem: 'routes' })));
+        kube.nodes.onChange(() => routes.sync(kube.nodes.list()));
+        routes.sync(kube.nodes.list());
+      }
     }
     await this.#reconcile();
     await this.#fqdn.start();
+    this.#stopTrustedWatch = cfg.dnsTrusted.watch?.((ips) => this.#fqdn.setTrusted(ips));
     // Changes only mark dirty; one coalescing sync programs them (an ADD
     // waits for the sync that includes its endpoint).
     const reconciler = (this.#reconciler = new Reconciler<SyncOutcome>(this.#policy));
@@ -225,6 +255,7 @@ export class Agent {
     }, this.#root.child({ subsystem: 'flows' }));
     this.#flows.start();
     this.#server = await listen(this.socketPath, { cni: (req) => this.#cni(req), api: this.#api() }, this.#root.child({ subsystem: 'server' }));
+    this.#ready = true;
     this.#log.info({ socket: this.socketPath, podCidrs: this.#ipam.cidrs, endpoints: this.#endpoints.list().length }, 'agent ready');
   }
 
@@ -310,7 +341,17 @@ export class Agent {
       } catch {
         command = undefined; // runSkel reports the env error itself
       }
-      const run = () => runSkel(this.#handlers, io);
+      const run = async () => {
+        // Kubernetes: the pod's labels must be known before its policy is programmed.
+        if (command === 'ADD' && this.#kube) {
+          const stop = await this.#ensurePod(req.env, req.stdin);
+          if (stop) {
+            stdout = stop;
+            return 1;
+          }
+        }
+        return runSkel(this.#handlers, io);
+      };
       status =
         command === 'GC'
           ? await this.#locks.exclusive(run)
@@ -329,6 +370,33 @@ export class Agent {
     return encodeResponse(status, stdout);
   }
 
+  /**
+   * A CNI ADD's pod in the store, fetched from the API if the watch has not
+   * delivered it yet. Returns the error answer (code 11: kubelet retries)
+   * when it cannot be known; undefined when the ADD may go on.
+   */
+  async #ensurePod(env: Record<string, string | undefined>, stdin: Buffer | string): Promise<string | undefined> {
+    let args;
+    try {
+      args = parseCniArgs(env.CNI_ARGS ?? '');
+    } catch {
+      return undefined; // the handler reports bad CNI_ARGS itself
+    }
+    if (!args.namespace || !args.name) return undefined;
+    try {
+      await this.#kube!.ensurePod(this.#store, args.namespace, args.name, args.uid);
+      return undefined;
+    } catch (err) {
+      let version = '1.1.0';
+      try {
+        version = (JSON.parse(stdin.toString()) as { cniVersion?: string }).cniVersion ?? version;
+      } catch {
+        // the handler would report the config; 1.1.0 is as good as any here
+      }
+      return `${JSON.stringify(new CniError(CniCode.TRY_AGAIN_LATER, 'the pod is not known yet', (err as Error).message).toJSON(version))}\n`;
+    }
+  }
+
   /** The socket API's methods (src/api/methods.ts: their params, checked before a handler runs, and replies). */
   #api(): ApiHandlers {
     return {
@@ -340,7 +408,8 @@ export class Agent {
           podCidrs: this.#ipam.cidrs,
           endpoints: this.#endpoints.list().length,
           allocations: this.#ipam.list().length,
-          manifests: this.#source?.status() ?? [],
+          manifests: this.#cfg.standalone ? ((this.#source?.status() as ManifestState[] | undefined) ?? []) : [],
+          ...(this.#kube ? { kubernetes: { ...this.#kube.status(), routes: this.#routes?.routes() ?? [] } } : {}),
           policies: this.#policy.conditions(),
           warnings: this.#policy.compiled?.warnings ?? [],
           // A copy: the reply's counters are any named numbers, which an interface type is not.
@@ -384,11 +453,18 @@ export class Agent {
     for (const f of policy.failed) if (f.error !== policy.error) out.push(`endpoint ${f.endpoint}: policy could not be programmed since ${policy.since}: ${f.error} (it drops all traffic; retrying)`);
     for (const q of this.#endpoints.quarantined()) out.push(`endpoint record ${q.file} is unreadable (${q.error}): quarantined; its veth, address and datapath entry are kept as they were until a DEL`);
     out.push(...(this.#source?.problems() ?? []));
+    out.push(...(this.#routes?.problems() ?? []));
     for (const p of this.#fqdn.problems()) out.push(`fqdn: ${p}`);
     const flows = this.#flows?.stats;
     // A drain failure is a problem while it recurs, not forever after.
     if (flows?.drainErrors && Date.now() - flows.lastErrorAtMs < 60_000) out.push(`flow log: ${flows.drainErrors} failed drains, the last at ${new Date(flows.lastErrorAtMs).toISOString()}: ${flows.lastError}`);
     return out;
+  }
+
+  /** Why /readyz says no: starting, or sources that lost their API. */
+  #notReady(): string[] {
+    if (!this.#ready) return ['starting: datapath, sources, DNS proxy and CNI socket not all up yet'];
+    return [];
   }
 
   /**
@@ -399,6 +475,7 @@ export class Agent {
     this.#source?.stop();
     this.#reconciler?.stop();
     this.#nodeAddresses?.stop();
+    this.#stopTrustedWatch?.();
     this.#policy?.stop();
     this.#flows?.stop();
     await this.#fqdn?.stop();
@@ -406,5 +483,6 @@ export class Agent {
     // A sync part-way through finishes before the maps' fds close under it.
     await this.#policy?.idle();
     this.#datapath?.close();
+    await new Promise<void>((resolve) => (this.#health ? this.#health.close(() => resolve()) : resolve()));
   }
 }

@@ -170,6 +170,18 @@ export class FqdnService {
     this.#log.info({ addresses, port: PROXY_PORT, trusted: this.#cfg.trusted, untrusted: this.#cfg.untrusted }, 'DNS proxy listening');
   }
 
+  /**
+   * Replaces the trusted resolvers (Kubernetes: the cluster DNS Service and
+   * its endpoints as they change). In place: the proxy reads the same list
+   * for every query.
+   */
+  setTrusted(ips: readonly string[]): void {
+    const t = this.#cfg.trusted;
+    if (t.length === ips.length && t.every((ip, i) => ip === ips[i])) return;
+    t.splice(0, t.length, ...ips);
+    this.#log.info({ trusted: [...t] }, 'trusted DNS resolvers changed');
+  }
+
   async stop(): Promise<void> {
     if (this.#sweeper) clearInterval(this.#sweeper);
     await this.#proxy.close();

@@ -1,8 +1,10 @@
 // `sluice agent` entry: flags → config → Agent.
 import { formatFlags, parseArgs, parseDurationMs, parseIntFlag, UsageError } from '../config/index.js';
 import { initLogger } from '../log/index.js';
-import { FlagPodCidrs, ResolverAddressError, trustedResolversFromFlag, type TrustedResolverProvider } from '../sources/index.js';
+import { hostname } from 'node:os';
+import { FlagPodCidrs, ResolverAddressError, trustedResolversFromFlag, type PodCidrProvider, type TrustedResolverProvider } from '../sources/index.js';
 import { Agent, type AgentConfig } from './agent.js';
+import { parseListenAddr } from './health.js';
 import { AGENT_FLAGS } from './flags.js';
 
 const USAGE = `Usage: sluice agent [flags]
@@ -12,7 +14,11 @@ IPAM and the eBPF datapath. Runs in the node's network namespace (enter one
 with nsenter --net=…; several agents may run side by side, each with its own
 run/state/bpffs paths). Stopping it leaves enforcement in place.
 
-Kubernetes mode is not implemented yet: pass --standalone DIR.
+Modes: Kubernetes (the default): Nodes, Namespaces, Pods, NetworkPolicies and
+FQDNPolicies from the API (in a pod its service account; else --kubeconfig or
+~/.kube/config), pod CIDRs from this Node's spec.podCIDRs, trusted resolvers
+from the kube-system/kube-dns Service. Standalone (--standalone DIR): a
+directory of the same YAML, no API.
 
 Flags:
 ${formatFlags(AGENT_FLAGS)}
@@ -30,7 +36,6 @@ export async function runAgent(argv: string[]): Promise<number> {
     return 0;
   }
   if (positional.length) throw new UsageError(`unexpected argument ${positional[0]}`);
-  if (!flags.standalone) throw new UsageError('Kubernetes mode is not implemented yet: pass --standalone DIR');
   const positiveInt = (flag: string): number => {
     const v = Number(flags[flag]);
     if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${flag} must be a positive integer`);
@@ -50,18 +55,43 @@ export async function runAgent(argv: string[]): Promise<number> {
     if (!values.includes(v)) throw new UsageError(`--${flag} must be ${values.join(' or ')}, not ${JSON.stringify(v)}`);
     return v;
   };
-  // Node facts come from providers (flags in standalone mode; the Node object and cluster DNS next).
-  let trusted: TrustedResolverProvider;
+  const routing = oneOf('routing', ['direct', 'none'] as const);
+  if (flags['metrics-addr']) {
+    try {
+      parseListenAddr(flags['metrics-addr']);
+    } catch (err) {
+      throw new UsageError(`--metrics-addr: ${(err as Error).message}`);
+    }
+  }
+  // Node facts come from providers: flags, or (Kubernetes mode) the Node object and the cluster DNS Service.
+  let trusted: TrustedResolverProvider | undefined;
+  let podCidrs: PodCidrProvider = new FlagPodCidrs(flags['pod-cidr']);
+  let kubernetes: AgentConfig['kubernetes'];
+  const nodeName = flags['node-name'] || (flags.standalone ? '' : hostname());
   try {
-    trusted = trustedResolversFromFlag(flags['dns-trusted']);
+    if (flags.standalone || flags['dns-trusted']) trusted = trustedResolversFromFlag(flags['dns-trusted']);
   } catch (err) {
     if (err instanceof ResolverAddressError) throw new UsageError(err.message);
     throw err;
   }
+  if (!flags.standalone) {
+    // Loaded lazily: standalone mode and the CLI never pay for the client.
+    const k = await import('../kubernetes/index.js');
+    let api;
+    try {
+      api = new k.KubeClient(k.loadKubeConfig({ kubeconfig: flags.kubeconfig || undefined }).kc);
+    } catch (err) {
+      throw new UsageError(`Kubernetes mode: ${(err as Error).message}`);
+    }
+    kubernetes = { api, routing };
+    if (!flags['pod-cidr']) podCidrs = new k.NodePodCidrs(api, nodeName);
+    trusted ??= new k.ClusterDnsResolvers(api);
+  }
   const cfg: AgentConfig = {
-    nodeName: flags['node-name'] ?? '',
-    standalone: flags.standalone,
-    podCidrs: new FlagPodCidrs(flags['pod-cidr']),
+    nodeName,
+    standalone: flags.standalone ?? '',
+    ...(kubernetes ? { kubernetes } : {}),
+    podCidrs,
     stateDir: flags['state-dir']!,
     runDir: flags['run-dir']!,
     bpffs: flags.bpffs!,
@@ -72,7 +102,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     fqdnGraceMs: duration('fqdn-grace'),
     fqdnMaxIpsPerName: positiveInt('fqdn-max-ips-per-name'),
     dnsIntercept: oneOf('dns-intercept', ['selected', 'all'] as const),
-    dnsTrusted: trusted,
+    dnsTrusted: trusted ?? trustedResolversFromFlag(undefined),
     dnsUntrusted: oneOf('dns-untrusted', ['refuse', 'redirect'] as const),
     // A million a second is no limit in practice (and keeps the per-query cost, 1e9/qps ns, whole).
     dnsPodQps: intIn('dns-pod-qps', 0, 1_000_000),
@@ -80,6 +110,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     dnsPodMaxInflight: intIn('dns-pod-max-inflight', 1, 65_536),
     dnsTcpMaxPerPod: intIn('dns-tcp-max-per-pod', 1, 65_536),
     dnsTcpMax: intIn('dns-tcp-max', 1, 65_536),
+    metricsAddr: flags['metrics-addr'] ?? '',
   };
   const agent = new Agent(cfg, log);
   try {

@@ -111,6 +111,11 @@ export interface PolicyEngineOptions {
   dnsInterceptAll?: boolean;
   /** The endpoint registered under endpointKey() now (default: a scan of the list). */
   endpoint?: (key: string) => EndpointRecord | undefined;
+  /**
+   * This node's name: a Pod object of another node with addresses (from the
+   * API) is a remote peer, in the ipcache with its labels' identity.
+   */
+  nodeName?: string;
   /** The node's own addresses (identity "host"); read when a sync starts. */
   nodeIps?: () => string[];
   /**
@@ -320,6 +325,7 @@ export class PolicyEngine {
     const input = {
       namespaces,
       endpoints,
+      remotePods: this.#remotePods(),
       policies: this.#netpols.refresh(this.#store.list('NetworkPolicy'), this.#log),
       fqdnPolicies: this.#fqdnPols.refresh(this.#store.list('FQDNPolicy'), this.#log),
       dnsInterceptAll: this.#opts.dnsInterceptAll,
@@ -350,6 +356,24 @@ export class PolicyEngine {
       this.#log.info({ rewritten: report.rewritten, entries: report.entries, identities: compiled.identities.size, ms: ms(started, done), ...phases }, 'policy programmed');
     }
     return { failed: report.failed.map((f) => ({ key: f.key, error: f.error, code: failureCode(f, f.error) })), error: derived };
+  }
+
+  /**
+   * Pods of other nodes, as the API reports them: running, with addresses,
+   * not on the host's network (their address is their node's). A local
+   * pod's object never counts (it is an endpoint, or not yet one).
+   */
+  #remotePods(): Array<Omit<EndpointInput, 'key'>> {
+    const self = this.#opts.nodeName;
+    if (!self) return [];
+    const out: Array<Omit<EndpointInput, 'key'>> = [];
+    for (const pod of this.#store.list('Pod')) {
+      const spec = pod.spec as { nodeName?: string; hostNetwork?: boolean } | undefined;
+      const ips = ((pod.status as { podIPs?: Array<{ ip: string }> } | undefined)?.podIPs ?? []).map((p) => p.ip);
+      if (!ips.length || spec?.hostNetwork || !spec?.nodeName || spec.nodeName === self) continue;
+      out.push({ namespace: pod.metadata.namespace ?? '', name: pod.metadata.name, ips, labels: pod.metadata.labels ?? {}, namedPorts: namedPorts(pod) });
+    }
+    return out;
   }
 
   /**

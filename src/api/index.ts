@@ -14,6 +14,8 @@ export type {
   FqdnParams,
   FqdnStatusReply,
   ManifestState,
+  KubernetesState,
+  ReflectorState,
   Method,
   MetricRow,
   NoParams,

@@ -50,6 +50,24 @@ export interface ManifestState {
   objects: number;
 }
 
+export interface ReflectorState {
+  kind: string;
+  synced: boolean;
+  objects: number;
+  resourceVersion: string;
+  lists: number;
+  watches: number;
+  events: number;
+  error?: string;
+  since?: string;
+}
+
+export interface KubernetesState {
+  server: string;
+  reflectors: ReflectorState[];
+  routes: Array<{ dst: string; gateway: string }>;
+}
+
 export interface StatusReply {
   nodeName: string;
   mode: string;
@@ -57,6 +75,8 @@ export interface StatusReply {
   endpoints: number;
   allocations: number;
   manifests: ManifestState[];
+  /** Kubernetes mode: the API server, each kind's list/watch, and the routes to other nodes' pods. */
+  kubernetes?: KubernetesState;
   /** Absent from agents older than FQDNPolicy. */
   policies?: PolicyCondition[];
   /** What the last policy compile could not apply (e.g. FQDN rules beyond the per-pod limit). */

@@ -19,6 +19,8 @@ export interface TrustedResolverProvider {
   readonly origin: string;
   /** Addresses of the resolvers the DNS proxy forwards to; empty: every intercepted query is refused. */
   trustedResolvers(): Promise<string[]>;
+  /** A provider whose answer changes (the cluster DNS Service) calls `onChange` with the new list; returns the stop function. */
+  watch?(onChange: (ips: string[]) => void): () => void;
 }
 
 /** A fixed list, split from a comma-separated flag value. */

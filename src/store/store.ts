@@ -16,6 +16,10 @@ export interface ObjectMeta {
   labels?: Record<string, string>;
   resourceVersion?: string;
   uid?: string;
+  /** metadata.generation (a policy's status says which generation it judged). */
+  generation?: number;
+  /** Only sluice.dev/… annotations are kept from the API. */
+  annotations?: Record<string, string>;
 }
 
 export interface KubeObject {

@@ -1,0 +1,52 @@
+// /healthz and /readyz on --metrics-addr (127.0.0.1:9963 by default): what
+// the DaemonSet's liveness and readiness probes ask. /healthz answers while
+// the agent's event loop turns (a wedged agent stops answering, and kubelet
+// restarts it); /readyz answers 200 once the agent has started (datapath
+// loaded and attached, its sources synced, the DNS proxy listening, the CNI
+// socket served) and 503 with the reasons otherwise. Metrics come with the
+// operator tools (docs/operations.md).
+import { createServer, type Server } from 'node:http';
+import type { Logger } from '../log/index.js';
+
+export interface HealthChecks {
+  /** Why the agent is not ready; empty when it is. */
+  notReady(): string[];
+}
+
+/** "host:port", "[v6]:port" or ":port". */
+export function parseListenAddr(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${JSON.stringify(text)} is not HOST:PORT`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+export async function serveHealth(addr: string, checks: HealthChecks, log: Logger): Promise<Server> {
+  const { host, port } = parseListenAddr(addr);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405).end();
+      return;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    if (path === '/readyz') {
+      const why = checks.notReady();
+      res.writeHead(why.length ? 503 : 200, { 'Content-Type': 'text/plain' }).end(why.length ? `${why.join('\n')}\n` : 'ok\n');
+      return;
+    }
+    res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found: /healthz, /readyz\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  log.info({ addr }, 'health endpoints listening (/healthz, /readyz)');
+  return server;
+}
