@@ -14,7 +14,7 @@ VERSION := $(shell $(NODE) -p "require('./package.json').version")
 # DNS servers are only run by tests, in their own namespaces: installing them
 # must not start their system services (policy-rc.d says no while apt runs).
 APT_BUILD := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev g++ make pkg-config
-APT_TEST  := python3 iproute2 iputils-ping util-linux containernetworking-plugins iperf3 iptables containerd runc busybox-static nsd unbound dnsmasq-base dnsperf bind9-dnsutils
+APT_TEST  := python3 iproute2 iputils-ping util-linux containernetworking-plugins iperf3 iptables containerd runc busybox-static nsd unbound dnsmasq-base dnsperf bind9-dnsutils etcd-server openssl conntrack
 APT_PACKAGES := $(APT_BUILD) $(APT_TEST)
 
 TS_SOURCES  := $(shell find src -name '*.ts' ! -name '*.test.ts' 2>/dev/null)
@@ -22,12 +22,18 @@ BPF_SOURCES := $(wildcard bpf/*.c)
 BPF_HEADERS := $(shell find bpf -name '*.h' 2>/dev/null)
 BPF_OBJECTS := $(patsubst bpf/%.c,$(BUILD)/bpf/%.o,$(BPF_SOURCES))
 
-.PHONY: all build deps apt npm typecheck bundle bpf native test test-unit fuzz demo bench clean
+.PHONY: all build deps apt npm k8s typecheck bundle bpf native test test-unit fuzz demo bench clean image
 
 all: build
 
 # ---------------------------------------------------------------- deps
-deps: apt npm
+deps: apt npm k8s
+
+# Kubernetes v1.31.4 (apiserver, kubelet, …, CoreDNS, e2e.test) built through
+# the Go module proxy into /var/cache/sluice-k8s for the tests that run a real
+# cluster (test/k8s, test/deploy): ~16 min once on a new machine, then nothing.
+k8s:
+	timeout 45m test/k8s/build.sh
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
@@ -98,8 +104,19 @@ $(BUILD)/demo/demo.cjs: $(TS_SOURCES) package-lock.json $(BUILD)/package.json | 
 
 bundle: $(BUILD)/bin/sluice $(BUILD)/bin/sluice-cni $(BUILD)/demo/demo.cjs
 
+# The agent's container image, a docker-archive tagged sluice/sluice:VERSION
+# (docs/install.md): this machine's Node and its libraries plus the build
+# outputs, written by deploy/image/build.mjs. No registry, no Docker daemon;
+# the same inputs give the same digest.
+IMAGE_INPUTS := deploy/image/build.mjs $(BUILD)/bin/sluice $(BUILD)/bin/sluice-cni $(NATIVE_OUT) $(BPF_OBJECTS) cni-conf/10-sluice.conflist package.json
+
+$(BUILD)/image/sluice.tar: $(IMAGE_INPUTS)
+	$(NODE) deploy/image/build.mjs --out $@ --tag sluice/sluice:$(VERSION)
+
+image: $(BUILD)/image/sluice.tar
+
 # ---------------------------------------------------------------- run
-test: build
+test: build image
 	node_modules/.bin/vitest run
 
 test-unit: npm

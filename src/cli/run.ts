@@ -27,6 +27,7 @@ export const CLI_COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'show flow events: drops with their reason, new allowed flows',
     run: async (argv) => (await import('./observe.js')).observeCommand(argv),
   },
+  'install-cni': { summary: 'install sluice-cni and the conflist on the node (the DaemonSet\'s init step)', run: async (argv) => (await import('./install-cni.js')).installCniCommand(argv) },
   version: {
     summary: 'print the version',
     run: async () => {

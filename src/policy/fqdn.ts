@@ -1,5 +1,5 @@
 // sluice.dev/v1alpha1 FQDNPolicy: validation (the same rules the CRD schema in
-// deploy/crds/fqdnpolicies.sluice.dev.yaml states, so a policy is accepted or
+// deploy/00-crd-fqdnpolicies.yaml states, so a policy is accepted or
 // rejected whole in both modes) and DNS name matching (PRODUCT §4).
 //
 // Matching rules:
