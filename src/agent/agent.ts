@@ -28,7 +28,7 @@ import { Datapath, isBpffs, reasonName } from '../datapath/index.js';
 import { Ipam } from '../ipam/index.js';
 import type { Logger } from '../log/index.js';
 import { native } from '../native/index.js';
-import { KubernetesSource, type KubeApi } from '../kubernetes/index.js';
+import { FqdnStatusWriter, KubernetesSource, statusWritersOr, type KubeApi } from '../kubernetes/index.js';
 import type { PodCidrProvider, PolicySource, TrustedResolverProvider } from '../sources/index.js';
 import { StandaloneSource } from '../standalone/index.js';
 import { ObjectStore } from '../store/index.js';
@@ -125,6 +125,7 @@ export class Agent {
   #kube: KubernetesSource | undefined;
   #routes: NodeRoutes | undefined;
   #stopTrustedWatch: (() => void) | undefined;
+  #statusWriter: FqdnStatusWriter | undefined;
   #health: HttpServer | undefined;
   #ready = false;
   #flows: FlowLog | undefined;
@@ -225,6 +226,8 @@ export class Agent {
       this.#log.info({ server: cfg.kubernetes.api.server }, 'listing Nodes, Namespaces, Pods, NetworkPolicies and FQDNPolicies');
       await kube.waitSynced();
       this.#log.info('Kubernetes objects listed; watching');
+      this.#statusWriter = new FqdnStatusWriter(cfg.kubernetes.api, cfg.nodeName, this.#root.child({ subsystem: 'fqdn-status' }));
+      kube.nodes.onChange(() => this.#writeStatus());
       if (cfg.kubernetes.routing === 'direct') {
         const routes = (this.#routes = new NodeRoutes(n, cfg.nodeName, this.#root.child({ subsystem: 'routes' })));
         kube.nodes.onChange(() => routes.sync(kube.nodes.list()));
@@ -236,7 +239,14 @@ export class Agent {
     this.#stopTrustedWatch = cfg.dnsTrusted.watch?.((ips) => this.#fqdn.setTrusted(ips));
     // Changes only mark dirty; one coalescing sync programs them (an ADD
     // waits for the sync that includes its endpoint).
-    const reconciler = (this.#reconciler = new Reconciler<SyncOutcome>(this.#policy));
+    const policy = this.#policy;
+    const reconciler = (this.#reconciler = new Reconciler<SyncOutcome>({
+      sync: async () => {
+        const report = await policy.sync();
+        this.#writeStatus();
+        return report;
+      },
+    }));
     this.#endpoints.onChange(() => reconciler.request());
     this.#store.onChange(() => reconciler.markDirty());
     nodeAddresses.start();
@@ -285,6 +295,7 @@ export class Agent {
     // One compile for every surviving endpoint, then re-attach the freshly
     // loaded programs (an atomic replace of the old ones).
     await this.#policy.sync();
+    this.#writeStatus();
     for (const rec of this.#endpoints.list()) this.#endpoints.attach(rec);
     // Every endpoint runs this version's programs now: earlier layouts' maps can go.
     const retired = Datapath.removeRetiredPins(this.#cfg.bpffs);
@@ -461,6 +472,14 @@ export class Agent {
     return out;
   }
 
+  /** Kubernetes: FQDNPolicy status conditions, by this agent for the policies it writes. */
+  #writeStatus(): void {
+    if (!this.#statusWriter || !this.#kube || !this.#policy) return;
+    const conditions = this.#policy.conditions().filter((c) => c.kind === 'FQDNPolicy');
+    const writers = statusWritersOr(this.#cfg.nodeName, this.#kube.nodes.list(), this.#store.list('Pod'));
+    this.#statusWriter.update(conditions, this.#store.list('FQDNPolicy'), writers);
+  }
+
   /** Why /readyz says no: starting, or sources that lost their API. */
   #notReady(): string[] {
     if (!this.#ready) return ['starting: datapath, sources, DNS proxy and CNI socket not all up yet'];
@@ -476,6 +495,7 @@ export class Agent {
     this.#reconciler?.stop();
     this.#nodeAddresses?.stop();
     this.#stopTrustedWatch?.();
+    this.#statusWriter?.stop();
     this.#policy?.stop();
     this.#flows?.stop();
     await this.#fqdn?.stop();

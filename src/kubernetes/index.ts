@@ -6,3 +6,5 @@ export { Reflector } from './reflector.js';
 export type { RawObject, ReflectorSink, ReflectorStatus } from './reflector.js';
 export { ClusterDnsResolvers, FQDN_POLICIES_PATH, KubernetesSource, NodePodCidrs, NodeTable } from './source.js';
 export type { KubernetesSourceStatus } from './source.js';
+export { FqdnStatusWriter, statusWriterFor, statusWriters, statusWritersOr } from './status-writer.js';
+export type { FqdnCondition } from './status-writer.js';
