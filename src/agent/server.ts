@@ -65,7 +65,12 @@ function serve(sock: Socket, handlers: ServerHandlers, log: Logger): void {
     }
   });
   sock.on('end', () => {
-    if (chunks.length === 0) return;
+    // Closed with nothing asked (a liveness check): close our half too, or
+    // the connection stays half-open and holds the server's close() up.
+    if (chunks.length === 0) {
+      sock.end();
+      return;
+    }
     const req = Buffer.concat(chunks);
     if (req.subarray(0, CNI_MAGIC.length).toString('latin1') !== CNI_MAGIC) {
       sock.end();
