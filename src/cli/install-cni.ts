@@ -20,6 +20,11 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'cni-conf-dir', help: 'the host\'s CNI config directory, as mounted in this container', default: '/host/etc/cni/net.d' },
   { name: 'cni-binary', help: 'the plugin to install (installed under its own file name)', default: IMAGE_CNI_BINARY },
   { name: 'conflist', help: 'the conflist to install (installed under its own file name)', default: IMAGE_CONFLIST },
+  {
+    name: 'cni-version',
+    help: 'cniVersion to write into the installed conflist (the runtime must read results of that version: containerd < 1.7 and CRI-O < 1.28 read up to 1.0.0); empty: as in the conflist',
+    default: '',
+  },
   { name: 'help', short: 'h', help: 'show this help', boolean: true },
 ];
 
@@ -48,6 +53,8 @@ export interface InstallCniOptions {
   cniConfDir: string;
   cniBinary: string;
   conflist: string;
+  /** Rewrite the conflist's cniVersion to this. */
+  cniVersion?: string;
 }
 
 export interface InstalledFile {
@@ -76,7 +83,9 @@ export function parseInstallCniArgs(argv: readonly string[], env: NodeJS.Process
   for (const f of ['cni-bin-dir', 'cni-conf-dir', 'cni-binary', 'conflist']) {
     if (!flags[f]) throw new UsageError(`--${f} must not be empty`);
   }
-  return { cniBinDir: flags['cni-bin-dir']!, cniConfDir: flags['cni-conf-dir']!, cniBinary: flags['cni-binary']!, conflist: flags.conflist! };
+  const cniVersion = flags['cni-version'] ?? '';
+  if (cniVersion && !CNI_VERSIONS.includes(cniVersion)) throw new UsageError(`--cni-version must be one of ${CNI_VERSIONS.join(', ')}, not ${JSON.stringify(cniVersion)}`);
+  return { cniBinDir: flags['cni-bin-dir']!, cniConfDir: flags['cni-conf-dir']!, cniBinary: flags['cni-binary']!, conflist: flags.conflist!, ...(cniVersion ? { cniVersion } : {}) };
 }
 
 function why(err: unknown): string {
@@ -122,6 +131,9 @@ function fsyncDir(dir: string): void {
     closeSync(fd);
   }
 }
+
+/** The versions sluice-cni answers in (PRODUCT.md §2). */
+const CNI_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
 
 /** Temp files of ours a killed earlier run may have left: `.<name>.sluice-tmp-*`. */
 const TMP_MARK = '.sluice-tmp-';
@@ -189,8 +201,9 @@ function checkConflist(data: Buffer, path: string): void {
 
 export function installCni(opts: InstallCniOptions): InstallCniResult {
   const binary = readSource(opts.cniBinary, 'CNI plugin');
-  const conflist = readSource(opts.conflist, 'conflist');
+  let conflist = readSource(opts.conflist, 'conflist');
   checkConflist(conflist, opts.conflist);
+  if (opts.cniVersion) conflist = Buffer.from(`${JSON.stringify({ ...JSON.parse(conflist.toString('utf8')), cniVersion: opts.cniVersion }, null, 2)}\n`);
   requireDir(opts.cniBinDir, 'cni-bin-dir');
   requireDir(opts.cniConfDir, 'cni-conf-dir');
   const confName = basename(opts.conflist);

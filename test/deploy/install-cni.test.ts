@@ -104,6 +104,16 @@ describe('installCni', () => {
     expect(installCni(opts).shadowedBy).toEqual(['05-other.conflist']);
   });
 
+  it('--cni-version rewrites the installed conflist\'s cniVersion only, and is idempotent', () => {
+    const src = JSON.parse(readFileSync(CONFLIST, 'utf8')) as Record<string, unknown>;
+    const r = installCni({ ...opts, cniVersion: '1.0.0' });
+    expect(r.conflist.changed).toBe(true);
+    const got = JSON.parse(readFileSync(r.conflist.path, 'utf8')) as Record<string, unknown>;
+    expect(got).toEqual({ ...src, cniVersion: '1.0.0' });
+    expect(installCni({ ...opts, cniVersion: '1.0.0' }).conflist.changed).toBe(false);
+    expect(() => parseInstallCniArgs(['--cni-version=2.0.0'], {})).toThrow(UsageError);
+  });
+
   it('fails clearly, writing nothing, when a source is missing or the conflist is broken', () => {
     expect(() => installCni({ ...opts, cniBinary: join(dir, 'nope') })).toThrow(/cannot read CNI plugin .*nope: ENOENT/);
     writeFileSync(opts.conflist, '{"cniVersion": "1.1.0", "name": ');

@@ -167,8 +167,10 @@ describe('the DaemonSet', () => {
 
   it('installs the CNI files with `sluice install-cni` into the host\'s standard directories', () => {
     expect(pod.initContainers).toHaveLength(1);
-    expect(init.args).toEqual(['install-cni']);
+    // CNI 1.0.0 results for the runtimes that cannot read 1.1.0 (containerd 1.6 here).
+    expect(init.args).toEqual(['install-cni', '--cni-version=1.0.0']);
     const opts = parseInstallCniArgs(init.args.slice(1), {})!;
+    expect(opts.cniVersion).toBe('1.0.0');
     expect(hostPathOf(init, opts.cniBinDir)).toBe('/opt/cni/bin');
     expect(hostPathOf(init, opts.cniConfDir)).toBe('/etc/cni/net.d');
     expect(init.securityContext.privileged).toBeUndefined();

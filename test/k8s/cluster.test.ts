@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { AGNHOST_IMAGE } from './images.js';
 import { Cluster, DNS_SERVICE_IP } from './cluster.js';
+import { lockCluster } from './lock.js';
 import { isRoot } from '../helpers/netns.js';
 
 const BRING_UP_TARGET_MS = 60_000;
@@ -42,7 +43,9 @@ describe.skipIf(!isRoot)('k8s test cluster (cni: bridge)', () => {
       if (cluster) console.error(cluster.describeProcesses());
     });
 
+  let unlock: (() => void) | undefined;
   beforeAll(async () => {
+    unlock = await lockCluster();
     try {
       cluster = await Cluster.start({ cni: 'bridge', nodes: 2 });
     } catch (err) {
@@ -50,10 +53,14 @@ describe.skipIf(!isRoot)('k8s test cluster (cni: bridge)', () => {
       return;
     }
     console.log(`bring-up: ${(cluster.bringUpMs / 1000).toFixed(1)} s (target < ${BRING_UP_TARGET_MS / 1000} s from cached binaries)`);
-  }, 240_000);
+  }, 20 * 60_000);
 
   afterAll(() => {
-    cluster?.stop({ keepLogs: failed });
+    try {
+      cluster?.stop({ keepLogs: failed });
+    } finally {
+      unlock?.();
+    }
   }, 120_000);
 
   it('brings up both nodes Ready with their pod CIDRs, within the target time', async () => {

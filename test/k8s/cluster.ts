@@ -454,6 +454,24 @@ export class Cluster {
     ], { termMs: 3_000 });
   }
 
+  /**
+   * kube-apiserver killed (SIGKILL, as in a crash), down for `downMs`, then
+   * started again; resolves once it answers /readyz. Etcd keeps the state.
+   */
+  async restartApiserver(downMs: number, timeoutMs = 60_000): Promise<void> {
+    const proc = this.#procs.find((p) => p.name === 'kube-apiserver' && p.exit === undefined);
+    if (proc) {
+      // Off the list first: an exit the test asked for is not a dead component.
+      this.#procs = this.#procs.filter((p) => p !== proc);
+      const exited = new Promise((r) => proc.child.once('exit', r));
+      proc.child.kill('SIGKILL');
+      await exited;
+    }
+    await sleep(downMs);
+    this.#startApiserver();
+    await waitFor('kube-apiserver /readyz', async () => (await this.#apiGet('/readyz')) === 200, { timeoutMs, intervalMs: 200 });
+  }
+
   #startControllerManager(): void {
     const p = this.#pki.dir;
     this.#spawn('kube-controller-manager', bin('kube-controller-manager'), [
@@ -530,6 +548,10 @@ export class Cluster {
     inNs(['link', 'set', 'lo', 'up']);
     inNs(['addr', 'add', `${node.ip}/24`, 'dev', 'eth0']);
     inNs(['link', 'set', 'eth0', 'up']);
+    // The node's own (hostNetwork) traffic to a ClusterIP is routed before
+    // kube-proxy's OUTPUT DNAT: a real node's default route serves; here a
+    // route for the service range only (the host drops what is not DNATed).
+    inNs(['route', 'add', SERVICE_NET, 'via', BRIDGE_IP, 'dev', 'eth0']);
     sh('nsenter', [`--net=${node.netnsPath}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.bridge.bridge-nf-call-iptables=1']);
 
     // Mount points must exist on the host; make only the missing ones (removed again while empty).
@@ -564,6 +586,8 @@ export class Cluster {
     const detach = (t: string) => `while mountpoint -q '${t}'; do umount -l '${t}'; done`;
     const script = [
       'set -e',
+      // As on a systemd host, where / is shared: a DaemonSet's mountPropagation needs it (this VM's / is private).
+      'mount --make-rshared /',
       ...(Object.keys(NODE_PATHS) as NodePath[]).map((k) => `${detach(NODE_PATHS[k])}; mount --bind '${dirs[k]}' '${NODE_PATHS[k]}'; mount --make-shared '${NODE_PATHS[k]}'`),
       `${detach('/sys/fs/bpf')}; mount -t bpf bpf /sys/fs/bpf; mount --make-shared /sys/fs/bpf`,
     ].join('\n');
