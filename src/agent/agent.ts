@@ -147,6 +147,7 @@ export class Agent {
     // Liveness from the start (a slow first list is not a dead agent); ready only at the end.
     if (cfg.metricsAddr) this.#health = await serveHealth(cfg.metricsAddr, { notReady: () => this.#notReady() }, this.#root.child({ subsystem: 'health' }));
     // Node facts from their providers, before anything uses them.
+    this.#log.info({ from: cfg.podCidrs.origin }, 'reading the pod CIDRs');
     const podCidrs = await cfg.podCidrs.podCidrs();
     if (podCidrs.length === 0) throw new AgentError(`no pod CIDR: pass ${cfg.podCidrs.origin} CIDR[,CIDR6]`);
     const dnsTrusted = await cfg.dnsTrusted.trustedResolvers();

@@ -427,6 +427,7 @@ async function main(): Promise<void> {
   if ((await cniCall('DEL', POD)).status !== 0) throw new Error(`DEL ${POD} failed`);
   const left = inNs(NODE_NS, 'ip', ['-o', 'link']).split('\n').filter((l) => / slc[0-9a-f]{11}[@:]/.test(l));
   show(`host veths left: ${left.length}; endpoints: ${(await sluice(['endpoints', '-o', 'json'])).trim()}`);
+  say('That was standalone mode. On a cluster: `make image`, load build/image/sluice.tar on each node, `kubectl apply -f deploy/` (docs/kubernetes.md)');
 }
 
 let cleaningUp = false;

@@ -1,0 +1,321 @@
+// Sluice installed the way an admin installs it — the locally built image
+// loaded on each node, `kubectl apply -f deploy/` — on the real two-node
+// cluster of test/k8s/cluster.ts (cni: 'none': the DaemonSet's init step
+// installs sluice-cni and the conflist, and the nodes turn Ready). Then,
+// through the API only: pods on both nodes reach each other and kubelet's
+// probes reach them; the NetworkPolicy truth table with peers on both nodes
+// (expected matrices from test/netpol/model.ts); an FQDNPolicy used by a pod
+// resolving through CoreDNS (search path); an invalid FQDNPolicy refused at
+// admission; the apiserver down for 20 s; the agent pod deleted; and
+// `kubectl delete -f deploy/`. Needs root, the binaries of test/k8s/build.sh
+// and build/image/sluice.tar (`make image`): without them this FAILS.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { expectedMatrix, parsePolicy, type ModelPod, type Policy, type World } from '../netpol/model.js';
+import { isRoot } from '../helpers/netns.js';
+import { Cluster } from './cluster.js';
+import { AGNHOST_IMAGE } from './images.js';
+import { lockCluster } from './lock.js';
+
+const ROOT = join(import.meta.dirname, '../..');
+const IMAGE = join(ROOT, 'build/image/sluice.tar');
+const DEPLOY = join(ROOT, 'deploy');
+/** How long a policy change may take to show in probes. */
+const ENFORCE_MS = 15_000;
+
+interface PodSpec {
+  ns: string;
+  name: string;
+  node: 1 | 2;
+  labels: Record<string, string>;
+}
+
+/** The truth table's pods: two namespaces, each with a pod on each node. */
+const PODS: PodSpec[] = [
+  { ns: 'x', name: 'a', node: 1, labels: { pod: 'a' } },
+  { ns: 'x', name: 'b', node: 2, labels: { pod: 'b' } },
+  { ns: 'y', name: 'c', node: 1, labels: { pod: 'c' } },
+  { ns: 'y', name: 'd', node: 2, labels: { pod: 'd' } },
+];
+
+function agnhost(ns: string, name: string, node: string, labels: Record<string, string>, args: string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: ns, labels },
+    spec: {
+      nodeSelector: { 'kubernetes.io/hostname': node },
+      terminationGracePeriodSeconds: 1,
+      containers: [{ name: 'agnhost', image: AGNHOST_IMAGE, imagePullPolicy: 'Never', args, ...extra }],
+    },
+  };
+}
+
+/** A server on TCP 80 (named "http") whose readiness kubelet probes from the node. */
+function server(p: PodSpec, nodeName: string): Record<string, unknown> {
+  return agnhost(p.ns, p.name, nodeName, p.labels, ['netexec', '--http-port=80'], {
+    ports: [{ name: 'http', containerPort: 80 }],
+    readinessProbe: { httpGet: { path: '/', port: 80 }, periodSeconds: 1 },
+  });
+}
+
+describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f deploy/)', () => {
+  let cluster: Cluster | undefined;
+  let startError: Error | undefined;
+  let failed = false;
+  let unlock: (() => void) | undefined;
+  const ips = new Map<string, string>();
+  const c = (): Cluster => {
+    if (!cluster) throw startError ?? new Error('no cluster');
+    return cluster;
+  };
+  const noteFailure = () =>
+    onTestFailed(() => {
+      failed = true;
+      cluster?.keepLogs();
+    });
+  const nodeName = (n: 1 | 2) => c().nodes[n - 1]!.name;
+
+  /** `from` opens TCP to `to` (an address or name) within `timeoutS`. */
+  const connects = async (from: string, to: string, port = 80, timeoutS = 2): Promise<boolean> =>
+    (await c().execResult(from, ['/agnhost', 'connect', `${to}:${port}`, `--timeout=${timeoutS}s`], { timeoutMs: (timeoutS + 20) * 1000 })).code === 0;
+
+  /**
+   * A probe from inside a pod's network namespace without the API (kubectl
+   * exec needs the apiserver): the namespace from the agent's endpoint record
+   * on the pod's node, bash's /dev/tcp from the host's tools.
+   */
+  const probeWithoutApi = (pod: PodSpec, ip: string): boolean => {
+    const node = c().nodes[pod.node - 1]!;
+    const dir = join(node.dirs.sluiceLib, 'endpoints');
+    const rec = readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as { netns: string; pod: { namespace?: string; name?: string } })
+      .find((r) => r.pod.namespace === pod.ns && r.pod.name === pod.name);
+    if (!rec) throw new Error(`no endpoint record for ${pod.ns}/${pod.name} on ${node.name}`);
+    try {
+      // The pod's netns is a mount in the node's mount namespace: enter that first.
+      execFileSync('nsenter', [`--mount=/proc/${node.holderPid}/ns/mnt`, '--', 'nsenter', `--net=/run/netns/${basename(rec.netns)}`, '--', 'timeout', '2', 'bash', '-c', `exec 3<>/dev/tcp/${ip}/80`], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  const world = (): World => ({
+    namespaces: ['x', 'y'].map((n) => ({ name: n, labels: { 'kubernetes.io/metadata.name': n } })),
+    pods: PODS.map((p): ModelPod => ({ namespace: p.ns, name: p.name, labels: p.labels, ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }], ips: [ips.get(`${p.ns}/${p.name}`)!] })),
+  });
+
+  /** Probes every pair (not a pod to itself) until the matrix is `want`, or fails with the differences. */
+  async function expectMatrix(policies: Policy[]): Promise<void> {
+    const w = world();
+    const want = expectedMatrix(w, policies, { protocol: 'TCP', port: 80, family: 4 });
+    const until = Date.now() + ENFORCE_MS;
+    let diff: string[] = [];
+    for (let round = 0; round < 50; round++) {
+      const got = await Promise.all(
+        w.pods.map((from) => Promise.all(w.pods.map((to) => (from === to ? Promise.resolve(true) : connects(`${from.namespace}/${from.name}`, to.ips[0]!, 80, 1))))),
+      );
+      diff = [];
+      w.pods.forEach((from, i) =>
+        w.pods.forEach((to, j) => {
+          if (i !== j && got[i]![j] !== want[i]![j]) diff.push(`${from.namespace}/${from.name} → ${to.namespace}/${to.name}: want ${want[i]![j] ? 'allowed' : 'denied'}`);
+        }),
+      );
+      if (!diff.length || Date.now() > until) break;
+    }
+    expect(diff).toEqual([]);
+  }
+
+  beforeAll(async () => {
+    unlock = await lockCluster();
+    try {
+      if (!existsSync(IMAGE)) throw new Error(`${IMAGE} is missing: run make image`);
+      cluster = await Cluster.start({ cni: 'none', nodes: 2, podRoutes: false });
+      for (const node of cluster.nodes) {
+        const r = await cluster.ctr(node, ['images', 'import', IMAGE], { timeoutMs: 120_000 });
+        if (r.code !== 0) throw new Error(`${node.name}: ctr images import: ${r.stderr || r.stdout}`);
+      }
+      await cluster.kubectl(['apply', '-f', DEPLOY]);
+      await cluster.waitPodsReady('kube-system', 'app.kubernetes.io/name=sluice', { min: 2, timeoutMs: 120_000 });
+      await cluster.waitNodesReady(60_000);
+    } catch (err) {
+      startError = err as Error;
+    }
+  }, 20 * 60_000);
+
+  afterAll(() => {
+    try {
+      cluster?.stop({ keepLogs: failed });
+    } finally {
+      unlock?.();
+    }
+  }, 120_000);
+
+  it('installs: the agent Ready on both nodes, the nodes Ready, pods on both nodes reach each other, kubelet probes reach them', async () => {
+    noteFailure();
+    const cl = c();
+    await cl.apply([
+      ...['x', 'y'].map((n) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: n } })),
+      ...PODS.map((p) => server(p, nodeName(p.node))),
+    ]);
+    for (const ns of ['x', 'y']) await cl.waitPodsReady(ns, 'pod', { min: 2, timeoutMs: 90_000 });
+    for (const p of PODS) {
+      const pod = await cl.kubectlJson<{ status: { podIP: string } }>(['get', 'pod', '-n', p.ns, p.name]);
+      ips.set(`${p.ns}/${p.name}`, pod.status.podIP);
+    }
+    // Addresses from each node's own pod CIDR (Node.spec.podCIDRs).
+    expect(ips.get('x/a')).toMatch(/^10\.244\.1\./);
+    expect(ips.get('x/b')).toMatch(/^10\.244\.2\./);
+    await expectMatrix([]);
+  }, 180_000);
+
+  it('enforces the NetworkPolicy truth table through the API, with peers on both nodes', async () => {
+    noteFailure();
+    const cl = c();
+    const steps: Array<Record<string, unknown>> = [
+      // x: default deny ingress.
+      { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'deny-all', namespace: 'x' }, spec: { podSelector: {}, policyTypes: ['Ingress'] } },
+      // x/b: from namespace y on its named port.
+      {
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: { name: 'b-from-y', namespace: 'x' },
+        spec: { podSelector: { matchLabels: { pod: 'b' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'y' } } }], ports: [{ port: 'http' }] }] },
+      },
+      // y/c: egress only to x/b (pod and namespace selector in one peer).
+      {
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: { name: 'c-only-to-b', namespace: 'y' },
+        spec: {
+          podSelector: { matchLabels: { pod: 'c' } },
+          policyTypes: ['Egress'],
+          egress: [{ to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'x' } }, podSelector: { matchLabels: { pod: 'b' } } }] }],
+        },
+      },
+      // x/a: from y/d's address by ipBlock.
+      {
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: { name: 'a-from-d-ip', namespace: 'x' },
+        spec: { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ ipBlock: { cidr: `${ips.get('y/d')}/32` } }] }] },
+      },
+    ];
+    const applied: Policy[] = [];
+    for (const np of steps) {
+      await cl.apply(np);
+      applied.push(parsePolicy(np));
+      await expectMatrix(applied);
+    }
+    // The readiness probes (from each node) still pass under default deny.
+    await cl.waitPodsReady('x', 'pod', { min: 2, timeoutMs: 10_000 });
+  }, 180_000);
+
+  it('an FQDNPolicy through the API: blocked before the lookup, allowed after it (search path through CoreDNS), other names blocked; Accepted=True', async () => {
+    noteFailure();
+    const cl = c();
+    await cl.deployCoreDNS({ hosts: { 'allowed.example': ips.get('x/b')!, 'other.example': ips.get('y/d')! } });
+    await cl.apply([
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'fq' } },
+      agnhost('fq', 'client', nodeName(1), { role: 'client' }, ['pause']),
+      {
+        apiVersion: 'sluice.dev/v1alpha1',
+        kind: 'FQDNPolicy',
+        metadata: { name: 'client-egress', namespace: 'fq' },
+        spec: { podSelector: { matchLabels: { role: 'client' } }, egress: [{ toFQDNs: [{ matchName: 'allowed.example' }], ports: [{ port: 80, protocol: 'TCP' }] }] },
+      },
+      // x/b admits namespace fq too (its ingress is isolated by the truth table's policies).
+      {
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: { name: 'b-from-fq', namespace: 'x' },
+        spec: { podSelector: { matchLabels: { pod: 'b' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'fq' } } }] }] },
+      },
+    ]);
+    await cl.waitPodsReady('fq', 'role=client', { timeoutMs: 60_000 });
+    // Egress-isolated by the FQDNPolicy: nothing learned yet.
+    await cl.waitFor('the FQDNPolicy in force', async () => !(await connects('fq/client', ips.get('x/b')!, 80, 1)), { timeoutMs: ENFORCE_MS, intervalMs: 200 });
+    // By name: the Go resolver walks the pod's search path (fq.svc.cluster.local, …) through the proxy to CoreDNS.
+    expect(await connects('fq/client', 'allowed.example')).toBe(true);
+    expect(await connects('fq/client', ips.get('x/b')!)).toBe(true);
+    // A name no rule matches resolves, and its address stays closed.
+    expect(await connects('fq/client', 'other.example', 80, 1)).toBe(false);
+    const status = await cl.waitFor(
+      'status.conditions written',
+      async () => {
+        const p = await cl.kubectlJson<{ status?: { conditions?: Array<{ type: string; status: string; reason: string; observedGeneration: number }> } }>(['get', 'fqdnpolicy', '-n', 'fq', 'client-egress']);
+        return p.status?.conditions?.find((x) => x.type === 'Accepted');
+      },
+      { timeoutMs: 15_000, intervalMs: 300 },
+    );
+    expect(status).toMatchObject({ status: 'True', reason: 'Valid', observedGeneration: 1 });
+    // An invalid one never reaches an agent: the CRD refuses it.
+    const bad = await cl.kubectlResult(['apply', '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'sluice.dev/v1alpha1', kind: 'FQDNPolicy', metadata: { name: 'bad', namespace: 'fq' }, spec: { podSelector: {}, egress: [{ toFQDNs: [{ matchPattern: 'a..example' }] }] } }),
+    });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/matchPattern/);
+  }, 180_000);
+
+  it('the apiserver down for 20 s: enforcement unchanged; a change made after it returns is enforced within seconds', async () => {
+    noteFailure();
+    const cl = c();
+    const [, , c1, d1] = PODS as [PodSpec, PodSpec, PodSpec, PodSpec];
+    // y/c may reach only x/b; y/d reaches x/a by its address; x/a is closed to y/c.
+    const before = [probeWithoutApi(c1, ips.get('x/b')!), probeWithoutApi(c1, ips.get('x/a')!), probeWithoutApi(d1, ips.get('x/a')!)];
+    expect(before).toEqual([true, false, true]);
+    const down = cl.restartApiserver(20_000);
+    const during: boolean[][] = [];
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setTimeout(r, 4000));
+      during.push([probeWithoutApi(c1, ips.get('x/b')!), probeWithoutApi(c1, ips.get('x/a')!), probeWithoutApi(d1, ips.get('x/a')!)]);
+    }
+    await down;
+    expect(during).toEqual(during.map(() => before));
+    // After the apiserver is back: a change is enforced.
+    await cl.kubectl(['delete', 'networkpolicy', '-n', 'x', 'deny-all', 'b-from-y', 'a-from-d-ip', 'b-from-fq']);
+    await cl.kubectl(['delete', 'networkpolicy', '-n', 'y', 'c-only-to-b']);
+    await expectMatrix([]);
+  }, 180_000);
+
+  it('the agent pod deleted: denied stays denied; a new pod on that node gets networking once it is back', async () => {
+    noteFailure();
+    const cl = c();
+    await cl.apply({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'deny-a', namespace: 'x' }, spec: { podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Ingress'] } });
+    await cl.waitFor('x/a isolated', async () => !(await connects('y/d', ips.get('x/a')!, 80, 1)), { timeoutMs: ENFORCE_MS, intervalMs: 200 });
+    const agents = await cl.kubectlJson<{ items: Array<{ metadata: { name: string }; spec: { nodeName: string } }> }>(['get', 'pods', '-n', 'kube-system', '-l', 'app.kubernetes.io/name=sluice']);
+    const onNode1 = agents.items.find((p) => p.spec.nodeName === nodeName(1))!.metadata.name;
+    await cl.kubectl(['delete', 'pod', '-n', 'kube-system', onNode1, '--wait=false']);
+    // While it is away: x/a (on node 1) stays closed, x/b stays open.
+    expect(await connects('y/d', ips.get('x/a')!, 80, 1)).toBe(false);
+    expect(await connects('y/d', ips.get('x/b')!)).toBe(true);
+    // Its replacement (another pod) Ready on node 1.
+    await cl.waitFor(
+      'the new agent on node 1 Ready',
+      async () => {
+        const now = await cl.kubectlJson<{ items: Array<{ metadata: { name: string }; spec: { nodeName: string }; status: { conditions?: Array<{ type: string; status: string }> } }> }>(['get', 'pods', '-n', 'kube-system', '-l', 'app.kubernetes.io/name=sluice']);
+        return now.items.some((p) => p.spec.nodeName === nodeName(1) && p.metadata.name !== onNode1 && p.status.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'));
+      },
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
+    expect(await connects('y/d', ips.get('x/a')!, 80, 1)).toBe(false);
+    await cl.apply(server({ ns: 'y', name: 'late', node: 1, labels: { pod: 'late' } }, nodeName(1)));
+    await cl.waitPodsReady('y', 'pod=late', { timeoutMs: 60_000 });
+    const late = (await cl.kubectlJson<{ status: { podIP: string } }>(['get', 'pod', '-n', 'y', 'late'])).status.podIP;
+    expect(await connects('x/b', late)).toBe(true);
+  }, 180_000);
+
+  it('kubectl delete -f deploy/ removes Sluice; running pods keep their connectivity and their policy', async () => {
+    noteFailure();
+    const cl = c();
+    await cl.kubectl(['delete', '-f', DEPLOY, '--wait=true', '--timeout=90s'], { timeoutMs: 120_000 });
+    await cl.waitFor('the agents gone', async () => (await cl.kubectlJson<{ items: unknown[] }>(['get', 'pods', '-n', 'kube-system', '-l', 'app.kubernetes.io/name=sluice'])).items.length === 0, { timeoutMs: 60_000, intervalMs: 500 });
+    expect(await connects('y/d', ips.get('x/b')!)).toBe(true);
+    expect(await connects('x/b', ips.get('y/c')!)).toBe(true);
+    expect(await connects('y/d', ips.get('x/a')!, 80, 1)).toBe(false);
+  }, 180_000);
+});
