@@ -104,13 +104,18 @@ $(BUILD)/bin/sluice-cni: native/cni/sluice-cni.c
 $(BUILD)/demo/demo.cjs: $(TS_SOURCES) package-lock.json $(BUILD)/package.json | npm
 	$(ESBUILD) src/demo/main.ts $(ESBUILD_FLAGS) --outfile=$@
 
-bundle: $(BUILD)/bin/sluice $(BUILD)/bin/sluice-cni $(BUILD)/demo/demo.cjs
+# The Kubernetes client (@kubernetes/client-node) in a bundle of its own,
+# loaded only in Kubernetes mode (src/kubernetes/load-client.ts).
+$(BUILD)/bin/sluice-kube-client.cjs: $(TS_SOURCES) package-lock.json $(BUILD)/package.json | npm
+	$(ESBUILD) src/kubernetes/client.ts $(ESBUILD_FLAGS) --outfile=$@
+
+bundle: $(BUILD)/bin/sluice $(BUILD)/bin/sluice-kube-client.cjs $(BUILD)/bin/sluice-cni $(BUILD)/demo/demo.cjs
 
 # The agent's container image, a docker-archive tagged sluice/sluice:VERSION
 # (docs/kubernetes.md): this machine's Node and its libraries plus the build
 # outputs, written by deploy/image/build.mjs. No registry, no Docker daemon;
 # the same inputs give the same digest.
-IMAGE_INPUTS := deploy/image/build.mjs $(BUILD)/bin/sluice $(BUILD)/bin/sluice-cni $(NATIVE_OUT) $(BPF_OBJECTS) cni-conf/10-sluice.conflist package.json
+IMAGE_INPUTS := deploy/image/build.mjs $(BUILD)/bin/sluice $(BUILD)/bin/sluice-kube-client.cjs $(BUILD)/bin/sluice-cni $(NATIVE_OUT) $(BPF_OBJECTS) cni-conf/10-sluice.conflist package.json
 
 $(BUILD)/image/sluice.tar: $(IMAGE_INPUTS)
 	$(NODE) deploy/image/build.mjs --out $@ --tag sluice/sluice:$(VERSION)

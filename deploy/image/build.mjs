@@ -18,6 +18,7 @@
 //   /lib/…, /lib64/…                   their shared libraries, at the paths ldd names
 //   /opt/sluice/bin/sluice             build/bin/sluice (also /usr/local/bin/sluice)
 //   /opt/sluice/bin/sluice-cni         build/bin/sluice-cni (static)
+//   /opt/sluice/bin/sluice-kube-client.cjs  the Kubernetes client, loaded in Kubernetes mode only
 //   /opt/sluice/Release/sluice_native.node
 //   /opt/sluice/bpf/*.o
 //   /opt/sluice/cni-conf/10-sluice.conflist
@@ -148,6 +149,7 @@ function rootfsEntries(opts) {
   const bundle = need(join(b, 'bin/sluice'), 'the bundled CLI');
   const addon = need(join(b, 'Release/sluice_native.node'), 'the native addon');
   const cniBin = need(join(b, 'bin/sluice-cni'), 'the CNI binary');
+  const kubeClient = need(join(b, 'bin/sluice-kube-client.cjs'), 'the Kubernetes client bundle');
   const bpfDir = need(join(b, 'bpf'), 'the eBPF objects');
   const objects = readdirSync(bpfDir).filter((f) => f.endsWith('.o')).sort();
   if (!objects.length) throw new Error(`${bpfDir} holds no *.o: run \`make build\` first`);
@@ -168,6 +170,7 @@ function rootfsEntries(opts) {
 
   file(BUNDLE, bundle, 0o755);
   file(`${PREFIX}/bin/sluice-cni`, cniBin, 0o755);
+  file(`${PREFIX}/bin/sluice-kube-client.cjs`, kubeClient, 0o644);
   file(`${PREFIX}/Release/sluice_native.node`, addon, 0o755);
   for (const o of objects) file(`${PREFIX}/bpf/${o}`, join(bpfDir, o), 0o644);
   file(`${PREFIX}/cni-conf/${basename(conflist)}`, conflist, 0o644);

@@ -77,9 +77,10 @@ export async function runAgent(argv: string[]): Promise<number> {
   if (!flags.standalone) {
     // Loaded lazily: standalone mode and the CLI never pay for the client.
     const k = await import('../kubernetes/index.js');
+    const client = await k.loadKubeClient();
     let api;
     try {
-      api = new k.KubeClient(k.loadKubeConfig({ kubeconfig: flags.kubeconfig || undefined }).kc);
+      api = new client.KubeClient(client.loadKubeConfig({ kubeconfig: flags.kubeconfig || undefined }).kc);
     } catch (err) {
       throw new UsageError(`Kubernetes mode: ${(err as Error).message}`);
     }

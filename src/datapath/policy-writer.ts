@@ -103,11 +103,13 @@ function flagsOf(p: EndpointPolicy): number {
  * generation are these with its id stamped in, so one encoding serves both
  * the change check and the write.
  */
-function encodeEntries(p: EndpointPolicy): { generic: Buffer[]; hex: string[] } {
+function* encodeEntries(p: EndpointPolicy): Generator<void, { generic: Buffer[]; hex: string[] }, void> {
   const seen = new Set<string>();
   const generic: Buffer[] = [];
   const hex: string[] = [];
+  let n = 0;
   for (const e of p.entries) {
+    if (++n % ENCODE_STEP === 0) yield;
     const enc = entryKeys(e);
     enc.hex.forEach((h, i) => {
       if (seen.has(h)) return;
@@ -160,10 +162,11 @@ interface Encoded {
  */
 const encodings = new WeakMap<EndpointPolicy, Encoded>();
 
-function encoded(p: EndpointPolicy): Encoded {
+function* encoded(p: EndpointPolicy): Generator<void, Encoded, void> {
   let e = encodings.get(p);
   if (!e) {
-    const { generic, hex } = encodeEntries(p);
+    const { generic, hex } = yield* encodeEntries(p);
+    yield;
     const hash = createHash('sha256').update(`${p.fqdnRules.join(',')}|`);
     for (const h of [...hex].sort()) hash.update(h).update(',');
     e = { generic, hex, digest: hash.digest('hex') };
@@ -278,9 +281,11 @@ export class PolicyWriter {
         yield;
       }
       const p = compiled.endpoints.get(t.key);
-      if (!p || (wanted && !wanted(t))) continue;
+      if (!p) continue;
+      // Encoding may take steps: whether the target still exists is asked after it.
+      const { generic, hex, digest } = yield* encoded(p);
+      if (wanted && !wanted(t)) continue;
       live.add(t.key);
-      const { generic, hex, digest } = encoded(p);
       const head = `${t.ifindex}|${t.ips.join(',')}|${p.identity}|${flagsOf(p)}|${p.fqdnRules.join(',')}`;
       const signature = `${t.ifindex}|${t.ips.join(',')}|${p.identity}|${flagsOf(p)}|${digest}`;
       const prev = this.#programmed.get(t.key);
@@ -321,7 +326,12 @@ export class PolicyWriter {
         const keys = withPolicyId(generic, policyId);
         let fqdnRules = false;
         try {
-          if (keys.length) n.mapUpdateBatch(policyFd, Buffer.concat(keys), Buffer.concat(keys.map(() => policyCodec.encode(0))), keys.length, BPF_ANY);
+          // In batches: the generation is no endpoint's yet, so a turn of the event loop between them is harmless.
+          for (let i = 0; i < keys.length; i += WRITE_STEP) {
+            if (i) yield;
+            const chunk = keys.slice(i, i + WRITE_STEP);
+            n.mapUpdateBatch(policyFd, Buffer.concat(chunk), Buffer.concat(chunk.map(() => policyCodec.encode(0))), chunk.length, BPF_ANY);
+          }
           if (p.fqdnRules.length) {
             fqdnRules = true;
             n.mapUpdate(rulesFd, fqdnCodec.encodeRulesKey(policyId), fqdnCodec.encodeRules(p.fqdnRules), BPF_ANY);
@@ -335,6 +345,15 @@ export class PolicyWriter {
           endpoint = endpointCodec.encode({ identity: p.identity, flags: endpointCodec.FLAG_POLICY_FAILED, policyId: 0, ips: t.ips });
           report.failed.push({ key: t.key, error: errorText(err) });
         }
+      }
+      // A fresh generation is written in steps: asked again just before the switch.
+      if (fresh && wanted && !wanted(t)) {
+        if (gen) {
+          stale.push(...gen.keys);
+          if (gen.fqdnRules) deleteQuietly(this.#n, rulesFd, fqdnCodec.encodeRulesKey(gen.policyId));
+        }
+        live.delete(t.key);
+        continue;
       }
       try {
         n.mapUpdate(this.#dp.mapFd(MAP_ENDPOINTS), endpointCodec.encodeKey(t.ifindex), endpoint, BPF_ANY);
@@ -523,6 +542,11 @@ export class PolicyWriter {
     return syncTable(this.#n, this.#dp.mapFd(MAP_CIDR), this.#cidrs, want, ipcacheCodec.encodeCidrKey);
   }
 }
+
+/** Entries encoded between two yields of applySteps. */
+const ENCODE_STEP = 2048;
+/** Policy keys per batch update of a fresh generation (a yield between batches). */
+const WRITE_STEP = 8192;
 
 /** Map updates between two yields of a table sync. */
 const TABLE_STEP = 256;

@@ -9,44 +9,10 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 
-/** A failed request: `status` is the HTTP status (0: no answer at all). */
-export class KubeApiError extends Error {
-  override readonly name = 'KubeApiError';
-  readonly code = 'SLUICE_KUBE_API';
-  constructor(
-    message: string,
-    readonly status: number,
-    readonly reason?: string,
-  ) {
-    super(message);
-  }
-}
+import { KubeApiError, type KubeApi, type WatchEvent } from './api.js';
 
-export interface KubeList<T> {
-  items: T[];
-  metadata: { resourceVersion?: string; continue?: string };
-}
-
-/** One watch event as the API streams it. */
-export interface WatchEvent<T> {
-  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
-  object: T;
-}
-
-/** What the reflector needs from the API (a fake implements it in unit tests). */
-export interface KubeApi {
-  /** The API server's address, for messages. */
-  readonly server: string;
-  get<T>(path: string, timeoutMs?: number): Promise<T>;
-  /**
-   * Streams a watch. `onEvent` gets each event; `onDone` is called exactly
-   * once when the stream ends (null: the server closed it, as it does at
-   * its timeout) or fails. Returns a function that aborts it.
-   */
-  watch<T>(path: string, params: Record<string, string>, onEvent: (e: WatchEvent<T>) => void, onDone: (err: unknown) => void): Promise<() => void>;
-  /** A JSON merge patch (application/merge-patch+json). */
-  mergePatch<T>(path: string, body: unknown, timeoutMs?: number): Promise<T>;
-}
+export { KubeApiError } from './api.js';
+export type { KubeApi, KubeList, WatchEvent } from './api.js';
 
 export interface KubeClientOptions {
   /** --kubeconfig; empty: in-cluster when in a pod, else ~/.kube/config. */

@@ -5,7 +5,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ObjectStore, type KubeObject } from '../store/index.js';
-import { KubeApiError, type KubeApi, type WatchEvent } from './client.js';
+import { KubeApiError, type KubeApi, type WatchEvent } from './api.js';
 import { trimNamespace, trimPod } from './objects.js';
 import { Reflector, type RawObject } from './reflector.js';
 

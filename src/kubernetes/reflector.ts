@@ -17,7 +17,7 @@
 import type { Logger } from '../log/index.js';
 import { Deferred } from '../sources/index.js';
 import type { KubeObject } from '../store/index.js';
-import { KubeApiError, type KubeApi, type KubeList, type WatchEvent } from './client.js';
+import { KubeApiError, type KubeApi, type KubeList, type WatchEvent } from './api.js';
 
 /** Where a reflector delivers (ObjectSink's shape, with the kind as a plain string). */
 export interface ReflectorSink {

@@ -3,7 +3,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ObjectStore } from '../store/index.js';
-import { KubeApiError, type KubeApi } from './client.js';
+import { KubeApiError, type KubeApi } from './api.js';
 import { ClusterDnsResolvers, KubernetesSource } from './source.js';
 
 const log = pino({ level: 'silent' });

@@ -8,7 +8,7 @@
 import type { Logger } from '../log/index.js';
 import { Deferred, type PolicySink, type PolicySource } from '../sources/index.js';
 import { objectKey, type KubeObject, type ObjectStore } from '../store/index.js';
-import { KubeApiError, type KubeApi, type KubeList } from './client.js';
+import { KubeApiError, type KubeApi, type KubeList } from './api.js';
 import { nodeInfo, trimFqdnPolicy, trimNamespace, trimNetworkPolicy, trimNode, trimPod, type NodeInfo } from './objects.js';
 import { Reflector, type RawObject, type ReflectorSink, type ReflectorStatus } from './reflector.js';
 

@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { KubeObject } from '../store/index.js';
-import { KubeApiError, type KubeApi } from './client.js';
+import { KubeApiError, type KubeApi } from './api.js';
 import { FqdnStatusWriter, statusWriterFor, statusWriters, statusWritersOr } from './status-writer.js';
 
 const log = pino({ level: 'silent' });

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../log/index.js';
 import type { KubeObject } from '../store/index.js';
-import type { KubeApi } from './client.js';
+import type { KubeApi } from './api.js';
 
 export interface FqdnCondition {
   /** "namespace/name". */

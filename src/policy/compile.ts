@@ -262,6 +262,9 @@ function sameRefs<T>(a: readonly T[], b: readonly T[]): boolean {
  * one EndpointPolicy object. With a `cache`, what the previous compile
  * worked out for an unchanged context is reused (see CompileCache).
  */
+/** Rules worked through between two steps of compileSteps. */
+const RULE_STEP = 64;
+
 export function compile(input: PolicyInput, alloc: Allocators = newAllocators(), cache?: CompileCache): CompiledPolicy {
   const steps = compileSteps(input, alloc, cache);
   for (;;) {
@@ -426,7 +429,7 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
       }
     }
     if (!done) {
-      done = compileIdentity(ep, endpointIds.get(ep.key)!, memoKey);
+      done = yield* compileIdentity(ep, endpointIds.get(ep.key)!, memoKey);
       byIdentity.set(memoKey, done);
       yield;
     }
@@ -438,7 +441,7 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
   return { identities, ipcache, cidrs, endpoints, fqdnRules, warnings };
 
   /** One identity's policy: what every endpoint of it gets. */
-  function compileIdentity(ep: EndpointInput, identity: number, memoKey: string): IdentityPolicy {
+  function* compileIdentity(ep: EndpointInput, identity: number, memoKey: string): Generator<void, IdentityPolicy, void> {
     const dropped: IdentityPolicy['dropped'] = [];
     const deps: NonNullable<IdentityPolicy['peers']> = [];
     let readsAll = false;
@@ -449,7 +452,7 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
       let part = contributions?.get(pol)?.get(memoKey);
       if (part) cache!.contributionHits++;
       else {
-        part = contribution(ep, pol);
+        part = yield* contribution(ep, pol);
         if (contributions) {
           cache!.contributionMisses++;
           let byKey = contributions.get(pol);
@@ -494,13 +497,15 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
   }
 
   /** What NetworkPolicy `pol` (which selects `ep`) contributes to ep's identity. */
-  function contribution(ep: EndpointInput, pol: NetworkPolicy): Contribution {
+  function* contribution(ep: EndpointInput, pol: NetworkPolicy): Generator<void, Contribution, void> {
     const entries: PolicyEntry[] = [];
     const deps: Contribution['peers'] = [];
     let readsAll = false;
     for (const direction of ['ingress', 'egress'] as const) {
       if (!pol.types[direction]) continue;
-      pol[direction].forEach((rule, index) => {
+      for (const [index, rule] of pol[direction].entries()) {
+        // A policy may have thousands of rules: a step every RULE_STEP of them.
+        if (index % RULE_STEP === RULE_STEP - 1) yield;
         const ref: RuleRef = { policy: `${pol.namespace}/${pol.name}`, direction, rule: index };
         // (peer, named-port resolver) pairs. A named port resolves on the
         // destination: ingress → this endpoint; egress → the peer pod.
@@ -528,7 +533,7 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
           }
         }
         for (const { id, namedOn } of peers) emitRule(entries, ep, direction, id, rule.ports, namedOn, ref);
-      });
+      }
     }
     return { entries, peers: deps, readsAll };
   }
@@ -548,7 +553,9 @@ function* prefixState(policies: readonly NetworkPolicy[], alloc: Allocators, pre
     let own = byPolicy.get(pol);
     if (!own) {
       own = [];
+      let n = 0;
       for (const rule of [...pol.ingress, ...pol.egress]) {
+        if (++n % RULE_STEP === 0) yield;
         for (const peer of rule.peers ?? []) {
           if (peer.kind !== 'ipBlock') continue;
           for (const t of [peer.ipBlock.cidr, ...peer.ipBlock.except]) own.push(parsePrefix(t));
