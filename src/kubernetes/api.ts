@@ -40,3 +40,13 @@ export interface KubeApi {
   /** A JSON merge patch (application/merge-patch+json). */
   mergePatch<T>(path: string, body: unknown, timeoutMs?: number): Promise<T>;
 }
+
+/**
+ * Whether `err` is a KubeApiError (with that HTTP status, if given). By its
+ * code, not `instanceof`: the client is a bundle of its own (load-client.ts),
+ * so its errors are instances of that bundle's copy of the class.
+ */
+export function isKubeApiError(err: unknown, status?: number): err is KubeApiError {
+  const e = err as { code?: unknown; status?: unknown } | null;
+  return !!e && e.code === 'SLUICE_KUBE_API' && (status === undefined || e.status === status);
+}

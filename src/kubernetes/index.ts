@@ -1,6 +1,6 @@
 // The client itself (src/kubernetes/client.ts, over @kubernetes/client-node)
 // is not exported here: it is loaded only in Kubernetes mode (loadKubeClient).
-export { KubeApiError } from './api.js';
+export { isKubeApiError, KubeApiError } from './api.js';
 export type { KubeApi, KubeList, WatchEvent } from './api.js';
 export { loadKubeClient } from './load-client.js';
 export { nodeInfo, trimFqdnPolicy, trimNamespace, trimNetworkPolicy, trimNode, trimPod } from './objects.js';

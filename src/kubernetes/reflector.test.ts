@@ -56,7 +56,8 @@ class FakeApi implements KubeApi {
 
   async get<T>(path: string): Promise<T> {
     if (this.down) throw new KubeApiError(`GET ${path}: connect ECONNREFUSED`, 0);
-    if (this.missing) throw new KubeApiError(`GET ${path}: 404 the server could not find the requested resource`, 404);
+    // As the client's bundle throws it: its own copy of the class, not this one (load-client.ts).
+    if (this.missing) throw Object.assign(new Error(`GET ${path}: 404 the server could not find the requested resource`), { name: 'KubeApiError', code: 'SLUICE_KUBE_API', status: 404 });
     this.lists.push(path);
     const q = new URL(`http://x${path}`).searchParams;
     const limit = Number(q.get('limit') ?? 1e9);

@@ -14,10 +14,11 @@
 // (enforcement never drops because the API is away). Objects are trimmed to
 // what the agent reads before they reach the sink, so a change in a field
 // nobody reads (a pod's conditions) is an equal rewrite the store ignores.
+import type { ReflectorState } from '../api/index.js';
 import type { Logger } from '../log/index.js';
 import { Deferred } from '../sources/index.js';
 import type { KubeObject } from '../store/index.js';
-import { KubeApiError, type KubeApi, type KubeList, type WatchEvent } from './api.js';
+import { isKubeApiError, KubeApiError, type KubeApi, type KubeList, type WatchEvent } from './api.js';
 
 /** Where a reflector delivers (ObjectSink's shape, with the kind as a plain string). */
 export interface ReflectorSink {
@@ -54,18 +55,8 @@ export interface ReflectorOptions {
   maxBackoffMs?: number;
 }
 
-export interface ReflectorStatus {
-  kind: string;
-  synced: boolean;
-  objects: number;
-  resourceVersion: string;
-  lists: number;
-  watches: number;
-  events: number;
-  /** The last failure, while it lasts (cleared by the next successful list or watch). */
-  error?: string;
-  since?: string;
-}
+/** What `sluice status` shows of a reflector (the API's ReflectorState). */
+export type ReflectorStatus = ReflectorState;
 
 /** Thrown inside the loop for a watch that said its version is gone. */
 class Expired extends Error {}
@@ -140,7 +131,7 @@ export class Reflector {
         }
       } catch (err) {
         if (this.#stopped) break;
-        if (err instanceof Expired || (err instanceof KubeApiError && err.status === 410)) {
+        if (err instanceof Expired || isKubeApiError(err, 410)) {
           this.#log.info('watch expired (410 Gone): listing again');
           this.#rv = '';
           // Expired again right after a list: do not spin on it.
@@ -195,7 +186,7 @@ export class Reflector {
       try {
         list = await this.#api.get<KubeList<RawObject>>(`${this.#opts.path}?${q}`);
       } catch (err) {
-        if (!(this.#opts.missingIsEmpty && err instanceof KubeApiError && err.status === 404)) throw err;
+        if (!(this.#opts.missingIsEmpty && isKubeApiError(err, 404))) throw err;
         missing = true;
         break;
       }

@@ -8,7 +8,7 @@
 import type { Logger } from '../log/index.js';
 import { Deferred, type PolicySink, type PolicySource } from '../sources/index.js';
 import { objectKey, type KubeObject, type ObjectStore } from '../store/index.js';
-import { KubeApiError, type KubeApi, type KubeList } from './api.js';
+import { isKubeApiError, KubeApiError, type KubeApi, type KubeList } from './api.js';
 import { nodeInfo, trimFqdnPolicy, trimNamespace, trimNetworkPolicy, trimNode, trimPod, type NodeInfo } from './objects.js';
 import { Reflector, type RawObject, type ReflectorSink, type ReflectorStatus } from './reflector.js';
 
@@ -223,7 +223,7 @@ export class ClusterDnsResolvers {
       const slices = await this.api.get<KubeList<{ endpoints?: Array<{ addresses?: string[] }> }>>(`/apis/discovery.k8s.io/v1/namespaces/${this.namespace}/endpointslices?${q}`);
       for (const s of slices.items ?? []) for (const e of s.endpoints ?? []) for (const a of e.addresses ?? []) out.add(a);
     } catch (err) {
-      if (!(err instanceof KubeApiError && err.status === 404)) throw err;
+      if (!isKubeApiError(err, 404)) throw err;
     }
     return [...out].sort();
   }

@@ -6,10 +6,10 @@
 // test/k8s/build.sh: without them this FAILS (it does not skip) and says so.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AGNHOST_IMAGE } from './images.js';
 import { Cluster, DNS_SERVICE_IP } from './cluster.js';
-import { lockCluster } from './lock.js';
+import { clusterFixture } from './fixture.js';
 import { isRoot } from '../helpers/netns.js';
 
 const BRING_UP_TARGET_MS = 60_000;
@@ -28,40 +28,12 @@ function agnhostPod(name: string, node: string, args: string[], labels: Record<s
 }
 
 describe.skipIf(!isRoot)('k8s test cluster (cni: bridge)', () => {
-  let cluster: Cluster | undefined;
-  let startError: Error | undefined;
-  let failed = false;
-  // Every test fails with the bring-up error (missing binaries: "run test/k8s/build.sh").
-  const c = (): Cluster => {
-    if (!cluster) throw startError ?? new Error('no cluster');
-    return cluster;
-  };
-  const noteFailure = () =>
-    onTestFailed(() => {
-      failed = true;
-      cluster?.keepLogs();
-      if (cluster) console.error(cluster.describeProcesses());
-    });
-
-  let unlock: (() => void) | undefined;
-  beforeAll(async () => {
-    unlock = await lockCluster();
-    try {
-      cluster = await Cluster.start({ cni: 'bridge', nodes: 2 });
-    } catch (err) {
-      startError = err as Error;
-      return;
-    }
-    console.log(`bring-up: ${(cluster.bringUpMs / 1000).toFixed(1)} s (target < ${BRING_UP_TARGET_MS / 1000} s from cached binaries)`);
-  }, 20 * 60_000);
-
-  afterAll(() => {
-    try {
-      cluster?.stop({ keepLogs: failed });
-    } finally {
-      unlock?.();
-    }
-  }, 120_000);
+  const fx = clusterFixture(
+    () => Cluster.start({ cni: 'bridge', nodes: 2 }),
+    async (cluster) => console.log(`bring-up: ${(cluster.bringUpMs / 1000).toFixed(1)} s (target < ${BRING_UP_TARGET_MS / 1000} s from cached binaries)`),
+  );
+  const c = (): Cluster => fx.get();
+  const noteFailure = () => fx.noteFailure((cluster) => console.error(cluster.describeProcesses()));
 
   it('brings up both nodes Ready with their pod CIDRs, within the target time', async () => {
     noteFailure();
@@ -179,7 +151,7 @@ describe.skipIf(!isRoot)('k8s test cluster (cni: bridge)', () => {
   it('leaves nothing behind after stop', () => {
     noteFailure();
     c();
-    const problems = c().stop({ keepLogs: failed });
+    const problems = c().stop({ keepLogs: fx.failed() });
     expect(problems).toEqual([]);
     expect(c().leftovers()).toEqual([]);
   }, 120_000);

@@ -835,6 +835,10 @@ export class Cluster {
         if (!keep || path !== this.dir || !existsSync(this.logDir)) return;
         const kept = `${this.dir}-logs`;
         cpSync(this.logDir, kept, { recursive: true });
+        // The pods' logs too (the CNI agent's among them), per node.
+        for (const node of this.nodes) {
+          if (existsSync(node.dirs.podLogs)) cpSync(node.dirs.podLogs, join(kept, `${node.name}-pods`), { recursive: true, dereference: true });
+        }
         this.keptLogDir = kept;
         this.opts.log(`logs kept in ${kept}`);
       },
