@@ -54,6 +54,8 @@ export interface FqdnStatus {
   proxy: ProxyStats & { rateLimited: number };
   /** The pods that had DNS dropped or hold some now. */
   pods: PodDnsRow[];
+  /** The resolvers whose answers are trusted now. */
+  trusted: string[];
 }
 
 // The rows `status` and `fqdn` answer with are the API's (src/api/methods.ts).
@@ -292,6 +294,6 @@ export class FqdnService {
       if (row.rateLimited || row.overInflight || row.tcpOverLimit || row.inflight || row.tcpConnections) pods.push(row);
     }
     pods.sort((a, b) => a.pod.localeCompare(b.pod));
-    return { names: this.cache.size.names, ips: this.cache.size.ips, entries: this.#allows.entries, proxy: { ...this.#proxy.stats, rateLimited }, pods };
+    return { names: this.cache.size.names, ips: this.cache.size.ips, entries: this.#allows.entries, proxy: { ...this.#proxy.stats, rateLimited }, pods, trusted: [...this.#cfg.trusted] };
   }
 }

@@ -40,6 +40,8 @@ export interface FqdnStatusReply {
   entries: number;
   proxy: Record<string, number>;
   pods?: PodDnsRow[];
+  /** The resolvers whose answers are trusted now (absent from older agents). */
+  trusted?: string[];
 }
 
 /** A standalone manifest's state. */

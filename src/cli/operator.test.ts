@@ -46,6 +46,28 @@ describe('formatStatus', () => {
   });
 });
 
+describe('formatStatus in Kubernetes mode', () => {
+  it('shows the trusted resolvers, the API server with each kind\'s objects, and the routes', () => {
+    const text = formatStatus({
+      ...base,
+      mode: 'kubernetes',
+      fqdn: { names: 0, ips: 0, entries: 0, proxy: {}, trusted: ['10.96.0.10', '10.244.1.7'] },
+      kubernetes: {
+        server: 'https://10.96.0.1:443',
+        reflectors: [
+          { kind: 'Pod', synced: true, objects: 12, resourceVersion: '9', lists: 1, watches: 1, events: 4 },
+          { kind: 'FQDNPolicy', synced: true, objects: 0, resourceVersion: '', lists: 2, watches: 0, events: 0, error: 'not served' },
+        ],
+        routes: [{ dst: '10.244.2.0/24', gateway: '10.200.0.12' }],
+      },
+    });
+    expect(text).toContain('trusted dns: 10.96.0.10, 10.244.1.7\n');
+    expect(text).toContain('kubernetes:  https://10.96.0.1:443; Pod 12, FQDNPolicy 0 (failing)\n');
+    expect(text).toContain('routes:      10.244.2.0/24 via 10.200.0.12\n');
+    expect(formatStatus({ ...base, fqdn: { names: 0, ips: 0, entries: 0, proxy: {}, trusted: [] } })).toContain('trusted dns: (none: intercepted queries are refused)');
+  });
+});
+
 describe('formatStatus per-pod DNS', () => {
   it('lists each pod\'s DNS drops over its budgets and what it holds, after the counters', () => {
     const text = formatStatus({

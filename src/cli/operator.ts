@@ -42,6 +42,11 @@ export function formatStatus(s: StatusReply): string {
   if (s.fqdn) {
     out.push(`fqdn:        ${plural(s.fqdn.names, 'name')}, ${plural(s.fqdn.ips, 'address', 'addresses')} (${plural(s.fqdn.entries, 'datapath entry', 'datapath entries')})`);
     out.push(`dns proxy:   ${Object.entries(s.fqdn.proxy).map(([k, v]) => `${kebab(k)} ${v}`).join(', ')}`);
+    if (s.fqdn.trusted) out.push(`trusted dns: ${s.fqdn.trusted.join(', ') || '(none: intercepted queries are refused)'}`);
+  }
+  if (s.kubernetes) {
+    out.push(`kubernetes:  ${s.kubernetes.server}; ${s.kubernetes.reflectors.map((r) => `${r.kind} ${r.synced ? r.objects : 'not listed'}${r.error ? ' (failing)' : ''}`).join(', ')}`);
+    if (s.kubernetes.routes.length) out.push(`routes:      ${s.kubernetes.routes.map((r) => `${r.dst} via ${r.gateway}`).join(', ')}`);
   }
   let text = `${out.join('\n')}\n`;
   if (s.fqdn?.pods?.length) {

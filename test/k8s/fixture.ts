@@ -10,7 +10,7 @@ export interface ClusterFixture {
   /** The cluster; throws the bring-up error if there is none. */
   get(): Cluster;
   /** Call first in a test: on failure the logs are kept (and `onFail` runs). */
-  noteFailure(onFail?: (c: Cluster) => void): void;
+  noteFailure(onFail?: (c: Cluster) => void | Promise<void>): void;
   /** Whether a test has failed so far. */
   failed(): boolean;
 }
@@ -43,10 +43,10 @@ export function clusterFixture(start: () => Promise<Cluster>, after?: (c: Cluste
     },
     failed: () => failed,
     noteFailure: (onFail) =>
-      onTestFailed(() => {
+      onTestFailed(async () => {
         failed = true;
         cluster?.keepLogs();
-        if (cluster) onFail?.(cluster);
+        if (cluster) await onFail?.(cluster);
       }),
   };
 }

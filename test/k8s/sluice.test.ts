@@ -15,7 +15,7 @@ import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectedMatrix, parsePolicy, type ModelPod, type Policy, type World } from '../netpol/model.js';
 import { isRoot } from '../helpers/netns.js';
-import { Cluster } from './cluster.js';
+import { Cluster, DNS_SERVICE_IP } from './cluster.js';
 import { AGNHOST_IMAGE } from './images.js';
 import { clusterFixture } from './fixture.js';
 
@@ -81,7 +81,12 @@ describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f de
     return cluster;
   });
   const c = (): Cluster => fx.get();
-  const noteFailure = () => fx.noteFailure();
+  // On a failure, the agents' own logs (kubelet removes them with their pods before the cluster's are kept).
+  const noteFailure = () =>
+    fx.noteFailure(async (cl) => {
+      const r = await cl.kubectlResult(['logs', '-n', 'kube-system', '-l', 'app.kubernetes.io/name=sluice', '-c', 'agent', '--tail=60', '--prefix'], { timeoutMs: 15_000 });
+      console.error(`agent logs at the failure:\n${r.stdout || r.stderr}`);
+    });
   const nodeName = (n: 1 | 2) => c().nodes[n - 1]!.name;
 
   /** `from` opens TCP to `to` (an address or name) within `timeoutS`. */
@@ -218,6 +223,14 @@ describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f de
       },
     ]);
     await cl.waitPodsReady('fq', 'role=client', { timeoutMs: 60_000 });
+    // The agent on the client's node trusts the cluster DNS Service (it follows kube-dns as it appears).
+    const agents = await cl.kubectlJson<{ items: Array<{ metadata: { name: string }; spec: { nodeName: string } }> }>(['get', 'pods', '-n', 'kube-system', '-l', 'app.kubernetes.io/name=sluice']);
+    const agent = agents.items.find((p) => p.spec.nodeName === nodeName(1))!.metadata.name;
+    await cl.waitFor(
+      'the agent trusting 10.96.0.10',
+      async () => ((JSON.parse(await cl.exec(`kube-system/${agent}`, ['sluice', 'status', '-o', 'json'], { container: 'agent' })) as { fqdn?: { trusted?: string[] } }).fqdn?.trusted ?? []).includes(DNS_SERVICE_IP),
+      { timeoutMs: 20_000, intervalMs: 500 },
+    );
     // Egress-isolated by the FQDNPolicy: nothing learned yet.
     await cl.waitFor('the FQDNPolicy in force', async () => !(await connects('fq/client', ips.get('x/b')!, 80, 1)), { timeoutMs: ENFORCE_MS, intervalMs: 200 });
     // By name: the Go resolver walks the pod's search path (fq.svc.cluster.local, …) through the proxy to CoreDNS.
