@@ -27,7 +27,7 @@ BPF_OBJECTS := $(patsubst bpf/%.c,$(BUILD)/bpf/%.o,$(BPF_SOURCES))
 all: build
 
 # ---------------------------------------------------------------- deps
-deps: apt npm k8s
+deps: apt npm
 
 # Kubernetes v1.31.4 (apiserver, kubelet, kubectl, …, agnhost, CoreDNS) built
 # through the Go module proxy into /var/cache/sluice-k8s for the tests that run
@@ -123,7 +123,7 @@ $(BUILD)/image/sluice.tar: $(IMAGE_INPUTS)
 image: $(BUILD)/image/sluice.tar
 
 # ---------------------------------------------------------------- run
-test: build image
+test: build image k8s
 	node_modules/.bin/vitest run
 
 test-unit: npm
