@@ -35,7 +35,7 @@ deps: apt npm
 # nothing. The upstream e2e.test is not needed yet (test/k8s/build.sh builds it
 # without SKIP_E2E).
 k8s:
-	SKIP_E2E=1 timeout 45m test/k8s/build.sh
+	PATH="$$PATH:/usr/local/go/bin" SKIP_E2E=1 timeout 45m test/k8s/build.sh
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
