@@ -1,5 +1,6 @@
 // `sluice agent` entry: flags → config → Agent.
 import { formatFlags, parseArgs, parseDurationMs, parseIntFlag, UsageError } from '../config/index.js';
+import { ClusterDnsResolvers, loadKubeClient, NodePodCidrs } from '../kubernetes/index.js';
 import { initLogger } from '../log/index.js';
 import { hostname } from 'node:os';
 import { FlagPodCidrs, ResolverAddressError, trustedResolversFromFlag, type PodCidrProvider, type TrustedResolverProvider } from '../sources/index.js';
@@ -75,9 +76,8 @@ export async function runAgent(argv: string[]): Promise<number> {
     throw err;
   }
   if (!flags.standalone) {
-    // Loaded lazily: standalone mode and the CLI never pay for the client.
-    const k = await import('../kubernetes/index.js');
-    const client = await k.loadKubeClient();
+    // The client library is loaded lazily: standalone mode and the CLI never pay for it.
+    const client = await loadKubeClient();
     let api;
     try {
       api = new client.KubeClient(client.loadKubeConfig({ kubeconfig: flags.kubeconfig || undefined }).kc);
@@ -85,8 +85,8 @@ export async function runAgent(argv: string[]): Promise<number> {
       throw new UsageError(`Kubernetes mode: ${(err as Error).message}`);
     }
     kubernetes = { api, routing };
-    if (!flags['pod-cidr']) podCidrs = new k.NodePodCidrs(api, nodeName);
-    trusted ??= new k.ClusterDnsResolvers(api);
+    if (!flags['pod-cidr']) podCidrs = new NodePodCidrs(api, nodeName);
+    trusted ??= new ClusterDnsResolvers(api);
   }
   const cfg: AgentConfig = {
     nodeName,

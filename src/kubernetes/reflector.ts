@@ -201,7 +201,7 @@ export class Reflector {
       for (const raw of items) {
         const key = keyOf(raw);
         seen.add(key);
-        this.#apply('ADDED', raw);
+        this.#apply(raw);
       }
       for (const key of [...this.#known]) if (!seen.has(key)) this.#remove(key);
     });
@@ -259,7 +259,7 @@ export class Reflector {
     this.#pending = [];
     this.#sink.batch(() => {
       for (const e of events) {
-        if (e.type === 'ADDED' || e.type === 'MODIFIED') this.#apply(e.type, e.object);
+        if (e.type === 'ADDED' || e.type === 'MODIFIED') this.#apply(e.object);
         else if (e.type === 'DELETED') this.#remove(keyOf(e.object));
         const rv = e.object.metadata?.resourceVersion;
         if (rv) this.#rv = rv;
@@ -268,7 +268,7 @@ export class Reflector {
     this.#status.events += events.length;
   }
 
-  #apply(_type: 'ADDED' | 'MODIFIED', raw: RawObject): void {
+  #apply(raw: RawObject): void {
     const key = keyOf(raw);
     const obj = this.#opts.trim(raw);
     if (!obj) {
@@ -286,6 +286,6 @@ export class Reflector {
 
   /** Puts one object in the sink out of band (a CNI ADD's pod fetched ahead of the watch). */
   inject(raw: RawObject): void {
-    this.#sink.batch(() => this.#apply('ADDED', raw));
+    this.#sink.batch(() => this.#apply(raw));
   }
 }

@@ -7,7 +7,7 @@
 // before its policy is programmed.
 import type { Logger } from '../log/index.js';
 import { Deferred, type PolicySink, type PolicySource } from '../sources/index.js';
-import { objectKey, type KubeObject, type ObjectStore } from '../store/index.js';
+import { type KubeObject, type ObjectStore } from '../store/index.js';
 import { isKubeApiError, KubeApiError, type KubeApi, type KubeList } from './api.js';
 import { nodeInfo, trimFqdnPolicy, trimNamespace, trimNetworkPolicy, trimNode, trimPod, type NodeInfo } from './objects.js';
 import { Reflector, type RawObject, type ReflectorSink, type ReflectorStatus } from './reflector.js';
@@ -57,10 +57,6 @@ export class NodeTable implements ReflectorSink {
       internalIps: (n.status as { internalIps: string[] }).internalIps,
       ready: (n.status as { ready: boolean }).ready,
     }));
-  }
-
-  get(name: string): NodeInfo | undefined {
-    return this.list().find((n) => n.name === name);
   }
 }
 
@@ -164,11 +160,6 @@ export class KubernetesSource implements PolicySource<KubernetesSourceStatus> {
     }
     const why = (last as Error)?.message ?? 'no answer';
     throw new KubeApiError(`pod ${namespace}/${name} is not known to the agent and could not be read from the API: ${why}`, (last as KubeApiError)?.status ?? 0);
-  }
-
-  /** The key of the store's object for a pod (for tests and logs). */
-  static podKey(pod: KubeObject): string {
-    return objectKey(pod);
   }
 }
 
