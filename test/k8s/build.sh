@@ -131,6 +131,9 @@ if [ -x "$BIN/crictl" ] || [ -n "${SKIP_CRICTL:-}" ]; then log "have crictl (or 
   fi
 fi
 
-"$BIN/kubectl" version --client 2>/dev/null | head -1 | grep -q "$K8S_VERSION" \
+# Read whole before matching: `| head -1` could close the pipe under kubectl
+# (SIGPIPE), which pipefail turns into a false failure.
+kubectl_version=$("$BIN/kubectl" version --client 2>/dev/null || true)
+grep -q "$K8S_VERSION" <<<"${kubectl_version%%$'\n'*}" \
   || die "$BIN/kubectl does not report $K8S_VERSION (ldflags?)"
 log "done: $(ls "$BIN" | tr '\n' ' ')"
