@@ -5,6 +5,11 @@
  *   sluice_from_pod  host veth tc ingress: packets leaving the pod (pod egress)
  *   sluice_to_pod    host veth tc egress:  packets going to the pod (pod ingress)
  *
+ * and one to the node's own links (not the pods'):
+ *
+ *   sluice_from_node tc ingress: marks resolvers' answers to the DNS proxy's
+ *                    per-pod sockets, and passes everything on untouched
+ *
  * Per packet, a fixed number of lookups whatever the number of rules:
  * endpoint (hash), fragment (LRU hash, later fragments only), conntrack (2,
  * LRU hash), peer identity (hash), peer ipBlock prefix (LPM), policy (at most
@@ -80,6 +85,10 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 		if (reason != DNS_NOT_A_REPLY)
 			return reason;
 	}
+	/* Not the pod's at all: a resolver's answer to the proxy's socket for
+	 * this pod's address. No conntrack or policy of the pod's applies. */
+	if (direction == SLUICE_DIR_TO_POD && dns_for_proxy_socket(skb, t))
+		return DNS_TO_PROXY;
 
 	if (ct_lookup(skb->ifindex, direction, t))
 		return SLUICE_REASON_FORWARDED;
@@ -122,9 +131,18 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	struct tuple t = {};
 	__u8 reason = verdict(skb, direction, &t);
 
+	if (reason == DNS_TO_PROXY) {
+		metrics_account(SLUICE_REASON_FORWARDED, direction, skb->len);
+		return dns_to_proxy_via_lo(skb);
+	}
 	metrics_account(reason, direction, skb->len);
-	if (reason == SLUICE_REASON_FORWARDED)
+	if (reason == SLUICE_REASON_FORWARDED) {
+		/* A local resolver pod's answer to the proxy's socket: before
+		 * routing, so the mark alone sends it to the socket. */
+		if (direction == SLUICE_DIR_FROM_POD && dns_for_proxy_socket(skb, &t))
+			dns_mark_to_proxy(skb);
 		return TC_ACT_OK;
+	}
 	send_flow_event(skb, t.family ? &t : NULL, reason, direction);
 	return TC_ACT_SHOT;
 }
@@ -139,4 +157,21 @@ SEC("tc")
 int sluice_to_pod(struct __sk_buff *skb)
 {
 	return handle(skb, SLUICE_DIR_TO_POD);
+}
+
+/*
+ * The node's own links, before netfilter: a resolver's answer for one of the
+ * DNS proxy's per-pod sockets is marked here, so routing delivers it to the
+ * socket in one pass (conntrack and kube-proxy's translations intact; the
+ * lo detour of sluice_to_pod would meet conntrack a second time). Never
+ * drops and never decides: TC_ACT_UNSPEC lets any filter after it run.
+ */
+SEC("tc")
+int sluice_from_node(struct __sk_buff *skb)
+{
+	struct tuple t = {};
+
+	if (parse_packet(skb, &t) == PARSE_OK && dns_for_proxy_socket(skb, &t))
+		dns_mark_to_proxy(skb);
+	return TC_ACT_UNSPEC;
 }

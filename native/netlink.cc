@@ -2,6 +2,7 @@
 // takes `netns: string | null` first and does its socket work through
 // RunInNetns; arguments are parsed into plain structs on the JS thread first.
 #include <arpa/inet.h>
+#include <linux/fib_rules.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
@@ -830,6 +831,53 @@ Napi::Value NeighAdd(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ---------------------------------------------------------------------------
+// policy routing rules
+
+// ruleAdd(netns|null, { family: 4|6, fwmark, fwmask, table, priority, ipProto?, sport? }):
+// `ip rule add fwmark M/MASK [ipproto P] [sport S] lookup TABLE pref PRIORITY`.
+// Idempotent: the same rule already there is left as it is.
+Napi::Value RuleAdd(const Napi::CallbackInfo& info) {
+  Args a(info);
+  Napi::Env env = a.env();
+  std::optional<std::string> netns;
+  Napi::Object o;
+  std::optional<int64_t> family, fwmark, fwmask, table, priority, ipProto, sport;
+  if (!a.Netns(0, &netns) || !a.Obj(1, "rule", false, &o) || !OptInt(env, o, "family", 4, 6, &family) ||
+      !OptInt(env, o, "fwmark", 0, UINT32_MAX, &fwmark) || !OptInt(env, o, "fwmask", 0, UINT32_MAX, &fwmask) ||
+      !OptInt(env, o, "table", 1, UINT32_MAX, &table) || !OptInt(env, o, "priority", 0, UINT32_MAX, &priority) ||
+      !OptInt(env, o, "ipProto", 1, 255, &ipProto) || !OptInt(env, o, "sport", 1, 65535, &sport)) {
+    return env.Undefined();
+  }
+  if (!family || (*family != 4 && *family != 6)) return ThrowType(env, "rule.family must be 4 or 6");
+  if (!fwmark || !table || !priority) return ThrowType(env, "rule.fwmark, rule.table and rule.priority are required");
+  SysError e = WithSocket(netns, [&](NlSocket& s) {
+    NlMsg m(RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL);
+    fib_rule_hdr h;
+    memset(&h, 0, sizeof h);
+    h.family = *family == 4 ? AF_INET : AF_INET6;
+    h.action = FR_ACT_TO_TBL;
+    h.table = *table < 256 ? static_cast<uint8_t>(*table) : RT_TABLE_UNSPEC;
+    m.Header(h);
+    m.U32(FRA_FWMARK, static_cast<uint32_t>(*fwmark));
+    m.U32(FRA_FWMASK, static_cast<uint32_t>(fwmask.value_or(UINT32_MAX)));
+    m.U32(FRA_TABLE, static_cast<uint32_t>(*table));
+    m.U32(FRA_PRIORITY, static_cast<uint32_t>(*priority));
+    if (ipProto) {
+      uint8_t p = static_cast<uint8_t>(*ipProto);
+      m.Attr(FRA_IP_PROTO, &p, sizeof p);
+    }
+    if (sport) {
+      fib_rule_port_range r{static_cast<uint16_t>(*sport), static_cast<uint16_t>(*sport)};
+      m.Attr(FRA_SPORT_RANGE, &r, sizeof r);
+    }
+    SysError re = s.Request(m, "RTM_NEWRULE");
+    return re.err == EEXIST ? SysError::Ok() : re;
+  });
+  if (!e.ok()) return ThrowSys(env, e);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void RegisterNetlink(Napi::Env env, Napi::Object exports) {
@@ -848,6 +896,7 @@ void RegisterNetlink(Napi::Env env, Napi::Object exports) {
   exports.Set("routeDel", Napi::Function::New(env, RouteDel, "routeDel"));
   exports.Set("routeList", Napi::Function::New(env, RouteList, "routeList"));
   exports.Set("neighAdd", Napi::Function::New(env, NeighAdd, "neighAdd"));
+  exports.Set("ruleAdd", Napi::Function::New(env, RuleAdd, "ruleAdd"));
 }
 
 }  // namespace sluice

@@ -17,6 +17,30 @@
 namespace sluice {
 namespace {
 
+bool SockAddr(Napi::Env env, int64_t family, const std::string& address, int64_t port, sockaddr_storage* ss, socklen_t* len) {
+  memset(ss, 0, sizeof *ss);
+  if (family == 4) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET, address.c_str(), &sin->sin_addr) != 1) {
+      ThrowType(env, "argument 'address' must be an IPv4 address");
+      return false;
+    }
+    *len = sizeof *sin;
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) != 1) {
+      ThrowType(env, "argument 'address' must be an IPv6 address");
+      return false;
+    }
+    *len = sizeof *sin6;
+  }
+  return true;
+}
+
 // socketBind(family: 4|6, type: 'udp'|'tcp', address, port) → fd
 Napi::Value SocketBind(const Napi::CallbackInfo& info) {
   Args a(info);
@@ -30,21 +54,8 @@ Napi::Value SocketBind(const Napi::CallbackInfo& info) {
   if (family != 4 && family != 6) return ThrowType(env, "argument 'family' must be 4 or 6");
   if (type != "udp" && type != "tcp") return ThrowType(env, "argument 'type' must be 'udp' or 'tcp'");
   sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
   socklen_t len;
-  if (family == 4) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET, address.c_str(), &sin->sin_addr) != 1) return ThrowType(env, "argument 'address' must be an IPv4 address");
-    len = sizeof *sin;
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) != 1) return ThrowType(env, "argument 'address' must be an IPv6 address");
-    len = sizeof *sin6;
-  }
+  if (!SockAddr(env, family, address, port, &ss, &len)) return env.Undefined();
   int fd = socket(family == 4 ? AF_INET : AF_INET6, (type == "udp" ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return ThrowSys(env, SysError::Make(errno, "socket", address));
   int one = 1;
@@ -63,10 +74,44 @@ Napi::Value SocketBind(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// socketTransparent(family: 4|6, address, mark) → fd: a UDP socket that sends
+// from `address` (not the node's: a pod's) on a kernel-chosen port, marked
+// with SO_MARK `mark` so the datapath recognises the answers coming back
+// (bpf/shared/dns.h). IP_TRANSPARENT needs CAP_NET_ADMIN.
+Napi::Value SocketTransparent(const Napi::CallbackInfo& info) {
+  Args a(info);
+  Napi::Env env = a.env();
+  int64_t family = 0;
+  uint32_t mark = 0;
+  std::string address;
+  if (!a.Int(0, "family", 4, 6, &family) || !a.Str(1, "address", &address) || !a.U32(2, "mark", &mark)) return env.Undefined();
+  if (family != 4 && family != 6) return ThrowType(env, "argument 'family' must be 4 or 6");
+  sockaddr_storage ss;
+  socklen_t len;
+  if (!SockAddr(env, family, address, 0, &ss, &len)) return env.Undefined();
+  int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return ThrowSys(env, SysError::Make(errno, "socket", address));
+  int one = 1;
+  auto fail = [&](const char* what) {
+    int err = errno;
+    close(fd);
+    return ThrowSys(env, SysError::Make(err, what, address));
+  };
+  if (family == 4 && setsockopt(fd, IPPROTO_IP, IP_TRANSPARENT, &one, sizeof one) < 0) return fail("setsockopt(IP_TRANSPARENT)");
+  if (family == 6) {
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, &one, sizeof one) < 0) return fail("setsockopt(IPV6_TRANSPARENT)");
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) return fail("setsockopt(IPV6_V6ONLY)");
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) return fail("setsockopt(SO_MARK)");
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) return fail("bind");
+  return Napi::Number::New(env, fd);
+}
+
 }  // namespace
 
 void RegisterSock(Napi::Env env, Napi::Object exports) {
   exports.Set("socketBind", Napi::Function::New(env, SocketBind, "socketBind"));
+  exports.Set("socketTransparent", Napi::Function::New(env, SocketTransparent, "socketTransparent"));
 }
 
 }  // namespace sluice

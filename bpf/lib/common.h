@@ -2,6 +2,7 @@
 #ifndef SLUICE_LIB_COMMON_H
 #define SLUICE_LIB_COMMON_H
 
+#define TC_ACT_UNSPEC (-1)
 #define TC_ACT_OK   0
 #define TC_ACT_SHOT 2
 

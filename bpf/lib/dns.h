@@ -184,6 +184,8 @@ static __always_inline __u8 dns_redirect(struct __sk_buff *skb, const struct tup
  * conntrack and policy (DNS_NOT_A_REPLY).
  */
 #define DNS_NOT_A_REPLY 255
+/* verdict(): the packet is for the proxy's transparent socket (dns_for_proxy_socket). */
+#define DNS_TO_PROXY 254
 
 static __always_inline __u8 dns_reverse(struct __sk_buff *skb, const struct tuple *t)
 {
@@ -205,5 +207,65 @@ static __always_inline __u8 dns_reverse(struct __sk_buff *skb, const struct tupl
 	if (rewrite_endpoint(skb, t, 0, v->daddr, v->dport_be) < 0)
 		return SLUICE_DROP_INTERNAL;
 	return SLUICE_REASON_FORWARDED;
+}
+
+/*
+ * An answer from a resolver to one of the proxy's transparent upstream
+ * sockets (bpf/shared/dns.h): UDP from port 53, addressed to a pod's address
+ * and port, for which the node has a socket bound there that carries the
+ * proxy's mark. Only a live socket of the proxy's own makes a packet this, so
+ * nothing else addressed to a pod is ever taken from it.
+ */
+static __always_inline int dns_for_proxy_socket(struct __sk_buff *skb, const struct tuple *t)
+{
+	struct bpf_sock_tuple st = {};
+	struct bpf_sock *sk;
+	__u32 mark;
+
+	if (t->protocol != IPPROTO_UDP || t->frag != FRAG_NONE || !t->l4_off || t->sport_be != bpf_htons(SLUICE_DNS_PORT))
+		return 0;
+	if (t->family == 4) {
+		__builtin_memcpy(&st.ipv4.saddr, t->saddr, 4);
+		__builtin_memcpy(&st.ipv4.daddr, t->daddr, 4);
+		st.ipv4.sport = t->sport_be;
+		st.ipv4.dport = t->dport_be;
+		sk = bpf_sk_lookup_udp(skb, &st, sizeof(st.ipv4), BPF_F_CURRENT_NETNS, 0);
+	} else if (t->family == 6) {
+		__builtin_memcpy(st.ipv6.saddr, t->saddr, 16);
+		__builtin_memcpy(st.ipv6.daddr, t->daddr, 16);
+		st.ipv6.sport = t->sport_be;
+		st.ipv6.dport = t->dport_be;
+		sk = bpf_sk_lookup_udp(skb, &st, sizeof(st.ipv6), BPF_F_CURRENT_NETNS, 0);
+	} else {
+		return 0;
+	}
+	if (!sk)
+		return 0;
+	mark = sk->mark;
+	bpf_sk_release(sk);
+	return (mark & SLUICE_MARK_MASK) == SLUICE_MARK_PROXY_SOCK;
+}
+
+static __always_inline void dns_mark_to_proxy(struct __sk_buff *skb)
+{
+	skb->mark = (skb->mark & ~SLUICE_MARK_MASK) | SLUICE_MARK_TO_PROXY;
+}
+
+/*
+ * Pod ingress, routing already done (the answer was on its way to the pod):
+ * back in through lo, marked, so the agent's rule routes it to the local
+ * socket. lo's address is all zeros: the destination MAC must be too, or the
+ * stack takes it for another host's frame and drops it.
+ */
+#define LOOPBACK_IFINDEX 1
+
+static __always_inline int dns_to_proxy_via_lo(struct __sk_buff *skb)
+{
+	__u8 zero_mac[6] = {};
+
+	dns_mark_to_proxy(skb);
+	if (bpf_skb_store_bytes(skb, 0, zero_mac, sizeof(zero_mac), 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect(LOOPBACK_IFINDEX, BPF_F_INGRESS);
 }
 #endif

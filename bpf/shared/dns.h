@@ -19,6 +19,22 @@
 #define SLUICE_DNS_PROXY_V4_BYTES 169, 254, 20, 53
 #define SLUICE_DNS_PROXY_V6_BYTES 0xfd, 0x5c, 0x01, 0xce, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53
 
+/* Queries the proxy forwards to a trusted resolver leave with the pod's own
+ * source address (so CoreDNS sees the pod: `autopath`, `pods verified`, ACLs),
+ * from a socket with IP_TRANSPARENT and SLUICE_MARK_PROXY_SOCK (SO_MARK). A
+ * resolver's answer to such a socket is addressed to the pod; the datapath
+ * finds the socket (bpf_sk_lookup_udp, checking its mark), sets
+ * SLUICE_MARK_TO_PROXY on the packet and, where routing is already done,
+ * sends it back in through lo. The agent's policy rule (fwmark TO_PROXY under
+ * SLUICE_MARK_MASK, priority SLUICE_PROXY_RULE_PRIORITY) looks it up in table
+ * SLUICE_PROXY_TABLE, whose `local` default routes deliver it to the socket.
+ * The bits are clear of kube-proxy's (0x4000, 0x8000) and Cilium's (0x0f00). */
+#define SLUICE_MARK_MASK            0x0ff00000
+#define SLUICE_MARK_PROXY_SOCK      0x05100000
+#define SLUICE_MARK_TO_PROXY        0x05200000
+#define SLUICE_PROXY_TABLE          4253
+#define SLUICE_PROXY_RULE_PRIORITY  1053
+
 /* The client's side of an intercepted DNS flow. */
 struct sluice_dns_nat_key {
 	__u8 family;

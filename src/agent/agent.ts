@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
-import type { Server } from 'node:net';
+import { isIPv4, type Server } from 'node:net';
 import { join } from 'node:path';
 import {
   CniCode,
@@ -37,6 +37,7 @@ import { EndpointRegistry } from './endpoints.js';
 import { endpointKey, PolicyEngine } from './policy-engine.js';
 import { serveHealth } from './health.js';
 import { NodeAddresses } from './node-addresses.js';
+import { NodeLinks } from './node-links.js';
 import { NodeRoutes } from './routes.js';
 import { Reconciler, type SyncOutcome } from './reconciler.js';
 import { FlowLog } from '../observe/index.js';
@@ -65,6 +66,8 @@ export interface AgentConfig {
   /** The resolvers the DNS proxy forwards to (--dns-trusted or resolv.conf; cluster DNS next). Read once at start. */
   dnsTrusted: TrustedResolverProvider;
   dnsUntrusted: 'refuse' | 'redirect';
+  /** pod: forwarded UDP queries leave from the asking pod's address (except to the node's own or loopback resolvers). */
+  dnsUpstreamSource?: 'pod' | 'node';
   /** Each pod's DNS budget in the datapath (bursts of twice that); 0: none. */
   dnsPodQps: number;
   dnsPodMaxInflight: number;
@@ -72,6 +75,11 @@ export interface AgentConfig {
   dnsTcpMax: number;
   /** --metrics-addr: /healthz and /readyz; empty: not served. */
   metricsAddr?: string;
+}
+
+/** 127.0.0.0/8 and ::1: a resolver there answers only the node itself. */
+function isLoopback(ip: string): boolean {
+  return isIPv4(ip) ? ip.startsWith('127.') : ip === '::1';
 }
 
 function podName(rec: EndpointRecord): string {
@@ -117,6 +125,7 @@ export class Agent {
   #policy!: PolicyEngine;
   #reconciler: Reconciler | undefined;
   #nodeAddresses: NodeAddresses | undefined;
+  #nodeLinks: NodeLinks | undefined;
   #fqdn!: FqdnService;
   #handlers!: Record<CniCommand, Handler>;
   readonly #locks = new AttachmentLocks();
@@ -177,6 +186,11 @@ export class Agent {
         untrusted: cfg.dnsUntrusted,
         limits: { podMaxInflight: cfg.dnsPodMaxInflight, tcpMaxPerPod: cfg.dnsTcpMaxPerPod, tcpMax: cfg.dnsTcpMax },
         ipv6: true,
+        // The node's own resolvers (and loopback ones) could not answer a pod's address.
+        podSource:
+          (cfg.dnsUpstreamSource ?? 'pod') === 'pod'
+            ? (upstream) => !isLoopback(upstream) && !(this.#nodeAddresses?.get() ?? []).includes(upstream)
+            : undefined,
       },
       this.#root.child({ subsystem: 'fqdn' }),
     );
@@ -236,6 +250,12 @@ export class Agent {
       }
     }
     await this.#reconcile();
+    if ((cfg.dnsUpstreamSource ?? 'pod') === 'pod') {
+      // Before the first query leaves from a pod's address: the answers must find the proxy.
+      const dp = this.#datapath;
+      this.#nodeLinks = new NodeLinks(() => n.linkList(null), (ifname) => dp.attachNodeLink(null, ifname), this.#root.child({ subsystem: 'fqdn' }));
+      this.#nodeLinks.start();
+    }
     await this.#fqdn.start();
     this.#stopTrustedWatch = cfg.dnsTrusted.watch?.((ips) => this.#fqdn.setTrusted(ips));
     // Changes only mark dirty; one coalescing sync programs them (an ADD
@@ -495,6 +515,7 @@ export class Agent {
     this.#source?.stop();
     this.#reconciler?.stop();
     this.#nodeAddresses?.stop();
+    this.#nodeLinks?.stop();
     this.#stopTrustedWatch?.();
     this.#statusWriter?.stop();
     this.#policy?.stop();

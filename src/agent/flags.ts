@@ -19,6 +19,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: 'dns-intercept', help: 'whose DNS goes through the proxy: selected (pods an FQDNPolicy selects) or all', default: 'selected' },
   { name: 'dns-trusted', help: 'resolvers whose answers may open traffic: IP[,IP…] (default: the kube-system/kube-dns Service\'s IPs and endpoints; standalone: the nameservers of /etc/resolv.conf)', default: '' },
   { name: 'dns-untrusted', help: 'a query to any other server: refuse, or redirect to the first trusted resolver', default: 'refuse' },
+  { name: 'dns-upstream-source', help: 'where forwarded UDP queries leave from: pod (the asking pod\'s own address, so CoreDNS autopath and per-pod views work; the node\'s own and loopback resolvers are asked from the node) or node', default: 'pod' },
   { name: 'dns-pod-qps', help: 'DNS queries (UDP) and connections (TCP) per second one pod may send, bursts of twice that; dropped in eBPF beyond it and counted per pod; 0: no limit', default: '200' },
   { name: 'dns-pod-max-inflight', help: 'DNS queries of one pod waiting on resolvers at once; beyond it a query is dropped and counted per pod', default: '64' },
   { name: 'dns-tcp-max-per-pod', help: 'open TCP DNS connections of one pod; beyond it a new one is closed at once and counted', default: '8' },

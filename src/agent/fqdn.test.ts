@@ -46,12 +46,12 @@ afterEach(async () => {
   cleanups = [];
 });
 
-function service(opts: { maxEntries?: number; seed?: (dp: Datapath) => void; host?: ProxyHost } = {}): { svc: FqdnService; addon: FakeBpfAddon; dp: Datapath } {
+function service(opts: { maxEntries?: number; seed?: (dp: Datapath) => void; host?: ProxyHost; podSource?: FqdnConfig['podSource'] } = {}): { svc: FqdnService; addon: FakeBpfAddon; dp: Datapath } {
   const stateDir = mkdtempSync(join(tmpdir(), 'sluice-fqdn-'));
   cleanups.push(() => rmSync(stateDir, { recursive: true, force: true }));
   const { addon, dp } = fakeDatapath(sluiceMapSpecs(opts.maxEntries ?? 64));
   opts.seed?.(dp);
-  const cfg: FqdnConfig = { stateDir, minTtlMs: 0, graceMs: 0, maxIpsPerName: 16, maxNames: 1000, trusted: ['127.0.0.1'], untrusted: 'refuse', limits: DEFAULT_LIMITS, ipv6: true };
+  const cfg: FqdnConfig = { stateDir, minTtlMs: 0, graceMs: 0, maxIpsPerName: 16, maxNames: 1000, trusted: ['127.0.0.1'], untrusted: 'refuse', limits: DEFAULT_LIMITS, ipv6: true, podSource: opts.podSource };
   const svc = new FqdnService(dp, cfg, pino({ level: 'silent' }), opts.host);
   cleanups.push(() => svc.stop());
   return { svc, addon, dp };
@@ -127,16 +127,28 @@ describe('FqdnService over an in-memory datapath', () => {
     expect(st.pods).toEqual([{ pod: 'default/client', rateLimited: 5, overInflight: 0, tcpOverLimit: 0, inflight: 0, tcpConnections: 0 }]);
   });
 
-  it('start() routes the proxy addresses through the injected host before binding', async () => {
-    const routed: string[][] = [];
-    const host: ProxyHost = {
-      routeLocal: (a) => void routed.push([...a]),
-      bind: () => {
-        throw new Error('no sockets in this test');
-      },
-    };
-    const { svc } = service({ host });
+  const recordingHost = (routed: string[]): ProxyHost => ({
+    routeLocal: (a) => void routed.push(`local ${a.join(' ')}`),
+    routeToProxy: (ipv6) => void routed.push(`to-proxy ipv6=${ipv6}`),
+    transparentSocket: () => {
+      throw new Error('no transparent sockets in this test');
+    },
+    bind: () => {
+      throw new Error('no sockets in this test');
+    },
+  });
+
+  it('start() routes the proxy addresses, and the way back to its pod-source sockets, before binding', async () => {
+    const routed: string[] = [];
+    const { svc } = service({ host: recordingHost(routed), podSource: () => true });
     await expect(svc.start()).rejects.toThrow('no sockets in this test');
-    expect(routed).toEqual([[PROXY_V4, PROXY_V6]]);
+    expect(routed).toEqual([`local ${PROXY_V4} ${PROXY_V6}`, 'to-proxy ipv6=true']);
+  });
+
+  it('with queries sent from the node (--dns-upstream-source node) no rule is installed', async () => {
+    const routed: string[] = [];
+    const { svc } = service({ host: recordingHost(routed) });
+    await expect(svc.start()).rejects.toThrow('no sockets in this test');
+    expect(routed).toEqual([`local ${PROXY_V4} ${PROXY_V6}`]);
   });
 });

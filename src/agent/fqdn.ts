@@ -42,6 +42,11 @@ export interface FqdnConfig {
   limits: ProxyLimits;
   /** Listen on the IPv6 proxy address too. */
   ipv6: boolean;
+  /**
+   * --dns-upstream-source pod: UDP queries leave from the pod's own address
+   * to upstreams for which this says yes (not the node's own addresses).
+   */
+  podSource?: (upstream: string) => boolean;
 }
 
 /** `status` → fqdn. */
@@ -154,6 +159,10 @@ export class FqdnService {
         trusted: cfg.trusted,
         untrusted: cfg.untrusted,
         limits: cfg.limits,
+        podSource: cfg.podSource && {
+          appliesTo: cfg.podSource,
+          socket: (family, address) => host.transparentSocket(family, address),
+        },
       },
       log.child({ component: 'dns-proxy' }),
     );
@@ -166,10 +175,12 @@ export class FqdnService {
   async start(): Promise<void> {
     const addresses = [PROXY_V4, ...(this.#cfg.ipv6 ? [PROXY_V6] : [])];
     this.#host.routeLocal(addresses);
+    // Before the first query can leave from a pod's address: its answer must find the way back.
+    if (this.#cfg.podSource) this.#host.routeToProxy(this.#cfg.ipv6);
     await this.#proxy.start(addresses, PROXY_PORT, (family, type, address, port) => this.#host.bind(family, type, address, port));
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
     this.#sweeper.unref();
-    this.#log.info({ addresses, port: PROXY_PORT, trusted: this.#cfg.trusted, untrusted: this.#cfg.untrusted }, 'DNS proxy listening');
+    this.#log.info({ addresses, port: PROXY_PORT, trusted: this.#cfg.trusted, untrusted: this.#cfg.untrusted, upstreamSource: this.#cfg.podSource ? 'pod' : 'node' }, 'DNS proxy listening');
   }
 
   /**

@@ -105,6 +105,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     dnsIntercept: oneOf('dns-intercept', ['selected', 'all'] as const),
     dnsTrusted: trusted ?? trustedResolversFromFlag(undefined),
     dnsUntrusted: oneOf('dns-untrusted', ['refuse', 'redirect'] as const),
+    dnsUpstreamSource: oneOf('dns-upstream-source', ['pod', 'node'] as const),
     // A million a second is no limit in practice (and keeps the per-query cost, 1e9/qps ns, whole).
     dnsPodQps: intIn('dns-pod-qps', 0, 1_000_000),
     // Ids on one upstream TCP connection are 16 bits: more in flight could never be told apart.

@@ -2,6 +2,7 @@
 // logic then runs in unit tests without touching the host's routes or
 // sockets. The real one is netlink and a socket call through the addon.
 import { isIPv6 } from 'node:net';
+import { DNS_PORT, MARK_MASK, MARK_PROXY_SOCK, MARK_TO_PROXY, PROXY_RULE_PRIORITY, PROXY_TABLE } from '../dns/constants.js';
 import { native } from '../native/index.js';
 
 export interface ProxyHost {
@@ -9,6 +10,14 @@ export interface ProxyHost {
   routeLocal(addresses: readonly string[]): void;
   /** A bound, non-blocking socket fd on `address`:`port` (which need not be an interface address). */
   bind(family: 4 | 6, type: 'udp' | 'tcp', address: string, port: number): number;
+  /**
+   * Delivers answers the datapath marked for the proxy's transparent sockets
+   * to them: `ip rule fwmark TO_PROXY lookup PROXY_TABLE`, whose `local`
+   * default routes make any address local (bpf/shared/dns.h).
+   */
+  routeToProxy(ipv6: boolean): void;
+  /** A UDP socket fd that sends from a pod's `address` (IP_TRANSPARENT, marked MARK_PROXY_SOCK). */
+  transparentSocket(family: 4 | 6, address: string): number;
 }
 
 /**
@@ -33,5 +42,18 @@ export const nativeProxyHost: ProxyHost = {
   bind(family, type, address, port) {
     // The proxy sizes its sockets' receive buffers itself (dgram recvBufferSize applies to a bound fd too).
     return native().socketBind(family, type, address, port);
+  },
+  routeToProxy(ipv6) {
+    const n = native();
+    for (const family of ipv6 ? ([4, 6] as const) : ([4] as const)) {
+      n.routeReplace(null, { dst: family === 4 ? '0.0.0.0/0' : '::/0', dev: 'lo', type: 'local', table: PROXY_TABLE });
+      // `ipproto udp sport 53` too: the kernel's reverse-path check looks the packet's source up with
+      // the ports swapped, so with src_valid_mark it does not find the `local default` of this table
+      // (which would make every resolver a martian source where rp_filter is on).
+      n.ruleAdd(null, { family, fwmark: MARK_TO_PROXY, fwmask: MARK_MASK, ipProto: 17, sport: DNS_PORT, table: PROXY_TABLE, priority: PROXY_RULE_PRIORITY });
+    }
+  },
+  transparentSocket(family, address) {
+    return native().socketTransparent(family, address, MARK_PROXY_SOCK);
   },
 };

@@ -12,7 +12,7 @@ import * as fqdnCodec from './codec/fqdn.js';
 import * as ipcacheCodec from './codec/ipcache.js';
 import * as metricsCodec from './codec/metrics.js';
 import * as policyCodec from './codec/policy.js';
-import { Datapath, MAP_CONFIG, MAP_DNS_BUDGET, MAP_DNS_NAT, MAP_ENDPOINTS, MAP_FQDN, MAP_IPCACHE, MAP_METRICS, MAP_POLICY, PROG_FROM_POD, PROG_TO_POD } from './datapath.js';
+import { Datapath, MAP_CONFIG, MAP_DNS_BUDGET, MAP_DNS_NAT, MAP_ENDPOINTS, MAP_FQDN, MAP_IPCACHE, MAP_METRICS, MAP_POLICY, PROG_FROM_NODE, PROG_FROM_POD, PROG_TO_POD } from './datapath.js';
 import { DropReason } from './drop-reasons.js';
 
 const IPPROTO_TCP = 6;
@@ -113,6 +113,15 @@ describe('Datapath over an injected addon', () => {
     expect(addon.attachments.get('/run/netns/x|sl1234|egress')).toBe(dp.progFd(PROG_TO_POD));
     dp.detach('/run/netns/x', 'sl1234');
     expect(dp.attached('/run/netns/x', 'sl1234')).toBe(false);
+  });
+
+  it('attachNodeLink puts sluice_from_node on a node link\'s ingress only', () => {
+    const { addon, dp } = fakeDatapath();
+    expect(dp.nodeLinkAttached(null, 'eth0')).toBe(false);
+    dp.attachNodeLink(null, 'eth0');
+    expect(dp.nodeLinkAttached(null, 'eth0')).toBe(true);
+    expect(addon.attachments.get('|eth0|ingress')).toBe(dp.progFd(PROG_FROM_NODE));
+    expect(addon.attachments.has('|eth0|egress')).toBe(false);
   });
 });
 

@@ -19,6 +19,8 @@ import { bpfObjectPath } from './paths.js';
 
 export const PROG_FROM_POD = 'sluice_from_pod';
 export const PROG_TO_POD = 'sluice_to_pod';
+/** On the node's own links (tc ingress): steers resolvers' answers to the DNS proxy's per-pod sockets. */
+export const PROG_FROM_NODE = 'sluice_from_node';
 export const MAP_ENDPOINTS = 'sluice_endpoints_v3';
 export const MAP_METRICS = 'sluice_metrics_v1';
 export const MAP_EVENTS = 'sluice_events_v1';
@@ -43,6 +45,12 @@ const RETIRED_PINS = ['sluice_endpoints_v1', 'sluice_endpoints_v2'];
 /** tc filter slot we own on each veth; replaced in place on re-attach. */
 const TC_PRIORITY = 1;
 const TC_HANDLE = 1;
+/**
+ * The slot on the node's own links: apart from the usual 1/1 (another tool's
+ * filter there is left alone), and run before filters of higher numbers.
+ */
+const NODE_TC_PRIORITY = 0x5c1;
+const NODE_TC_HANDLE = 0x5c1;
 /** sluice_config_v1 is an array of one entry. */
 const CONFIG_KEY = 0;
 
@@ -207,7 +215,7 @@ export class Datapath {
   }
 
   static #fromLoaded(addon: BpfAddon, loaded: ObjLoadResult, what: string): Datapath {
-    for (const name of [PROG_FROM_POD, PROG_TO_POD]) {
+    for (const name of [PROG_FROM_POD, PROG_TO_POD, PROG_FROM_NODE]) {
       if (loaded.progs[name] === undefined) throw new DatapathError('SLUICE_DATAPATH', `${what} has no program ${name}`);
     }
     return new Datapath(addon, loaded.progs, loaded.maps);
@@ -335,6 +343,20 @@ export class Datapath {
     const opts = { priority: TC_PRIORITY, handle: TC_HANDLE };
     n.tcDetach(netns, ifname, 'ingress', opts);
     n.tcDetach(netns, ifname, 'egress', opts);
+  }
+
+  /**
+   * Attaches sluice_from_node to one of the node's own links (tc ingress, its
+   * own slot): it only marks resolvers' answers for the DNS proxy's per-pod
+   * sockets and lets every packet on to any filter after it.
+   */
+  attachNodeLink(netns: string | null, ifname: string): void {
+    this.#n.tcAttach(netns, ifname, 'ingress', this.progFd(PROG_FROM_NODE), { priority: NODE_TC_PRIORITY, handle: NODE_TC_HANDLE });
+  }
+
+  /** Whether sluice_from_node is in its slot on the link. */
+  nodeLinkAttached(netns: string | null, ifname: string): boolean {
+    return this.#n.tcQuery(netns, ifname, 'ingress', { priority: NODE_TC_PRIORITY, handle: NODE_TC_HANDLE }) !== undefined;
   }
 
   /**

@@ -4,15 +4,15 @@ import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DNS_PORT, PROXY_PORT, PROXY_V4, PROXY_V6 } from './constants.js';
+import { DNS_PORT, MARK_MASK, MARK_PROXY_SOCK, MARK_TO_PROXY, PROXY_PORT, PROXY_RULE_PRIORITY, PROXY_TABLE, PROXY_V4, PROXY_V6 } from './constants.js';
 
 const HEADER = join(import.meta.dirname, '../../bpf/shared/dns.h');
 
-/** `#define SLUICE_DNS_<NAME> <value>` lines, comments stripped. */
+/** `#define SLUICE_<NAME> <value>` lines, comments stripped. */
 function defines(path: string): Map<string, string> {
   const text = readFileSync(path, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
   const out = new Map<string, string>();
-  for (const m of text.matchAll(/^\s*#\s*define\s+(SLUICE_DNS_\w+)\s+(.+?)\s*$/gm)) out.set(m[1]!, m[2]!);
+  for (const m of text.matchAll(/^[ \t]*#[ \t]*define[ \t]+(SLUICE_\w+)[ \t]+(.+?)[ \t]*$/gm)) out.set(m[1]!, m[2]!); // the include guard has no value: not matched
   return out;
 }
 
@@ -47,7 +47,10 @@ describe('constants.ts mirrors bpf/shared/dns.h', () => {
   const h = defines(HEADER);
 
   it('has exactly the macros this test knows (a new one needs a mirror)', () => {
-    expect([...h.keys()].sort()).toEqual(['SLUICE_DNS_PORT', 'SLUICE_DNS_PROXY_PORT', 'SLUICE_DNS_PROXY_V4', 'SLUICE_DNS_PROXY_V4_BYTES', 'SLUICE_DNS_PROXY_V6', 'SLUICE_DNS_PROXY_V6_BYTES']);
+    expect([...h.keys()].sort()).toEqual([
+      'SLUICE_DNS_PORT', 'SLUICE_DNS_PROXY_PORT', 'SLUICE_DNS_PROXY_V4', 'SLUICE_DNS_PROXY_V4_BYTES', 'SLUICE_DNS_PROXY_V6', 'SLUICE_DNS_PROXY_V6_BYTES',
+      'SLUICE_MARK_MASK', 'SLUICE_MARK_PROXY_SOCK', 'SLUICE_MARK_TO_PROXY', 'SLUICE_PROXY_RULE_PRIORITY', 'SLUICE_PROXY_TABLE',
+    ]);
   });
 
   it('DNS port', () => {
@@ -74,6 +77,20 @@ describe('constants.ts mirrors bpf/shared/dns.h', () => {
   it('the proxy addresses stay on the node (link-local v4, unique-local v6)', () => {
     expect(v4Bytes(PROXY_V4).slice(0, 2)).toEqual([169, 254]);
     expect(v6Bytes(PROXY_V6)[0]! & 0xfe).toBe(0xfc);
+  });
+
+  it('transparent upstream marks, table and rule', () => {
+    expect(cNumber(h.get('SLUICE_MARK_MASK')!)).toBe(MARK_MASK);
+    expect(cNumber(h.get('SLUICE_MARK_PROXY_SOCK')!)).toBe(MARK_PROXY_SOCK);
+    expect(cNumber(h.get('SLUICE_MARK_TO_PROXY')!)).toBe(MARK_TO_PROXY);
+    expect(cNumber(h.get('SLUICE_PROXY_TABLE')!)).toBe(PROXY_TABLE);
+    expect(cNumber(h.get('SLUICE_PROXY_RULE_PRIORITY')!)).toBe(PROXY_RULE_PRIORITY);
+    // Both marks inside the mask, distinct under it, clear of kube-proxy's bits.
+    for (const m of [MARK_PROXY_SOCK, MARK_TO_PROXY]) {
+      expect(m & ~MARK_MASK).toBe(0);
+      expect(m & 0xc000).toBe(0);
+    }
+    expect(MARK_PROXY_SOCK & MARK_MASK).not.toBe(MARK_TO_PROXY & MARK_MASK);
   });
 
   it('parses the macro shapes it relies on', () => {

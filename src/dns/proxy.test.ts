@@ -9,6 +9,7 @@ import net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { native } from '../native/index.js';
 import type { Learned } from './message.js';
 import { DnsProxy, type ClientPolicy, type NatInfo, type ProxyDeps } from './proxy.js';
 
@@ -218,7 +219,7 @@ async function retry<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs'> = {}): Promise<Harness> {
+async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs' | 'podSource'> = {}): Promise<Harness> {
   const trusted = await retry(() => FakeResolver.start(loopback()));
   const trusted2 = await retry(() => FakeResolver.start(loopback(), trusted.port));
   const rogue = await retry(() => FakeResolver.start(loopback(), trusted.port));
@@ -285,12 +286,12 @@ class UdpPod {
   private constructor(readonly sock: dgram.Socket) {
     sock.on('message', (m) => this.inbox.push(m));
   }
-  static async open(h: Harness, daddr: string | undefined, ifindex = POD): Promise<UdpPod> {
+  static async open(h: Harness, daddr: string | undefined, ifindex = POD, address = '127.0.0.1'): Promise<UdpPod> {
     const sock = dgram.createSocket('udp4');
-    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+    await new Promise<void>((r) => sock.bind(0, address, r));
     cleanups.push(() => sock.close());
     const pod = new UdpPod(sock);
-    if (daddr) h.nat.set(`${UDP}/127.0.0.1/${pod.port}`, { daddr, ifindex });
+    if (daddr) h.nat.set(`${UDP}/${address}/${pod.port}`, { daddr, ifindex });
     return pod;
   }
   get port(): number {
@@ -607,6 +608,75 @@ describe('DnsProxy over UDP', () => {
     const res = dnsPacket.decode(await inbox.next());
     expect(res).toMatchObject({ id: 66, rcode: 'NOERROR' });
     expect(learned).toEqual([{ names: ['v6.example'], addresses: [{ ip: '2001:db8::5', ttl: 30 }] }]);
+  });
+});
+
+describe('DnsProxy sending from the pod\'s own address (podSource)', () => {
+  // The agent's sockets are transparent (any address); on loopback a plain
+  // bound socket shows the same thing: which source the resolver sees.
+  const boundSocket = (family: 4 | 6, address: string): number => native().socketBind(family, 'udp', address, 0);
+
+  it('asks the resolver from the pod\'s address on one socket per pod, and the answer comes back through it', async () => {
+    const made: string[] = [];
+    const h = await startProxy('refuse', { podSource: { appliesTo: () => true, socket: (f, a) => (made.push(a), boundSocket(f, a)) } });
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    const podAddr = loopback();
+    const pod = await UdpPod.open(h, h.trusted.address, POD, podAddr);
+
+    for (const id of [0x1111, 0x2222]) {
+      const res = await pod.ask(h, query('api.github.com', id));
+      expect(res).toMatchObject({ id, rcode: 'NOERROR' });
+      expect(res.answers).toMatchObject([{ data: '140.82.112.5' }]);
+    }
+    const [first, second] = [await h.trusted.received.next(), await h.trusted.received.next()];
+    expect(first!.from.address).toBe(podAddr);
+    expect(second!.from).toEqual(first!.from); // the pod's one socket
+    expect(made).toEqual([podAddr]);
+    expect(h.proxy.podSocketAddresses()).toEqual([podAddr]);
+    expect(h.proxy.stats).toMatchObject({ forwarded: 2, answered: 2, fromPod: 2, fromPodFailed: 0, spoofed: 0 });
+
+    // The pod socket checks answers like the pool does: another address is spoofed.
+    h.trusted.hold.add('api.github.com');
+    pod.send(h, query('api.github.com', 0x3333));
+    const fwd = await h.trusted.received.next();
+    h.rogue.send(answer(fwd.packet, [{ ...GITHUB_A, data: '203.0.113.66' }]), fwd.from);
+    await until('the spoofed answer', () => h.proxy.stats.spoofed === 1);
+    fwd.reply(answer(fwd.packet, [GITHUB_A]));
+    expect(dnsPacket.decode(await pod.inbox.next())).toMatchObject({ id: 0x3333 });
+
+    // The pod gone: its socket goes with it.
+    h.proxy.retainPods(new Set([OTHER_POD]));
+    expect(h.proxy.podSocketAddresses()).toEqual([]);
+    expect(h.errors).toEqual([]);
+  });
+
+  it('asks from the node for upstreams it does not apply to, and when the pod\'s socket cannot be made', async () => {
+    let fail = false;
+    const h = await startProxy('refuse', {
+      podSource: {
+        appliesTo: (u) => u === h.trusted.address,
+        socket: (f, a) => {
+          if (fail) throw new Error('EPERM: no IP_TRANSPARENT here');
+          return boundSocket(f, a);
+        },
+      },
+    });
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    h.trusted2.zone.set('api.github.com', [GITHUB_A]);
+
+    // Not for this upstream: the node's pool.
+    const podAddr = loopback();
+    const toOther = await UdpPod.open(h, h.trusted2.address, POD, podAddr);
+    expect(await toOther.ask(h, query('api.github.com', 1))).toMatchObject({ id: 1, rcode: 'NOERROR' });
+    expect((await h.trusted2.received.next()).from.address).not.toBe(podAddr);
+    expect(h.proxy.stats).toMatchObject({ fromPod: 0, fromPodFailed: 0 });
+
+    // The socket cannot be made: counted, and the query still answered (from the node).
+    fail = true;
+    const pod = await UdpPod.open(h, h.trusted.address, OTHER_POD, loopback());
+    expect(await pod.ask(h, query('api.github.com', 2))).toMatchObject({ id: 2, rcode: 'NOERROR' });
+    expect(h.proxy.stats).toMatchObject({ fromPod: 0, fromPodFailed: 1, answered: 2 });
+    expect(h.proxy.podSocketAddresses()).toEqual([]);
   });
 });
 

@@ -7,8 +7,10 @@
 //
 // Upstream answers must come from the address the query went to, carry the
 // (random) id we sent and echo the question; anything else is counted as
-// spoofed and dropped. Queries leave from a pool of sockets on kernel-chosen
-// random ports. Every packet is hostile input: a failure to parse is counted
+// spoofed and dropped. Over UDP a query leaves from the pod's own address
+// (a transparent socket per pod, `podSource`), so the resolver sees the pod
+// (CoreDNS autopath, `pods verified`); otherwise, and over TCP, from a pool
+// of the node's sockets on kernel-chosen random ports. Every packet is hostile input: a failure to parse is counted
 // and dropped, never thrown out of a handler.
 //
 // Fair share: every pod (by its host veth, from the NAT entry) has a budget
@@ -44,6 +46,8 @@ const UPSTREAM_PORT = 53;
 const POOL_SIZE = 16;
 const UPSTREAM_TIMEOUT_MS = 5000;
 const TCP_IDLE_MS = 30_000;
+/** A pod's transparent upstream socket with nothing waiting is closed after this long unused. */
+const POD_SOCKET_IDLE_MS = 300_000;
 /**
  * Per-pod state is kept for at most this many pods (host veths); beyond it
  * (never between two policy syncs in practice: retainPods prunes) pods share
@@ -87,6 +91,16 @@ export interface ProxyDeps {
   limits?: Partial<ProxyLimits>;
   /** How long a forwarded query waits for its answer (5 s; tests make it short). */
   upstreamTimeoutMs?: number;
+  /** UDP queries to these upstreams leave from the pod's own address; absent: from the node's. */
+  podSource?: PodSource;
+}
+
+/** Sending from the pod's address: the agent's transparent sockets (and the datapath steering answers back). */
+export interface PodSource {
+  /** Whether queries to `upstream` leave from the pod (not for the node's own or loopback addresses). */
+  appliesTo(upstream: string): boolean;
+  /** A UDP socket fd that sends from `address` on a kernel-chosen port (IP_TRANSPARENT); throws if it cannot. */
+  socket(family: 4 | 6, address: string): number;
 }
 
 /** What one pod may hold in the proxy at once (the flags --dns-pod-max-inflight, --dns-tcp-max-per-pod, --dns-tcp-max). */
@@ -138,6 +152,24 @@ export interface ProxyStats {
   overInflight: number;
   /** TCP connections closed at once, over a pod's or the total limit (all pods). */
   tcpOverLimit: number;
+  /** UDP queries sent from the pod's own address (podSource). */
+  fromPod: number;
+  /** Queries sent from the node instead because the pod's socket could not be made. */
+  fromPodFailed: number;
+}
+
+/**
+ * A pod's transparent upstream socket: one per pod address and upstream, so
+ * two upstreams that are one server behind the node's NAT (a Service and its
+ * endpoint) never share a 5-tuple, which conntrack would have to re-port.
+ */
+interface PodSocket {
+  readonly sock: dgram.Socket;
+  readonly address: string;
+  /** The key of its pending queries. */
+  readonly key: string;
+  ifindex: number;
+  lastUsed: number;
 }
 
 interface Pending {
@@ -156,7 +188,7 @@ interface Pending {
 type Decision = { upstream: string } | { rcode: number; why: string };
 
 function newStats(): ProxyStats {
-  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0 };
+  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0 };
 }
 
 function newPod(): PodDnsStats {
@@ -197,7 +229,9 @@ export class DnsProxy {
   readonly #servers: Array<dgram.Socket | net.Server> = [];
   readonly #tcpConns = new Set<net.Socket>();
   readonly #pools = new Map<4 | 6, dgram.Socket[]>();
-  /** `${family}:${pool index}:${id}` → pending upstream query. */
+  /** `${pod address}|${upstream}` → its transparent upstream socket (podSource). */
+  readonly #podSockets = new Map<string, PodSocket>();
+  /** `${socket key}:${id}` → pending upstream query; a pool socket's key is `${family}:${index}`, a pod socket's `pod:${address}|${upstream}`. */
   readonly #pending = new Map<string, Pending>();
   /** Each TCP upstream connection's pending queries (id → query), for the sweeper. */
   readonly #tcpPending = new Set<Map<number, Pending>>();
@@ -226,6 +260,12 @@ export class DnsProxy {
    */
   retainPods(ifindexes: ReadonlySet<number>): void {
     for (const ifindex of this.#pods.keys()) if (!ifindexes.has(ifindex)) this.#pods.delete(ifindex);
+    for (const [key, ps] of this.#podSockets) if (!ifindexes.has(ps.ifindex)) this.#closePodSocket(key, ps);
+  }
+
+  /** Pod addresses that have a transparent upstream socket now (each once). */
+  podSocketAddresses(): string[] {
+    return [...new Set([...this.#podSockets.values()].map((ps) => ps.address))];
   }
 
   #pod(ifindex: number): PodDnsStats {
@@ -292,6 +332,7 @@ export class DnsProxy {
     }
     for (const pool of this.#pools.values()) for (const s of pool) s.close();
     this.#pools.clear();
+    for (const [key, ps] of this.#podSockets) this.#closePodSocket(key, ps);
     this.#pending.clear();
   }
 
@@ -341,7 +382,7 @@ export class DnsProxy {
    * pool: that socket's whole handler, public for the same reason. Never throws.
    */
   handleUpstreamUdp(family: 4 | 6, index: number, msg: Buffer, from: Peer): void {
-    this.#guard(() => this.#onUdpAnswer(family, index, msg, from));
+    this.#guard(() => this.#onUdpAnswer(`${family}:${index}`, msg, from));
   }
 
   #onUdpQuery(msg: Buffer, from: Peer, reply: (m: Buffer) => void): void {
@@ -358,7 +399,7 @@ export class DnsProxy {
     if (!q) return;
     const d = this.#decide(nat, q);
     if ('rcode' in d) return this.#refuse(q, d, reply);
-    this.#forwardUdp(msg, q, d.upstream, reply, pod);
+    this.#forwardUdp(msg, q, d.upstream, reply, pod, from.address, nat.ifindex);
   }
 
   #parseQuery(msg: Buffer): ParsedQuery | undefined {
@@ -387,18 +428,69 @@ export class DnsProxy {
     return pool;
   }
 
-  #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, reply: (m: Buffer) => void, pod: PodDnsStats): void {
+  /**
+   * The pod's transparent socket for its `address` (made on its first query),
+   * or undefined: not for this upstream, or it cannot be made (then the query
+   * leaves from the node, counted and logged).
+   */
+  #podSocket(family: 4 | 6, address: string, upstream: string, ifindex: number): PodSocket | undefined {
+    const src = this.#deps.podSource;
+    if (!src || net.isIPv6(address) !== (family === 6) || !src.appliesTo(upstream)) return undefined;
+    const mapKey = `${address}|${upstream}`;
+    let ps = this.#podSockets.get(mapKey);
+    if (!ps) {
+      let fd: number;
+      try {
+        fd = src.socket(family, address);
+      } catch (err) {
+        this.stats.fromPodFailed++;
+        this.#rlog.warn('pod-socket', { err, address }, "DNS proxy: cannot send from the pod's address; forwarding from the node's");
+        return undefined;
+      }
+      const sock = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
+      const key = `pod:${mapKey}`;
+      sock.on('message', (m, r) => this.#guard(() => this.#onUdpAnswer(key, m, r)));
+      sock.on('error', (err) => this.#rlog.warn('upstream-socket', { err }, 'DNS proxy upstream socket error'));
+      sock.bind({ fd });
+      ps = { sock, address, key, ifindex, lastUsed: 0 };
+      this.#podSockets.set(mapKey, ps);
+    }
+    ps.ifindex = ifindex; // an address a new pod took over
+    ps.lastUsed = Date.now();
+    return ps;
+  }
+
+  #closePodSocket(mapKey: string, ps: PodSocket): void {
+    this.#podSockets.delete(mapKey);
+    try {
+      ps.sock.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, reply: (m: Buffer) => void, pod: PodDnsStats, podAddress: string, ifindex: number): void {
     const family = net.isIPv6(upstream) ? 6 : 4;
-    const pool = this.#pool(family);
-    const index = randomInt(pool.length);
+    const ps = this.#podSocket(family, podAddress, upstream, ifindex);
+    let sock: dgram.Socket;
+    let key: string;
+    if (ps) {
+      sock = ps.sock;
+      key = ps.key;
+    } else {
+      const pool = this.#pool(family);
+      const index = randomInt(pool.length);
+      sock = pool[index]!;
+      key = `${family}:${index}`;
+    }
     let id = randomInt(65536);
-    for (let tries = 0; this.#pending.has(`${family}:${index}:${id}`); tries++) {
+    for (let tries = 0; this.#pending.has(`${key}:${id}`); tries++) {
       if (tries > 64) return void this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight' }, reply);
       id = randomInt(65536);
     }
     const out = Buffer.from(msg);
     out.writeUInt16BE(id, 0);
-    this.#pending.set(`${family}:${index}:${id}`, {
+    this.#pending.set(`${key}:${id}`, {
       deadline: Date.now() + this.#upstreamTimeoutMs,
       upstream,
       question: q.question,
@@ -410,15 +502,16 @@ export class DnsProxy {
     });
     pod.inflight++;
     this.stats.forwarded++;
-    pool[index]!.send(out, this.#upstreamPort, upstream);
+    if (ps) this.stats.fromPod++;
+    sock.send(out, this.#upstreamPort, upstream);
   }
 
-  #onUdpAnswer(family: 4 | 6, index: number, msg: Buffer, rinfo: Peer): void {
+  #onUdpAnswer(sockKey: string, msg: Buffer, rinfo: Peer): void {
     if (msg.length < 12) {
       this.stats.malformed++;
       return;
     }
-    const key = `${family}:${index}:${msg.readUInt16BE(0)}`;
+    const key = `${sockKey}:${msg.readUInt16BE(0)}`;
     const p = this.#pending.get(key);
     if (!p || rinfo.address !== p.upstream || rinfo.port !== this.#upstreamPort) {
       this.stats.spoofed++;
@@ -482,6 +575,9 @@ export class DnsProxy {
     };
     expire(this.#pending);
     for (const pending of this.#tcpPending) expire(pending);
+    // Idle pod sockets go (a pod that asked once does not hold a descriptor for
+    // its lifetime); one with queries still waiting would have been used since.
+    for (const [key, ps] of this.#podSockets) if (now - ps.lastUsed > POD_SOCKET_IDLE_MS) this.#closePodSocket(key, ps);
   }
 
   // ------------------------------------------------------------------ TCP

@@ -281,6 +281,9 @@ export interface NativeAddon {
   // --- neighbours
   neighAdd(netns: NetnsPath, n: Neigh): void;
 
+  // --- policy routing: `ip rule add fwmark M/MASK [ipproto P] [sport S] lookup TABLE pref PRIORITY` (idempotent)
+  ruleAdd(netns: NetnsPath, r: { family: 4 | 6; fwmark: number; fwmask: number; table: number; priority: number; ipProto?: number; sport?: number }): void;
+
   // --- sysctl (key relative to /proc/sys, e.g. "net/ipv4/conf/eth0/proxy_arp")
   sysctlWrite(netns: NetnsPath, key: string, value: string): void;
   /** undefined when the key does not exist. */
@@ -293,6 +296,12 @@ export interface NativeAddon {
    * are v6-only. Returns the fd, for dgram `bind({ fd })` or net `listen({ fd })`.
    */
   socketBind(family: 4 | 6, type: 'udp' | 'tcp', address: string, port: number): number;
+  /**
+   * A non-blocking UDP socket that sends from `address` (IP_TRANSPARENT: any
+   * address, a pod's) on a kernel-chosen port, with SO_MARK `mark`; IPv6
+   * sockets are v6-only. Returns the fd, for dgram `bind({ fd })`.
+   */
+  socketTransparent(family: 4 | 6, address: string, mark: number): number;
 }
 
 /**

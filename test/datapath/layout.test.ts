@@ -155,6 +155,8 @@ const CHECKED_PREFIXES: Record<string, string> = {
   SLUICE_DROP_: 'drop reasons (above)',
   SLUICE_REASON_FORWARDED: 'drop reasons (above)',
   SLUICE_DNS_: 'src/dns/constants.test.ts',
+  SLUICE_MARK_: 'src/dns/constants.test.ts',
+  SLUICE_PROXY_: 'src/dns/constants.test.ts',
   // Conntrack state bits: the kernel sets and reads them; userspace never
   // decodes a conntrack value's flags.
   SLUICE_CT_F_: 'kernel-only',

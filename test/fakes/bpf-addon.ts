@@ -24,6 +24,7 @@ import {
   MAP_IPCACHE,
   MAP_METRICS,
   MAP_POLICY,
+  PROG_FROM_NODE,
   PROG_FROM_POD,
   PROG_TO_POD,
 } from '../../src/datapath/index.js';
@@ -95,7 +96,7 @@ export class FakeBpfAddon implements BpfAddon {
   constructor(specs: Record<string, FakeMapSpec> = sluiceMapSpecs(), opts: { cpus?: number; progs?: readonly string[] } = {}) {
     this.#specs = specs;
     this.cpus = opts.cpus ?? 2;
-    this.#progNames = opts.progs ?? [PROG_FROM_POD, PROG_TO_POD];
+    this.#progNames = opts.progs ?? [PROG_FROM_POD, PROG_TO_POD, PROG_FROM_NODE];
   }
 
   /** The map called `name` (the test's view of what the kernel holds). */

@@ -294,7 +294,7 @@ export async function startForwarder(
 
 export type DnsmasqOptions =
   /** Answers `answer` to every A query (other types: REFUSED). */
-  | { mode: 'rogue'; address: string; answer: string; port?: number }
+  | { mode: 'rogue'; address: string; answer: string; port?: number; logQueries?: boolean }
   /** Forwards everything to upstream:upstreamPort; cacheSize 0 (the default) means no cache at all. */
   | { mode: 'forwarder'; address: string; upstream: string; upstreamPort?: number; port?: number; cacheSize?: number };
 
@@ -317,6 +317,8 @@ export async function startDnsmasq(cleanup: Cleanup, ns: Netns, opts: DnsmasqOpt
     '--user=root',
     `--pid-file=${d.path('dnsmasq.pid')}`,
     `--log-facility=${log}`,
+    // "query[A] NAME from ADDRESS": who asked (the log() of the server).
+    ...(opts.mode === 'rogue' && opts.logQueries ? ['--log-queries'] : []),
     ...mode,
   ];
   d.spawn(ns, 'dnsmasq', args, log);

@@ -5,7 +5,7 @@
 // through the API only: pods on both nodes reach each other and kubelet's
 // probes reach them; the NetworkPolicy truth table with peers on both nodes
 // (expected matrices from test/netpol/model.ts); an FQDNPolicy used by a pod
-// resolving through CoreDNS (search path); an invalid FQDNPolicy refused at
+// resolving through CoreDNS (search path, autopath); an invalid FQDNPolicy refused at
 // admission; the apiserver down for 20 s; the agent pod deleted; and
 // `kubectl delete -f deploy/`. Needs root, the binaries of test/k8s/build.sh
 // and build/image/sluice.tar (`make image`): without them this FAILS.
@@ -201,13 +201,15 @@ describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f de
     await cl.waitPodsReady('x', 'pod', { min: 2, timeoutMs: 10_000 });
   }, 180_000);
 
-  it('an FQDNPolicy through the API: blocked before the lookup, allowed after it (search path through CoreDNS), other names blocked; Accepted=True', async () => {
+  it('an FQDNPolicy through the API: blocked before the lookup, allowed after it (search path and autopath through CoreDNS), other names blocked; Accepted=True', async () => {
     noteFailure();
     const cl = c();
     await cl.deployCoreDNS({ hosts: { 'allowed.example': ips.get('x/b')!, 'other.example': ips.get('y/d')! } });
     await cl.apply([
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'fq' } },
       agnhost('fq', 'client', nodeName(1), { role: 'client' }, ['pause']),
+      // One client per node: CoreDNS is local to one of them and behind the other node for the other.
+      agnhost('fq', 'client2', nodeName(2), { role: 'client' }, ['pause']),
       {
         apiVersion: 'sluice.dev/v1alpha1',
         kind: 'FQDNPolicy',
@@ -222,10 +224,11 @@ describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f de
         spec: { podSelector: { matchLabels: { pod: 'b' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'fq' } } }] }] },
       },
     ]);
-    await cl.waitPodsReady('fq', 'role=client', { timeoutMs: 60_000 });
+    await cl.waitPodsReady('fq', 'role=client', { min: 2, timeoutMs: 60_000 });
     // The agent on the client's node trusts the cluster DNS Service (it follows kube-dns as it appears).
     const agents = await cl.kubectlJson<{ items: Array<{ metadata: { name: string }; spec: { nodeName: string } }> }>(['get', 'pods', '-n', 'kube-system', '-l', 'app.kubernetes.io/name=sluice']);
-    const agent = agents.items.find((p) => p.spec.nodeName === nodeName(1))!.metadata.name;
+    const agentOn = (n: 1 | 2) => agents.items.find((p) => p.spec.nodeName === nodeName(n))!.metadata.name;
+    const agent = agentOn(1);
     await cl.waitFor(
       'the agent trusting 10.96.0.10',
       async () => ((JSON.parse(await cl.exec(`kube-system/${agent}`, ['sluice', 'status', '-o', 'json'], { container: 'agent' })) as { fqdn?: { trusted?: string[] } }).fqdn?.trusted ?? []).includes(DNS_SERVICE_IP),
@@ -240,6 +243,17 @@ describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f de
     for (let i = 0; i < 3 && !byName; i++) byName = await connects('fq/client', 'allowed.example', 80, 5);
     expect(byName).toBe(true);
     expect(await connects('fq/client', ips.get('x/b')!)).toBe(true);
+    // CoreDNS saw the pod's own address (the proxy forwards from it), so autopath answered the
+    // first search-path name with a CNAME to the real one: the proxy learned that name too.
+    // (From the node's address CoreDNS finds no pod, answers NXDOMAIN, and nothing is learned for it.)
+    const learnedOn = async (n: 1 | 2) =>
+      (JSON.parse(await cl.exec(`kube-system/${agentOn(n)}`, ['sluice', 'fqdn', '-o', 'json'], { container: 'agent' })) as Array<{ name: string }>).map((l) => l.name);
+    expect(await learnedOn(1)).toContain('allowed.example.fq.svc.cluster.local');
+    // The same from the other node (the other side of CoreDNS's placement).
+    let byName2 = false;
+    for (let i = 0; i < 3 && !byName2; i++) byName2 = await connects('fq/client2', 'allowed.example', 80, 5);
+    expect(byName2).toBe(true);
+    expect(await learnedOn(2)).toContain('allowed.example.fq.svc.cluster.local');
     // A name no rule matches resolves, and its address stays closed.
     expect(await connects('fq/client', 'other.example', 80, 1)).toBe(false);
     const status = await cl.waitFor(
