@@ -10,6 +10,11 @@
  *   sluice_from_node tc ingress: marks resolvers' answers to the DNS proxy's
  *                    per-pod sockets, and passes everything on untouched
  *
+ * and, on the cgroup v2 root, Service translation for this node's pods'
+ * sockets (bpf/lib/lb.h): sluice_lb_connect4/6, sluice_lb_sendmsg4/6 rewrite a
+ * frontend to a backend, sluice_lb_recvmsg4/6 and sluice_lb_getpeername4/6
+ * show the frontend again.
+ *
  * Per packet, a fixed number of lookups whatever the number of rules:
  * endpoint (hash), fragment (LRU hash, later fragments only), conntrack (2,
  * LRU hash), peer identity (hash), peer ipBlock prefix (LPM), policy (at most
@@ -38,6 +43,7 @@
 #include "lib/antispoof.h"
 #include "lib/frag.h"
 #include "lib/dns.h"
+#include "lib/lb.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -174,4 +180,52 @@ int sluice_from_node(struct __sk_buff *skb)
 	if (parse_packet(skb, &t) == PARSE_OK && dns_for_proxy_socket(skb, &t))
 		dns_mark_to_proxy(skb);
 	return TC_ACT_UNSPEC;
+}
+
+SEC("cgroup/connect4")
+int sluice_lb_connect4(struct bpf_sock_addr *ctx)
+{
+	return lb_translate(ctx, 4, 0);
+}
+
+SEC("cgroup/connect6")
+int sluice_lb_connect6(struct bpf_sock_addr *ctx)
+{
+	return lb_translate(ctx, 6, 0);
+}
+
+SEC("cgroup/sendmsg4")
+int sluice_lb_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return lb_translate(ctx, 4, 1);
+}
+
+SEC("cgroup/sendmsg6")
+int sluice_lb_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return lb_translate(ctx, 6, 1);
+}
+
+SEC("cgroup/recvmsg4")
+int sluice_lb_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return lb_reverse(ctx, 4);
+}
+
+SEC("cgroup/recvmsg6")
+int sluice_lb_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return lb_reverse(ctx, 6);
+}
+
+SEC("cgroup/getpeername4")
+int sluice_lb_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return lb_reverse(ctx, 4);
+}
+
+SEC("cgroup/getpeername6")
+int sluice_lb_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return lb_reverse(ctx, 6);
 }

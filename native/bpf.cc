@@ -195,6 +195,51 @@ Napi::Value ObjPin(const Napi::CallbackInfo& info) {
   return a.env().Undefined();
 }
 
+// cgroupLink(cgroupPath, progFd, attach: 'connect4'|'connect6'|'sendmsg4'|'sendmsg6'|'recvmsg4'|
+// 'recvmsg6'|'getpeername4'|'getpeername6', pinPath) → 'created' | 'updated'. A bpf_link of the
+// program on the cgroup, pinned at pinPath so it outlives the process; if a link is pinned there
+// already, its program is replaced in place (no moment without one).
+Napi::Value CgroupLink(const Napi::CallbackInfo& info) {
+  Args a(info);
+  Napi::Env env = a.env();
+  std::string cgroup, attach, pin;
+  int prog;
+  if (!a.Str(0, "cgroupPath", &cgroup) || !a.Fd(1, &prog) || !a.Str(2, "attach", &attach) || !a.Str(3, "pinPath", &pin)) {
+    return env.Undefined();
+  }
+  static const std::pair<const char*, bpf_attach_type> kTypes[] = {
+      {"connect4", BPF_CGROUP_INET4_CONNECT},       {"connect6", BPF_CGROUP_INET6_CONNECT},
+      {"sendmsg4", BPF_CGROUP_UDP4_SENDMSG},        {"sendmsg6", BPF_CGROUP_UDP6_SENDMSG},
+      {"recvmsg4", BPF_CGROUP_UDP4_RECVMSG},        {"recvmsg6", BPF_CGROUP_UDP6_RECVMSG},
+      {"getpeername4", BPF_CGROUP_INET4_GETPEERNAME}, {"getpeername6", BPF_CGROUP_INET6_GETPEERNAME},
+  };
+  const bpf_attach_type* type = nullptr;
+  for (const auto& t : kTypes) {
+    if (attach == t.first) type = &t.second;
+  }
+  if (!type) return ThrowType(env, "argument 'attach' must be connect4, connect6, sendmsg4, sendmsg6, recvmsg4, recvmsg6, getpeername4 or getpeername6");
+  int pinned = bpf_obj_get(pin.c_str());
+  if (pinned >= 0) {
+    int r = bpf_link_update(pinned, prog, nullptr);
+    int err = -r;
+    close(pinned);
+    if (r < 0) return ThrowSys(env, SysError::Make(err, "bpf_link_update", pin));
+    return Napi::String::New(env, "updated");
+  }
+  if (-pinned != ENOENT) return ThrowSys(env, SysError::Make(-pinned, "bpf_obj_get", pin));
+  int cg = open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cg < 0) return ThrowSys(env, SysError::Make(errno, "open", cgroup));
+  int link = bpf_link_create(prog, cg, *type, nullptr);
+  int err = -link;
+  close(cg);
+  if (link < 0) return ThrowSys(env, SysError::Make(err, "bpf_link_create", cgroup + " " + attach));
+  int r = bpf_obj_pin(link, pin.c_str());
+  err = -r;
+  close(link);  // pinned, the link stays; not pinned, it goes with the fd
+  if (r < 0) return ThrowSys(env, SysError::Make(err, "bpf_obj_pin", pin));
+  return Napi::String::New(env, "created");
+}
+
 Napi::Value ObjGet(const Napi::CallbackInfo& info) {
   Args a(info);
   std::string path;
@@ -575,6 +620,7 @@ void RegisterBpf(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("objPin", Napi::Function::New(env, ObjPin, "objPin"));
   exports.Set("objGet", Napi::Function::New(env, ObjGet, "objGet"));
+  exports.Set("cgroupLink", Napi::Function::New(env, CgroupLink, "cgroupLink"));
   exports.Set("mapInfo", Napi::Function::New(env, MapInfo, "mapInfo"));
   exports.Set("progInfo", Napi::Function::New(env, ProgInfo, "progInfo"));
   exports.Set("numPossibleCpus", Napi::Function::New(env, NumPossibleCpus, "numPossibleCpus"));

@@ -857,7 +857,7 @@ Napi::Value RuleAdd(const Napi::CallbackInfo& info) {
     memset(&h, 0, sizeof h);
     h.family = *family == 4 ? AF_INET : AF_INET6;
     h.action = FR_ACT_TO_TBL;
-    h.table = *table < 256 ? static_cast<uint8_t>(*table) : RT_TABLE_UNSPEC;
+    h.table = *table < 256 ? static_cast<uint8_t>(*table) : static_cast<uint8_t>(RT_TABLE_UNSPEC);
     m.Header(h);
     m.U32(FRA_FWMARK, static_cast<uint32_t>(*fwmark));
     m.U32(FRA_FWMASK, static_cast<uint32_t>(fwmask.value_or(UINT32_MAX)));

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "addon.h"
+#include "netns.h"
 
 namespace sluice {
 namespace {
@@ -107,10 +108,32 @@ Napi::Value SocketTransparent(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// netnsCookie(netnsPath | null) → the namespace's cookie (SO_NETNS_COOKIE), as a decimal string
+// (a u64): what bpf_get_netns_cookie() returns for that namespace's sockets.
+Napi::Value NetnsCookie(const Napi::CallbackInfo& info) {
+  Args a(info);
+  Napi::Env env = a.env();
+  std::optional<std::string> netns;
+  if (!a.Netns(0, &netns)) return env.Undefined();
+  uint64_t cookie = 0;
+  SysError e = RunInNetns(netns, [&]() {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return SysError::Make(errno, "socket", "");
+    socklen_t len = sizeof cookie;
+    int r = getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+    int err = errno;
+    close(fd);
+    return r < 0 ? SysError::Make(err, "getsockopt(SO_NETNS_COOKIE)", "") : SysError::Ok();
+  });
+  if (!e.ok()) return ThrowSys(env, e);
+  return Napi::String::New(env, std::to_string(cookie));
+}
+
 }  // namespace
 
 void RegisterSock(Napi::Env env, Napi::Object exports) {
   exports.Set("socketBind", Napi::Function::New(env, SocketBind, "socketBind"));
+  exports.Set("netnsCookie", Napi::Function::New(env, NetnsCookie, "netnsCookie"));
   exports.Set("socketTransparent", Napi::Function::New(env, SocketTransparent, "socketTransparent"));
 }
 

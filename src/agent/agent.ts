@@ -38,6 +38,7 @@ import { endpointKey, PolicyEngine } from './policy-engine.js';
 import { serveHealth } from './health.js';
 import { NodeAddresses } from './node-addresses.js';
 import { NodeLinks } from './node-links.js';
+import { compileFrontends } from '../services/index.js';
 import { NodeRoutes } from './routes.js';
 import { Reconciler, type SyncOutcome } from './reconciler.js';
 import { FlowLog } from '../observe/index.js';
@@ -66,6 +67,8 @@ export interface AgentConfig {
   /** The resolvers the DNS proxy forwards to (--dns-trusted or resolv.conf; cluster DNS next). Read once at start. */
   dnsTrusted: TrustedResolverProvider;
   dnsUntrusted: 'refuse' | 'redirect';
+  /** The cgroup v2 hierarchy Service translation is attached to; '' = found by itself (/sys/fs/cgroup or /sys/fs/cgroup/unified). */
+  cgroupRoot?: string;
   /** pod: forwarded UDP queries leave from the asking pod's address (except to the node's own or loopback resolvers). */
   dnsUpstreamSource?: 'pod' | 'node';
   /** Each pod's DNS budget in the datapath (bursts of twice that); 0: none. */
@@ -75,6 +78,13 @@ export interface AgentConfig {
   dnsTcpMax: number;
   /** --metrics-addr: /healthz and /readyz; empty: not served. */
   metricsAddr?: string;
+}
+
+/** Where cgroup v2 is: the unified /sys/fs/cgroup, or the hybrid layout's /sys/fs/cgroup/unified. */
+function findCgroup2Root(): string | undefined {
+  // cgroup.controllers exists only in a cgroup v2 hierarchy.
+  for (const dir of ['/sys/fs/cgroup', '/sys/fs/cgroup/unified']) if (existsSync(join(dir, 'cgroup.controllers'))) return dir;
+  return undefined;
 }
 
 /** 127.0.0.0/8 and ::1: a resolver there answers only the node itself. */
@@ -126,6 +136,11 @@ export class Agent {
   #reconciler: Reconciler | undefined;
   #nodeAddresses: NodeAddresses | undefined;
   #nodeLinks: NodeLinks | undefined;
+  /** Why Service translation is off, if it is. */
+  #servicesProblem: string | undefined;
+  #servicesQueued = false;
+  /** Endpoint (containerId/ifname/netns) → its netns cookie. */
+  readonly #netnsCookies = new Map<string, string>();
   #fqdn!: FqdnService;
   #handlers!: Record<CniCommand, Handler>;
   readonly #locks = new AttachmentLocks();
@@ -249,6 +264,7 @@ export class Agent {
         routes.sync(kube.nodes.list());
       }
     }
+    this.#attachServices();
     await this.#reconcile();
     if ((cfg.dnsUpstreamSource ?? 'pod') === 'pod') {
       // Before the first query leaves from a pod's address: the answers must find the proxy.
@@ -263,13 +279,19 @@ export class Agent {
     const policy = this.#policy;
     const reconciler = (this.#reconciler = new Reconciler<SyncOutcome>({
       sync: async () => {
+        // Before the policy sync an ADD waits for: the new pod's sockets are translated from its first connect().
+        this.#syncPodNetns();
         const report = await policy.sync();
         this.#writeStatus();
         return report;
       },
     }));
     this.#endpoints.onChange(() => reconciler.request());
-    this.#store.onChange(() => reconciler.markDirty());
+    this.#store.onChange((kinds) => {
+      if (kinds.has('Service') || kinds.has('EndpointSlice')) this.#queueServices();
+      reconciler.markDirty();
+    });
+    this.#kube?.nodes.onChange(() => this.#queueServices());
     nodeAddresses.start();
     await this.#applyQueuedDels();
     this.#flows = new FlowLog(this.#datapath.openEvents(), {
@@ -477,6 +499,76 @@ export class Agent {
    * shows them and exits 1): the datapath not programmed, records and files
    * that could not be read, the flow log's drain.
    */
+  /**
+   * Service translation on the cgroup v2 hierarchy (bpf/lib/lb.h). Without it
+   * a pod's connection to a ClusterIP is judged on the ClusterIP (reported).
+   */
+  #attachServices(): void {
+    const root = this.#cfg.cgroupRoot || findCgroup2Root();
+    if (!root) {
+      this.#servicesProblem = 'no cgroup v2 hierarchy found (/sys/fs/cgroup, /sys/fs/cgroup/unified; --cgroup-root): Service addresses are not translated, so policy judges them, not their backends';
+      this.#log.error(this.#servicesProblem);
+      return;
+    }
+    try {
+      const how = this.#datapath.attachServices(root, this.#cfg.bpffs);
+      this.#log.info({ cgroupRoot: root, links: how[0] }, 'Service translation attached');
+      this.#servicesProblem = undefined;
+    } catch (err) {
+      this.#servicesProblem = `cannot attach Service translation to ${root}: ${(err as Error).message}`;
+      this.#log.error({ err }, this.#servicesProblem);
+      return;
+    }
+    this.#syncServices();
+    this.#syncPodNetns();
+  }
+
+  #queueServices(): void {
+    if (this.#servicesQueued) return;
+    this.#servicesQueued = true;
+    setImmediate(() => {
+      this.#servicesQueued = false;
+      this.#syncServices();
+    });
+  }
+
+  /** Services and EndpointSlices → the frontends the datapath translates. */
+  #syncServices(): void {
+    if (!this.#datapath) return;
+    try {
+      const nodeIps = [...new Set([...(this.#nodeAddresses?.get() ?? []), ...(this.#kube?.nodes.list() ?? []).flatMap((n) => n.internalIps)])];
+      const frontends = compileFrontends(this.#store.list('Service'), this.#store.list('EndpointSlice'), nodeIps);
+      const changed = this.#datapath.services.sync(frontends);
+      if (changed) this.#log.info({ frontends: frontends.length, changed }, 'Service frontends programmed');
+    } catch (err) {
+      this.#log.error({ err }, 'programming Service frontends failed');
+    }
+  }
+
+  /** This node's pods' netns cookies, so only their sockets are translated. */
+  #syncPodNetns(): void {
+    if (!this.#datapath || this.#servicesProblem) return;
+    const n = native();
+    const want = new Map<string, number>();
+    const seen = new Set<string>();
+    for (const r of this.#endpoints.list()) {
+      const key = `${r.containerId}/${r.ifname}/${r.netns}`;
+      seen.add(key);
+      let cookie = this.#netnsCookies.get(key);
+      if (cookie === undefined) {
+        try {
+          cookie = n.netnsCookie(r.netns);
+        } catch {
+          continue; // the pod's netns is gone: nothing of it can connect()
+        }
+        this.#netnsCookies.set(key, cookie);
+      }
+      want.set(cookie, r.hostIfindex);
+    }
+    for (const k of [...this.#netnsCookies.keys()]) if (!seen.has(k)) this.#netnsCookies.delete(k);
+    this.#datapath.services.syncPods(want);
+  }
+
   #problems(): string[] {
     const out: string[] = [];
     const policy = this.#policy.health();
@@ -486,6 +578,7 @@ export class Agent {
     for (const q of this.#endpoints.quarantined()) out.push(`endpoint record ${q.file} is unreadable (${q.error}): quarantined; its veth, address and datapath entry are kept as they were until a DEL`);
     out.push(...(this.#source?.problems() ?? []));
     out.push(...(this.#routes?.problems() ?? []));
+    if (this.#servicesProblem) out.push(`services: ${this.#servicesProblem}`);
     for (const p of this.#fqdn.problems()) out.push(`fqdn: ${p}`);
     const flows = this.#flows?.stats;
     // A drain failure is a problem while it recurs, not forever after.

@@ -3,7 +3,7 @@
 // them), and the two entry programs attached to each pod's host-side veth.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { native, type BpfAddon, type NativeError, type ObjLoadResult } from '../native/index.js';
+import { native, type BpfAddon, type CgroupAttach, type NativeError, type ObjLoadResult } from '../native/index.js';
 import * as dnsCodec from './codec/dns.js';
 import * as endpointCodec from './codec/endpoint.js';
 import * as flowEventCodec from './codec/flow-event.js';
@@ -16,6 +16,7 @@ import { FqdnAllowMap } from './fqdn-allow-map.js';
 import { BpfMap, type MapCodec } from './maps.js';
 import { PolicyMap } from './policy-map.js';
 import { bpfObjectPath } from './paths.js';
+import { ServiceTable } from './service-table.js';
 
 export const PROG_FROM_POD = 'sluice_from_pod';
 export const PROG_TO_POD = 'sluice_to_pod';
@@ -34,6 +35,22 @@ export const MAP_DNS_NAT = 'sluice_dns_nat_v1';
 export const MAP_CONFIG = 'sluice_config_v1';
 export const MAP_DNS_BUDGET = 'sluice_dns_budget_v1';
 export const MAP_FRAG = 'sluice_frag_v1';
+export const MAP_LB_SVC = 'sluice_lb_svc_v1';
+export const MAP_LB_BE = 'sluice_lb_be_v1';
+export const MAP_LB_NETNS = 'sluice_lb_netns_v1';
+export const MAP_LB_AFF = 'sluice_lb_aff_v1';
+export const MAP_LB_REV = 'sluice_lb_rev_v1';
+/** Service translation programs (cgroup sock_addr hooks), by the hook each goes on. */
+export const LB_PROGS: ReadonlyArray<[CgroupAttach, string]> = [
+  ['connect4', 'sluice_lb_connect4'],
+  ['connect6', 'sluice_lb_connect6'],
+  ['sendmsg4', 'sluice_lb_sendmsg4'],
+  ['sendmsg6', 'sluice_lb_sendmsg6'],
+  ['recvmsg4', 'sluice_lb_recvmsg4'],
+  ['recvmsg6', 'sluice_lb_recvmsg6'],
+  ['getpeername4', 'sluice_lb_getpeername4'],
+  ['getpeername6', 'sluice_lb_getpeername6'],
+];
 
 /**
  * Pins of map layouts this version no longer uses. Programs of an earlier
@@ -215,7 +232,7 @@ export class Datapath {
   }
 
   static #fromLoaded(addon: BpfAddon, loaded: ObjLoadResult, what: string): Datapath {
-    for (const name of [PROG_FROM_POD, PROG_TO_POD, PROG_FROM_NODE]) {
+    for (const name of [PROG_FROM_POD, PROG_TO_POD, PROG_FROM_NODE, ...LB_PROGS.map(([, p]) => p)]) {
       if (loaded.progs[name] === undefined) throw new DatapathError('SLUICE_DATAPATH', `${what} has no program ${name}`);
     }
     return new Datapath(addon, loaded.progs, loaded.maps);
@@ -284,6 +301,21 @@ export class Datapath {
   }
 
   /** sluice_fqdn: (FQDN rule, learned address) → expiry. */
+  /** sluice_lb_svc_v1, sluice_lb_be_v1, sluice_lb_netns_v1: Service translation. */
+  get services(): ServiceTable {
+    return this.#typedMap(MAP_LB_SVC, () => new ServiceTable(this.#n, { svc: this.mapFd(MAP_LB_SVC), be: this.mapFd(MAP_LB_BE), netns: this.mapFd(MAP_LB_NETNS) }, { svc: MAP_LB_SVC, be: MAP_LB_BE, netns: MAP_LB_NETNS }));
+  }
+
+  /**
+   * Puts the Service translation programs on the cgroup v2 hierarchy at
+   * `cgroupRoot` (every process below it; the programs themselves act only
+   * for this node's pods), as bpf_links pinned in `pinDir`, so they outlive
+   * the agent; a restarted agent swaps its programs into the same links.
+   */
+  attachServices(cgroupRoot: string, pinDir: string): Array<'created' | 'updated'> {
+    return LB_PROGS.map(([attach, prog]) => this.#n.cgroupLink(cgroupRoot, this.progFd(prog), attach, join(pinDir, `sluice_link_${attach}_v1`)));
+  }
+
   get fqdnAllows(): FqdnAllowMap {
     return this.#typedMap(MAP_FQDN, (fd) => new FqdnAllowMap(this.#n, fd, MAP_FQDN));
   }

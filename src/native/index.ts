@@ -302,7 +302,18 @@ export interface NativeAddon {
    * sockets are v6-only. Returns the fd, for dgram `bind({ fd })`.
    */
   socketTransparent(family: 4 | 6, address: string, mark: number): number;
+  /** The network namespace's cookie (SO_NETNS_COOKIE), a u64 as a decimal string: bpf_get_netns_cookie() of its sockets. */
+  netnsCookie(netns: NetnsPath): string;
+
+  // --- cgroup programs
+  /**
+   * A bpf_link of `progFd` on the cgroup (v2) at `cgroupPath` for `attach`, pinned at `pinPath`; a link
+   * already pinned there gets the program replaced in place. 'created' or 'updated'.
+   */
+  cgroupLink(cgroupPath: string, progFd: number, attach: CgroupAttach, pinPath: string): 'created' | 'updated';
 }
+
+export type CgroupAttach = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6';
 
 /**
  * The addon's BPF surface: what src/datapath needs, and all an in-memory fake
@@ -329,6 +340,7 @@ export type BpfAddon = Pick<
   | 'tcAttach'
   | 'tcDetach'
   | 'tcQuery'
+  | 'cgroupLink'
 >;
 
 /** The map calls alone: what one typed map (src/datapath/maps.ts) uses. */

@@ -9,6 +9,7 @@ import * as dnsCodec from '../../src/datapath/codec/dns.js';
 import * as endpointCodec from '../../src/datapath/codec/endpoint.js';
 import * as fqdnCodec from '../../src/datapath/codec/fqdn.js';
 import * as ipcacheCodec from '../../src/datapath/codec/ipcache.js';
+import * as lbCodec from '../../src/datapath/codec/lb.js';
 import * as metricsCodec from '../../src/datapath/codec/metrics.js';
 import * as policyCodec from '../../src/datapath/codec/policy.js';
 import {
@@ -27,6 +28,12 @@ import {
   PROG_FROM_NODE,
   PROG_FROM_POD,
   PROG_TO_POD,
+  LB_PROGS,
+  MAP_LB_SVC,
+  MAP_LB_BE,
+  MAP_LB_NETNS,
+  MAP_LB_AFF,
+  MAP_LB_REV,
 } from '../../src/datapath/index.js';
 import {
   NativeError,
@@ -36,6 +43,7 @@ import {
   type ObjLoadOptions,
   type ObjLoadResult,
   type TcAttachResult,
+  type CgroupAttach,
   type TcDirection,
   type TcOptions,
 } from '../../src/native/index.js';
@@ -72,6 +80,11 @@ export function sluiceMapSpecs(maxEntries = 64): Record<string, FakeMapSpec> {
     [MAP_DNS_NAT]: { keySize: dnsCodec.NAT_KEY_SIZE, valueSize: dnsCodec.NAT_SIZE, maxEntries },
     [MAP_CONFIG]: { keySize: 4, valueSize: dnsCodec.CONFIG_SIZE, maxEntries: 1 },
     [MAP_DNS_BUDGET]: { keySize: 4, valueSize: dnsCodec.BUDGET_SIZE, maxEntries },
+    [MAP_LB_SVC]: { keySize: lbCodec.SVC_KEY_SIZE, valueSize: lbCodec.SVC_SIZE, maxEntries },
+    [MAP_LB_BE]: { keySize: lbCodec.BE_KEY_SIZE, valueSize: lbCodec.BE_SIZE, maxEntries },
+    [MAP_LB_NETNS]: { keySize: 8, valueSize: 4, maxEntries },
+    [MAP_LB_AFF]: { keySize: lbCodec.SOCK_KEY_SIZE, valueSize: lbCodec.SOCK_SIZE, maxEntries },
+    [MAP_LB_REV]: { keySize: lbCodec.SOCK_KEY_SIZE, valueSize: lbCodec.SOCK_SIZE, maxEntries },
   };
 }
 
@@ -96,7 +109,7 @@ export class FakeBpfAddon implements BpfAddon {
   constructor(specs: Record<string, FakeMapSpec> = sluiceMapSpecs(), opts: { cpus?: number; progs?: readonly string[] } = {}) {
     this.#specs = specs;
     this.cpus = opts.cpus ?? 2;
-    this.#progNames = opts.progs ?? [PROG_FROM_POD, PROG_TO_POD, PROG_FROM_NODE];
+    this.#progNames = opts.progs ?? [PROG_FROM_POD, PROG_TO_POD, PROG_FROM_NODE, ...LB_PROGS.map(([, p]) => p)];
   }
 
   /** The map called `name` (the test's view of what the kernel holds). */
@@ -277,6 +290,15 @@ export class FakeBpfAddon implements BpfAddon {
 
   tcQuery(netns: string | null, ifname: string, direction: TcDirection): number | undefined {
     return this.attachments.get(this.#slot(netns, ifname, direction));
+  }
+
+  /** pin path → [cgroup, attach, program fd] of each cgroup link. */
+  readonly cgroupLinks = new Map<string, [string, CgroupAttach, number]>();
+
+  cgroupLink(cgroupPath: string, progFd: number, attach: CgroupAttach, pinPath: string): 'created' | 'updated' {
+    const had = this.cgroupLinks.has(pinPath);
+    this.cgroupLinks.set(pinPath, [cgroupPath, attach, progFd]);
+    return had ? 'updated' : 'created';
   }
 }
 

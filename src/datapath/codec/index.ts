@@ -8,6 +8,7 @@ import * as flowEvent from './flow-event.js';
 import * as frag from './frag.js';
 import * as fqdn from './fqdn.js';
 import * as ipcache from './ipcache.js';
+import * as lb from './lb.js';
 import * as metrics from './metrics.js';
 import * as policy from './policy.js';
 
@@ -40,6 +41,12 @@ export const SHARED_STRUCTS: readonly StructLayout[] = [
   { cName: 'sluice_dns_budget', header: 'dns.h', size: dns.BUDGET_SIZE, offsets: dns.BUDGET_OFFSETS },
   { cName: 'sluice_frag_key', header: 'frag.h', size: frag.KEY_SIZE, offsets: frag.KEY_OFFSETS },
   { cName: 'sluice_frag_value', header: 'frag.h', size: frag.SIZE, offsets: frag.OFFSETS },
+  { cName: 'sluice_lb_svc_key', header: 'lb.h', size: lb.SVC_KEY_SIZE, offsets: lb.SVC_KEY_OFFSETS },
+  { cName: 'sluice_lb_svc', header: 'lb.h', size: lb.SVC_SIZE, offsets: lb.SVC_OFFSETS },
+  { cName: 'sluice_lb_be_key', header: 'lb.h', size: lb.BE_KEY_SIZE, offsets: lb.BE_KEY_OFFSETS },
+  { cName: 'sluice_lb_be', header: 'lb.h', size: lb.BE_SIZE, offsets: lb.BE_OFFSETS },
+  { cName: 'sluice_lb_sock_key', header: 'lb.h', size: lb.SOCK_KEY_SIZE, offsets: lb.SOCK_KEY_OFFSETS },
+  { cName: 'sluice_lb_sock', header: 'lb.h', size: lb.SOCK_SIZE, offsets: lb.SOCK_OFFSETS },
 ];
 
-export { conntrack, dns, endpoint, flowEvent, frag, fqdn, ipcache, metrics, policy };
+export { conntrack, dns, endpoint, flowEvent, frag, fqdn, ipcache, lb, metrics, policy };

@@ -1,0 +1,1 @@
+export { compileFrontends } from './frontends.js';
