@@ -44,6 +44,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_lb_rev_v1 SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sluice_lb_flow_key);
+	__type(value, struct sluice_lb_sock);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_lb_flow_v1 SEC(".maps");
+
 #define LB_PASS 1
 #define LB_REJECT 0
 
@@ -131,6 +139,14 @@ static __always_inline int lb_translate(struct bpf_sock_addr *ctx, __u8 family, 
 
 			__builtin_memcpy(pick.addr, addr, 16);
 			bpf_map_update_elem(&sluice_lb_aff_v1, &sk, &pick, BPF_ANY);
+		}
+		{
+			struct sluice_lb_flow_key fk = { .netns = netns, .family = family, .protocol = k.protocol, .port_be = port_be };
+			struct sluice_lb_sock fe = { .port_be = k.port_be };
+
+			__builtin_memcpy(fk.addr, addr, 16);
+			__builtin_memcpy(fe.addr, k.addr, 16);
+			bpf_map_update_elem(&sluice_lb_flow_v1, &fk, &fe, BPF_ANY);
 		}
 	}
 	/* The way back: which frontend this backend stands for, on this socket. */

@@ -53,6 +53,18 @@ struct sluice_lb_sock {
 	__u32 pad;        /* must be zero */
 };
 
+/* Which frontend a pod's flow to a backend came through, for flow events
+ * (`sluice observe`): the pod's netns cookie and the backend it was sent to. */
+struct sluice_lb_flow_key {
+	__u64 netns;
+	__u8 family;
+	__u8 protocol;
+	__u16 port_be;    /* the backend's */
+	__u8 addr[16];    /* the backend's */
+	__u32 pad;        /* must be zero */
+};
+
+_Static_assert(sizeof(struct sluice_lb_flow_key) == 32, "sluice_lb_flow_key layout");
 _Static_assert(sizeof(struct sluice_lb_svc_key) == 20, "sluice_lb_svc_key layout");
 _Static_assert(sizeof(struct sluice_lb_svc) == 8, "sluice_lb_svc layout");
 _Static_assert(sizeof(struct sluice_lb_be_key) == 8, "sluice_lb_be_key layout");

@@ -67,7 +67,7 @@ export interface AgentConfig {
   /** The resolvers the DNS proxy forwards to (--dns-trusted or resolv.conf; cluster DNS next). Read once at start. */
   dnsTrusted: TrustedResolverProvider;
   dnsUntrusted: 'refuse' | 'redirect';
-  /** The cgroup v2 hierarchy Service translation is attached to; '' = found by itself (/sys/fs/cgroup or /sys/fs/cgroup/unified). */
+  /** Where the cgroup v2 hierarchy Service translation attaches to is: this directory, or its `unified` (a hybrid layout). Default /sys/fs/cgroup. */
   cgroupRoot?: string;
   /** pod: forwarded UDP queries leave from the asking pod's address (except to the node's own or loopback resolvers). */
   dnsUpstreamSource?: 'pod' | 'node';
@@ -80,10 +80,10 @@ export interface AgentConfig {
   metricsAddr?: string;
 }
 
-/** Where cgroup v2 is: the unified /sys/fs/cgroup, or the hybrid layout's /sys/fs/cgroup/unified. */
-function findCgroup2Root(): string | undefined {
+/** Where cgroup v2 is: `base` itself (unified), or the hybrid layout's `base`/unified. */
+function findCgroup2Root(base: string): string | undefined {
   // cgroup.controllers exists only in a cgroup v2 hierarchy.
-  for (const dir of ['/sys/fs/cgroup', '/sys/fs/cgroup/unified']) if (existsSync(join(dir, 'cgroup.controllers'))) return dir;
+  for (const dir of [base, join(base, 'unified')]) if (existsSync(join(dir, 'cgroup.controllers'))) return dir;
   return undefined;
 }
 
@@ -141,6 +141,10 @@ export class Agent {
   #servicesQueued = false;
   /** Endpoint (containerId/ifname/netns) → its netns cookie. */
   readonly #netnsCookies = new Map<string, string>();
+  /** Host veth ifindex → the pod's netns cookie (flows → the Service they went through). */
+  #cookieOfIfindex = new Map<number, string>();
+  /** "ip/port/protocol" of each frontend → "ns/name" of its Service. */
+  #serviceNames = new Map<string, string>();
   #fqdn!: FqdnService;
   #handlers!: Record<CniCommand, Handler>;
   readonly #locks = new AttachmentLocks();
@@ -253,7 +257,7 @@ export class Agent {
     } else if (cfg.kubernetes) {
       const kube = (this.#source = this.#kube = new KubernetesSource(cfg.kubernetes.api, this.#root.child({ subsystem: 'kubernetes' })));
       await kube.start(this.#store);
-      this.#log.info({ server: cfg.kubernetes.api.server }, 'listing Nodes, Namespaces, Pods, NetworkPolicies and FQDNPolicies');
+      this.#log.info({ server: cfg.kubernetes.api.server }, 'listing Nodes, Namespaces, Pods, NetworkPolicies, FQDNPolicies, Services and EndpointSlices');
       await kube.waitSynced();
       this.#log.info('Kubernetes objects listed; watching');
       this.#statusWriter = new FqdnStatusWriter(cfg.kubernetes.api, cfg.nodeName, this.#root.child({ subsystem: 'fqdn-status' }));
@@ -298,6 +302,13 @@ export class Agent {
       podOfIfindex: (ifindex) => {
         const rec = this.#endpoints.list().find((r) => r.hostIfindex === ifindex);
         return rec ? podName(rec) : '';
+      },
+      serviceOf: (ifindex, protocol, ip, port) => {
+        const cookie = this.#cookieOfIfindex.get(ifindex);
+        const fe = cookie === undefined ? undefined : this.#datapath.services.frontendOf(cookie, protocol, ip, port);
+        if (!fe) return '';
+        const name = this.#serviceNames.get(`${fe.ip}/${fe.port}/${protocol}`);
+        return `${name || '?'} ${fe.ip.includes(':') ? `[${fe.ip}]` : fe.ip}:${fe.port}`;
       },
       nameOfAddress: (ip) => {
         const rec = this.#endpoints.list().find((r) => r.ips.some((c) => c.split('/')[0] === ip));
@@ -504,9 +515,10 @@ export class Agent {
    * a pod's connection to a ClusterIP is judged on the ClusterIP (reported).
    */
   #attachServices(): void {
-    const root = this.#cfg.cgroupRoot || findCgroup2Root();
+    const base = this.#cfg.cgroupRoot || '/sys/fs/cgroup';
+    const root = findCgroup2Root(base);
     if (!root) {
-      this.#servicesProblem = 'no cgroup v2 hierarchy found (/sys/fs/cgroup, /sys/fs/cgroup/unified; --cgroup-root): Service addresses are not translated, so policy judges them, not their backends';
+      this.#servicesProblem = `no cgroup v2 hierarchy at ${base} or ${base}/unified (--cgroup-root): Service addresses are not translated, so policy judges them, not their backends`;
       this.#log.error(this.#servicesProblem);
       return;
     }
@@ -539,6 +551,7 @@ export class Agent {
       const nodeIps = [...new Set([...(this.#nodeAddresses?.get() ?? []), ...(this.#kube?.nodes.list() ?? []).flatMap((n) => n.internalIps)])];
       const frontends = compileFrontends(this.#store.list('Service'), this.#store.list('EndpointSlice'), nodeIps);
       const changed = this.#datapath.services.sync(frontends);
+      this.#serviceNames = new Map(frontends.map((f) => [`${f.key.ip}/${f.key.port}/${f.key.protocol}`, f.service ?? '']));
       if (changed) this.#log.info({ frontends: frontends.length, changed }, 'Service frontends programmed');
     } catch (err) {
       this.#log.error({ err }, 'programming Service frontends failed');
@@ -567,6 +580,7 @@ export class Agent {
     }
     for (const k of [...this.#netnsCookies.keys()]) if (!seen.has(k)) this.#netnsCookies.delete(k);
     this.#datapath.services.syncPods(want);
+    this.#cookieOfIfindex = new Map([...want].map(([cookie, ifindex]) => [ifindex, cookie]));
   }
 
   #problems(): string[] {

@@ -113,7 +113,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     dnsTcpMaxPerPod: intIn('dns-tcp-max-per-pod', 1, 65_536),
     dnsTcpMax: intIn('dns-tcp-max', 1, 65_536),
     metricsAddr: flags['metrics-addr'] ?? '',
-    cgroupRoot: flags['cgroup-root'] ?? '',
+    cgroupRoot: flags['cgroup-root'] || '/sys/fs/cgroup',
   };
   const agent = new Agent(cfg, log);
   try {

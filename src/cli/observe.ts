@@ -29,7 +29,7 @@ function line(f: Flow): string {
   const ports = ['TCP', 'UDP', 'SCTP'].includes(f.protocol);
   const src = ports ? `${f.src}:${f.srcPort}` : f.src;
   const dst = ports ? `${f.dst}:${f.dstPort}` : f.dst;
-  const peer = f.peer ? ` (${f.peer})` : '';
+  const peer = (f.peer ? ` (${f.peer})` : '') + (f.service ? ` via Service ${f.service}` : '');
   return `${f.time}  ${f.verdict.toUpperCase().padEnd(7)}  ${f.reason.padEnd(17)}  ${f.direction.padEnd(7)}  ${f.pod.padEnd(20)}  ${f.protocol.padEnd(6)}  ${src} -> ${dst}${peer}\n`;
 }
 

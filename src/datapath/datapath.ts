@@ -40,6 +40,7 @@ export const MAP_LB_BE = 'sluice_lb_be_v1';
 export const MAP_LB_NETNS = 'sluice_lb_netns_v1';
 export const MAP_LB_AFF = 'sluice_lb_aff_v1';
 export const MAP_LB_REV = 'sluice_lb_rev_v1';
+export const MAP_LB_FLOW = 'sluice_lb_flow_v1';
 /** Service translation programs (cgroup sock_addr hooks), by the hook each goes on. */
 export const LB_PROGS: ReadonlyArray<[CgroupAttach, string]> = [
   ['connect4', 'sluice_lb_connect4'],
@@ -303,7 +304,7 @@ export class Datapath {
   /** sluice_fqdn: (FQDN rule, learned address) → expiry. */
   /** sluice_lb_svc_v1, sluice_lb_be_v1, sluice_lb_netns_v1: Service translation. */
   get services(): ServiceTable {
-    return this.#typedMap(MAP_LB_SVC, () => new ServiceTable(this.#n, { svc: this.mapFd(MAP_LB_SVC), be: this.mapFd(MAP_LB_BE), netns: this.mapFd(MAP_LB_NETNS) }, { svc: MAP_LB_SVC, be: MAP_LB_BE, netns: MAP_LB_NETNS }));
+    return this.#typedMap(MAP_LB_SVC, () => new ServiceTable(this.#n, { svc: this.mapFd(MAP_LB_SVC), be: this.mapFd(MAP_LB_BE), netns: this.mapFd(MAP_LB_NETNS), flow: this.mapFd(MAP_LB_FLOW) }, { svc: MAP_LB_SVC, be: MAP_LB_BE, netns: MAP_LB_NETNS }));
   }
 
   /**

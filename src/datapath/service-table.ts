@@ -16,6 +16,8 @@ export type { Backend, SvcKey } from './codec/lb.js';
 export interface Frontend {
   key: lb.SvcKey;
   backends: lb.Backend[];
+  /** "namespace/name" of its Service (for people; the datapath does not store it). */
+  service?: string;
 }
 
 interface Current {
@@ -63,7 +65,12 @@ export class ServiceTable {
   readonly #cur = new Map<string, Current & { key: lb.SvcKey }>();
   #nextId = 1;
 
-  constructor(addon: BpfMapOps, fds: { svc: number; be: number; netns: number }, names: { svc: string; be: string; netns: string }) {
+  readonly #n: BpfMapOps;
+  readonly #flowFd: number | undefined;
+
+  constructor(addon: BpfMapOps, fds: { svc: number; be: number; netns: number; flow?: number }, names: { svc: string; be: string; netns: string }) {
+    this.#n = addon;
+    this.#flowFd = fds.flow;
     this.#svc = new BpfMap(addon, fds.svc, names.svc, svcCodec);
     this.#be = new BpfMap(addon, fds.be, names.be, beCodec);
     this.#netns = new BpfMap(addon, fds.netns, names.netns, netnsCodec);
@@ -117,6 +124,17 @@ export class ServiceTable {
       changed++;
     }
     return changed;
+  }
+
+  /**
+   * The frontend a pod (by netns cookie) last reached this backend through,
+   * if it did (sluice_lb_flow_v1, LRU): what `sluice observe` names a flow by.
+   */
+  frontendOf(netns: string, protocol: number, ip: string, port: number): { ip: string; port: number } | undefined {
+    if (this.#flowFd === undefined) return undefined;
+    const family = ip.includes(':') ? 6 : 4;
+    const v = this.#n.mapLookup(this.#flowFd, lb.encodeFlowKey({ netns, family, protocol, ip, port }), lb.SOCK_SIZE);
+    return v ? lb.decodeSockFrontend(v, family) : undefined;
   }
 
   /** Which sockets are this node's pods': netns cookie → host veth ifindex, exactly these. */

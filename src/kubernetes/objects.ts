@@ -76,6 +76,46 @@ export function trimFqdnPolicy(raw: RawObject): KubeObject {
   return { ...base('FQDNPolicy', 'sluice.dev/v1alpha1', m, { ...(m.uid ? { uid: m.uid } : {}), ...(m.generation ? { generation: m.generation } : {}) }), spec: raw.spec };
 }
 
+interface ServiceShape {
+  spec?: { type?: string; clusterIP?: string; clusterIPs?: string[]; externalIPs?: string[]; ports?: Array<{ name?: string; port?: number; protocol?: string; nodePort?: number }> };
+  status?: { loadBalancer?: { ingress?: Array<{ ip?: string }> } };
+}
+
+/** A Service as its translation reads it (src/services): addresses and ports. */
+export function trimService(raw: RawObject): KubeObject {
+  const sv = raw as ServiceShape;
+  const spec = sv.spec ?? {};
+  const lb = (sv.status?.loadBalancer?.ingress ?? []).map((i) => i.ip).filter((ip): ip is string => !!ip);
+  return {
+    ...base('Service', 'v1', meta(raw)),
+    spec: {
+      ...(spec.type ? { type: spec.type } : {}),
+      ...(spec.clusterIP ? { clusterIP: spec.clusterIP } : {}),
+      ...(spec.clusterIPs?.length ? { clusterIPs: [...spec.clusterIPs] } : {}),
+      ...(spec.externalIPs?.length ? { externalIPs: [...spec.externalIPs] } : {}),
+      ports: (spec.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), port: p.port, protocol: p.protocol ?? 'TCP', ...(p.nodePort ? { nodePort: p.nodePort } : {}) })),
+    },
+    ...(lb.length ? { status: { loadBalancer: { ingress: lb.map((ip) => ({ ip })) } } } : {}),
+  };
+}
+
+interface SliceShape {
+  addressType?: string;
+  endpoints?: Array<{ addresses?: string[]; conditions?: { ready?: boolean; serving?: boolean; terminating?: boolean } }>;
+  ports?: Array<{ name?: string; port?: number; protocol?: string }> | null;
+}
+
+/** An EndpointSlice: its Service (label), addresses with their conditions, ports. */
+export function trimEndpointSlice(raw: RawObject): KubeObject {
+  const sl = raw as SliceShape;
+  return {
+    ...base('EndpointSlice', 'discovery.k8s.io/v1', meta(raw)),
+    addressType: sl.addressType,
+    endpoints: (sl.endpoints ?? []).map((e) => ({ addresses: [...(e.addresses ?? [])], conditions: { ...(e.conditions ?? {}) } })),
+    ports: (sl.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), port: p.port, protocol: p.protocol ?? 'TCP' })),
+  } as KubeObject;
+}
+
 /** A Node as routing and the status writer read it. */
 export interface NodeInfo {
   name: string;

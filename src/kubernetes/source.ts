@@ -9,7 +9,7 @@ import type { Logger } from '../log/index.js';
 import { Deferred, type PolicySink, type PolicySource } from '../sources/index.js';
 import { type KubeObject, type ObjectStore } from '../store/index.js';
 import { isKubeApiError, KubeApiError, type KubeApi, type KubeList } from './api.js';
-import { nodeInfo, trimFqdnPolicy, trimNamespace, trimNetworkPolicy, trimNode, trimPod, type NodeInfo } from './objects.js';
+import { nodeInfo, trimEndpointSlice, trimFqdnPolicy, trimNamespace, trimNetworkPolicy, trimNode, trimPod, trimService, type NodeInfo } from './objects.js';
 import { Reflector, type RawObject, type ReflectorSink, type ReflectorStatus } from './reflector.js';
 
 export const FQDN_POLICIES_PATH = '/apis/sluice.dev/v1alpha1/fqdnpolicies';
@@ -99,6 +99,8 @@ export class KubernetesSource implements PolicySource<KubernetesSourceStatus> {
       this.#pods,
       make('NetworkPolicy', '/apis/networking.k8s.io/v1/networkpolicies', trimNetworkPolicy),
       make('FQDNPolicy', FQDN_POLICIES_PATH, trimFqdnPolicy, sink, true),
+      make('Service', '/api/v1/services', trimService),
+      make('EndpointSlice', '/apis/discovery.k8s.io/v1/endpointslices', trimEndpointSlice),
     ];
     for (const r of this.#reflectors) r.start();
     Promise.all(this.#reflectors.map((r) => r.synced)).then(

@@ -34,6 +34,8 @@ export interface Flow {
   dst: string;
   /** The other side, named when known: "ns/name", "node", or "". */
   peer: string;
+  /** Egress to a Service's backend: the Service and the frontend the pod addressed ("ns/name 10.96.0.10:80"). */
+  service?: string;
   protocol: string;
   srcPort: number;
   dstPort: number;
@@ -44,6 +46,8 @@ export interface FlowNames {
   podOfIfindex(ifindex: number): string;
   /** address → "ns/name" | "node" | "" */
   nameOfAddress(ip: string): string;
+  /** The Service a pod's flow to this backend went through, "ns/name ip:port", or "". */
+  serviceOf?(ifindex: number, protocol: number, ip: string, port: number): string;
 }
 
 export interface FlowQuery {
@@ -140,6 +144,8 @@ export class FlowLog {
       srcPort: ev.sport,
       dstPort: ev.dport,
     };
+    const service = egress && ev.family ? this.#names.serviceOf?.(ev.ifindex, ev.protocol, ev.daddr, ev.dport) : '';
+    if (service) flow.service = service;
     this.#ring.push(flow);
     if (this.#ring.length > KEEP_EVENTS) this.#ring.splice(0, this.#ring.length - KEEP_EVENTS);
     if (FLOW_CHANNEL.hasSubscribers) FLOW_CHANNEL.publish(flow);

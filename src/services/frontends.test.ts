@@ -48,6 +48,6 @@ describe('compileFrontends: Services and EndpointSlices → frontends', () => {
       [slice('cip-1', 'cip', 'IPv4', [ep('10.0.0.8', { ready: false, serving: true, terminating: true }), ep('10.0.0.9', { ready: false, serving: false, terminating: true })], [{ port: 80, protocol: 'TCP' }])],
       ['10.200.0.11'],
     );
-    expect(out).toEqual([{ key: { family: 4, protocol: 6, ip: '10.96.0.12', port: 80 }, backends: [{ family: 4, ip: '10.0.0.8', port: 80 }] }]);
+    expect(out).toEqual([{ key: { family: 4, protocol: 6, ip: '10.96.0.12', port: 80 }, backends: [{ family: 4, ip: '10.0.0.8', port: 80 }], service: 'ns/cip' }]);
   });
 });

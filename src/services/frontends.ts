@@ -65,7 +65,7 @@ export function compileFrontends(services: readonly KubeObject[], slices: readon
       const add = (ip: string, port: number) => {
         const family = familyOf(ip)!;
         const key = { family, protocol, ip, port };
-        out.set(`${family}/${protocol}/${ip}/${port}`, { key, backends: backends.filter((b) => b.family === family) });
+        out.set(`${family}/${protocol}/${ip}/${port}`, { key, backends: backends.filter((b) => b.family === family), service: `${obj.metadata.namespace ?? ''}/${obj.metadata.name}` });
       };
       for (const ip of [...clusterIps, ...external]) add(ip, p.port);
       if (p.nodePort && (spec.type === 'NodePort' || spec.type === 'LoadBalancer')) for (const ip of nodeIps) if (familyOf(ip)) add(ip, p.nodePort);

@@ -126,7 +126,9 @@ describe('the DaemonSet', () => {
 
   it('runs `sluice agent --node-name=$(NODE_NAME)` in Kubernetes mode', () => {
     expect(agent.command).toBeUndefined(); // the image's entrypoint: node <flags> /opt/sluice/bin/sluice
-    expect(agent.args).toEqual(['agent', '--node-name=$(NODE_NAME)']);
+    expect(agent.args).toEqual(['agent', '--node-name=$(NODE_NAME)', '--cgroup-root=/host/sys/fs/cgroup']);
+    // The host's cgroup hierarchy, read-only, where --cgroup-root says.
+    expect(agent.volumeMounts.find((m: Obj) => m.name === 'cgroup')).toEqual({ name: 'cgroup', mountPath: '/host/sys/fs/cgroup', readOnly: true });
     expect(agent.env).toContainEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
     expect(flagDefault('node-name')).toBe('');
     expect(JSON.stringify(agent)).not.toContain('standalone');
@@ -181,7 +183,8 @@ describe('the DaemonSet', () => {
     const used = new Set([...pod.initContainers, ...pod.containers].flatMap((c: Obj) => (c.volumeMounts as Obj[]).map((m) => m.name)));
     for (const v of pod.volumes as Obj[]) {
       expect(used.has(v.name), v.name).toBe(true);
-      expect(v.hostPath.type, v.name).toBe('DirectoryOrCreate');
+      // Created if missing, except the cgroup hierarchy: it must be the host's, never an empty directory.
+      expect(v.hostPath.type, v.name).toBe(v.name === 'cgroup' ? 'Directory' : 'DirectoryOrCreate');
     }
   });
 });

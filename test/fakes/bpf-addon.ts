@@ -34,6 +34,7 @@ import {
   MAP_LB_NETNS,
   MAP_LB_AFF,
   MAP_LB_REV,
+  MAP_LB_FLOW,
 } from '../../src/datapath/index.js';
 import {
   NativeError,
@@ -85,6 +86,7 @@ export function sluiceMapSpecs(maxEntries = 64): Record<string, FakeMapSpec> {
     [MAP_LB_NETNS]: { keySize: 8, valueSize: 4, maxEntries },
     [MAP_LB_AFF]: { keySize: lbCodec.SOCK_KEY_SIZE, valueSize: lbCodec.SOCK_SIZE, maxEntries },
     [MAP_LB_REV]: { keySize: lbCodec.SOCK_KEY_SIZE, valueSize: lbCodec.SOCK_SIZE, maxEntries },
+    [MAP_LB_FLOW]: { keySize: lbCodec.FLOW_KEY_SIZE, valueSize: lbCodec.SOCK_SIZE, maxEntries },
   };
 }
 

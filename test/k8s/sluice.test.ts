@@ -273,6 +273,73 @@ describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f de
     expect(bad.stderr).toMatch(/matchPattern/);
   }, 180_000);
 
+  it('Services judged on their backends: ClusterIP and NodePort, TCP and UDP, named target ports, backends on both nodes, endpoint churn', async () => {
+    noteFailure();
+    const cl = c();
+    const be = (name: string, node: 1 | 2, app: string) =>
+      agnhost('s', name, nodeName(node), { app }, ['netexec', '--http-port=8080', '--udp-port=8081'], {
+        ports: [{ name: 'http', containerPort: 8080 }, { name: 'udp', containerPort: 8081, protocol: 'UDP' }],
+        readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 },
+      });
+    const svc = (name: string, app: string, type = 'ClusterIP') => ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: 's' },
+      spec: { type, selector: { app }, ports: [{ name: 'http', port: 80, targetPort: 'http' }, { name: 'udp', port: 81, protocol: 'UDP', targetPort: 'udp' }] },
+    });
+    await cl.apply([
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 's' } },
+      be('be1', 1, 'be'),
+      be('be2', 2, 'be'),
+      be('db', 2, 'db'),
+      be('client', 1, 'client'),
+      be('other', 2, 'other'),
+      svc('be', 'be', 'NodePort'),
+      svc('db', 'db'),
+      // client: egress only to app=be (named ports); be: ingress only from app=client.
+      { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'client-egress', namespace: 's' }, spec: { podSelector: { matchLabels: { app: 'client' } }, policyTypes: ['Egress'], egress: [{ to: [{ podSelector: { matchLabels: { app: 'be' } } }], ports: [{ port: 'http' }, { port: 'udp', protocol: 'UDP' }] }] } },
+      { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'be-ingress', namespace: 's' }, spec: { podSelector: { matchLabels: { app: 'be' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }] }] } },
+    ]);
+    await cl.waitPodsReady('s', 'app', { min: 5, timeoutMs: 90_000 });
+    const podIp = async (name: string) => (await cl.kubectlJson<{ status: { podIP: string } }>(['get', 'pod', '-n', 's', name])).status.podIP;
+    const clusterIp = async (name: string) => (await cl.kubectlJson<{ spec: { clusterIP: string; ports: Array<{ name: string; nodePort?: number }> } }>(['get', 'svc', '-n', 's', name])).spec;
+    const [beSpec, dbSpec] = [await clusterIp('be'), await clusterIp('db')];
+    const nodePort = beSpec.ports.find((p) => p.name === 'http')!.nodePort!;
+    const node2Ip = c().nodes[1]!.ip;
+    // netexec's /dial: the pod itself sends `hostname` to host:port and answers what came back.
+    const dial = async (from: string, host: string, port: number, protocol: 'http' | 'udp', tries = 1): Promise<string[]> => {
+      const url = `http://${await podIp(from)}:8080/dial?request=hostname&protocol=${protocol}&host=${host}&port=${port}&tries=${tries}`;
+      const r = await cl.nodeExec(c().nodes[0]!, 'curl', ['-s', '--max-time', '15', url], { timeoutMs: 20_000 });
+      try {
+        return (JSON.parse(r.stdout) as { responses?: string[] }).responses ?? [];
+      } catch {
+        return [];
+      }
+    };
+    const backends = async (from: string, host: string, port: number, protocol: 'http' | 'udp') => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 12 && seen.size < 2; i++) for (const r of await dial(from, host, port, protocol)) seen.add(r);
+      return [...seen].sort();
+    };
+    // The policies in force (the client's egress, isolated) before judging.
+    await cl.waitFor('the client isolated', async () => (await dial('client', await podIp('db'), 8080, 'http')).length === 0, { timeoutMs: ENFORCE_MS, intervalMs: 500 });
+    // TCP and UDP through the ClusterIP land on both backends, on both nodes, by their named target ports.
+    await cl.waitFor('both backends over TCP', async () => (await backends('client', beSpec.clusterIP, 80, 'http')).length === 2, { timeoutMs: 30_000, intervalMs: 500 });
+    expect(await backends('client', beSpec.clusterIP, 80, 'http')).toEqual(['be1', 'be2']);
+    expect(await backends('client', beSpec.clusterIP, 81, 'udp')).toEqual(['be1', 'be2']);
+    // A NodePort on the other node's address, from a pod: translated too.
+    expect((await backends('client', node2Ip, nodePort, 'http')).length).toBeGreaterThan(0);
+    // Egress judged on the backend: db is not app=be, through its ClusterIP as directly.
+    expect(await dial('client', dbSpec.clusterIP, 80, 'http')).toEqual([]);
+    expect(await dial('other', dbSpec.clusterIP, 80, 'http')).toEqual(['db']);
+    // Ingress judged on the real client: be admits the client only, through the same ClusterIP.
+    expect(await dial('other', beSpec.clusterIP, 80, 'http')).toEqual([]);
+    // Endpoint churn: be2 goes; new connections land on be1 only.
+    await cl.kubectl(['delete', 'pod', '-n', 's', 'be2', '--wait=false']);
+    await cl.waitFor('be2 out of the Service', async () => JSON.stringify(await dial('client', beSpec.clusterIP, 80, 'http', 6)) === JSON.stringify(Array(6).fill('be1')), { timeoutMs: 30_000, intervalMs: 500 });
+    await cl.kubectl(['delete', 'namespace', 's', '--wait=false']);
+  }, 240_000);
+
   it('the apiserver down for 20 s: enforcement unchanged; a change made after it returns is enforced within seconds', async () => {
     noteFailure();
     const cl = c();

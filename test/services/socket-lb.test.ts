@@ -6,7 +6,8 @@
 // translate has no route at all on this node.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cleanup, cni, podArgs, TestNode, type Netns } from '../helpers/agent.js';
+import { callAgent } from '../../src/cli/client.js';
+import { Cleanup, cni, podArgs, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
 import { isRoot } from '../helpers/netns.js';
 
 const POD_CIDR = '10.74.0.0/24';
@@ -174,6 +175,20 @@ describe.skipIf(!isRoot)('Services translated at the socket: policy judges the b
       seen.add(name!);
     }
     expect([...seen].sort()).toEqual(['web1', 'web2']);
+  });
+
+  it('sluice observe names the Service a flow to a backend went through', async () => {
+    expect(tcpName(pods.client!, WEB_VIP)).toMatch(/^web[12] /);
+    const flows = (await callAgent(node.runDir, 'flows', { pod: 'lb/client', verdict: 'allowed' })) as Array<{ dst: string; dstPort: number; service?: string; peer: string }>;
+    const viaService = flows.filter((f) => f.dstPort === 8080 && f.service);
+    expect(viaService.length).toBeGreaterThan(0);
+    for (const f of viaService) {
+      expect(f.service).toBe(`lb/web ${WEB_VIP}:80`);
+      expect([ips.web1, ips.web2]).toContain(f.dst);
+      expect(f.peer).toMatch(/^lb\/web[12]$/);
+    }
+    const table = spawnSync(process.execPath, [SLUICE, 'observe', '--pod', 'lb/client', '--run-dir', node.runDir], { encoding: 'utf8' });
+    expect(table.stdout).toMatch(new RegExp(`via Service lb/web ${WEB_VIP.replace(/\./g, '\\.')}:80`));
   });
 
   it('egress policy judges the backend: the client may reach web through its Service, never db through its Service', () => {

@@ -47,6 +47,7 @@ export const SHARED_STRUCTS: readonly StructLayout[] = [
   { cName: 'sluice_lb_be', header: 'lb.h', size: lb.BE_SIZE, offsets: lb.BE_OFFSETS },
   { cName: 'sluice_lb_sock_key', header: 'lb.h', size: lb.SOCK_KEY_SIZE, offsets: lb.SOCK_KEY_OFFSETS },
   { cName: 'sluice_lb_sock', header: 'lb.h', size: lb.SOCK_SIZE, offsets: lb.SOCK_OFFSETS },
+  { cName: 'sluice_lb_flow_key', header: 'lb.h', size: lb.FLOW_KEY_SIZE, offsets: lb.FLOW_KEY_OFFSETS },
 ];
 
 export { conntrack, dns, endpoint, flowEvent, frag, fqdn, ipcache, lb, metrics, policy };

@@ -15,6 +15,24 @@ export const SOCK_KEY_OFFSETS = { cookie: 0, family: 8, pad: 9, port_be: 10, add
 export const SOCK_SIZE = 24;
 export const SOCK_OFFSETS = { addr: 0, port_be: 16, rev: 18, pad: 20 } as const;
 
+export const FLOW_KEY_SIZE = 32;
+export const FLOW_KEY_OFFSETS = { netns: 0, family: 8, protocol: 9, port_be: 10, addr: 12, pad: 28 } as const;
+
+export function encodeFlowKey(k: { netns: string; family: 4 | 6; protocol: number; ip: string; port: number }): Buffer {
+  const b = Buffer.alloc(FLOW_KEY_SIZE);
+  b.writeBigUInt64LE(BigInt(k.netns), FLOW_KEY_OFFSETS.netns);
+  b.writeUInt8(k.family, FLOW_KEY_OFFSETS.family);
+  b.writeUInt8(k.protocol, FLOW_KEY_OFFSETS.protocol);
+  b.writeUInt16BE(k.port, FLOW_KEY_OFFSETS.port_be);
+  parseAddressInto(k.family, k.ip, b, FLOW_KEY_OFFSETS.addr);
+  return b;
+}
+
+/** A frontend as the per-socket and per-flow values hold it. */
+export function decodeSockFrontend(b: Buffer, family: 4 | 6): { ip: string; port: number } {
+  return { ip: formatAddress(family, b, SOCK_OFFSETS.addr), port: b.readUInt16BE(SOCK_OFFSETS.port_be) };
+}
+
 export const PROTO_TCP = 6;
 export const PROTO_UDP = 17;
 
