@@ -137,9 +137,11 @@ describe('the image, run by containerd', () => {
         '--address', ctrd.address, '--namespace', ctrd.namespace,
         'run', '--rm', ...ctrd.runFlags, '--privileged', '--with-ns', `network:${netns.path}`,
         ...bind(bpffs, '/bpf'), ...bind(join(host, 'run'), '/run/sluice'), ...bind(join(host, 'state'), '/var/lib/sluice'), ...bind(join(host, 'manifests'), '/etc/sluice', 'ro'),
+        // The host's cgroup hierarchy, where the DaemonSet mounts it (Service translation attaches there).
+        ...bind('/sys/fs/cgroup', '/host/sys/fs/cgroup', 'ro'),
         REF, id,
         '/usr/bin/node', ...nodeFlagsOf(SLUICE), '/opt/sluice/bin/sluice', 'agent',
-        '--standalone', '/etc/sluice', '--node-name', 'img', '--pod-cidr', '10.71.0.0/24', '--bpffs', '/bpf', '--dns-trusted', '10.71.255.53',
+        '--standalone', '/etc/sluice', '--node-name', 'img', '--pod-cidr', '10.71.0.0/24', '--bpffs', '/bpf', '--dns-trusted', '10.71.255.53', '--cgroup-root', '/host/sys/fs/cgroup',
       ],
       { stdio: ['ignore', log, log] },
     );
