@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 
 #include "addon.h"
 #include "netns.h"
@@ -42,6 +43,32 @@ bool SockAddr(Napi::Env env, int64_t family, const std::string& address, int64_t
   return true;
 }
 
+// A socket option to set before bind: level, name, value, and its name for errors.
+struct SockOpt {
+  int level, name;
+  uint32_t value;
+  const char* what;
+};
+
+// A non-blocking socket with `opts` set, bound to address:port; the fd, or a thrown SysError.
+Napi::Value BoundSocket(Napi::Env env, int64_t family, int type, const std::string& address, int64_t port, std::initializer_list<SockOpt> opts) {
+  sockaddr_storage ss;
+  socklen_t len;
+  if (!SockAddr(env, family, address, port, &ss, &len)) return env.Undefined();
+  int fd = socket(family == 4 ? AF_INET : AF_INET6, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return ThrowSys(env, SysError::Make(errno, "socket", address));
+  auto fail = [&](const char* what) {
+    int err = errno;
+    close(fd);
+    return ThrowSys(env, SysError::Make(err, what, address));
+  };
+  for (const SockOpt& o : opts) {
+    if (setsockopt(fd, o.level, o.name, &o.value, sizeof o.value) < 0) return fail(o.what);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) return fail("bind");
+  return Napi::Number::New(env, fd);
+}
+
 // socketBind(family: 4|6, type: 'udp'|'tcp', address, port) → fd
 Napi::Value SocketBind(const Napi::CallbackInfo& info) {
   Args a(info);
@@ -54,25 +81,15 @@ Napi::Value SocketBind(const Napi::CallbackInfo& info) {
   }
   if (family != 4 && family != 6) return ThrowType(env, "argument 'family' must be 4 or 6");
   if (type != "udp" && type != "tcp") return ThrowType(env, "argument 'type' must be 'udp' or 'tcp'");
-  sockaddr_storage ss;
-  socklen_t len;
-  if (!SockAddr(env, family, address, port, &ss, &len)) return env.Undefined();
-  int fd = socket(family == 4 ? AF_INET : AF_INET6, (type == "udp" ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return ThrowSys(env, SysError::Make(errno, "socket", address));
-  int one = 1;
-  auto fail = [&](const char* what) {
-    int err = errno;
-    close(fd);
-    return ThrowSys(env, SysError::Make(err, what, address));
-  };
-  if (family == 4 && setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one) < 0) return fail("setsockopt(IP_FREEBIND)");
-  if (family == 6) {
-    if (setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one) < 0) return fail("setsockopt(IPV6_FREEBIND)");
-    if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) return fail("setsockopt(IPV6_V6ONLY)");
+  int sockType = type == "udp" ? SOCK_DGRAM : SOCK_STREAM;
+  if (family == 4) {
+    return BoundSocket(env, family, sockType, address, port,
+                       {{IPPROTO_IP, IP_FREEBIND, 1, "setsockopt(IP_FREEBIND)"}, {SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)"}});
   }
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) return fail("setsockopt(SO_REUSEADDR)");
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) return fail("bind");
-  return Napi::Number::New(env, fd);
+  return BoundSocket(env, family, sockType, address, port,
+                     {{IPPROTO_IPV6, IPV6_FREEBIND, 1, "setsockopt(IPV6_FREEBIND)"},
+                      {IPPROTO_IPV6, IPV6_V6ONLY, 1, "setsockopt(IPV6_V6ONLY)"},
+                      {SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)"}});
 }
 
 // socketTransparent(family: 4|6, address, mark) → fd: a UDP socket that sends
@@ -87,25 +104,14 @@ Napi::Value SocketTransparent(const Napi::CallbackInfo& info) {
   std::string address;
   if (!a.Int(0, "family", 4, 6, &family) || !a.Str(1, "address", &address) || !a.U32(2, "mark", &mark)) return env.Undefined();
   if (family != 4 && family != 6) return ThrowType(env, "argument 'family' must be 4 or 6");
-  sockaddr_storage ss;
-  socklen_t len;
-  if (!SockAddr(env, family, address, 0, &ss, &len)) return env.Undefined();
-  int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return ThrowSys(env, SysError::Make(errno, "socket", address));
-  int one = 1;
-  auto fail = [&](const char* what) {
-    int err = errno;
-    close(fd);
-    return ThrowSys(env, SysError::Make(err, what, address));
-  };
-  if (family == 4 && setsockopt(fd, IPPROTO_IP, IP_TRANSPARENT, &one, sizeof one) < 0) return fail("setsockopt(IP_TRANSPARENT)");
-  if (family == 6) {
-    if (setsockopt(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, &one, sizeof one) < 0) return fail("setsockopt(IPV6_TRANSPARENT)");
-    if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) return fail("setsockopt(IPV6_V6ONLY)");
+  if (family == 4) {
+    return BoundSocket(env, family, SOCK_DGRAM, address, 0,
+                       {{IPPROTO_IP, IP_TRANSPARENT, 1, "setsockopt(IP_TRANSPARENT)"}, {SOL_SOCKET, SO_MARK, mark, "setsockopt(SO_MARK)"}});
   }
-  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) return fail("setsockopt(SO_MARK)");
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) return fail("bind");
-  return Napi::Number::New(env, fd);
+  return BoundSocket(env, family, SOCK_DGRAM, address, 0,
+                     {{IPPROTO_IPV6, IPV6_TRANSPARENT, 1, "setsockopt(IPV6_TRANSPARENT)"},
+                      {IPPROTO_IPV6, IPV6_V6ONLY, 1, "setsockopt(IPV6_V6ONLY)"},
+                      {SOL_SOCKET, SO_MARK, mark, "setsockopt(SO_MARK)"}});
 }
 
 // netnsCookie(netnsPath | null) → the namespace's cookie (SO_NETNS_COOKIE), as a decimal string
