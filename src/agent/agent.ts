@@ -145,6 +145,8 @@ export class Agent {
   #cookieOfIfindex = new Map<number, string>();
   /** "ip/port/protocol" of each frontend → "ns/name" of its Service. */
   #serviceNames = new Map<string, string>();
+  /** A frontend's address → the addresses of its backends (every port): what a name resolving to it opens. */
+  #backendsByFrontend = new Map<string, string[]>();
   #fqdn!: FqdnService;
   #handlers!: Record<CniCommand, Handler>;
   readonly #locks = new AttachmentLocks();
@@ -206,6 +208,7 @@ export class Agent {
         limits: { podMaxInflight: cfg.dnsPodMaxInflight, tcpMaxPerPod: cfg.dnsTcpMaxPerPod, tcpMax: cfg.dnsTcpMax },
         ipv6: true,
         // The node's own resolvers (and loopback ones) could not answer a pod's address.
+        backendsOf: (ip) => this.#backendsByFrontend.get(ip) ?? [],
         podSource:
           (cfg.dnsUpstreamSource ?? 'pod') === 'pod'
             ? (upstream) => !isLoopback(upstream) && !(this.#nodeAddresses?.get() ?? []).includes(upstream)
@@ -552,6 +555,13 @@ export class Agent {
       const frontends = compileFrontends(this.#store.list('Service'), this.#store.list('EndpointSlice'), nodeIps);
       const changed = this.#datapath.services.sync(frontends);
       this.#serviceNames = new Map(frontends.map((f) => [`${f.key.ip}/${f.key.port}/${f.key.protocol}`, f.service ?? '']));
+      const backends = new Map<string, Set<string>>();
+      for (const f of frontends) {
+        let set = backends.get(f.key.ip);
+        if (!set) backends.set(f.key.ip, (set = new Set()));
+        for (const b of f.backends) set.add(b.ip);
+      }
+      this.#backendsByFrontend = new Map([...backends].map(([ip, set]) => [ip, [...set]]));
       if (changed) this.#log.info({ frontends: frontends.length, changed }, 'Service frontends programmed');
     } catch (err) {
       this.#log.error({ err }, 'programming Service frontends failed');

@@ -47,6 +47,12 @@ export interface FqdnConfig {
    * to upstreams for which this says yes (not the node's own addresses).
    */
   podSource?: (upstream: string) => boolean;
+  /**
+   * The backends of the Service whose frontend `ip` is (none if it is not
+   * one): a name that resolves to a ClusterIP opens its backends too, since
+   * the pod's connection is translated to one before policy judges it.
+   */
+  backendsOf?: (ip: string) => readonly string[];
 }
 
 /** `status` → fqdn. */
@@ -232,7 +238,9 @@ export class FqdnService {
    */
   #learn(l: Learned): void {
     const now = monoNowMs();
-    const addresses = l.addresses.map((a) => ({ ip: a.ip, expiresMs: now + this.cache.lifetimeMs(a.ttl) }));
+    const backendsOf = this.#cfg.backendsOf;
+    const answered = backendsOf ? l.addresses.flatMap((a) => [a, ...backendsOf(a.ip).map((ip) => ({ ip, ttl: a.ttl }))]) : l.addresses;
+    const addresses = answered.map((a) => ({ ip: a.ip, expiresMs: now + this.cache.lifetimeMs(a.ttl) }));
     const touched = this.cache.learnAbsolute(l.names, addresses, now);
     // Addresses a failed write (map full) left behind go again with every answer.
     for (const ip of this.#unprogrammed) touched.add(ip);

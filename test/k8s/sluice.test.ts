@@ -294,13 +294,16 @@ describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f de
       be('db', 2, 'db'),
       be('client', 1, 'client'),
       be('other', 2, 'other'),
+      be('fq', 1, 'fqclient'),
       svc('be', 'be', 'NodePort'),
       svc('db', 'db'),
       // client: egress only to app=be (named ports); be: ingress only from app=client.
       { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'client-egress', namespace: 's' }, spec: { podSelector: { matchLabels: { app: 'client' } }, policyTypes: ['Egress'], egress: [{ to: [{ podSelector: { matchLabels: { app: 'be' } } }], ports: [{ port: 'http' }, { port: 'udp', protocol: 'UDP' }] }] } },
-      { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'be-ingress', namespace: 's' }, spec: { podSelector: { matchLabels: { app: 'be' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }] }] } },
+      { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'be-ingress', namespace: 's' }, spec: { podSelector: { matchLabels: { app: 'be' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }, { podSelector: { matchLabels: { app: 'fqclient' } } }] }] } },
+      // fq: egress by name only, to the be Service's name (CoreDNS answers its ClusterIP).
+      { apiVersion: 'sluice.dev/v1alpha1', kind: 'FQDNPolicy', metadata: { name: 'fq-egress', namespace: 's' }, spec: { podSelector: { matchLabels: { app: 'fqclient' } }, egress: [{ toFQDNs: [{ matchName: 'be.s.svc.cluster.local' }] }] } },
     ]);
-    await cl.waitPodsReady('s', 'app', { min: 5, timeoutMs: 90_000 });
+    await cl.waitPodsReady('s', 'app', { min: 6, timeoutMs: 90_000 });
     const podIp = async (name: string) => (await cl.kubectlJson<{ status: { podIP: string } }>(['get', 'pod', '-n', 's', name])).status.podIP;
     const clusterIp = async (name: string) => (await cl.kubectlJson<{ spec: { clusterIP: string; ports: Array<{ name: string; nodePort?: number }> } }>(['get', 'svc', '-n', 's', name])).spec;
     const [beSpec, dbSpec] = [await clusterIp('be'), await clusterIp('db')];
@@ -334,6 +337,12 @@ describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f de
     expect(await dial('other', dbSpec.clusterIP, 80, 'http')).toEqual(['db']);
     // Ingress judged on the real client: be admits the client only, through the same ClusterIP.
     expect(await dial('other', beSpec.clusterIP, 80, 'http')).toEqual([]);
+    // FQDN egress sees the backend too: nothing before the lookup, the Service's backends after
+    // resolving its name (the ClusterIP in the answer opens its backends), another Service's not.
+    expect(await dial('fq', beSpec.clusterIP, 80, 'http')).toEqual([]);
+    await cl.waitFor('be by name from an FQDN-selected pod', async () => (await dial('fq', 'be.s.svc.cluster.local', 80, 'http')).length > 0, { timeoutMs: 30_000, intervalMs: 1000 });
+    expect(await dial('fq', beSpec.clusterIP, 80, 'http')).not.toEqual([]);
+    expect(await dial('fq', 'db.s.svc.cluster.local', 80, 'http')).toEqual([]);
     // Endpoint churn: be2 goes; new connections land on be1 only.
     await cl.kubectl(['delete', 'pod', '-n', 's', 'be2', '--wait=false']);
     await cl.waitFor('be2 out of the Service', async () => JSON.stringify(await dial('client', beSpec.clusterIP, 80, 'http', 6)) === JSON.stringify(Array(6).fill('be1')), { timeoutMs: 30_000, intervalMs: 500 });
