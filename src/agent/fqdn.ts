@@ -163,6 +163,7 @@ export class FqdnService {
         rulesFor: (name) => this.#allows.rulesFor(name),
         learn: (l) => this.#learn(l),
         trusted: cfg.trusted,
+        trustedBackend: cfg.backendsOf && ((ip) => cfg.trusted.some((t) => cfg.backendsOf!(t).includes(ip))),
         untrusted: cfg.untrusted,
         limits: cfg.limits,
         podSource: cfg.podSource && {

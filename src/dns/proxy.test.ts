@@ -219,7 +219,7 @@ async function retry<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs' | 'podSource'> = {}): Promise<Harness> {
+async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs' | 'podSource' | 'trustedBackend'> = {}): Promise<Harness> {
   const trusted = await retry(() => FakeResolver.start(loopback()));
   const trusted2 = await retry(() => FakeResolver.start(loopback(), trusted.port));
   const rogue = await retry(() => FakeResolver.start(loopback(), trusted.port));
@@ -454,6 +454,19 @@ describe('DnsProxy over UDP', () => {
     expect(res.questions).toEqual([{ name: 'api.github.com', type: 'AAAA', class: 'IN' }]);
     expect(h.proxy.stats).toMatchObject({ queries: 1, refused: 1, forwarded: 0 });
     expect(h.rogue.received.count).toBe(0);
+  });
+
+  it('forwards a query to a backend of a trusted Service address (trustedBackend), and still refuses other servers', async () => {
+    let backend = '';
+    const h = await startProxy('refuse', { trustedBackend: (ip) => ip === backend });
+    backend = h.rogue.address; // the pod's query reached the datapath already translated to this backend
+    h.rogue.zone.set('api.github.com', [GITHUB_A]);
+    const pod = await UdpPod.open(h, h.rogue.address);
+    expect(await pod.ask(h, query('api.github.com', 7))).toMatchObject({ id: 7, rcode: 'NOERROR' });
+    expect(h.rogue.received.count).toBe(1);
+    backend = '';
+    expect(await pod.ask(h, query('api.github.com', 8))).toMatchObject({ id: 8, rcode: 'REFUSED' });
+    expect(h.rogue.received.count).toBe(1);
   });
 
   it('sends a query addressed to an untrusted server to the first trusted one (redirect mode)', async () => {

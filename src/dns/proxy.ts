@@ -84,6 +84,13 @@ export interface ProxyDeps {
   /** Programs what an answer teaches; throws if it cannot (the pod gets SERVFAIL). */
   learn(learned: Learned): void;
   trusted: readonly string[];
+  /**
+   * Also trusted: a backend of a trusted Service address. A pod's query to
+   * the cluster DNS ClusterIP reaches the datapath already translated to a
+   * CoreDNS pod (Service translation at the socket), which must not wait for
+   * the resolver list to catch up with the endpoints.
+   */
+  trustedBackend?: (ip: string) => boolean;
   untrusted: 'refuse' | 'redirect';
   /** Where trusted resolvers listen; 53 unless a test runs its own resolver on a high port. */
   upstreamPort?: number;
@@ -353,7 +360,7 @@ export class DnsProxy {
       const rules = this.#deps.rulesFor(normalizeName(q.question.name));
       if (!rules.some((r) => client.rules.includes(r))) return { rcode: RCODE_REFUSED, why: 'name matches no rule (dns: MatchedOnly)' };
     }
-    if (this.#deps.trusted.includes(nat.daddr)) return { upstream: nat.daddr };
+    if (this.#deps.trusted.includes(nat.daddr) || this.#deps.trustedBackend?.(nat.daddr)) return { upstream: nat.daddr };
     const first = this.#deps.trusted[0];
     if (this.#deps.untrusted === 'redirect' && first) return { upstream: first };
     return { rcode: RCODE_REFUSED, why: `${nat.daddr} is not a trusted resolver` };

@@ -10,8 +10,9 @@ import { callAgent } from '../../src/cli/client.js';
 import { Cleanup, cni, podArgs, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
 import { isRoot } from '../helpers/netns.js';
 
-const POD_CIDR = '10.74.0.0/24';
+const POD_CIDR = '10.74.0.0/24,fd00:74::/64';
 const WEB_VIP = '10.96.74.10';
+const WEB_VIP6 = 'fd00:96:74::10';
 const DB_VIP = '10.96.74.20';
 const EMPTY_VIP = '10.96.74.30';
 
@@ -19,7 +20,7 @@ const EMPTY_VIP = '10.96.74.30';
 const SERVER = `import socket,sys,threading
 name=sys.argv[1].encode()
 def tcp():
-  s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',8080));s.listen(64)
+  s=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0);s.bind(('::',8080));s.listen(64)
   while True:
     c,_=s.accept();threading.Thread(target=serve,args=(c,),daemon=True).start()
 def serve(c):
@@ -32,7 +33,7 @@ def serve(c):
   except OSError: pass
   c.close()
 threading.Thread(target=tcp,daemon=True).start()
-u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);u.bind(('0.0.0.0',5353))
+u=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);u.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0);u.bind(('::',5353))
 while True:
   d,a=u.recvfrom(100);u.sendto(name,a)`;
 
@@ -82,12 +83,12 @@ spec:
   ingress: [ { from: [ { podSelector: { matchLabels: { app: client } } } ] } ]
 `;
 
-function services(ips: Record<string, string>, web: string[]): string {
-  const slice = (name: string, svc: string, addrs: string[], ports: string) => `---
+function services(ips: Record<string, string>, web: string[], ips6: Record<string, string> = {}): string {
+  const slice = (name: string, svc: string, addrs: string[], ports: string, addressType = 'IPv4') => `---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: { name: ${name}, namespace: lb, labels: { kubernetes.io/service-name: ${svc} } }
-addressType: IPv4
+addressType: ${addressType}
 endpoints: [ ${addrs.map((a) => `{ addresses: [ "${a}" ], conditions: { ready: true } }`).join(', ')} ]
 ports: ${ports}
 `;
@@ -96,6 +97,7 @@ kind: Service
 metadata: { name: web, namespace: lb }
 spec:
   clusterIP: ${WEB_VIP}
+  clusterIPs: [ ${WEB_VIP}, "${WEB_VIP6}" ]
   ports: [ { name: http, port: 80, targetPort: http }, { name: udp, port: 53, protocol: UDP, targetPort: 5353 } ]
 ---
 apiVersion: v1
@@ -107,7 +109,9 @@ apiVersion: v1
 kind: Service
 metadata: { name: empty, namespace: lb }
 spec: { clusterIP: ${EMPTY_VIP}, ports: [ { name: http, port: 80 } ] }
-${slice('web-1', 'web', web.map((w) => ips[w]!), '[ { name: http, port: 8080, protocol: TCP }, { name: udp, port: 5353, protocol: UDP } ]')}${slice('db-1', 'db', [ips.db!], '[ { name: http, port: 8080, protocol: TCP } ]')}`;
+${slice('web-1', 'web', web.map((w) => ips[w]!), '[ { name: http, port: 8080, protocol: TCP }, { name: udp, port: 5353, protocol: UDP } ]')}${
+    Object.keys(ips6).length ? slice('web-6', 'web', web.map((w) => ips6[w]!), '[ { name: http, port: 8080, protocol: TCP } ]', 'IPv6') : ''
+  }${slice('db-1', 'db', [ips.db!], '[ { name: http, port: 8080, protocol: TCP } ]')}`;
 }
 
 const cleanup = new Cleanup();
@@ -115,6 +119,7 @@ const procs: ChildProcess[] = [];
 let node: TestNode;
 const pods: Record<string, Netns> = {};
 const ips: Record<string, string> = {};
+const ips6: Record<string, string> = {};
 
 function pod(name: string): Netns {
   const net = cleanup.netns(name.slice(0, 3));
@@ -130,7 +135,7 @@ function py(ns: Netns, code: string, timeoutMs = 5000): { status: number | null;
 
 /** One TCP connection to ip:port: the backend's name, or the error. */
 function tcpName(from: Netns, ip: string, port = 80): string {
-  const r = py(from, `import socket;s=socket.socket();s.settimeout(1.5)
+  const r = py(from, `import socket;s=socket.socket(socket.${ip.includes(':') ? 'AF_INET6' : 'AF_INET'});s.settimeout(1.5)
 try:
   s.connect(('${ip}',${port}));print(s.recv(100).decode().strip(), s.getpeername()[0])
 except OSError as e: print('ERR', e.errno or type(e).__name__)`);
@@ -155,11 +160,12 @@ describe.skipIf(!isRoot)('Services translated at the socket: policy judges the b
     await node.start();
     for (const name of ['client', 'bystander', 'web1', 'web2', 'db']) {
       pods[name] = pod(name);
-      const addrs = JSON.parse(pods[name].exec('ip', ['-j', '-4', 'addr', 'show', 'eth0'])) as Array<{ addr_info: Array<{ local: string }> }>;
-      ips[name] = addrs[0]!.addr_info[0]!.local;
+      const addrs = JSON.parse(pods[name].exec('ip', ['-j', 'addr', 'show', 'eth0'])) as Array<{ addr_info: Array<{ family: string; local: string; scope: string }> }>;
+      ips[name] = addrs[0]!.addr_info.find((a) => a.family === 'inet')!.local;
+      ips6[name] = addrs[0]!.addr_info.find((a) => a.family === 'inet6' && a.scope === 'global')!.local;
     }
     for (const name of ['web1', 'web2', 'db']) procs.push(spawn('nsenter', [`--net=${pods[name]!.path}`, 'python3', '-c', SERVER, name], { stdio: 'ignore' }));
-    node.writeManifest('svc.yaml', services(ips, ['web1', 'web2']));
+    node.writeManifest('svc.yaml', services(ips, ['web1', 'web2'], ips6));
     // Servers up (directly, from the node) and the frontends programmed.
     await until('the servers', () => ['web1', 'web2', 'db'].every((n) => tcpName(node.ns, ips[n]!, 8080).startsWith(n)));
     await until('the web frontend', () => tcpName(pods.client!, WEB_VIP).startsWith('web'));
@@ -189,6 +195,18 @@ describe.skipIf(!isRoot)('Services translated at the socket: policy judges the b
     }
     const table = spawnSync(process.execPath, [SLUICE, 'observe', '--pod', 'lb/client', '--run-dir', node.runDir], { encoding: 'utf8' });
     expect(table.stdout).toMatch(new RegExp(`via Service lb/web ${WEB_VIP.replace(/\./g, '\\.')}:80`));
+  });
+
+  it('IPv6: the same Service\'s IPv6 ClusterIP reaches its IPv6 backends (connect6), the peer shown as that address', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 20 && seen.size < 2; i++) {
+      const [name, peer] = tcpName(pods.client!, WEB_VIP6).split(' ');
+      expect(peer).toBe(WEB_VIP6);
+      seen.add(name!);
+    }
+    expect([...seen].sort()).toEqual(['web1', 'web2']);
+    // Ingress at the backend over IPv6: the bystander is not admitted.
+    expect(tcpName(pods.bystander!, WEB_VIP6)).toMatch(/^ERR/);
   });
 
   it('egress policy judges the backend: the client may reach web through its Service, never db through its Service', () => {
@@ -235,7 +253,7 @@ for line in sys.stdin:
     let out = '';
     held.stdout!.on('data', (c) => (out += c));
     await until('a connection to web1', () => out.includes('open web1'));
-    node.writeManifest('svc.yaml', services(ips, ['web2']));
+    node.writeManifest('svc.yaml', services(ips, ['web2'], ips6));
     await until('web1 out of the Service', () => Array.from({ length: 6 }, () => tcpName(pods.client!, WEB_VIP)).every((r) => r.startsWith('web2')), 10_000);
     held.stdin!.write('more\n');
     await until('the open connection answering', () => out.includes('again web1'));
