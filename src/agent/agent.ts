@@ -218,7 +218,10 @@ export class Agent {
     );
     const nodeAddresses = (this.#nodeAddresses = new NodeAddresses(
       () => n.addrList(null).map((a) => a.address),
-      () => this.#reconciler?.markDirty(),
+      () => {
+        this.#reconciler?.markDirty();
+        this.#queueServices(); // NodePorts listen on the node's addresses
+      },
     ));
     const endpoints = this.#endpoints;
     this.#policy = new PolicyEngine(this.#store, () => endpoints.list(), this.#datapath, cfg.stateDir, this.#root.child({ subsystem: 'policy' }), {
@@ -509,11 +512,6 @@ export class Agent {
   }
 
   /**
-   * What is failing on this node right now, one line each (`sluice status`
-   * shows them and exits 1): the datapath not programmed, records and files
-   * that could not be read, the flow log's drain.
-   */
-  /**
    * Service translation on the cgroup v2 hierarchy (bpf/lib/lb.h). Without it
    * a pod's connection to a ClusterIP is judged on the ClusterIP (reported).
    */
@@ -593,6 +591,11 @@ export class Agent {
     this.#cookieOfIfindex = new Map([...want].map(([cookie, ifindex]) => [ifindex, cookie]));
   }
 
+  /**
+   * What is failing on this node right now, one line each (`sluice status`
+   * shows them and exits 1): the datapath not programmed, records and files
+   * that could not be read, the flow log's drain.
+   */
   #problems(): string[] {
     const out: string[] = [];
     const policy = this.#policy.health();
