@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/cli/client.js';
-import { Cleanup, cni, podArgs, TestNode, type Netns } from '../helpers/agent.js';
+import { Cleanup, TestNode, type Netns } from '../helpers/agent.js';
 import { probeQuery, startAuthServer, type Zone } from '../helpers/dns.js';
 import { isRoot } from '../helpers/netns.js';
 import { makeWorld } from '../helpers/world.js';
@@ -104,12 +104,7 @@ let world: Netns;
 let flooder: Netns;
 let victim: Netns;
 
-function pod(name: string): Netns {
-  const net = cleanup.netns(name.slice(0, 3));
-  const r = cni({ command: 'ADD', containerId: `fair-${name}`, netns: net.path, ifname: 'eth0', args: podArgs('fair', name), config: node.conf() });
-  expect(r.status, r.stdout).toBe(0);
-  return net;
-}
+const pod = (name: string): Netns => node.addPod(cleanup, 'fair', name);
 
 describe.skipIf(!isRoot)('DNS fairness: a flooding pod does not starve another pod\'s lookups', () => {
   beforeAll(async () => {

@@ -11,7 +11,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/cli/client.js';
-import { Cleanup, cni, podArgs, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
+import { Cleanup, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
 import { dig, probeLookupConnect, probeQuery, probeSendRaw, startAuthServer, startDnsmasq, startForwarder, type Zone } from '../helpers/dns.js';
 import { isRoot } from '../helpers/netns.js';
 import { makeWorld } from '../helpers/world.js';
@@ -178,12 +178,7 @@ function bg(ns: Netns, args: string[]): void {
   procs.push(p);
 }
 
-function pod(ns: string, name: string): Netns {
-  const net = cleanup.netns(name.slice(0, 3));
-  const r = cni({ command: 'ADD', containerId: `fq-${ns}-${name}`, netns: net.path, ifname: 'eth0', args: podArgs(ns, name), config: node.conf() });
-  expect(r.status, r.stdout).toBe(0);
-  return net;
-}
+const pod = (ns: string, name: string): Netns => node.addPod(cleanup, ns, name);
 
 /** TCP connect (or UDP echo) from `ns`, within `timeoutS`. */
 function reach(ns: Netns, ip: string, port: number, proto: 'tcp' | 'udp' = 'tcp', timeoutS = 0.5): boolean {

@@ -12,7 +12,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/cli/client.js';
-import { Cleanup, cni, podArgs, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
+import { Cleanup, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
 import { dig, startAuthServer, type Zone } from '../helpers/dns.js';
 import { isRoot } from '../helpers/netns.js';
 import { makeWorld } from '../helpers/world.js';
@@ -95,12 +95,7 @@ let world: Netns;
 let open: Netns;
 let strict: Netns;
 
-function pod(name: string): Netns {
-  const net = cleanup.netns(name.slice(0, 3));
-  const r = cni({ command: 'ADD', containerId: `lbl-${name}`, netns: net.path, ifname: 'eth0', args: podArgs('lbl', name), config: node.conf() });
-  expect(r.status, r.stdout).toBe(0);
-  return net;
-}
+const pod = (name: string): Netns => node.addPod(cleanup, 'lbl', name);
 
 /** A TCP connect from `ns` within 0.5 s. */
 function reach(ns: Netns, ip: string): boolean {

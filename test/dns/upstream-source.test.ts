@@ -11,7 +11,7 @@
 // one in the world behind the node (IPv4 and IPv6), one in a pod.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/cli/client.js';
-import { Cleanup, cni, podArgs, TestNode, type Netns } from '../helpers/agent.js';
+import { Cleanup, podIps, TestNode, type Netns } from '../helpers/agent.js';
 import { dig, probeQuery, startDnsmasq, type DnsServer } from '../helpers/dns.js';
 import { isRoot } from '../helpers/netns.js';
 import { makeWorld } from '../helpers/world.js';
@@ -60,18 +60,7 @@ let local: DnsServer;
 let clientIp: { v4: string; v6: string };
 let resolverIp: string;
 
-function pod(name: string): Netns {
-  const net = cleanup.netns(name.slice(0, 3));
-  const r = cni({ command: 'ADD', containerId: `up-${name}`, netns: net.path, ifname: 'eth0', args: podArgs('up', name), config: node.conf() });
-  expect(r.status, r.stdout).toBe(0);
-  return net;
-}
-
-function podIps(ns: Netns): { v4: string; v6: string } {
-  const addrs = (JSON.parse(ns.exec('ip', ['-j', 'addr', 'show', 'eth0'])) as Array<{ addr_info: Array<{ family: string; local: string; scope: string }> }>)[0]!.addr_info;
-  const pick = (family: string) => addrs.find((a) => a.family === family && a.scope === 'global')!.local;
-  return { v4: pick('inet'), v6: pick('inet6') };
-}
+const pod = (name: string): Netns => node.addPod(cleanup, 'up', name);
 
 /** The addresses a resolver's log says `name` was asked from. */
 function askedFrom(server: DnsServer, name: string): string[] {

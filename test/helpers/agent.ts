@@ -118,6 +118,14 @@ export class TestNode {
     return cleanup.netns('pod');
   }
 
+  /** Pod `namespace`/`name` on this node: a netns (destroyed by the cleanup) wired by the real sluice-cni ADD, which must succeed. */
+  addPod(cleanup: Cleanup, namespace: string, name: string): Netns {
+    const net = cleanup.netns(name.slice(0, 3));
+    const r = cni({ command: 'ADD', containerId: `${namespace}-${name}`, netns: net.path, ifname: 'eth0', args: podArgs(namespace, name), config: this.conf() });
+    if (r.status !== 0) throw new Error(`ADD of ${namespace}/${name} failed (${r.status}): ${r.stdout}`);
+    return net;
+  }
+
   conf(version = '1.1.0', extra: Record<string, unknown> = {}): Record<string, unknown> {
     return { cniVersion: version, name: 'sluice', type: 'sluice-cni', agentSocket: this.socket, stateDir: this.stateDir, mtu: 1500, ...extra };
   }
@@ -228,6 +236,13 @@ export function cniAsync(call: CniCall, binary = SLUICE_CNI, onSpawn?: (c: Child
     child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   });
+}
+
+/** A pod's global addresses on its eth0, as the CNI gave them (IPv6 '' on an IPv4-only pod). */
+export function podIps(ns: Netns): { v4: string; v6: string } {
+  const addrs = (JSON.parse(ns.exec('ip', ['-j', 'addr', 'show', 'eth0'])) as Array<{ addr_info: Array<{ family: string; local: string; scope: string }> }>)[0]!.addr_info;
+  const pick = (family: string) => addrs.find((a) => a.family === family && a.scope === 'global')?.local ?? '';
+  return { v4: pick('inet'), v6: pick('inet6') };
 }
 
 export function podArgs(namespace: string, name: string): string {

@@ -7,7 +7,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/cli/client.js';
-import { Cleanup, cni, podArgs, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
+import { Cleanup, podIps, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
 import { isRoot } from '../helpers/netns.js';
 
 const POD_CIDR = '10.74.0.0/24,fd00:74::/64';
@@ -121,12 +121,7 @@ const pods: Record<string, Netns> = {};
 const ips: Record<string, string> = {};
 const ips6: Record<string, string> = {};
 
-function pod(name: string): Netns {
-  const net = cleanup.netns(name.slice(0, 3));
-  const r = cni({ command: 'ADD', containerId: `lb-${name}`, netns: net.path, ifname: 'eth0', args: podArgs('lb', name), config: node.conf() });
-  expect(r.status, r.stdout).toBe(0);
-  return net;
-}
+const pod = (name: string): Netns => node.addPod(cleanup, 'lb', name);
 
 function py(ns: Netns, code: string, timeoutMs = 5000): { status: number | null; out: string; err: string } {
   const r = spawnSync('nsenter', [`--net=${ns.path}`, 'python3', '-c', code], { encoding: 'utf8', timeout: timeoutMs });
@@ -160,9 +155,7 @@ describe.skipIf(!isRoot)('Services translated at the socket: policy judges the b
     await node.start();
     for (const name of ['client', 'bystander', 'web1', 'web2', 'db']) {
       pods[name] = pod(name);
-      const addrs = JSON.parse(pods[name].exec('ip', ['-j', 'addr', 'show', 'eth0'])) as Array<{ addr_info: Array<{ family: string; local: string; scope: string }> }>;
-      ips[name] = addrs[0]!.addr_info.find((a) => a.family === 'inet')!.local;
-      ips6[name] = addrs[0]!.addr_info.find((a) => a.family === 'inet6' && a.scope === 'global')!.local;
+      ({ v4: ips[name], v6: ips6[name] } = podIps(pods[name]));
     }
     for (const name of ['web1', 'web2', 'db']) procs.push(spawn('nsenter', [`--net=${pods[name]!.path}`, 'python3', '-c', SERVER, name], { stdio: 'ignore' }));
     node.writeManifest('svc.yaml', services(ips, ['web1', 'web2'], ips6));
