@@ -211,7 +211,7 @@ export class Agent {
         backendsOf: (ip) => this.#backendsByFrontend.get(ip) ?? [],
         podSource:
           (cfg.dnsUpstreamSource ?? 'pod') === 'pod'
-            ? (upstream) => !isLoopback(upstream) && !(this.#nodeAddresses?.get() ?? []).includes(upstream)
+            ? (upstream) => !isLoopback(upstream) && !this.#nodeAddresses?.has(upstream)
             : undefined,
       },
       this.#root.child({ subsystem: 'fqdn' }),

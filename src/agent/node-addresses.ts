@@ -10,6 +10,7 @@ export class NodeAddresses {
   readonly #onChange: () => void;
   readonly #intervalMs: number;
   #ips: string[] = [];
+  #set = new Set<string>();
   #key = '';
   #timer: NodeJS.Timeout | undefined;
 
@@ -25,6 +26,11 @@ export class NodeAddresses {
     return this.#ips;
   }
 
+  /** Whether `ip` is one of them (per DNS query: a set, not a scan of every veth's link-local). */
+  has(ip: string): boolean {
+    return this.#set.has(ip);
+  }
+
   /** Reads them now; returns whether they changed. A failed read keeps the last ones. */
   refresh(): boolean {
     let ips: string[];
@@ -36,6 +42,7 @@ export class NodeAddresses {
     const key = ips.join(',');
     if (key === this.#key) return false;
     this.#ips = ips;
+    this.#set = new Set(ips);
     this.#key = key;
     return true;
   }

@@ -7,6 +7,7 @@
 // frontend's new backends are written first, then its entry (count, rev),
 // then the slots beyond the new count are deleted.
 import type { BpfMapOps } from '../native/index.js';
+import { familyOf } from '../net/index.js';
 import * as lb from './codec/lb.js';
 import { BpfMap, type MapCodec } from './maps.js';
 
@@ -63,6 +64,8 @@ export class ServiceTable {
   readonly #be: BpfMap<{ id: number; slot: number }, lb.Backend>;
   readonly #netns: BpfMap<string, number>;
   readonly #cur = new Map<string, Current & { key: lb.SvcKey }>();
+  /** What sluice_lb_netns_v1 holds (read once at start, then kept in step with each write). */
+  readonly #pods: Map<string, number>;
   #nextId = 1;
 
   readonly #n: BpfMapOps;
@@ -75,6 +78,7 @@ export class ServiceTable {
     this.#be = new BpfMap(addon, fds.be, names.be, beCodec);
     this.#netns = new BpfMap(addon, fds.netns, names.netns, netnsCodec);
     // Adopt what a previous agent left (pinned maps outlive it).
+    this.#pods = new Map(this.#netns.entries());
     const slots = new Map<number, Map<number, lb.Backend>>();
     for (const [k, v] of this.#be.entries()) {
       let m = slots.get(k.id);
@@ -132,15 +136,22 @@ export class ServiceTable {
    */
   frontendOf(netns: string, protocol: number, ip: string, port: number): { ip: string; port: number } | undefined {
     if (this.#flowFd === undefined) return undefined;
-    const family = ip.includes(':') ? 6 : 4;
+    const family = familyOf(ip) || 4;
     const v = this.#n.mapLookup(this.#flowFd, lb.encodeFlowKey({ netns, family, protocol, ip, port }), lb.SOCK_SIZE);
     return v ? lb.decodeSockFrontend(v, family) : undefined;
   }
 
   /** Which sockets are this node's pods': netns cookie → host veth ifindex, exactly these. */
   syncPods(pods: ReadonlyMap<string, number>): void {
-    const have = new Map(this.#netns.entries());
-    for (const [cookie, ifindex] of pods) if (have.get(cookie) !== ifindex) this.#netns.set(cookie, ifindex);
-    for (const cookie of have.keys()) if (!pods.has(cookie)) this.#netns.delete(cookie);
+    for (const [cookie, ifindex] of pods) {
+      if (this.#pods.get(cookie) === ifindex) continue;
+      this.#netns.set(cookie, ifindex);
+      this.#pods.set(cookie, ifindex);
+    }
+    for (const cookie of [...this.#pods.keys()]) {
+      if (pods.has(cookie)) continue;
+      this.#netns.delete(cookie);
+      this.#pods.delete(cookie);
+    }
   }
 }

@@ -11,8 +11,8 @@
 //   and protocol are the Service port's — so a named targetPort is the number
 //   each backend's slice gives. No ready endpoint: the serving ones that are
 //   terminating (as kube-proxy), else none: connections are rejected at once.
-import { isIPv4, isIPv6 } from 'node:net';
 import type { Frontend } from '../datapath/index.js';
+import { familyOf as netFamily } from '../net/index.js';
 import type { KubeObject } from '../store/index.js';
 
 const PROTOCOLS: Record<string, number> = { TCP: 6, UDP: 17 };
@@ -36,7 +36,7 @@ interface SliceShape {
   ports?: Array<{ name?: string; port?: number; protocol?: string }> | null;
 }
 
-const familyOf = (ip: string): 4 | 6 | undefined => (isIPv4(ip) ? 4 : isIPv6(ip) ? 6 : undefined);
+const familyOf = (ip: string): 4 | 6 | undefined => netFamily(ip) || undefined;
 
 /** Every frontend of these Services, with its backends. `nodeIps`: the addresses a nodePort listens on. */
 export function compileFrontends(services: readonly KubeObject[], slices: readonly KubeObject[], nodeIps: readonly string[]): Frontend[] {
