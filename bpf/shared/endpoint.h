@@ -9,6 +9,11 @@
 #define SLUICE_EP_F_POLICY_FAILED     (1U << 3) /* its policy could not be programmed: fail closed */
 #define SLUICE_EP_F_DNS_INTERCEPT     (1U << 4) /* its DNS goes through the agent's proxy */
 #define SLUICE_EP_F_FQDN              (1U << 5) /* FQDN rules apply: consult sluice_fqdn_rules */
+/* Only audit-mode policies select it for ingress / egress: what they would
+ * drop passes and is reported with the audit verdict. Never set together
+ * with the same direction's ISOLATED flag (enforcing policies win). */
+#define SLUICE_EP_F_INGRESS_AUDIT     (1U << 6)
+#define SLUICE_EP_F_EGRESS_AUDIT      (1U << 7)
 
 struct sluice_endpoint_key {
 	__u32 ifindex;

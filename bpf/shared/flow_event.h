@@ -3,6 +3,10 @@
 #define SLUICE_SHARED_FLOW_EVENT_H
 #include "types.h"
 
+/* The packet passed although `reason` (a drop) applied: only audit-mode
+ * policies isolate the pod in this direction. */
+#define SLUICE_EVENT_F_AUDIT 1
+
 struct sluice_flow_event {
 	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u32 ifindex;      /* host-side veth */
@@ -14,7 +18,8 @@ struct sluice_flow_event {
 	__u8 daddr[16];
 	__u16 sport_be;     /* network order; 0 when not TCP/UDP/SCTP */
 	__u16 dport_be;
-	__u32 pad;          /* must be zero */
+	__u8 flags;         /* SLUICE_EVENT_F_* */
+	__u8 pad[3];        /* must be zero */
 };
 
 _Static_assert(sizeof(struct sluice_flow_event) == 56, "sluice_flow_event layout");

@@ -9,7 +9,8 @@
 struct sluice_metrics_key {
 	__u8 reason;    /* SLUICE_REASON_FORWARDED or SLUICE_DROP_* */
 	__u8 direction; /* SLUICE_DIR_* */
-	__u16 pad;      /* must be zero */
+	__u8 audit;     /* 1: a drop `reason` an audit-mode policy let pass */
+	__u8 pad;       /* must be zero */
 };
 
 struct sluice_metrics_value {

@@ -29,6 +29,8 @@ function compiled(rules: FqdnRuleInfo[]): CompiledPolicy {
     identity: 300,
     ingressIsolated: false,
     egressIsolated: true,
+    ingressAudit: false,
+    egressAudit: false,
     selectedBy: ['FQDNPolicy default/egress'],
     entries: [],
     fqdnRules: rules.map((r) => r.id),

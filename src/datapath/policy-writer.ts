@@ -93,6 +93,8 @@ function flagsOf(p: EndpointPolicy): number {
   return (
     (p.ingressIsolated ? endpointCodec.FLAG_INGRESS_ISOLATED : 0) |
     (p.egressIsolated ? endpointCodec.FLAG_EGRESS_ISOLATED : 0) |
+    (p.ingressAudit ? endpointCodec.FLAG_INGRESS_AUDIT : 0) |
+    (p.egressAudit ? endpointCodec.FLAG_EGRESS_AUDIT : 0) |
     (p.dnsIntercept ? endpointCodec.FLAG_DNS_INTERCEPT : 0) |
     (p.fqdnRules.length ? endpointCodec.FLAG_FQDN : 0)
   );

@@ -79,8 +79,16 @@ export interface PolicyEntry {
 
 export interface EndpointPolicy {
   identity: number;
+  /** An enforcing policy selects it for ingress: what no entry allows drops. */
   ingressIsolated: boolean;
   egressIsolated: boolean;
+  /**
+   * Only audit-mode policies (PRODUCT.md §4) select it for this direction:
+   * the entries are theirs, and what none allows passes with the audit
+   * verdict. Never true together with the same direction's *Isolated.
+   */
+  ingressAudit: boolean;
+  egressAudit: boolean;
   /** Policies selecting this endpoint, "namespace/name" (FQDNPolicies as "FQDNPolicy namespace/name"). */
   selectedBy: string[];
   entries: PolicyEntry[];
@@ -481,6 +489,8 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
       identity,
       ingressIsolated: selecting.some((p) => p.types.ingress),
       egressIsolated: selecting.some((p) => p.types.egress) || fqdnSelecting.length > 0,
+      ingressAudit: false,
+      egressAudit: false,
       selectedBy: [...selecting.map((p) => `${p.namespace}/${p.name}`), ...fqdnSelecting.map((p) => `FQDNPolicy ${p.namespace}/${p.name}`)],
       entries: dedupe(entries),
       fqdnRules: epFqdnRules,

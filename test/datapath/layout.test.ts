@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { SHARED_STRUCTS } from '../../src/datapath/codec/index.js';
 import { DropReason, REASON_FORWARDED } from '../../src/datapath/drop-reasons.js';
 import * as endpointCodec from '../../src/datapath/codec/endpoint.js';
+import * as flowEventCodec from '../../src/datapath/codec/flow-event.js';
 import * as fqdnCodec from '../../src/datapath/codec/fqdn.js';
 import * as metricsCodec from '../../src/datapath/codec/metrics.js';
 import * as policyCodec from '../../src/datapath/codec/policy.js';
@@ -148,6 +149,7 @@ function exportsWithPrefix(mod: Record<string, unknown>, prefix: string): Record
 /** Where each family of shared #defines is checked, by name prefix. */
 const CHECKED_PREFIXES: Record<string, string> = {
   SLUICE_EP_F_: 'endpoint flags (below)',
+  SLUICE_EVENT_F_: 'flow event flags (below)',
   SLUICE_POLICY_PREFIX_: 'policy prefix lengths (below)',
   SLUICE_FQDN_MAX_RULES: 'FQDN rule cap (below)',
   SLUICE_ID_: 'identities (below)',
@@ -198,6 +200,11 @@ describe('shared constants', () => {
     expect(bits.length).toBeGreaterThanOrEqual(6);
     expect(bits.every((b) => b > 0 && (b & (b - 1)) === 0)).toBe(true); // one bit each
     expect(new Set(bits).size).toBe(bits.length);
+  });
+
+  it('flow event flags: SLUICE_EVENT_F_* and the flow event codec FLAG_* are the same set of bits', () => {
+    expect(definesWithPrefix(defines, 'SLUICE_EVENT_F_')).toEqual(exportsWithPrefix(flowEventCodec, 'FLAG_'));
+    expect(Object.keys(exportsWithPrefix(flowEventCodec, 'FLAG_'))).toEqual(['AUDIT']);
   });
 
   it('policy prefix lengths: SLUICE_POLICY_PREFIX_* equal the codec, and both equal what the key layout gives', () => {

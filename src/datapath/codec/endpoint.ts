@@ -14,6 +14,8 @@ export const FLAG_EGRESS_ISOLATED = 1 << 2;
 export const FLAG_POLICY_FAILED = 1 << 3;
 export const FLAG_DNS_INTERCEPT = 1 << 4;
 export const FLAG_FQDN = 1 << 5;
+export const FLAG_INGRESS_AUDIT = 1 << 6;
+export const FLAG_EGRESS_AUDIT = 1 << 7;
 
 export interface Endpoint {
   identity: number;

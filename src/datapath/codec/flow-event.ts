@@ -13,8 +13,12 @@ export const OFFSETS = {
   daddr: 32,
   sport_be: 48,
   dport_be: 50,
-  pad: 52,
+  flags: 52,
+  pad: 53,
 } as const;
+
+/** SLUICE_EVENT_F_AUDIT: passed although `reason` (a drop) applied, by an audit-mode policy. */
+export const FLAG_AUDIT = 1;
 
 export interface FlowEvent {
   timestampNs: bigint;
@@ -28,6 +32,8 @@ export interface FlowEvent {
   daddr: string;
   sport: number;
   dport: number;
+  /** FLAG_*; absent = 0. */
+  flags?: number;
 }
 
 export function decode(buf: Buffer): FlowEvent {
@@ -43,6 +49,7 @@ export function decode(buf: Buffer): FlowEvent {
     daddr: formatAddress(family, buf, OFFSETS.daddr),
     sport: buf.readUInt16BE(OFFSETS.sport_be),
     dport: buf.readUInt16BE(OFFSETS.dport_be),
+    flags: buf.readUInt8(OFFSETS.flags),
   };
 }
 
@@ -58,5 +65,6 @@ export function encode(ev: FlowEvent): Buffer {
   parseAddressInto(ev.family, ev.daddr, buf, OFFSETS.daddr);
   buf.writeUInt16BE(ev.sport, OFFSETS.sport_be);
   buf.writeUInt16BE(ev.dport, OFFSETS.dport_be);
+  buf.writeUInt8(ev.flags ?? 0, OFFSETS.flags);
   return buf;
 }

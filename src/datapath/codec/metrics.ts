@@ -1,7 +1,7 @@
 // Mirror of bpf/shared/metrics.h (struct sluice_metrics_key, sluice_metrics_value).
 
 export const KEY_SIZE = 4;
-export const KEY_OFFSETS = { reason: 0, direction: 1, pad: 2 } as const;
+export const KEY_OFFSETS = { reason: 0, direction: 1, audit: 2, pad: 3 } as const;
 
 export const SIZE = 16;
 export const OFFSETS = { packets: 0, bytes: 8 } as const;
@@ -12,6 +12,8 @@ export const DIR_TO_POD = 1;
 export interface MetricsKey {
   reason: number;
   direction: number;
+  /** 1: packets a drop `reason` applied to but an audit-mode policy let pass; absent = 0. */
+  audit?: number;
 }
 
 export interface MetricsValue {
@@ -23,11 +25,12 @@ export function encodeKey(key: MetricsKey): Buffer {
   const buf = Buffer.alloc(KEY_SIZE);
   buf.writeUInt8(key.reason, KEY_OFFSETS.reason);
   buf.writeUInt8(key.direction, KEY_OFFSETS.direction);
+  buf.writeUInt8(key.audit ?? 0, KEY_OFFSETS.audit);
   return buf;
 }
 
 export function decodeKey(buf: Buffer): MetricsKey {
-  return { reason: buf.readUInt8(KEY_OFFSETS.reason), direction: buf.readUInt8(KEY_OFFSETS.direction) };
+  return { reason: buf.readUInt8(KEY_OFFSETS.reason), direction: buf.readUInt8(KEY_OFFSETS.direction), audit: buf.readUInt8(KEY_OFFSETS.audit) };
 }
 
 export function encode(v: MetricsValue): Buffer {
