@@ -47,10 +47,12 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struct tuple *t)
+/* The dropping verdict, or SLUICE_REASON_FORWARDED. *audit is set to the
+ * drop reason an audit-mode policy let pass (the packet is forwarded). */
+static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struct tuple *t, __u8 *audit)
 {
 	struct sluice_endpoint *ep;
-	__u32 isolated, peer_id, cidr_id;
+	__u32 isolated, enforced, peer_id, cidr_id;
 	const __u8 *peer_addr;
 	__u16 dport_be;
 	__u8 reason;
@@ -99,7 +101,11 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 	if (ct_lookup(skb->ifindex, direction, t))
 		return SLUICE_REASON_FORWARDED;
 
-	isolated = ep->flags & (direction == SLUICE_DIR_FROM_POD ? SLUICE_EP_F_EGRESS_ISOLATED : SLUICE_EP_F_INGRESS_ISOLATED);
+	/* Audit mode: only audit-mode policies select the pod in this
+	 * direction. Their entries are judged the same way, but what they
+	 * deny passes, reported with its reason as an audit verdict. */
+	enforced = ep->flags & (direction == SLUICE_DIR_FROM_POD ? SLUICE_EP_F_EGRESS_ISOLATED : SLUICE_EP_F_INGRESS_ISOLATED);
+	isolated = enforced | (ep->flags & (direction == SLUICE_DIR_FROM_POD ? SLUICE_EP_F_EGRESS_AUDIT : SLUICE_EP_F_INGRESS_AUDIT));
 	if (isolated) {
 		/* The peer is the destination of pod egress, the source of pod ingress. */
 		peer_addr = direction == SLUICE_DIR_FROM_POD ? t->daddr : t->saddr;
@@ -115,10 +121,14 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 		if (!policy_allows(ep->policy_id, peer_id, cidr_id, direction, t->protocol, dport_be)) {
 			/* The union with FQDN allows: same trie, the rule as peer. */
 			if (direction != SLUICE_DIR_FROM_POD || !(ep->flags & SLUICE_EP_F_FQDN))
-				return SLUICE_DROP_POLICY_DENIED;
-			reason = fqdn_verdict(ep->policy_id, t, dport_be);
-			if (reason != SLUICE_REASON_FORWARDED)
-				return reason;
+				reason = SLUICE_DROP_POLICY_DENIED;
+			else
+				reason = fqdn_verdict(ep->policy_id, t, dport_be);
+			if (reason != SLUICE_REASON_FORWARDED) {
+				if (enforced)
+					return reason;
+				*audit = reason;
+			}
 		}
 	}
 allow:
@@ -128,20 +138,28 @@ allow:
 	ct_create(skb->ifindex, direction, t);
 	if (t->frag == FRAG_FIRST)
 		frag_record(skb->ifindex, direction, t);
-	send_flow_event(skb, t, SLUICE_REASON_FORWARDED, direction);
+	if (*audit)
+		send_flow_event(skb, t, *audit, direction, SLUICE_EVENT_F_AUDIT);
+	else
+		send_flow_event(skb, t, SLUICE_REASON_FORWARDED, direction, 0);
 	return SLUICE_REASON_FORWARDED;
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 {
 	struct tuple t = {};
-	__u8 reason = verdict(skb, direction, &t);
+	__u8 audit = 0;
+	__u8 reason = verdict(skb, direction, &t, &audit);
 
 	if (reason == DNS_TO_PROXY) {
-		metrics_account(SLUICE_REASON_FORWARDED, direction, skb->len);
+		metrics_account(SLUICE_REASON_FORWARDED, direction, 0, skb->len);
 		return dns_to_proxy_via_lo(skb);
 	}
-	metrics_account(reason, direction, skb->len);
+	/* An audited packet counts under its would-be drop reason only. */
+	if (audit)
+		metrics_account(audit, direction, 1, skb->len);
+	else
+		metrics_account(reason, direction, 0, skb->len);
 	if (reason == SLUICE_REASON_FORWARDED) {
 		/* A local resolver pod's answer to the proxy's socket: before
 		 * routing, so the mark alone sends it to the socket. */
@@ -149,7 +167,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 			dns_mark_to_proxy(skb);
 		return TC_ACT_OK;
 	}
-	send_flow_event(skb, t.family ? &t : NULL, reason, direction);
+	send_flow_event(skb, t.family ? &t : NULL, reason, direction, 0);
 	return TC_ACT_SHOT;
 }
 

@@ -50,7 +50,9 @@ static __always_inline int event_budget_take(int dropped)
 	return b->allowed++ < EVENTS_ALLOWED_PER_SEC;
 }
 
-static __always_inline void send_flow_event(struct __sk_buff *skb, const struct tuple *t, __u8 reason, __u8 direction)
+/* flags: SLUICE_EVENT_F_*; an audit event (a drop reason that passed)
+ * draws on the drops' budget. */
+static __always_inline void send_flow_event(struct __sk_buff *skb, const struct tuple *t, __u8 reason, __u8 direction, __u8 flags)
 {
 	struct sluice_flow_event *ev;
 
@@ -64,6 +66,7 @@ static __always_inline void send_flow_event(struct __sk_buff *skb, const struct 
 	ev->ifindex = skb->ifindex;
 	ev->reason = reason;
 	ev->direction = direction;
+	ev->flags = flags;
 	if (t) {
 		ev->family = t->family;
 		ev->protocol = t->protocol;

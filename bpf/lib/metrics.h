@@ -1,4 +1,4 @@
-/* Per-(reason, direction) counters. */
+/* Per-(reason, direction, audit) counters. */
 #ifndef SLUICE_LIB_METRICS_H
 #define SLUICE_LIB_METRICS_H
 #include "../shared/metrics.h"
@@ -12,9 +12,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_metrics_v1 SEC(".maps");
 
-static __always_inline void metrics_account(__u8 reason, __u8 direction, __u32 bytes)
+/* audit: 1 when `reason` is a drop that an audit-mode policy let pass. */
+static __always_inline void metrics_account(__u8 reason, __u8 direction, __u8 audit, __u32 bytes)
 {
-	struct sluice_metrics_key key = { .reason = reason, .direction = direction };
+	struct sluice_metrics_key key = { .reason = reason, .direction = direction, .audit = audit };
 	struct sluice_metrics_value *value;
 	struct sluice_metrics_value fresh = { .packets = 1, .bytes = bytes };
 

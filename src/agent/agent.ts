@@ -322,6 +322,11 @@ export class Agent {
         if (this.#policy.compiled?.ipcache.get(ip) === 1) return 'node';
         return this.#fqdn.namesOf(ip).join(',');
       },
+      policiesOf: (ifindex, direction) => {
+        const rec = this.#endpoints.list().find((r) => r.hostIfindex === ifindex);
+        const p = rec && this.#policy.compiled?.endpoints.get(endpointKey(rec));
+        return (direction === 'egress' ? p?.egressBy : p?.ingressBy) ?? [];
+      },
     }, this.#root.child({ subsystem: 'flows' }));
     this.#flows.start();
     this.#server = await listen(this.socketPath, { cni: (req) => this.#cni(req), api: this.#api() }, this.#root.child({ subsystem: 'server' }));
@@ -498,7 +503,7 @@ export class Agent {
       // The server listens only once the flow log runs (start()).
       flows: (query) => this.#flows?.query(query) ?? [],
       metrics: () =>
-        this.#datapath.metrics().map((m) => ({ reason: reasonName(m.reason), reasonCode: m.reason, direction: m.direction === 0 ? 'egress' : 'ingress', packets: m.packets, bytes: m.bytes })),
+        this.#datapath.metrics().map((m) => ({ reason: reasonName(m.reason), reasonCode: m.reason, direction: m.direction === 0 ? 'egress' : 'ingress', audit: m.audit === 1, packets: m.packets, bytes: m.bytes })),
       endpoints: () =>
         this.#endpoints.list().map((r: EndpointRecord) => ({
           pod: podName(r),

@@ -31,6 +31,8 @@ function compiled(rules: FqdnRuleInfo[]): CompiledPolicy {
     egressIsolated: true,
     ingressAudit: false,
     egressAudit: false,
+    ingressBy: [],
+    egressBy: ['FQDNPolicy default/egress'],
     selectedBy: ['FQDNPolicy default/egress'],
     entries: [],
     fqdnRules: rules.map((r) => r.id),

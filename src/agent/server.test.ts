@@ -17,7 +17,7 @@ const handlers: Handlers = {
     return [];
   },
   flows: () => [],
-  metrics: () => [{ reason: 'policy-denied', reasonCode: 3, direction: 'egress', packets: 2n ** 63n, bytes: 1500n }],
+  metrics: () => [{ reason: 'policy-denied', reasonCode: 3, direction: 'egress', audit: false, packets: 2n ** 63n, bytes: 1500n }],
   endpoints: () => [],
 };
 

@@ -114,6 +114,8 @@ export interface MetricRow {
   reason: string;
   reasonCode: number;
   direction: 'egress' | 'ingress';
+  /** Packets that passed although `reason` (a drop) applied: audit-mode policy. */
+  audit: boolean;
   packets: bigint;
   bytes: bigint;
 }
@@ -130,7 +132,7 @@ export interface FlowsParams {
   /** Only flows after this sequence number. */
   since?: number;
   pod?: string;
-  verdict?: 'allowed' | 'dropped';
+  verdict?: 'allowed' | 'dropped' | 'audit';
   /** At most this many, the most recent; 0 or absent: all kept. */
   limit?: number;
 }
@@ -178,7 +180,7 @@ interface ParamRule {
 
 const STRING: ParamRule = { expected: 'a string', test: (v) => typeof v === 'string' };
 const COUNT: ParamRule = { expected: 'a whole number ≥ 0', test: (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 };
-const VERDICT: ParamRule = { expected: '"allowed" or "dropped"', test: (v) => v === 'allowed' || v === 'dropped' };
+const VERDICT: ParamRule = { expected: '"allowed", "dropped" or "audit"', test: (v) => v === 'allowed' || v === 'dropped' || v === 'audit' };
 
 /**
  * Checks a request's params against the method's rules: absent or null is

@@ -7,7 +7,7 @@ import { outputFormat } from './output.js';
 
 const FLAGS: readonly FlagSpec[] = [
   { name: 'pod', help: 'only flows of this local pod, NS/NAME', default: '' },
-  { name: 'verdict', help: 'allowed or dropped', default: '' },
+  { name: 'verdict', help: 'allowed, dropped or audit (passed only because an audit-mode policy let it)', default: '' },
   { name: 'follow', short: 'f', help: 'keep printing new flows', boolean: true },
   { name: 'last', help: 'how many recent flows to print first', default: '100' },
   ...COMMON_FLAGS,
@@ -16,7 +16,11 @@ const FLAGS: readonly FlagSpec[] = [
 const USAGE = `Usage: sluice observe [flags]
 
 Flow events from this node's datapath: every dropped packet with its reason,
-and every newly allowed flow. Peers are named when they are pods or the node.
+and every newly allowed flow (sampled under load). AUDIT flows passed only
+because the policies deciding them are in audit mode: the reason is what
+would have dropped them. Drops and audits that policy decided name the
+policies deciding that direction. Peers are named when they are pods or the
+node.
 
 Flags:
 ${formatFlags(FLAGS)}
@@ -29,7 +33,7 @@ function line(f: Flow): string {
   const ports = ['TCP', 'UDP', 'SCTP'].includes(f.protocol);
   const src = ports ? `${f.src}:${f.srcPort}` : f.src;
   const dst = ports ? `${f.dst}:${f.dstPort}` : f.dst;
-  const peer = (f.peer ? ` (${f.peer})` : '') + (f.service ? ` via Service ${f.service}` : '');
+  const peer = (f.peer ? ` (${f.peer})` : '') + (f.service ? ` via Service ${f.service}` : '') + (f.policies ? ` policy ${f.policies.join(', ')}` : '');
   return `${f.time}  ${f.verdict.toUpperCase().padEnd(7)}  ${f.reason.padEnd(17)}  ${f.direction.padEnd(7)}  ${f.pod.padEnd(20)}  ${f.protocol.padEnd(6)}  ${src} -> ${dst}${peer}\n`;
 }
 
@@ -41,8 +45,8 @@ export async function observeCommand(argv: string[]): Promise<number> {
   }
   if (positional.length) throw new UsageError(`unexpected argument ${positional[0]}`);
   const format = outputFormat(flags.output);
-  const verdict = flags.verdict === 'allowed' || flags.verdict === 'dropped' ? flags.verdict : undefined;
-  if (flags.verdict && !verdict) throw new UsageError('--verdict must be allowed or dropped');
+  const verdict = flags.verdict === 'allowed' || flags.verdict === 'dropped' || flags.verdict === 'audit' ? flags.verdict : undefined;
+  if (flags.verdict && !verdict) throw new UsageError('--verdict must be allowed, dropped or audit');
   const last = Number(flags.last);
   if (!Number.isInteger(last) || last < 0) throw new UsageError('--last must be a whole number');
   const params: FlowsParams = { pod: podFlag(flags.pod), verdict };

@@ -142,6 +142,8 @@ export interface DatapathOptions {
 export interface MetricsRow {
   reason: number;
   direction: number;
+  /** 1: packets `reason` (a drop) applied to but an audit-mode policy let pass. */
+  audit: number;
   packets: bigint;
   bytes: bigint;
 }
@@ -422,8 +424,8 @@ export class Datapath {
     });
     return perCpu
       .dump()
-      .map(([key, v]) => ({ ...key, ...v }))
-      .sort((a, b) => a.reason - b.reason || a.direction - b.direction);
+      .map(([key, v]) => ({ ...key, audit: key.audit ?? 0, ...v }))
+      .sort((a, b) => a.reason - b.reason || a.direction - b.direction || a.audit - b.audit);
   }
 
   /** Opens a reader of flow events; the caller polls and closes it. */

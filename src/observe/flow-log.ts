@@ -9,7 +9,7 @@
 // error, a naming callback's bug) is counted, logged at most once per
 // ERROR_LOG_EVERY_MS with the number suppressed since, and the timer goes on.
 import { channel } from 'node:diagnostics_channel';
-import { reasonName, REASON_FORWARDED, type FlowEvent, type FlowEventReader } from '../datapath/index.js';
+import { DropReason, flowEventCodec, reasonName, REASON_FORWARDED, type FlowEvent, type FlowEventReader } from '../datapath/index.js';
 import type { Logger } from '../log/index.js';
 
 export const FLOW_CHANNEL = channel('sluice:flow:event');
@@ -21,10 +21,16 @@ const KEEP_EVENTS = 8192;
 const ERROR_LOG_EVERY_MS = 10_000;
 const PROTOCOLS: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
 
+export type Verdict = 'allowed' | 'dropped' | 'audit';
+
+/** Drops that policy decided: their flows name the policies that decided that direction. */
+const POLICY_REASONS: ReadonlySet<number> = new Set([DropReason.POLICY_DENIED, DropReason.NO_FQDN_ALLOW, DropReason.FQDN_EXPIRED]);
+
 export interface Flow {
   seq: number;
   time: string;
-  verdict: 'allowed' | 'dropped';
+  /** audit: an audit-mode policy let through what `reason` would have dropped. */
+  verdict: Verdict;
   reason: string;
   reasonCode: number;
   direction: 'egress' | 'ingress';
@@ -36,6 +42,12 @@ export interface Flow {
   peer: string;
   /** Egress to a Service's backend: the Service and the frontend the pod addressed ("ns/name 10.96.0.10:80"). */
   service?: string;
+  /**
+   * A drop or audit verdict that policy decided: the policies that decide
+   * the pod's direction ("ns/name", "FQDNPolicy ns/name"); none of their
+   * rules allows the flow (`sluice explain` shows what would).
+   */
+  policies?: string[];
   protocol: string;
   srcPort: number;
   dstPort: number;
@@ -48,12 +60,14 @@ export interface FlowNames {
   nameOfAddress(ip: string): string;
   /** The Service a pod's flow to this backend went through, "ns/name ip:port", or "". */
   serviceOf?(ifindex: number, protocol: number, ip: string, port: number): string;
+  /** The policies deciding this pod's (host veth's) direction now. */
+  policiesOf?(ifindex: number, direction: 'egress' | 'ingress'): string[];
 }
 
 export interface FlowQuery {
   since?: number;
   pod?: string;
-  verdict?: 'allowed' | 'dropped';
+  verdict?: Verdict;
   limit?: number;
 }
 
@@ -132,7 +146,7 @@ export class FlowLog {
     const flow: Flow = {
       seq: ++this.#seq,
       time: new Date(Number((ev.timestampNs + this.#monoToWallNs) / 1_000_000n)).toISOString(),
-      verdict: ev.reason === REASON_FORWARDED ? 'allowed' : 'dropped',
+      verdict: (ev.flags ?? 0) & flowEventCodec.FLAG_AUDIT ? 'audit' : ev.reason === REASON_FORWARDED ? 'allowed' : 'dropped',
       reason: reasonName(ev.reason),
       reasonCode: ev.reason,
       direction: egress ? 'egress' : 'ingress',
@@ -146,6 +160,10 @@ export class FlowLog {
     };
     const service = egress && ev.family ? this.#names.serviceOf?.(ev.ifindex, ev.protocol, ev.daddr, ev.dport) : '';
     if (service) flow.service = service;
+    if (POLICY_REASONS.has(ev.reason)) {
+      const policies = this.#names.policiesOf?.(ev.ifindex, flow.direction);
+      if (policies?.length) flow.policies = policies;
+    }
     this.#ring.push(flow);
     if (this.#ring.length > KEEP_EVENTS) this.#ring.splice(0, this.#ring.length - KEEP_EVENTS);
     if (FLOW_CHANNEL.hasSubscribers) FLOW_CHANNEL.publish(flow);

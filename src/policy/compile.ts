@@ -91,6 +91,13 @@ export interface EndpointPolicy {
   egressAudit: boolean;
   /** Policies selecting this endpoint, "namespace/name" (FQDNPolicies as "FQDNPolicy namespace/name"). */
   selectedBy: string[];
+  /**
+   * The policies that decide each direction (the entries are theirs): the
+   * enforcing ones that isolate it, else the audit-mode ones; empty when
+   * nothing isolates it in that direction.
+   */
+  ingressBy: string[];
+  egressBy: string[];
   entries: PolicyEntry[];
   /** FQDN rule identities that apply to this endpoint's egress (at most MAX_FQDN_RULES). */
   fqdnRules: number[];
@@ -379,7 +386,7 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
     fqdnIds.set(pol, ids);
   }
   alloc.fqdnRules.retain(liveRules);
-  const warnings: string[] = [];
+  const warnings: string[] = input.policies.flatMap((p) => (p.enforcementWarning ? [p.enforcementWarning] : []));
 
   // Reuse the previous compile's per-identity results while the context
   // they were computed from is the same.
@@ -455,6 +462,16 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
     let readsAll = false;
     const selecting = input.policies.filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
     const fqdnSelecting = (input.fqdnPolicies ?? []).filter((p) => p.namespace === ep.namespace && matches(p.podSelector, ep.labels));
+    // Audit mode: per direction, enforcing policies decide when any selects
+    // the pod; otherwise audit-mode ones do (and what they deny passes, as
+    // audit). An audit policy never narrows what an enforcing one allows.
+    const decides = (audit: boolean, direction: 'ingress' | 'egress') => selecting.filter((p) => p.audit === audit && p.types[direction]);
+    const ingressBy = decides(false, 'ingress').length ? decides(false, 'ingress') : decides(true, 'ingress');
+    const fqdnEnforcing = fqdnSelecting.filter((p) => !p.audit);
+    const egressEnforced = decides(false, 'egress').length > 0 || fqdnEnforcing.length > 0;
+    const egressBy = egressEnforced ? decides(false, 'egress') : decides(true, 'egress');
+    const fqdnBy = egressEnforced ? fqdnEnforcing : fqdnSelecting.filter((p) => p.audit);
+    const kept = { ingress: new Set(ingressBy), egress: new Set(egressBy) };
     const entries: PolicyEntry[] = [];
     for (const pol of selecting) {
       let part = contributions?.get(pol)?.get(memoKey);
@@ -468,12 +485,12 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
           byKey.set(memoKey, part);
         }
       }
-      for (const e of part.entries) entries.push(e);
+      for (const e of part.entries) if (kept[e.direction].has(pol)) entries.push(e);
       for (const d of part.peers) deps.push(d);
       if (part.readsAll) readsAll = true;
     }
     const epFqdnRules: number[] = [];
-    for (const pol of fqdnSelecting) {
+    for (const pol of fqdnBy) {
       pol.egress.forEach((rule, index) => {
         const id = fqdnIds.get(pol)![index]!;
         const ref = fqdnRules.get(id)!.ref;
@@ -487,15 +504,18 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
     }
     const policy: EndpointPolicy = {
       identity,
-      ingressIsolated: selecting.some((p) => p.types.ingress),
-      egressIsolated: selecting.some((p) => p.types.egress) || fqdnSelecting.length > 0,
-      ingressAudit: false,
-      egressAudit: false,
+      ingressIsolated: ingressBy.some((p) => !p.audit),
+      egressIsolated: egressEnforced,
+      ingressAudit: ingressBy.some((p) => p.audit),
+      egressAudit: !egressEnforced && (egressBy.length > 0 || fqdnBy.length > 0),
       selectedBy: [...selecting.map((p) => `${p.namespace}/${p.name}`), ...fqdnSelecting.map((p) => `FQDNPolicy ${p.namespace}/${p.name}`)],
+      ingressBy: ingressBy.map((p) => `${p.namespace}/${p.name}`),
+      egressBy: [...egressBy.map((p) => `${p.namespace}/${p.name}`), ...fqdnBy.map((p) => `FQDNPolicy ${p.namespace}/${p.name}`)],
       entries: dedupe(entries),
       fqdnRules: epFqdnRules,
       dnsIntercept: fqdnSelecting.length > 0 || input.dnsInterceptAll === true,
-      dns: fqdnSelecting.length > 0 && fqdnSelecting.every((p) => p.dns === 'MatchedOnly') ? 'MatchedOnly' : 'AllowAll',
+      // An audit-mode FQDNPolicy never refuses a name.
+      dns: fqdnEnforcing.length > 0 && fqdnEnforcing.every((p) => p.dns === 'MatchedOnly') ? 'MatchedOnly' : 'AllowAll',
     };
     return { policy, dropped, ...(readsAll ? {} : { peers: deps }) };
   }

@@ -217,11 +217,13 @@ describe('parseFqdnPolicy', () => {
       podSelector: { matchLabels: { app: 'builder' } },
       dns: 'AllowAll',
       egress: [{ selectors: [name('api.github.com'), pattern('*.githubusercontent.com')], ports: [{ protocol: 'TCP', port: 443 }] }],
+      audit: false,
     });
   });
 
   it('defaults: namespace, dns, protocol; absent or empty ports = all ports; absent egress = no rules', () => {
-    expect(parseFqdnPolicy({ metadata: { name: 'p' }, spec: { podSelector: {} } })).toEqual({ namespace: 'default', name: 'p', podSelector: {}, dns: 'AllowAll', egress: [] });
+    expect(parseFqdnPolicy({ metadata: { name: 'p' }, spec: { podSelector: {} } })).toEqual({ namespace: 'default', name: 'p', podSelector: {}, dns: 'AllowAll', egress: [], audit: false });
+    expect(parse({ podSelector: {}, enforcement: 'Audit' }).audit).toBe(true);
     expect(parse({ podSelector: {}, egress: [], dns: null }).egress).toEqual([]);
     expect(parse({ podSelector: {}, dns: 'MatchedOnly' }).dns).toBe('MatchedOnly');
     const p = parse({
@@ -255,7 +257,8 @@ describe('parseFqdnPolicy', () => {
     ['null podSelector', { podSelector: null }, `${P}spec.podSelector is required`],
     ['podSelector not an object', { podSelector: 'app=x' }, `${P}spec.podSelector must be an object`],
     ['bad podSelector label', { podSelector: { matchLabels: { 'a b': 'x' } } }, `${P}spec.podSelector.matchLabels: invalid key`],
-    ['unknown spec field', { podSelector: {}, egres: [] }, `${P}spec.egres: unknown field (allowed: podSelector, dns, egress)`],
+    ['unknown spec field', { podSelector: {}, egres: [] }, `${P}spec.egres: unknown field (allowed: podSelector, dns, egress, enforcement)`],
+    ['unknown enforcement', { podSelector: {}, enforcement: 'audit' }, `${P}spec.enforcement must be Enforce or Audit, not "audit"`],
     ['unknown spec field (ingress)', { podSelector: {}, ingress: [] }, `${P}spec.ingress: unknown field`],
     ['odd unknown key', { podSelector: {}, 'a b': 1 }, `${P}spec["a b"]: unknown field`],
     ['bad dns mode', { podSelector: {}, dns: 'matchedOnly' }, `${P}spec.dns must be AllowAll or MatchedOnly, not "matchedOnly"`],

@@ -51,6 +51,8 @@ export interface FqdnPolicy {
   podSelector: LabelSelector;
   dns: DnsMode;
   egress: FqdnRule[];
+  /** spec.enforcement: Audit — what it alone would drop passes, reported as audit. */
+  audit: boolean;
 }
 
 const MAX_NAME_LENGTH = 253; // without the trailing dot
@@ -249,7 +251,9 @@ export function parseFqdnPolicy(obj: { metadata: { name: string; namespace?: str
   const where = `FQDNPolicy ${namespace}/${obj.metadata.name}`;
   const spec = obj.spec;
   if (!isObject(spec)) throw new PolicyError(`${where}: spec is required`);
-  rejectUnknownFields(spec, ['podSelector', 'dns', 'egress'], `${where}: spec`);
+  rejectUnknownFields(spec, ['podSelector', 'dns', 'egress', 'enforcement'], `${where}: spec`);
+  const enforcement = spec.enforcement ?? 'Enforce';
+  if (enforcement !== 'Enforce' && enforcement !== 'Audit') throw new PolicyError(`${where}: spec.enforcement must be Enforce or Audit, not ${JSON.stringify(spec.enforcement)}`);
   if (!present(spec.podSelector)) throw new PolicyError(`${where}: spec.podSelector is required ({} selects every pod)`);
   const podSelector = parseSelector(spec.podSelector, `${where}: spec.podSelector`);
   const dns = (spec.dns ?? 'AllowAll') as DnsMode;
@@ -259,5 +263,5 @@ export function parseFqdnPolicy(obj: { metadata: { name: string; namespace?: str
     if (!Array.isArray(spec.egress)) throw new PolicyError(`${where}: spec.egress must be a list`);
     egress = spec.egress.map((r: unknown, i: number) => parseRule(r, `${where}: spec.egress[${i}]`));
   }
-  return { namespace, name: obj.metadata.name, podSelector, dns, egress };
+  return { namespace, name: obj.metadata.name, podSelector, dns, egress, audit: enforcement === 'Audit' };
 }

@@ -39,6 +39,26 @@ export interface NetworkPolicy {
   egress: Rule[];
   /** After defaulting. */
   types: { ingress: boolean; egress: boolean };
+  /** Annotated `sluice.dev/enforcement: audit`: what it alone would drop passes, reported as audit. */
+  audit: boolean;
+  /** The annotation held something else: the policy is enforced, and this says why (a status warning). */
+  enforcementWarning?: string;
+}
+
+/** The annotation that puts a NetworkPolicy in audit mode (PRODUCT.md §4). */
+export const ENFORCEMENT_ANNOTATION = 'sluice.dev/enforcement';
+
+/**
+ * `audit` or `enforce` (any case). Anything else enforces — the fail-closed
+ * reading of a typo — with a warning, rather than rejecting the policy,
+ * which would leave its pods unisolated.
+ */
+function enforcementOf(annotations: unknown, where: string): { audit: boolean; enforcementWarning?: string } {
+  const value = isObject(annotations) ? annotations[ENFORCEMENT_ANNOTATION] : undefined;
+  if (value === undefined) return { audit: false };
+  const text = typeof value === 'string' ? value.toLowerCase() : '';
+  if (text === 'audit' || text === 'enforce') return { audit: text === 'audit' };
+  return { audit: false, enforcementWarning: `${where}: annotation ${ENFORCEMENT_ANNOTATION}=${JSON.stringify(value)} is neither audit nor enforce: the policy is enforced` };
 }
 
 const PORT_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -142,7 +162,7 @@ function parseRules(raw: unknown, peerField: 'from' | 'to', where: string): Rule
 }
 
 /** Validates and defaults one NetworkPolicy object (as stored). */
-export function parseNetworkPolicy(obj: { metadata: { name: string; namespace?: string }; spec?: unknown }): NetworkPolicy {
+export function parseNetworkPolicy(obj: { metadata: { name: string; namespace?: string; annotations?: unknown }; spec?: unknown }): NetworkPolicy {
   const where = `NetworkPolicy ${obj.metadata.namespace ?? 'default'}/${obj.metadata.name}`;
   const spec = obj.spec;
   if (!isObject(spec)) throw new PolicyError(`${where}: spec is required`);
@@ -160,5 +180,5 @@ export function parseNetworkPolicy(obj: { metadata: { name: string; namespace?: 
     for (const t of pt) if (t !== 'Ingress' && t !== 'Egress') throw new PolicyError(`${where}: spec.policyTypes: ${JSON.stringify(t)} is not Ingress or Egress`);
     types = { ingress: pt.includes('Ingress'), egress: pt.includes('Egress') };
   }
-  return { namespace: obj.metadata.namespace ?? 'default', name: obj.metadata.name, podSelector, ingress, egress, types };
+  return { namespace: obj.metadata.namespace ?? 'default', name: obj.metadata.name, podSelector, ingress, egress, types, ...enforcementOf(obj.metadata.annotations, where) };
 }
