@@ -49,7 +49,7 @@ describe('agent socket, SLUICE-API/1', () => {
     const status = await call(dir, 'status');
     expect(status.nodeName).toBe('n1');
     const metrics = await call(dir, 'metrics');
-    expect(metrics).toEqual([{ reason: 'policy-denied', reasonCode: 3, direction: 'egress', packets: '9223372036854775808', bytes: '1500' }]);
+    expect(metrics).toEqual([{ reason: 'policy-denied', reasonCode: 3, direction: 'egress', audit: false, packets: '9223372036854775808', bytes: '1500' }]);
   });
 
   it('answers errors with their codes', async () => {

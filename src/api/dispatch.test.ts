@@ -77,7 +77,7 @@ describe('dispatch', () => {
     const { handlers, calls } = fakeHandlers();
     const err = await failure(dispatch(handlers, { method: 'flows', params: { verdict: 'maybe' } }));
     expect(err.code).toBe(ApiCode.BAD_PARAMS);
-    expect(err.message).toMatch(/verdict must be "allowed" or "dropped"/);
+    expect(err.message).toMatch(/verdict must be "allowed", "dropped" or "audit"/);
     expect((await failure(dispatch(handlers, { method: 'fqdn', params: { pod: 1 } }))).code).toBe(ApiCode.BAD_PARAMS);
     expect(calls).toEqual([]);
   });

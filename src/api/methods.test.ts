@@ -34,7 +34,7 @@ describe('params checks', () => {
     ['fqdn', { pods: 'x/a' }, /^fqdn: unknown param "pods" \(it takes pod\)$/],
     ['fqdn', { pod: 5 }, /^fqdn: pod must be a string, not 5$/],
     ['fqdn', { pod: null }, /^fqdn: pod must be a string, not null$/],
-    ['flows', { verdict: 'DROPPED' }, /^flows: verdict must be "allowed" or "dropped", not "DROPPED"$/],
+    ['flows', { verdict: 'DROPPED' }, /^flows: verdict must be "allowed", "dropped" or "audit", not "DROPPED"$/],
     ['flows', { since: '3' }, /^flows: since must be a whole number ≥ 0, not "3"$/],
     ['flows', { since: -1 }, /since must be a whole number/],
     ['flows', { limit: 2.5 }, /limit must be a whole number/],
