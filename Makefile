@@ -14,7 +14,7 @@ VERSION := $(shell $(NODE) -p "require('./package.json').version")
 # DNS servers are only run by tests, in their own namespaces: installing them
 # must not start their system services (policy-rc.d says no while apt runs).
 APT_BUILD := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev g++ make pkg-config
-APT_TEST  := python3 iproute2 iputils-ping util-linux containernetworking-plugins iperf3 iptables containerd runc busybox-static nsd unbound dnsmasq-base dnsperf bind9-dnsutils etcd-server openssl conntrack
+APT_TEST  := python3 python3-prometheus-client iproute2 iputils-ping util-linux containernetworking-plugins iperf3 iptables containerd runc busybox-static nsd unbound dnsmasq-base dnsperf bind9-dnsutils etcd-server openssl conntrack
 APT_PACKAGES := $(APT_BUILD) $(APT_TEST)
 
 TS_SOURCES  := $(shell find src -name '*.ts' ! -name '*.test.ts' 2>/dev/null)
@@ -22,7 +22,7 @@ BPF_SOURCES := $(wildcard bpf/*.c)
 BPF_HEADERS := $(shell find bpf -name '*.h' 2>/dev/null)
 BPF_OBJECTS := $(patsubst bpf/%.c,$(BUILD)/bpf/%.o,$(BPF_SOURCES))
 
-.PHONY: all build deps apt npm k8s typecheck bundle bpf native test test-unit fuzz demo bench clean image e2e-upstream
+.PHONY: all build deps apt npm k8s typecheck bundle bpf native test test-unit fuzz demo bench clean image e2e-upstream docs-capture
 
 all: build
 
@@ -142,6 +142,10 @@ fuzz: npm
 E2E_TIMEOUT ?= 90m
 e2e-upstream: build image k8s
 	timeout --kill-after=2m 130m $(NODE) test/k8s/e2e-upstream.mjs --timeout $(E2E_TIMEOUT) --doc docs/conformance.md
+
+# docs/operations.md's example outputs, captured from a real run (test/docs/operations.test.ts).
+docs-capture: build
+	SLUICE_CAPTURE_DOCS=1 timeout 5m npx vitest run test/docs/operations.test.ts
 
 demo: build
 	$(NODE) $(BUILD)/demo/demo.cjs

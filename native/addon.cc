@@ -360,6 +360,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   RegisterNetlink(env, exports);
   RegisterSysctl(env, exports);
   RegisterSock(env, exports);
+  RegisterProbe(env, exports);
   return exports;
 }
 }  // namespace

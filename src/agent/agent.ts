@@ -23,8 +23,9 @@ import {
   type Handler,
   type CniCommand,
 } from '../cni/index.js';
-import { AgentApiError, ApiCode, type Handlers as ApiHandlers, type ManifestState } from '../api/index.js';
-import { Datapath, isBpffs, reasonName } from '../datapath/index.js';
+import { AgentApiError, ApiCode, type Handlers as ApiHandlers, type ManifestState, type StatusReply } from '../api/index.js';
+import { VERSION } from '../config/index.js';
+import { Datapath, isBpffs, LB_PROGS, mapFillSteps, PROG_FROM_NODE, PROG_FROM_POD, PROG_TO_POD, reasonName, type MapFill } from '../datapath/index.js';
 import { Ipam } from '../ipam/index.js';
 import type { Logger } from '../log/index.js';
 import { native } from '../native/index.js';
@@ -34,7 +35,7 @@ import { StandaloneSource } from '../standalone/index.js';
 import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
-import { endpointKey, PolicyEngine } from './policy-engine.js';
+import { endpointKey, PolicyEngine, runSliced, SLICE_MS } from './policy-engine.js';
 import { serveHealth } from './health.js';
 import { NodeAddresses } from './node-addresses.js';
 import { NodeLinks } from './node-links.js';
@@ -42,7 +43,10 @@ import { compileFrontends } from '../services/index.js';
 import { NodeRoutes } from './routes.js';
 import { Reconciler, type SyncOutcome } from './reconciler.js';
 import { FlowLog } from '../observe/index.js';
+import { AgentMetrics, type RecentErrors } from '../metrics/index.js';
 import { FqdnService } from './fqdn.js';
+import { explain, ExplainCode, ExplainError, policyWorldSteps, type World } from '../explain/index.js';
+import type { PolicyInput } from '../policy/index.js';
 import { AttachmentLocks } from './lock.js';
 import { listen } from './server.js';
 
@@ -76,8 +80,10 @@ export interface AgentConfig {
   dnsPodMaxInflight: number;
   dnsTcpMaxPerPod: number;
   dnsTcpMax: number;
-  /** --metrics-addr: /healthz and /readyz; empty: not served. */
+  /** --metrics-addr: /healthz, /readyz and /metrics; empty: not served. */
   metricsAddr?: string;
+  /** The log's error lines, kept for `sluice status` (a tee on the log's destination). */
+  recentErrors?: RecentErrors;
 }
 
 /** Where cgroup v2 is: `base` itself (unified), or the hybrid layout's `base`/unified. */
@@ -94,6 +100,12 @@ function isLoopback(ip: string): boolean {
 
 function podName(rec: EndpointRecord): string {
   return rec.pod.namespace && rec.pod.name ? `${rec.pod.namespace}/${rec.pod.name}` : rec.containerId;
+}
+
+/** One direction of a compiled endpoint policy, as `sluice endpoints` shows it. */
+function enforcement(isolated: boolean | undefined, audit: boolean | undefined): 'enforce' | 'audit' | 'none' {
+  if (isolated) return 'enforce';
+  return audit ? 'audit' : 'none';
 }
 
 export class AgentError extends Error {
@@ -157,9 +169,13 @@ export class Agent {
   #stopTrustedWatch: (() => void) | undefined;
   #statusWriter: FqdnStatusWriter | undefined;
   #health: HttpServer | undefined;
+  #metrics: AgentMetrics | undefined;
+  readonly #startedAt = new Date();
   #ready = false;
   #flows: FlowLog | undefined;
   #server: Server | undefined;
+  /** `explain`'s world, built from this compile input (once per sync, not per question). */
+  #explained: { input: PolicyInput; world: Promise<World> } | undefined;
 
   constructor(cfg: AgentConfig, log: Logger) {
     this.#cfg = cfg;
@@ -174,8 +190,9 @@ export class Agent {
   async start(): Promise<void> {
     const cfg = this.#cfg;
     preflight(cfg, this.#log);
+    const metrics = (this.#metrics = await this.#newMetrics());
     // Liveness from the start (a slow first list is not a dead agent); ready only at the end.
-    if (cfg.metricsAddr) this.#health = await serveHealth(cfg.metricsAddr, { notReady: () => this.#notReady() }, this.#root.child({ subsystem: 'health' }));
+    if (cfg.metricsAddr) this.#health = await serveHealth(cfg.metricsAddr, { notReady: () => this.#notReady(), metrics }, this.#root.child({ subsystem: 'health' }));
     // Node facts from their providers, before anything uses them.
     this.#log.info({ from: cfg.podCidrs.origin }, 'reading the pod CIDRs');
     const podCidrs = await cfg.podCidrs.podCidrs();
@@ -213,6 +230,7 @@ export class Agent {
           (cfg.dnsUpstreamSource ?? 'pod') === 'pod'
             ? (upstream) => !isLoopback(upstream) && !this.#nodeAddresses?.has(upstream)
             : undefined,
+        observer: metrics.dns,
       },
       this.#root.child({ subsystem: 'fqdn' }),
     );
@@ -234,6 +252,7 @@ export class Agent {
           compiled,
           records.map((r) => ({ key: endpointKey(r), ifindex: r.hostIfindex, pod: podName(r) })),
         ),
+      onSynced: (sync) => metrics.policySynced(sync),
     });
     const ipam = this.#ipam;
     const deps: CniDeps = {
@@ -439,6 +458,7 @@ export class Agent {
       stdout = `${JSON.stringify(new CniError(CniCode.DECODE_FAILURE, 'malformed request from sluice-cni', (err as Error).message).toJSON('1.1.0'))}\n`;
     }
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    this.#metrics?.cniOperation(env.CNI_COMMAND, status === 0, ms / 1000);
     this.#log.info(
       { cni: { command: env.CNI_COMMAND, containerId: env.CNI_CONTAINERID, ifname: env.CNI_IFNAME, args: env.CNI_ARGS }, status, ms: Math.round(ms * 10) / 10, ...(status ? { answer: stdout.trim() } : {}) },
       'CNI request',
@@ -473,17 +493,76 @@ export class Agent {
     }
   }
 
+  #mode(): string {
+    return this.#cfg.standalone ? 'standalone' : 'kubernetes';
+  }
+
+  /**
+   * The Prometheus registry (src/metrics). Made first, so /metrics answers
+   * from the start; its collectors read each part of the agent once it
+   * exists. Counting map entries reads the maps: in slices, as a sync does.
+   */
+  #newMetrics(): Promise<AgentMetrics> {
+    return AgentMetrics.load(
+      { version: VERSION, mode: this.#mode() },
+      {
+        datapath: () => this.#datapath?.metrics(),
+        fqdn: () => this.#fqdn?.status(),
+        endpoints: () => this.#endpoints?.list().length,
+        maps: () => (this.#datapath ? runSliced(mapFillSteps(this.#datapath), SLICE_MS) : undefined),
+      },
+      this.#root.child({ subsystem: 'metrics' }),
+    );
+  }
+
+  /** `status` → datapath: where the programs are attached, the maps' fill, the policy generation. */
+  #datapathState(maps: readonly MapFill[]): NonNullable<StatusReply['datapath']> {
+    const records = this.#endpoints.list();
+    let veths = 0;
+    for (const r of records) {
+      try {
+        if (this.#datapath.attached(null, r.hostIfname)) veths++;
+      } catch {
+        // its veth is gone: not attached
+      }
+    }
+    const nodeLinks = this.#nodeLinks?.attached() ?? [];
+    const cgroup = this.#servicesProblem ? 0 : 1;
+    return {
+      programs: [
+        { program: PROG_FROM_POD, hook: 'tc ingress on pod veths', attached: veths, expected: records.length },
+        { program: PROG_TO_POD, hook: 'tc egress on pod veths', attached: veths, expected: records.length },
+        { program: PROG_FROM_NODE, hook: 'tc ingress on node links', attached: nodeLinks.length },
+        ...LB_PROGS.map(([attach, program]) => ({ program, hook: `cgroup ${attach}`, attached: cgroup, expected: 1 })),
+      ],
+      nodeLinks,
+      maps: maps.map((m) => ({ ...m })),
+      policyGeneration: this.#policy.generation,
+    };
+  }
+
   /** The socket API's methods (src/api/methods.ts: their params, checked before a handler runs, and replies). */
   #api(): ApiHandlers {
     return {
-      status: () => {
+      status: async () => {
+        let maps: readonly MapFill[] = [];
+        try {
+          maps = (await this.#metrics?.mapFill()) ?? [];
+        } catch (err) {
+          this.#log.warn({ err }, 'status: could not count the maps\' entries');
+        }
         const fqdn = this.#fqdn.status();
         return {
+          version: VERSION,
+          startedAt: this.#startedAt.toISOString(),
+          uptimeSeconds: Math.floor((Date.now() - this.#startedAt.getTime()) / 1000),
           nodeName: this.#cfg.nodeName,
-          mode: this.#cfg.standalone ? 'standalone' : 'kubernetes',
+          mode: this.#mode(),
           podCidrs: this.#ipam.cidrs,
           endpoints: this.#endpoints.list().length,
           allocations: this.#ipam.list().length,
+          sources: this.#source ? [{ name: this.#source.name, synced: this.#source.problems().length === 0 }] : [],
+          datapath: this.#datapathState(maps),
           manifests: this.#cfg.standalone ? ((this.#source?.status() as ManifestState[] | undefined) ?? []) : [],
           ...(this.#kube ? { kubernetes: { ...this.#kube.status(), routes: this.#routes?.routes() ?? [] } } : {}),
           policies: this.#policy.conditions(),
@@ -491,6 +570,7 @@ export class Agent {
           // A copy: the reply's counters are any named numbers, which an interface type is not.
           fqdn: { ...fqdn, proxy: { ...fqdn.proxy } },
           problems: this.#problems(),
+          recentErrors: this.#cfg.recentErrors?.list() ?? [],
         };
       },
       policies: () => this.#policy.conditions(),
@@ -504,16 +584,59 @@ export class Agent {
       flows: (query) => this.#flows?.query(query) ?? [],
       metrics: () =>
         this.#datapath.metrics().map((m) => ({ reason: reasonName(m.reason), reasonCode: m.reason, direction: m.direction === 0 ? 'egress' : 'ingress', audit: m.audit === 1, packets: m.packets, bytes: m.bytes })),
-      endpoints: () =>
-        this.#endpoints.list().map((r: EndpointRecord) => ({
-          pod: podName(r),
-          containerId: r.containerId,
-          ifname: r.ifname,
-          hostIfname: r.hostIfname,
-          ips: r.ips,
-          programmed: this.#endpoints.programmed(r),
-        })),
+      endpoints: () => {
+        const compiled = this.#policy.compiled;
+        return this.#endpoints.list().map((r: EndpointRecord) => {
+          const p = compiled?.endpoints.get(endpointKey(r));
+          return {
+            pod: podName(r),
+            containerId: r.containerId,
+            ifname: r.ifname,
+            hostIfname: r.hostIfname,
+            netns: r.netns,
+            ips: r.ips,
+            programmed: this.#endpoints.programmed(r),
+            identity: p?.identity ?? null,
+            labels: { ...(p && compiled?.identities.get(p.identity)?.labels) },
+            ingress: enforcement(p?.ingressIsolated, p?.ingressAudit),
+            egress: enforcement(p?.egressIsolated, p?.egressAudit),
+            policies: p?.selectedBy.length ?? 0,
+          };
+        });
+      },
+      explain: async (q) => {
+        const world = await this.#explainWorld();
+        let e;
+        try {
+          e = explain({ ...world, learned: this.#fqdn.learned() }, q);
+        } catch (err) {
+          if (!(err instanceof ExplainError)) throw err;
+          throw new AgentApiError(err.code === ExplainCode.NOT_FOUND ? ApiCode.NOT_FOUND : ApiCode.BAD_PARAMS, err.message);
+        }
+        // A source on this node: where `sluice test --live` probes from.
+        const from = q.from.trim();
+        const source = this.#endpoints.list().find((r) => podName(r) === from || r.ips.some((c) => c.split('/')[0] === from));
+        return { ...e, ...(source ? { netns: source.netns } : {}) };
+      },
     };
+  }
+
+  /**
+   * The world `explain` judges in: the last compile's input compiled again
+   * with every pod (local and remote) an endpoint, once per sync and in
+   * slices (the DNS proxy shares the thread).
+   */
+  #explainWorld(): Promise<World> {
+    const input = this.#policy.lastInput;
+    if (!input) throw new AgentApiError(ApiCode.FAILED, 'no policy compiled yet');
+    if (this.#explained?.input !== input) {
+      const world = runSliced(policyWorldSteps(input), SLICE_MS);
+      world.catch(() => {
+        if (this.#explained?.world === world) this.#explained = undefined; // the next question tries again
+      });
+      this.#explained = { input, world };
+    }
+    return this.#explained.world;
   }
 
   /**
@@ -645,6 +768,7 @@ export class Agent {
     this.#statusWriter?.stop();
     this.#policy?.stop();
     this.#flows?.stop();
+    this.#metrics?.stop();
     await this.#fqdn?.stop();
     await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
     // A sync part-way through finishes before the maps' fds close under it.

@@ -25,7 +25,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: 'dns-tcp-max-per-pod', help: 'open TCP DNS connections of one pod; beyond it a new one is closed at once and counted', default: '8' },
   { name: 'dns-tcp-max', help: 'open TCP DNS connections of all pods together (each holds descriptors of the agent)', default: '512' },
   { name: 'cgroup-root', help: 'where the cgroup v2 hierarchy is that Service translation attaches to (it acts only for this node\'s pods): this directory if it is cgroup v2, else its unified/ (a hybrid layout)', default: '/sys/fs/cgroup' },
-  { name: 'metrics-addr', help: 'where /healthz and /readyz are served (HOST:PORT); empty: not served', default: '127.0.0.1:9963' },
+  { name: 'metrics-addr', help: 'where /healthz, /readyz and the Prometheus /metrics are served (HOST:PORT); empty: not served', default: '127.0.0.1:9963' },
   { name: 'log-level', help: 'fatal, error, warn, info, debug or trace', default: 'info' },
   { name: 'help', short: 'h', help: 'show this help', boolean: true },
 ];

@@ -17,6 +17,7 @@ import {
   type ClientPolicy,
   type Learned,
   type ProxyLimits,
+  type ProxyObserver,
   type ProxyStats,
 } from '../dns/index.js';
 import type { Logger } from '../log/index.js';
@@ -53,6 +54,8 @@ export interface FqdnConfig {
    * the pod's connection is translated to one before policy judges it.
    */
   backendsOf?: (ip: string) => readonly string[];
+  /** The DNS proxy's metrics hooks. */
+  observer?: ProxyObserver;
 }
 
 /** `status` → fqdn. */
@@ -170,6 +173,7 @@ export class FqdnService {
           appliesTo: cfg.podSource,
           socket: (family, address) => host.transparentSocket(family, address),
         },
+        observer: cfg.observer,
       },
       log.child({ component: 'dns-proxy' }),
     );
@@ -290,6 +294,19 @@ export class FqdnService {
   /** What is wrong (`status` → problems): a damaged restore whose allows are still kept. */
   problems(): string[] {
     return this.#damage.map((d) => `learned mappings damaged (${d}); ${this.#sink.retained.size} adopted allows kept until they expire`);
+  }
+
+  /**
+   * What `sluice explain` judges live: an address's names and a name's
+   * addresses, each with the time it has left (≤ 0 once expired). A name's
+   * addresses come from a scan of the cache: an explain is rare, a lookup is not.
+   */
+  learned(): { namesOf(ip: string): Array<{ name: string; expiresInMs: number }>; addressesOf(name: string): Array<{ ip: string; expiresInMs: number }> } {
+    const now = monoNowMs();
+    return {
+      namesOf: (ip) => this.cache.namesOf(ip).map((n) => ({ name: n.name, expiresInMs: n.expiresMs - now })),
+      addressesOf: (name) => (this.cache.entries().find((e) => e.name === name)?.ips ?? []).map((a) => ({ ip: a.ip, expiresInMs: a.expiresMs - now })),
+    };
   }
 
   /** Names an address was learned under (flow events show them). */

@@ -1,16 +1,19 @@
-// /healthz and /readyz on --metrics-addr (127.0.0.1:9963 by default): what
-// the DaemonSet's liveness and readiness probes ask. /healthz answers while
-// the agent's event loop turns (a wedged agent stops answering, and kubelet
-// restarts it); /readyz answers 200 once the agent has started (datapath
-// loaded and attached, its sources synced, the DNS proxy listening, the CNI
-// socket served) and 503 with the reasons otherwise. Metrics come with the
-// operator tools (docs/operations.md).
+// /healthz, /readyz and /metrics on --metrics-addr (127.0.0.1:9963 by
+// default): what the DaemonSet's liveness and readiness probes ask, and what
+// Prometheus scrapes. /healthz answers while the agent's event loop turns (a
+// wedged agent stops answering, and kubelet restarts it); /readyz answers 200
+// once the agent has started (datapath loaded and attached, its sources
+// synced, the DNS proxy listening, the CNI socket served) and 503 with the
+// reasons otherwise; /metrics is the Prometheus text format (src/metrics,
+// docs/operations.md).
 import { createServer, type Server } from 'node:http';
 import type { Logger } from '../log/index.js';
 
 export interface HealthChecks {
   /** Why the agent is not ready; empty when it is. */
   notReady(): string[];
+  /** The exposition for /metrics (absent: 404). */
+  metrics?: { readonly contentType: string; render(): Promise<string> };
 }
 
 /** "host:port", "[v6]:port" or ":port". */
@@ -38,7 +41,18 @@ export async function serveHealth(addr: string, checks: HealthChecks, log: Logge
       res.writeHead(why.length ? 503 : 200, { 'Content-Type': 'text/plain' }).end(why.length ? `${why.join('\n')}\n` : 'ok\n');
       return;
     }
-    res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found: /healthz, /readyz\n');
+    const metrics = checks.metrics;
+    if (path === '/metrics' && metrics) {
+      metrics.render().then(
+        (text) => res.writeHead(200, { 'Content-Type': metrics.contentType }).end(text),
+        (err: unknown) => {
+          log.error({ err }, 'rendering /metrics failed');
+          res.writeHead(500, { 'Content-Type': 'text/plain' }).end('metrics unavailable\n');
+        },
+      );
+      return;
+    }
+    res.writeHead(404, { 'Content-Type': 'text/plain' }).end(`not found: /healthz, /readyz${metrics ? ', /metrics' : ''}\n`);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -47,6 +61,6 @@ export async function serveHealth(addr: string, checks: HealthChecks, log: Logge
       resolve();
     });
   });
-  log.info({ addr }, 'health endpoints listening (/healthz, /readyz)');
+  log.info({ addr }, `health endpoints listening (/healthz, /readyz${checks.metrics ? ', /metrics' : ''})`);
   return server;
 }

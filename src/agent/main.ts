@@ -2,7 +2,9 @@
 import { formatFlags, parseArgs, parseDurationMs, parseIntFlag, UsageError } from '../config/index.js';
 import { ClusterDnsResolvers, loadKubeClient, NodePodCidrs } from '../kubernetes/index.js';
 import { initLogger } from '../log/index.js';
+import { RecentErrors } from '../metrics/index.js';
 import { hostname } from 'node:os';
+import pino from 'pino';
 import { FlagPodCidrs, ResolverAddressError, trustedResolversFromFlag, type PodCidrProvider, type TrustedResolverProvider } from '../sources/index.js';
 import { Agent, type AgentConfig } from './agent.js';
 import { parseListenAddr } from './health.js';
@@ -43,7 +45,9 @@ export async function runAgent(argv: string[]): Promise<number> {
     return v;
   };
   const intIn = (flag: string, min: number, max: number): number => parseIntFlag(flag, flags[flag], min, max);
-  const log = initLogger(flags['log-level']!);
+  // The log's error lines are also kept for `sluice status`.
+  const recentErrors = new RecentErrors();
+  const log = initLogger(flags['log-level']!, recentErrors.tee(pino.destination({ fd: 1, sync: true })));
   const duration = (flag: string): number => {
     try {
       return parseDurationMs(flags[flag]!);
@@ -113,6 +117,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     dnsTcpMaxPerPod: intIn('dns-tcp-max-per-pod', 1, 65_536),
     dnsTcpMax: intIn('dns-tcp-max', 1, 65_536),
     metricsAddr: flags['metrics-addr'] ?? '',
+    recentErrors,
     cgroupRoot: flags['cgroup-root'] || '/sys/fs/cgroup',
   };
   const agent = new Agent(cfg, log);

@@ -12,7 +12,7 @@ import * as endpointCodec from '../datapath/codec/endpoint.js';
 import * as policyCodec from '../datapath/codec/policy.js';
 import { MAP_ENDPOINTS, MAP_POLICY, type Datapath } from '../datapath/index.js';
 import { ObjectStore } from '../store/index.js';
-import { PolicyEngine, runSliced, type PolicyEngineOptions } from './policy-engine.js';
+import { PolicyEngine, runSliced, type PolicyEngineOptions, type SyncStats } from './policy-engine.js';
 
 const PODS = 120;
 
@@ -137,6 +137,27 @@ describe('PolicyEngine', () => {
     expect(seen).toEqual(['start', 'end', 'start', 'end', 'start', 'end']);
     expect(addon.map(MAP_ENDPOINTS).entries.size).toBe(PODS);
     for (const v of addon.map(MAP_ENDPOINTS).entries.values()) expect(endpointCodec.decode(v).flags & endpointCodec.FLAG_POLICY_FAILED).toBe(0);
+  });
+
+  it('reports each sync to onSynced: its time, the generation (syncs that rewrote something), and whether it failed', async () => {
+    const syncs: SyncStats[] = [];
+    const e = engine({ onSynced: (st) => void syncs.push(st) });
+    await e.sync();
+    await e.sync(); // nothing changed: nothing rewritten
+    // An edit that cannot be written: the policy map holds one entry.
+    addon.setMaxEntries(MAP_POLICY, 1);
+    store.upsert('t', { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: 'x', name: 'more' }, spec: { podSelector: {}, ingress: [{ ports: [{ port: 9999 }] }] } });
+    await e.sync();
+    e.stop();
+    expect(syncs.map(({ generation, ok }) => ({ generation, ok }))).toEqual([
+      { generation: 1, ok: true },
+      { generation: 1, ok: true },
+      { generation: syncs[2]!.rewritten > 0 ? 2 : 1, ok: false },
+    ]);
+    expect(syncs[0]!.rewritten).toBe(PODS);
+    expect(syncs[1]!.rewritten).toBe(0);
+    for (const st of syncs) expect(st.seconds).toBeGreaterThan(0);
+    expect(e.generation).toBe(syncs[2]!.generation);
   });
 });
 

@@ -33,6 +33,7 @@ import {
   type FqdnPolicy,
   type NamedPort,
   type NetworkPolicy,
+  type PolicyInput,
   type Protocol,
 } from '../policy/index.js';
 import { objectKey, type KubeObject, type ObjectStore } from '../store/index.js';
@@ -66,6 +67,18 @@ export interface SyncFailure {
 
 export interface SyncReport {
   failed: SyncFailure[];
+}
+
+/** One sync as metrics see it (PolicyEngineOptions.onSynced). */
+export interface SyncStats {
+  /** Reading, compiling and writing the maps (up to the failure, for a sync that threw). */
+  seconds: number;
+  /** Endpoints whose datapath entries this sync rewrote. */
+  rewritten: number;
+  /** Syncs since start that rewrote something (this one included). */
+  generation: number;
+  /** Nothing failed. */
+  ok: boolean;
 }
 
 /** `status` → policyHealth: the last sync's failures, if any. */
@@ -125,6 +138,8 @@ export interface PolicyEngineOptions {
   sliceMs?: number;
   /** Called after every compile that reached the datapath. */
   onCompiled?: (compiled: CompiledPolicy, records: EndpointRecord[]) => void;
+  /** Called after every sync, failed ones included (metrics); must not throw. */
+  onSynced?: (stats: SyncStats) => void;
 }
 
 /** Last valid version of each policy of one kind: an invalid edit keeps it in force. */
@@ -184,6 +199,8 @@ export class PolicyEngine {
   /** Per-identity results carried from one compile to the next. */
   readonly #cache = new CompileCache();
   #compiled: CompiledPolicy | undefined;
+  /** What #compiled was compiled from (`sluice explain` recompiles it with every pod an endpoint). */
+  #input: PolicyInput | undefined;
   #warned = new Set<string>();
   #persisted = '';
   #health: PolicyHealth = { ok: true, failed: [] };
@@ -191,6 +208,7 @@ export class PolicyEngine {
   #logged = '';
   #retry: NodeJS.Timeout | undefined;
   #stopped = false;
+  #generation = 0;
   /** The sync in progress: syncs never overlap (a retry waits for the running one). */
   #running: Promise<SyncReport> = Promise.resolve({ failed: [] });
 
@@ -215,6 +233,16 @@ export class PolicyEngine {
 
   get compiled(): CompiledPolicy | undefined {
     return this.#compiled;
+  }
+
+  /** The input of the last compile that reached the datapath. */
+  get lastInput(): PolicyInput | undefined {
+    return this.#input;
+  }
+
+  /** Syncs since start that rewrote some endpoint's datapath entries. */
+  get generation(): number {
+    return this.#generation;
   }
 
   /** status.conditions of every policy in the store. */
@@ -244,10 +272,13 @@ export class PolicyEngine {
     // must not be written back: asked just before each write.
     const lookup = this.#opts.endpoint ?? ((key: string) => this.#endpoints().find((r) => endpointKey(r) === key));
     const current = (t: ProgramTarget): boolean => lookup(t.key)?.hostIfindex === t.ifindex;
+    const started = performance.now();
     let failed: SyncFailure[];
     let error: string | undefined;
+    let rewritten = 0;
+    let seconds: number | undefined;
     try {
-      ({ failed, error } = await this.#syncOnce(records, targets, current));
+      ({ failed, error, rewritten, seconds } = await this.#syncOnce(records, targets, current));
     } catch (err) {
       // Compile or the writer threw: nothing says which endpoint is right,
       // so every endpoint fails closed until a sync succeeds.
@@ -262,6 +293,8 @@ export class PolicyEngine {
       }
     }
     this.#report(failed, error);
+    if (rewritten > 0) this.#generation++;
+    this.#opts.onSynced?.({ seconds: seconds ?? (performance.now() - started) / 1000, rewritten, generation: this.#generation, ok: !failed.length && !error });
     return { failed };
   }
 
@@ -305,7 +338,7 @@ export class PolicyEngine {
     }
   }
 
-  async #syncOnce(records: EndpointRecord[], targets: ProgramTarget[], current: (t: ProgramTarget) => boolean): Promise<{ failed: SyncFailure[]; error?: string }> {
+  async #syncOnce(records: EndpointRecord[], targets: ProgramTarget[], current: (t: ProgramTarget) => boolean): Promise<{ failed: SyncFailure[]; error?: string; rewritten: number; seconds: number }> {
     const started = process.hrtime.bigint();
     const namespaces = new Map(this.#store.list('Namespace').map((ns) => [ns.metadata.name, ns.metadata.labels ?? {}]));
     const endpoints: EndpointInput[] = records.map((rec) => {
@@ -336,6 +369,7 @@ export class PolicyEngine {
     const report = await runSliced(this.#writer.applySteps(compiled, targets, current), sliceMs);
     const writtenAt = process.hrtime.bigint();
     this.#compiled = compiled;
+    this.#input = input;
     this.#persistIdentities();
     let derived: string | undefined;
     try {
@@ -355,7 +389,12 @@ export class PolicyEngine {
       const phases = { compileMs: ms(started, compiledAt), writeMs: ms(compiledAt, writtenAt), afterMs: ms(writtenAt, done) };
       this.#log.info({ rewritten: report.rewritten, entries: report.entries, identities: compiled.identities.size, ms: ms(started, done), ...phases }, 'policy programmed');
     }
-    return { failed: report.failed.map((f) => ({ key: f.key, error: f.error, code: failureCode(f, f.error) })), error: derived };
+    return {
+      failed: report.failed.map((f) => ({ key: f.key, error: f.error, code: failureCode(f, f.error) })),
+      error: derived,
+      rewritten: report.rewritten,
+      seconds: Number(writtenAt - started) / 1e9,
+    };
   }
 
   /**

@@ -19,6 +19,7 @@ const handlers: Handlers = {
   flows: () => [],
   metrics: () => [{ reason: 'policy-denied', reasonCode: 3, direction: 'egress', audit: false, packets: 2n ** 63n, bytes: 1500n }],
   endpoints: () => [],
+  explain: (p) => ({ ...p, judged: '80/TCP', verdict: 'allow', reason: 'not isolated', rules: [], paths: [] }),
 };
 
 /** The raw answer line to a raw request line. */

@@ -41,6 +41,10 @@ function fakeHandlers(): { handlers: Handlers; calls: Array<[string, unknown]> }
       throw Object.assign(new Error('map read failed'), { code: 'EPERM' });
     },
     endpoints: () => [],
+    explain: (p) => {
+      calls.push(['explain', p]);
+      return { ...p, judged: '80/TCP', verdict: 'allow', reason: 'not isolated', rules: [], paths: [] };
+    },
   };
   return { handlers, calls };
 }
@@ -79,7 +83,12 @@ describe('dispatch', () => {
     expect(err.code).toBe(ApiCode.BAD_PARAMS);
     expect(err.message).toMatch(/verdict must be "allowed", "dropped" or "audit"/);
     expect((await failure(dispatch(handlers, { method: 'fqdn', params: { pod: 1 } }))).code).toBe(ApiCode.BAD_PARAMS);
+    const missing = await failure(dispatch(handlers, { method: 'explain', params: { from: 'x/a', to: 'y/b' } }));
+    expect(missing).toMatchObject({ code: ApiCode.BAD_PARAMS, message: 'explain: port required' });
+    expect((await failure(dispatch(handlers, { method: 'explain', params: { from: 'x/a', to: 'y/b', port: 80 } }))).code).toBe(ApiCode.BAD_PARAMS);
     expect(calls).toEqual([]);
+    await dispatch(handlers, { method: 'explain', params: { from: 'x/a', to: 'y/b', port: '80' } });
+    expect(calls).toEqual([['explain', { from: 'x/a', to: 'y/b', port: '80' }]]);
   });
 
   it('lets a handler\'s own error through with its code', async () => {

@@ -7,6 +7,7 @@
 // The reply types are the contract, written out here rather than imported
 // from the agent: the agent's own types must fit them (the compiler checks
 // the handlers), and the CLI never imports the agent.
+import type { Explanation } from '../explain/index.js';
 import type { Flow } from '../observe/index.js';
 import type { RuleRef } from '../policy/index.js';
 import { AgentApiError, ApiCode } from './errors.js';
@@ -70,12 +71,67 @@ export interface KubernetesState {
   routes: Array<{ dst: string; gateway: string }>;
 }
 
+/** A policy source (the standalone directory, the Kubernetes API) and whether it is in sync. */
+export interface SourceState {
+  /** "standalone" or "kubernetes". */
+  name: string;
+  /** Its first full picture is in the store and it reports nothing failing now (what fails is in `problems`). */
+  synced: boolean;
+}
+
+/** One eBPF program and where it is attached. */
+export interface ProgramState {
+  program: string;
+  /** Its hook and what it is on: "tc ingress on pod veths", "cgroup connect4". */
+  hook: string;
+  /** Where it is attached now (pod veths: those with both entry programs in their tc slot). */
+  attached: number;
+  /** Where it should be; absent where the agent cannot tell (node links come and go). */
+  expected?: number;
+}
+
+/** One pinned map's fill level, counted at most every 10 s. */
+export interface MapFillState {
+  /** The pinned name without "sluice_" and its layout version: "ct", "policy", "lb_svc". */
+  map: string;
+  entries: number;
+  capacity: number;
+}
+
+export interface DatapathState {
+  programs: ProgramState[];
+  /** The node's links carrying sluice_from_node (DNS answer steering; none with --dns-upstream-source node). */
+  nodeLinks: string[];
+  /** Empty if they could not be counted (logged). */
+  maps: MapFillState[];
+  /** Policy syncs since the agent started that rewrote some endpoint's entries. */
+  policyGeneration: number;
+}
+
+/** An error the agent logged, oldest first; the same error logged again in a row counts up. */
+export interface RecentErrorRow {
+  /** When it was last logged. */
+  time: string;
+  level: 'error' | 'fatal';
+  subsystem: string;
+  message: string;
+  error?: string;
+  count: number;
+}
+
 export interface StatusReply {
+  /** The agent's version (package.json's, set at build). Absent, like every field marked so below, from older agents. */
+  version?: string;
+  /** When the agent started, and how long ago in seconds. */
+  startedAt?: string;
+  uptimeSeconds?: number;
   nodeName: string;
   mode: string;
   podCidrs: string[];
   endpoints: number;
   allocations: number;
+  sources?: SourceState[];
+  datapath?: DatapathState;
   manifests: ManifestState[];
   /** Kubernetes mode: the API server, each kind's list/watch, and the routes to other nodes' pods. */
   kubernetes?: KubernetesState;
@@ -90,6 +146,8 @@ export interface StatusReply {
    */
   problems?: string[];
   fqdn?: FqdnStatusReply;
+  /** The last error lines of the agent's log (at most 20): history, not what is failing now. */
+  recentErrors?: RecentErrorRow[];
 }
 
 /** One (name, addresses, rules) row of `fqdn`. */
@@ -99,14 +157,27 @@ export interface FqdnNameRow {
   rules: RuleRef[];
 }
 
+/** How policy treats one direction of an endpoint: enforced, audited only (drops reported, not made), or not isolated. */
+export type Enforcement = 'enforce' | 'audit' | 'none';
+
 export interface EndpointRow {
   /** "ns/name", or "" when the runtime gave none. */
   pod: string;
   containerId: string;
   ifname: string;
   hostIfname: string;
+  /** The pod's network namespace (the CNI ADD's CNI_NETNS). */
+  netns: string;
   ips: string[];
   programmed: boolean;
+  /** The identity of its labels; null until the policy engine has compiled it. */
+  identity: number | null;
+  /** The labels policy judges it by (its Pod's; none for a pod the agent has no object of). */
+  labels: Record<string, string>;
+  ingress: Enforcement;
+  egress: Enforcement;
+  /** How many policies (NetworkPolicies and FQDNPolicies) select it. */
+  policies: number;
 }
 
 /** A drop reason's counters; the counts are 64-bit, so they travel as decimal strings. */
@@ -137,6 +208,16 @@ export interface FlowsParams {
   limit?: number;
 }
 
+/** `explain`: a flow as `sluice explain` takes it (src/explain/query.ts). */
+export interface ExplainParams {
+  from: string;
+  to: string;
+  port: string;
+}
+
+/** The explanation, plus the source pod's netns path when it is one of this node's pods (for `sluice test --live` probes). */
+export type ExplainReply = Explanation & { netns?: string };
+
 /** Method name → params and the handler's result. */
 export interface ApiMethods {
   status: { params: NoParams; result: StatusReply };
@@ -145,6 +226,7 @@ export interface ApiMethods {
   flows: { params: FlowsParams; result: Flow[] };
   metrics: { params: NoParams; result: MetricRow[] };
   endpoints: { params: NoParams; result: EndpointRow[] };
+  explain: { params: ExplainParams; result: ExplainReply };
 }
 
 export type Method = keyof ApiMethods;
@@ -204,6 +286,16 @@ function checked<P>(method: Method, rules: Record<string, ParamRule>): (raw: unk
   };
 }
 
+/** `check`, and every one of `names` present. */
+function required<P>(method: Method, names: readonly string[], check: (raw: unknown) => P): (raw: unknown) => P {
+  return (raw) => {
+    const params = check(raw);
+    const missing = names.filter((n) => (params as Record<string, unknown>)[n] === undefined);
+    if (missing.length) throw new AgentApiError(ApiCode.BAD_PARAMS, `${method}: ${missing.join(', ')} required`);
+    return params;
+  };
+}
+
 /** Each method's params check, run by dispatch() before the handler. */
 export const METHODS: { readonly [M in Method]: { readonly parseParams: (raw: unknown) => Params<M> } } = {
   status: { parseParams: checked('status', {}) },
@@ -212,6 +304,7 @@ export const METHODS: { readonly [M in Method]: { readonly parseParams: (raw: un
   flows: { parseParams: checked('flows', { since: COUNT, pod: STRING, verdict: VERDICT, limit: COUNT }) },
   metrics: { parseParams: checked('metrics', {}) },
   endpoints: { parseParams: checked('endpoints', {}) },
+  explain: { parseParams: required('explain', ['from', 'to', 'port'], checked('explain', { from: STRING, to: STRING, port: STRING })) },
 };
 
 export function isMethod(name: string): name is Method {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatStatus, statusExitCode, type StatusReply } from './operator.js';
+import { formatEndpoints, formatStatus, statusExitCode, type StatusReply } from './operator.js';
 
 const base: StatusReply = { nodeName: 'n1', mode: 'standalone', podCidrs: ['10.0.0.0/24', 'fd00::/64'], endpoints: 2, allocations: 2, manifests: [] };
 
@@ -113,5 +113,85 @@ describe('status problems', () => {
     expect(formatStatus(s)).toContain('\nPROBLEMS\n  endpoint c.eth0: policy could not be programmed');
     expect(statusExitCode(s)).toBe(1);
     expect(statusExitCode({ ...base, problems: [] })).toBe(0);
+  });
+});
+
+describe('formatStatus: version, sources, datapath and recent errors', () => {
+  const full: StatusReply = {
+    ...base,
+    version: '0.1.0',
+    startedAt: '2026-01-02T03:04:05.000Z',
+    uptimeSeconds: 3725,
+    sources: [{ name: 'standalone', synced: true }],
+    datapath: {
+      programs: [
+        { program: 'sluice_from_pod', hook: 'tc ingress on pod veths', attached: 2, expected: 2 },
+        { program: 'sluice_from_node', hook: 'tc ingress on node links', attached: 1 },
+      ],
+      nodeLinks: ['eth0'],
+      maps: [
+        { map: 'ct', entries: 12, capacity: 65536 },
+        { map: 'endpoints', entries: 2, capacity: 8 },
+      ],
+      policyGeneration: 7,
+    },
+    recentErrors: [
+      { time: '2026-01-02T03:05:00.000Z', level: 'error', subsystem: 'policy', message: 'policy could not be programmed', error: 'E2BIG', count: 3 },
+      { time: '2026-01-02T03:06:00.000Z', level: 'fatal', subsystem: '', message: 'agent failed to start', count: 1 },
+    ],
+  };
+
+  it('shows version and uptime, sources, the policy generation, node links, programs and map fill in order', () => {
+    expect(formatStatus(full)).toBe(
+      [
+        'node:        n1',
+        'version:     0.1.0, up 1h2m (since 2026-01-02T03:04:05.000Z)',
+        'mode:        standalone',
+        'sources:     standalone synced',
+        'pod CIDRs:   10.0.0.0/24, fd00::/64',
+        'endpoints:   2',
+        'allocations: 2',
+        'policy:      generation 7',
+        'node links:  eth0',
+        '',
+        'PROGRAM           HOOK                      ATTACHED',
+        'sluice_from_pod   tc ingress on pod veths   2 of 2',
+        'sluice_from_node  tc ingress on node links  1',
+        '',
+        'MAP        ENTRIES  CAPACITY  FILL',
+        'ct         12       65536     0.0%',
+        'endpoints  2        8         25.0%',
+        '',
+        'RECENT ERRORS (oldest first)',
+        '  2026-01-02T03:05:00.000Z policy: policy could not be programmed: E2BIG (3 times)',
+        '  2026-01-02T03:06:00.000Z FATAL agent failed to start',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('says when a source is not in sync; recent errors alone do not make the exit status 1', () => {
+    expect(formatStatus({ ...full, sources: [{ name: 'kubernetes', synced: false }] })).toContain('sources:     kubernetes NOT SYNCED\n');
+    expect(formatStatus({ ...full, uptimeSeconds: 0 })).toContain('up 0s ');
+    expect(statusExitCode(full)).toBe(0);
+  });
+});
+
+describe('formatEndpoints', () => {
+  it('shows identity, enforcement per direction, policy count and sorted labels', () => {
+    const row = { pod: 'web/a', containerId: 'c1', ifname: 'eth0', hostIfname: 'slc1', netns: '/var/run/netns/a', ips: ['10.0.0.2/32'], programmed: true };
+    expect(
+      formatEndpoints([
+        { ...row, identity: 256, labels: { tier: 'fe', app: 'web' }, ingress: 'enforce', egress: 'audit', policies: 2 },
+        { ...row, pod: 'web/b', hostIfname: 'slc2', programmed: false, identity: null, labels: {}, ingress: 'none', egress: 'none', policies: 0 },
+      ]),
+    ).toBe(
+      [
+        'POD    IDENTITY  INGRESS  EGRESS  POLICIES  IPS          HOST IF  PROGRAMMED  LABELS',
+        'web/a  256       enforce  audit   2         10.0.0.2/32  slc1     yes         app=web,tier=fe',
+        'web/b  -         none     none    0         10.0.0.2/32  slc2     NO          -',
+        '',
+      ].join('\n'),
+    );
   });
 });

@@ -27,6 +27,14 @@ export const CLI_COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'show flow events: drops with their reason, new allowed flows',
     run: async (argv) => (await import('./observe.js')).observeCommand(argv),
   },
+  explain: {
+    summary: 'whether policy allows a flow, and which policies and rules decide it (live, or offline with --manifests)',
+    run: async (argv) => (await import('./explain.js')).explainCommand(argv),
+  },
+  test: {
+    summary: 'check flow assertions against policy: offline with --manifests, or --live with real probes',
+    run: async (argv) => (await import('./assertions.js')).testCommand(argv),
+  },
   'install-cni': { summary: 'install sluice-cni and the conflist on the node (the DaemonSet\'s init step)', run: async (argv) => (await import('./install-cni.js')).installCniCommand(argv) },
   version: {
     summary: 'print the version',

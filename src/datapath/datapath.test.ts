@@ -72,15 +72,17 @@ describe('Datapath over an injected addon', () => {
     expect(dp.dumpCidrs()).toEqual(new Map([['192.0.2.0/24', 70_000]]));
   });
 
-  it('metrics sum the per-CPU slots and sort by reason, then direction', () => {
+  it('metrics sum the per-CPU slots and sort by reason, then direction, audit last', () => {
     const { addon, dp } = fakeDatapath(undefined, { cpus: 3 });
     const perCpu = (rows: Array<[number, number]>) => Buffer.concat(rows.map(([packets, bytes]) => metricsCodec.encode({ packets: BigInt(packets), bytes: BigInt(bytes) })));
     const m = addon.map(MAP_METRICS).entries;
     m.set(hex(metricsCodec.encodeKey({ reason: DropReason.POLICY_DENIED, direction: metricsCodec.DIR_TO_POD })), perCpu([[1, 100], [0, 0], [2, 200]]));
     m.set(hex(metricsCodec.encodeKey({ reason: 0, direction: metricsCodec.DIR_FROM_POD })), perCpu([[5, 500], [5, 500], [5, 500]]));
+    m.set(hex(metricsCodec.encodeKey({ reason: DropReason.POLICY_DENIED, direction: metricsCodec.DIR_TO_POD, audit: 1 })), perCpu([[1, 60], [0, 0], [0, 0]]));
     expect(dp.metrics()).toEqual([
-      { reason: 0, direction: metricsCodec.DIR_FROM_POD, packets: 15n, bytes: 1500n },
-      { reason: DropReason.POLICY_DENIED, direction: metricsCodec.DIR_TO_POD, packets: 3n, bytes: 300n },
+      { reason: 0, direction: metricsCodec.DIR_FROM_POD, audit: 0, packets: 15n, bytes: 1500n },
+      { reason: DropReason.POLICY_DENIED, direction: metricsCodec.DIR_TO_POD, audit: 0, packets: 3n, bytes: 300n },
+      { reason: DropReason.POLICY_DENIED, direction: metricsCodec.DIR_TO_POD, audit: 1, packets: 1n, bytes: 60n },
     ]);
   });
 

@@ -11,7 +11,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { native } from '../native/index.js';
 import type { Learned } from './message.js';
-import { DnsProxy, type ClientPolicy, type NatInfo, type ProxyDeps } from './proxy.js';
+import { DnsProxy, type ClientPolicy, type NatInfo, type ProxyDeps, type ProxyObserver } from './proxy.js';
 
 const UDP = 17;
 const TCP = 6;
@@ -219,7 +219,7 @@ async function retry<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs' | 'podSource' | 'trustedBackend'> = {}): Promise<Harness> {
+async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs' | 'podSource' | 'trustedBackend' | 'observer'> = {}): Promise<Harness> {
   const trusted = await retry(() => FakeResolver.start(loopback()));
   const trusted2 = await retry(() => FakeResolver.start(loopback(), trusted.port));
   const rogue = await retry(() => FakeResolver.start(loopback(), trusted.port));
@@ -996,5 +996,63 @@ describe('DnsProxy per-pod budgets', () => {
       expect(l).toMatchObject({ kind: 'learn-failed', dns: { qname: 'evil\\"\\\\n{\\"level\\":60}.example' }, msg: 'could not program what a DNS answer allows: answering SERVFAIL' });
       expect(l).not.toHaveProperty('name');
     }
+  });
+});
+
+describe('DnsProxy metrics hooks (observer)', () => {
+  /** Records every hook call; latency in ms, rounded down. */
+  function recorder() {
+    const calls: string[] = [];
+    const seconds: number[] = [];
+    const observer: ProxyObserver = {
+      query: (protocol) => calls.push(`query ${protocol}`),
+      answered: (result, reason, s) => {
+        calls.push(`${result} ${reason}`);
+        seconds.push(s);
+      },
+    };
+    return { calls, seconds, observer };
+  }
+
+  it('reports each query and each answer with its result, reason and latency, the learning included', async () => {
+    const r = recorder();
+    const h = await startProxy('refuse', { observer: r.observer });
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    h.trusted.zone.set('big.example', Array.from({ length: 100 }, (_, i): dnsPacket.Answer => ({ name: 'big.example', type: 'A', ttl: 60, data: `192.0.2.${i + 1}` })));
+    const LEARN_MS = 30;
+    h.onLearn = (l) => {
+      if (l.names[0] !== 'api.github.com') return;
+      const until = performance.now() + LEARN_MS;
+      while (performance.now() < until); // programming the datapath takes this long
+    };
+    const pod = await UdpPod.open(h, h.trusted.address);
+    await pod.ask(h, query('api.github.com', 1));
+    await pod.ask(h, query('big.example', 2));
+    await (await UdpPod.open(h, h.rogue.address)).ask(h, query('api.github.com', 3));
+    await (await UdpPod.open(h, h.trusted.address, MATCHED_ONLY_POD)).ask(h, query('elsewhere.example', 4));
+    await (await UdpPod.open(h, h.trusted.address, 99)).ask(h, query('api.github.com', 5));
+    h.onLearn = () => {
+      throw new Error('map full');
+    };
+    await pod.ask(h, query('api.github.com', 6));
+    (await UdpPod.open(h, undefined)).send(h, query('api.github.com', 7)); // no NAT entry: counted, dropped
+    await until('the unattributed query', () => h.proxy.stats.unattributed === 1);
+    const tcp = await TcpPod.open(h, h.trusted.address);
+    h.onLearn = () => {};
+    await tcp.ask(query('api.github.com', 8));
+    expect(r.calls).toEqual([
+      'query udp', 'forwarded upstream',
+      'query udp', 'truncated too-big',
+      'query udp', 'refused untrusted-resolver',
+      'query udp', 'refused name-not-allowed',
+      'query udp', 'refused unknown-endpoint',
+      'query udp', 'servfail learn-failed',
+      'query udp',
+      'query tcp', 'forwarded upstream',
+    ]);
+    // From the query's arrival to the answer's release: the learning is inside.
+    expect(r.seconds[0]).toBeGreaterThanOrEqual(LEARN_MS / 1000);
+    expect(r.seconds[0]).toBeLessThan(1);
+    for (const s of r.seconds) expect(s).toBeGreaterThan(0);
   });
 });

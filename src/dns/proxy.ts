@@ -100,6 +100,26 @@ export interface ProxyDeps {
   upstreamTimeoutMs?: number;
   /** UDP queries to these upstreams leave from the pod's own address; absent: from the node's. */
   podSource?: PodSource;
+  /** Metrics hooks (src/metrics); absent: none. */
+  observer?: ProxyObserver;
+}
+
+/** Why the proxy answered as it did (sluice_dns_responses_total's reason). */
+export type AnswerReason = 'upstream' | 'too-big' | 'unknown-endpoint' | 'name-not-allowed' | 'untrusted-resolver' | 'learn-failed' | 'busy';
+
+/**
+ * Called on the query path: each call must be cheap (a counter, one
+ * histogram observation) and must not throw.
+ */
+export interface ProxyObserver {
+  /** A query arrived from a pod (counted before any check). */
+  query(protocol: 'udp' | 'tcp'): void;
+  /**
+   * An answer went back to the pod, `seconds` after its query arrived (the
+   * upstream and the learning included): the upstream's (forwarded, or
+   * truncated to fit UDP), or the proxy's own REFUSED or SERVFAIL.
+   */
+  answered(result: 'forwarded' | 'truncated' | 'refused' | 'servfail', reason: AnswerReason, seconds: number): void;
 }
 
 /** Sending from the pod's address: the agent's transparent sockets (and the datapath steering answers back). */
@@ -190,9 +210,12 @@ interface Pending {
   maxBytes?: number;
   /** Whose in-flight budget this query takes (given back when it settles). */
   pod: PodDnsStats;
+  /** performance.now() when the query arrived from the pod. */
+  receivedMs: number;
 }
 
-type Decision = { upstream: string } | { rcode: number; why: string };
+type Refusal = { rcode: number; why: string; reason: AnswerReason };
+type Decision = { upstream: string } | Refusal;
 
 function newStats(): ProxyStats {
   return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0 };
@@ -244,6 +267,7 @@ export class DnsProxy {
   readonly #tcpPending = new Set<Map<number, Pending>>();
   readonly #upstreamPort: number;
   readonly #upstreamTimeoutMs: number;
+  readonly #observer: ProxyObserver | undefined;
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(deps: ProxyDeps, log: Logger) {
@@ -253,6 +277,7 @@ export class DnsProxy {
     this.#limits = { ...DEFAULT_LIMITS, ...deps.limits };
     this.#upstreamPort = deps.upstreamPort ?? UPSTREAM_PORT;
     this.#upstreamTimeoutMs = deps.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS;
+    this.#observer = deps.observer;
   }
 
   /** Each pod's share (copies), by host veth ifindex. */
@@ -355,22 +380,23 @@ export class DnsProxy {
 
   #decide(nat: NatInfo, q: ParsedQuery): Decision {
     const client = this.#deps.client(nat.ifindex);
-    if (!client) return { rcode: RCODE_REFUSED, why: 'unknown endpoint' };
+    if (!client) return { rcode: RCODE_REFUSED, why: 'unknown endpoint', reason: 'unknown-endpoint' };
     if (client.dns === 'MatchedOnly') {
       const rules = this.#deps.rulesFor(normalizeName(q.question.name));
-      if (!rules.some((r) => client.rules.includes(r))) return { rcode: RCODE_REFUSED, why: 'name matches no rule (dns: MatchedOnly)' };
+      if (!rules.some((r) => client.rules.includes(r))) return { rcode: RCODE_REFUSED, why: 'name matches no rule (dns: MatchedOnly)', reason: 'name-not-allowed' };
     }
     if (this.#deps.trusted.includes(nat.daddr) || this.#deps.trustedBackend?.(nat.daddr)) return { upstream: nat.daddr };
     const first = this.#deps.trusted[0];
     if (this.#deps.untrusted === 'redirect' && first) return { upstream: first };
-    return { rcode: RCODE_REFUSED, why: `${nat.daddr} is not a trusted resolver` };
+    return { rcode: RCODE_REFUSED, why: `${nat.daddr} is not a trusted resolver`, reason: 'untrusted-resolver' };
   }
 
-  #refuse(q: ParsedQuery, d: { rcode: number; why: string }, reply: (m: Buffer) => void): void {
+  #refuse(q: ParsedQuery, d: Refusal, reply: (m: Buffer) => void, receivedMs: number): void {
     if (d.rcode === RCODE_REFUSED) this.stats.refused++;
     else this.stats.servfail++;
     this.#rlog.debug('refused', { dns: { qname: q.question.name }, why: d.why }, 'DNS query refused');
     reply(errorResponse(q, d.rcode));
+    this.#observer?.answered(d.rcode === RCODE_REFUSED ? 'refused' : 'servfail', d.reason, (performance.now() - receivedMs) / 1000);
   }
 
   // ------------------------------------------------------------------ UDP
@@ -393,7 +419,9 @@ export class DnsProxy {
   }
 
   #onUdpQuery(msg: Buffer, from: Peer, reply: (m: Buffer) => void): void {
+    const receivedMs = performance.now();
     this.stats.queries++;
+    this.#observer?.query('udp');
     const nat = this.#deps.nat(PROTO_UDP, from.address, from.port);
     if (!nat) {
       this.stats.unattributed++;
@@ -405,8 +433,8 @@ export class DnsProxy {
     const q = this.#parseQuery(msg);
     if (!q) return;
     const d = this.#decide(nat, q);
-    if ('rcode' in d) return this.#refuse(q, d, reply);
-    this.#forwardUdp(msg, q, d.upstream, reply, pod, from.address, nat.ifindex);
+    if ('rcode' in d) return this.#refuse(q, d, reply, receivedMs);
+    this.#forwardUdp(msg, q, d.upstream, reply, pod, from.address, nat.ifindex, receivedMs);
   }
 
   #parseQuery(msg: Buffer): ParsedQuery | undefined {
@@ -476,7 +504,7 @@ export class DnsProxy {
     }
   }
 
-  #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, reply: (m: Buffer) => void, pod: PodDnsStats, podAddress: string, ifindex: number): void {
+  #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, reply: (m: Buffer) => void, pod: PodDnsStats, podAddress: string, ifindex: number, receivedMs: number): void {
     const family = net.isIPv6(upstream) ? 6 : 4;
     const ps = this.#podSocket(family, podAddress, upstream, ifindex);
     let sock: dgram.Socket;
@@ -492,7 +520,7 @@ export class DnsProxy {
     }
     let id = randomInt(65536);
     for (let tries = 0; this.#pending.has(`${key}:${id}`); tries++) {
-      if (tries > 64) return void this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight' }, reply);
+      if (tries > 64) return void this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight', reason: 'busy' }, reply, receivedMs);
       id = randomInt(65536);
     }
     const out = Buffer.from(msg);
@@ -506,6 +534,7 @@ export class DnsProxy {
       reply,
       maxBytes: MAX_UDP_ANSWER,
       pod,
+      receivedMs,
     });
     pod.inflight++;
     this.stats.forwarded++;
@@ -555,6 +584,7 @@ export class DnsProxy {
         this.#rlog.error('learn-failed', { err, dns: { qname: p.question.name } }, 'could not program what a DNS answer allows: answering SERVFAIL');
         this.stats.servfail++;
         p.reply(errorResponse({ id: p.clientId, flags: msg.readUInt16BE(2) & 0x7900, questionWire: p.questionWire }, RCODE_SERVFAIL));
+        this.#observer?.answered('servfail', 'learn-failed', (performance.now() - p.receivedMs) / 1000);
         return true;
       }
     }
@@ -562,10 +592,12 @@ export class DnsProxy {
     if (p.maxBytes !== undefined && msg.length > p.maxBytes) {
       this.stats.truncated++;
       p.reply(truncatedResponse(p.clientId, msg.readUInt16BE(2), p.questionWire));
+      this.#observer?.answered('truncated', 'too-big', (performance.now() - p.receivedMs) / 1000);
       return true;
     }
     msg.writeUInt16BE(p.clientId, 0);
     p.reply(msg);
+    this.#observer?.answered('forwarded', 'upstream', (performance.now() - p.receivedMs) / 1000);
     return true;
   }
 
@@ -620,13 +652,15 @@ export class DnsProxy {
       this.#guard(() =>
         framer.push(chunk, (msg) =>
           this.#guard(() => {
+            const receivedMs = performance.now();
             this.stats.queries++;
+            this.#observer?.query('tcp');
             // This also bounds the connection's pending map (by podMaxInflight).
             if (this.#overInflight(pod, nat.ifindex)) return;
             const q = this.#parseQuery(msg);
             if (!q) return;
             const d = this.#decide(nat, q);
-            if ('rcode' in d) return this.#refuse(q, d, reply);
+            if ('rcode' in d) return this.#refuse(q, d, reply, receivedMs);
             let up = upstreams.get(d.upstream);
             if (!up) {
               up = this.#tcpUpstream(d.upstream, c);
@@ -635,12 +669,12 @@ export class DnsProxy {
             // Bounded like UDP: with every id in flight on this connection, an unbounded retry never ends.
             let id = randomInt(65536);
             for (let tries = 0; up.pending.has(id); tries++) {
-              if (tries > 64) return this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight' }, reply);
+              if (tries > 64) return this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight', reason: 'busy' }, reply, receivedMs);
               id = randomInt(65536);
             }
             const out = Buffer.from(msg);
             out.writeUInt16BE(id, 0);
-            up.pending.set(id, { deadline: Date.now() + this.#upstreamTimeoutMs, upstream: d.upstream, question: q.question, questionWire: q.questionWire, clientId: q.id, reply, pod });
+            up.pending.set(id, { deadline: Date.now() + this.#upstreamTimeoutMs, upstream: d.upstream, question: q.question, questionWire: q.questionWire, clientId: q.id, reply, pod, receivedMs });
             pod.inflight++;
             this.stats.forwarded++;
             up.sock.write(frame(out));

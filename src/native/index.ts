@@ -304,6 +304,13 @@ export interface NativeAddon {
   socketTransparent(family: 4 | 6, address: string, mark: number): number;
   /** The network namespace's cookie (SO_NETNS_COOKIE), a u64 as a decimal string: bpf_get_netns_cookie() of its sockets. */
   netnsCookie(netns: NetnsPath): string;
+  /**
+   * A reachability probe from inside `netns` on a libuv worker: a TCP connect
+   * or a connected-UDP datagram and the wait for an answer, for at most
+   * `timeoutMs`. The outcome is a value (see ProbeResult); it rejects only
+   * when no probe could be made (no such netns, no socket).
+   */
+  probe(netns: NetnsPath, family: 4 | 6, protocol: 'tcp' | 'udp', address: string, port: number, timeoutMs: number): Promise<ProbeResult>;
 
   // --- cgroup programs
   /**
@@ -311,6 +318,17 @@ export interface NativeAddon {
    * already pinned there gets the program replaced in place. 'created' or 'updated'.
    */
   cgroupLink(cgroupPath: string, progFd: number, attach: CgroupAttach, pinPath: string): 'created' | 'updated';
+}
+
+/**
+ * TCP: connected, refused (an RST came back), timeout; UDP: reply, refused
+ * (ICMP port unreachable), timeout; either: error, with the errno name
+ * (EHOSTUNREACH…). localPort is the probe socket's own port (0 if unknown).
+ */
+export interface ProbeResult {
+  outcome: 'connected' | 'reply' | 'refused' | 'timeout' | 'error';
+  error?: string;
+  localPort: number;
 }
 
 export type CgroupAttach = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6';

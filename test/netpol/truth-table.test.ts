@@ -7,7 +7,8 @@
 // and the case is undone before the next one.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { NetpolCluster, compare, formatReport, type Expectation } from '../helpers/cluster.js';
+import { callAgent } from '../../src/cli/client.js';
+import { NetpolCluster, compare, formatReport, probeName, type Expectation, type Observation } from '../helpers/cluster.js';
 import { Cleanup, isRoot } from '../helpers/netns.js';
 import { CASES, DEFAULT_PROBES, type Doc, type DocSource, type NetpolCase, type PodKey } from './cases.js';
 import { ModelError, parsePolicy, type Family, type Policy, type Probe } from './model.js';
@@ -33,6 +34,28 @@ function probesOf(c: Pick<NetpolCase, 'probes' | 'families'>): Probe[] {
 function render(src: DocSource): string {
   const doc: Doc = typeof src === 'function' ? src(cluster.context()) : src;
   return typeof doc === 'string' ? doc : stringify(doc);
+}
+
+/** The live agent's `explain` calls in flight at once. */
+const EXPLAIN_PARALLEL = 32;
+
+/**
+ * The live agent's `explain` (one call per cell, the converged round's
+ * cells) must say what the datapath did: allow where the probe connected.
+ */
+async function expectExplainAgrees(observed: readonly Observation[], what: string): Promise<void> {
+  const cells = observed.flatMap((o) => cluster.pods.flatMap((from, i) => cluster.pods.map((to, j) => ({ o, from, to, result: o.results[i]![j]! }))));
+  const wrong: string[] = [];
+  for (let k = 0; k < cells.length; k += EXPLAIN_PARALLEL) {
+    await Promise.all(
+      cells.slice(k, k + EXPLAIN_PARALLEL).map(async ({ o, from, to, result }) => {
+        const port = `${o.probe.port}/${o.probe.protocol}`;
+        const e = (await callAgent(cluster.node.runDir, 'explain', { from: from.key, to: to.ips[o.probe.family]!, port })) as { verdict: string; reason: string };
+        if ((e.verdict === 'allow') !== (result === 'ok')) wrong.push(`${from.key} -> ${to.key} ${probeName(o.probe)}: explain says ${e.verdict} (${e.reason}); the datapath: ${result}`);
+      }),
+    );
+  }
+  expect(wrong, `${what}: the live explain must agree with the datapath`).toEqual([]);
 }
 
 function sameExpectation(a: readonly Expectation[], b: readonly Expectation[]): boolean {
@@ -131,7 +154,8 @@ describe('NetworkPolicy truth table', () => {
         } else {
           // A step the matrix cannot tell from the previous one would prove nothing.
           expect(sameExpectation(expected, previous), `${what}: the step must change the expected matrix`).toBe(false);
-          await cluster.expectMatrix(expected, what);
+          const converged = await cluster.expectMatrix(expected, what);
+          await expectExplainAgrees(converged.observed, what);
         }
         previous = expected;
       }
