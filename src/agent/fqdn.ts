@@ -304,8 +304,8 @@ export class FqdnService {
   learned(): { namesOf(ip: string): Array<{ name: string; expiresInMs: number }>; addressesOf(name: string): Array<{ ip: string; expiresInMs: number }> } {
     const now = monoNowMs();
     return {
-      namesOf: (ip) => this.cache.namesOf(ip).map((n) => ({ name: n.name, expiresInMs: n.expiresMs - now })),
-      addressesOf: (name) => (this.cache.entries().find((e) => e.name === name)?.ips ?? []).map((a) => ({ ip: a.ip, expiresInMs: a.expiresMs - now })),
+      namesOf: (ip) => this.cache.namesOf(ip).map((n) => ({ name: n.name, expiresInMs: Math.round(n.expiresMs - now) })),
+      addressesOf: (name) => (this.cache.entries().find((e) => e.name === name)?.ips ?? []).map((a) => ({ ip: a.ip, expiresInMs: Math.round(a.expiresMs - now) })),
     };
   }
 

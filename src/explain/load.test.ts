@@ -36,11 +36,16 @@ describe('loadWorld', () => {
   it.each([
     ['a YAML error', { 'good.yaml': pod('a'), 'bad.yaml': 'kind: [' }, /^bad\.yaml#1: /],
     ['an invalid policy', { 'np.yaml': 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: { name: p, namespace: x }\nspec: { podSelector: { matchLabels: { "bad key!": x } } }\n' }, /^np\.yaml#1: /],
-    ['an unsupported kind', { 'k.yaml': 'apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: d }\n' }, /^k\.yaml#1: unsupported kind "Deployment"/],
+    ['a kind Sluice reads with a wrong apiVersion', { 'k.yaml': 'apiVersion: v2\nkind: Pod\nmetadata: { name: d }\n' }, /^k\.yaml#1: Pod needs apiVersion v1/],
     ['an object defined twice', { 'a.yaml': pod('a'), 'b.yaml': pod('a') }, /^b\.yaml: Pod\/x\/a is already defined in a\.yaml$/],
     ['a pod address that is none', { 'a.yaml': pod('a', '{ podIP: 10.0.0.300 }') }, /^a\.yaml: Pod x\/a: status\.podIPs holds "10\.0\.0\.300", which is not an IP address$/],
   ])('fails the whole load on %s, naming the file', (_what, files, message) => {
     expect(() => loadWorld(manifests(files))).toThrow(expect.objectContaining({ code: ExplainCode.BAD_MANIFESTS, message: expect.stringMatching(message) }));
+  });
+
+  it('leaves out the kinds it does not read (a repository\'s Deployments, its Assertions files) and reads the rest', () => {
+    const w = loadWorld(manifests({ 'k.yaml': `apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: d }\n---\n${pod('a')}`, 't.yaml': 'apiVersion: sluice.dev/v1alpha1\nkind: Assertions\nassertions: []\n' }));
+    expect([...w.pods.keys()]).toEqual(['x/a']);
   });
 
   it('a directory that cannot be read is an error too', () => {

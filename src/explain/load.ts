@@ -44,7 +44,7 @@ export function readManifests(dir: string): KubeObject[] {
     }
     let parsed: KubeObject[];
     try {
-      parsed = parseManifest(text, file);
+      parsed = parseManifest(text, file, { skipOtherKinds: true });
     } catch (err) {
       throw bad((err as Error).message);
     }

@@ -12,10 +12,15 @@
 import { parseAllDocuments } from 'yaml';
 import { objectKey, type KubeObject } from '../store/index.js';
 import { parsePlainDocument } from './plain-yaml.js';
-import { validateObject, ValidationError } from './validate.js';
+import { isSupportedKind, validateObject, ValidationError } from './validate.js';
 
-/** The whole file, in one parse: the reference behaviour. */
-export function parseManifest(text: string, file: string): KubeObject[] {
+/**
+ * The whole file, in one parse: the reference behaviour. `skipOtherKinds`:
+ * objects of kinds Sluice does not read (a Deployment, an Assertions file)
+ * are left out instead of rejecting the file — for reading a policy
+ * repository offline; the agent's directory stays strict.
+ */
+export function parseManifest(text: string, file: string, opts: { skipOtherKinds?: boolean } = {}): KubeObject[] {
   const docs = parseAllDocuments(text, { prettyErrors: true });
   const objects: KubeObject[] = [];
   docs.forEach((doc, i) => {
@@ -24,7 +29,10 @@ export function parseManifest(text: string, file: string): KubeObject[] {
     const value = doc.toJS({ maxAliasCount: 100 });
     if (value === null || value === undefined) return; // empty document
     const items = (value as { kind?: unknown }).kind === 'List' ? ((value as { items?: unknown[] }).items ?? []) : [value];
-    for (const item of items) objects.push(validateObject(item, where));
+    for (const item of items) {
+      if (opts.skipOtherKinds && !isSupportedKind((item as { kind?: unknown } | null)?.kind)) continue;
+      objects.push(validateObject(item, where));
+    }
   });
   checkUnique(objects, file);
   return objects;

@@ -72,6 +72,11 @@ function validatePod(o: KubeObject, where: string): void {
 }
 
 /** Checks one object; returns it with defaults applied (namespace label). */
+/** A kind Sluice reads (of any apiVersion): what a manifest directory may hold for it. */
+export function isSupportedKind(kind: unknown): boolean {
+  return typeof kind === 'string' && Object.hasOwn(API_VERSIONS, kind);
+}
+
 export function validateObject(raw: unknown, where: string): KubeObject {
   if (!isObject(raw)) throw new ValidationError(`${where}: not an object`);
   const kind = raw.kind as Kind;
