@@ -185,6 +185,7 @@ describe('kubectl apply -f deploy/', () => {
 const GOOD: Array<[string, unknown]> = [
   ['the PRODUCT example', { podSelector: { matchLabels: { app: 'builder' } }, dns: 'AllowAll', egress: [{ toFQDNs: [{ matchName: 'api.github.com' }, { matchPattern: '*.githubusercontent.com' }], ports: [{ port: 443, protocol: 'TCP' }] }] }],
   ['an empty selector and no egress (DNS only)', { podSelector: {} }],
+  ['audit mode', { podSelector: {}, enforcement: 'Audit', egress: [{ toFQDNs: [{ matchName: 'a.test' }] }] }],
   ['MatchedOnly, ** and * alone, a trailing dot, upper case', { podSelector: {}, dns: 'MatchedOnly', egress: [{ toFQDNs: [{ matchPattern: '**.example.com' }, { matchPattern: '*' }, { matchName: 'API.Example.COM.' }, { matchPattern: '**.*' }, { matchPattern: 'a*b.*.test' }] }] }],
   ['port ranges, UDP and SCTP, and every port', { podSelector: {}, egress: [{ toFQDNs: [{ matchName: 'a.test' }], ports: [{ port: 1000, endPort: 2000 }, { port: 53, protocol: 'UDP' }, { port: 9, protocol: 'SCTP', endPort: 9 }] }, { toFQDNs: [{ matchName: 'b.test' }], ports: [] }] }],
   ['selector expressions and prefixed label keys', { podSelector: { matchLabels: { 'example.com/tier': 'web', empty: '' }, matchExpressions: [{ key: 'app', operator: 'In', values: ['a', 'b'] }, { key: 'x.io/y', operator: 'DoesNotExist' }, { key: 'z', operator: 'Exists', values: [] }] } }],
@@ -196,7 +197,8 @@ const GOOD: Array<[string, unknown]> = [
 const BAD: Array<[string, unknown, RegExp, boolean]> = [
   ['no podSelector', { egress: [] }, /spec\.podSelector: Required value/, true],
   ['an unknown dns mode', { podSelector: {}, dns: 'Some' }, /spec\.dns: Unsupported value: "Some"/, true],
-  ['an unknown field (kubectl validates strictly)', { podSelector: {}, enforcement: 'Audit' }, /unknown field "spec\.enforcement"/, true],
+  ['an unknown field (kubectl validates strictly)', { podSelector: {}, mode: 'Audit' }, /unknown field "spec\.mode"/, true],
+  ['an unknown enforcement', { podSelector: {}, enforcement: 'audit' }, /spec\.enforcement: Unsupported value: "audit"/, true],
   ['empty toFQDNs', { podSelector: {}, egress: [{ toFQDNs: [] }] }, /spec\.egress\[0\]\.toFQDNs: Invalid value: 0: .*at least 1 items/, true],
   ['no toFQDNs', { podSelector: {}, egress: [{ ports: [{ port: 1 }] }] }, /spec\.egress\[0\]\.toFQDNs: Required value/, true],
   ['both matchName and matchPattern', { podSelector: {}, egress: [{ toFQDNs: [{ matchName: 'a.test', matchPattern: '*.test' }] }] }, /set exactly one of matchName and matchPattern/, true],
@@ -255,6 +257,7 @@ describe('FQDNPolicy admission', () => {
     kubectlOk(['apply', '-f', '-'], JSON.stringify(policy({ podSelector: {}, egress: [{ toFQDNs: [{ matchName: 'a.test' }], ports: [{ port: 443 }] }] }, 'stored')));
     const stored = JSON.parse(kubectlOk(['-n', 'default', 'get', 'fqdnpolicy', 'stored', '-o', 'json']));
     expect(stored.spec.dns).toBe('AllowAll');
+    expect(stored.spec.enforcement).toBe('Enforce');
     expect(stored.spec.egress[0].ports[0]).toEqual({ port: 443, protocol: 'TCP' });
     expect(parseFqdnPolicy(stored).dns).toBe('AllowAll');
 
@@ -266,8 +269,8 @@ describe('FQDNPolicy admission', () => {
     const updated = put(`${path}/status`, { ...stored, status: { conditions: [condition] } });
     expect(updated.status, updated.err).toBe(0);
     const table = kubectlOk(['-n', 'default', 'get', 'fqdnp', 'stored', '-o', 'wide']);
-    expect(table).toMatch(/^NAME\s+ACCEPTED\s+REASON\s+MESSAGE\s+AGE\n/);
-    expect(table).toMatch(/^stored\s+True\s+Valid\s+programmed\s+/m);
+    expect(table).toMatch(/^NAME\s+ACCEPTED\s+ENFORCEMENT\s+REASON\s+MESSAGE\s+AGE\n/);
+    expect(table).toMatch(/^stored\s+True\s+Enforce\s+Valid\s+programmed\s+/m);
     // The status is validated too.
     const current = JSON.parse(kubectlOk(['-n', 'default', 'get', 'fqdnpolicy', 'stored', '-o', 'json']));
     const bad = put(`${path}/status`, { ...current, status: { conditions: [{ ...condition, status: 'Yes' }] } });
