@@ -10,6 +10,7 @@ import { Cleanup, cni, podArgs, SLUICE, TestNode, type Netns } from '../helpers/
 import { probeQuery, startAuthServer, type Zone } from '../helpers/dns.js';
 import { isRoot, sh } from '../helpers/netns.js';
 import { makeWorld } from '../helpers/world.js';
+import { until as waitUntil } from '../helpers/wait.js';
 
 const cleanup = new Cleanup();
 const procs: ChildProcess[] = [];
@@ -33,13 +34,7 @@ function connects(ns: Netns, ip: string, port: number): boolean {
   return r.status === 0;
 }
 
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 5000) => waitUntil(what, cond, ms, 50);
 
 interface Status {
   problems?: string[];

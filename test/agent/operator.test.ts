@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cleanup, SLUICE, TestNode, podIps, type Netns } from '../helpers/agent.js';
 import { probeQuery } from '../helpers/dns.js';
 import { isRoot } from '../helpers/netns.js';
+import { until } from '../helpers/wait.js';
 
 const POD_CIDR = '10.79.0.0/24';
 const NODE_IP = '10.79.255.1';
@@ -152,13 +153,6 @@ function sluice(...args: string[]): { status: number | null; stdout: string; std
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-async function until(what: string, cond: () => boolean, ms = 8000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe.skipIf(!isRoot)('operator interface: /metrics, sluice status and sluice endpoints against a running agent', () => {
   beforeAll(async () => {

@@ -18,6 +18,7 @@ import { Cleanup, podIps, ROOT, SLUICE, TestNode, type Netns } from '../helpers/
 import { probeQuery, startAuthServer, type Zone } from '../helpers/dns.js';
 import { isRoot } from '../helpers/netns.js';
 import { makeWorld } from '../helpers/world.js';
+import { until } from '../helpers/wait.js';
 
 const DOC = join(ROOT, 'docs/operations.md');
 const CAPTURE = process.env.SLUICE_CAPTURE_DOCS === '1';
@@ -132,13 +133,6 @@ function fetchInNode(path: string): { status: string; body: string } {
   return { status: lines.pop() ?? '', body: lines.join('\n') };
 }
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** What must stay the same between the doc's block and this run's output. */
 export function shape(text: string): string[] {
@@ -184,7 +178,7 @@ describe.skipIf(!isRoot)('docs/operations.md: every example output is what the c
     // The offline copy: the same manifest, with the pods' addresses as the API server would show them.
     const withIps = MANIFEST.replace(/metadata: \{ name: (frontend|web|db), namespace: shop(.*)\n/g, (line, pod: string) => `${line}status: { podIP: ${ips[pod]} }\n`);
     writeFileSync(join(offline, 'shop.yaml'), withIps);
-    await until('the servers', () => connect('frontend', ips.web!, 8080));
+    await until('the servers', () => connect('frontend', ips.web!, 8080), 10_000);
 
     // Traffic an operator would want to see: allowed, dropped, audited, learned.
     expect(connect('frontend', ips.web!, 8080)).toBe(true);

@@ -199,7 +199,53 @@ describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f de
     }
     // The readiness probes (from each node) still pass under default deny.
     await cl.waitPodsReady('x', 'pod', { min: 2, timeoutMs: 10_000 });
-  }, 180_000);
+
+    // `sluice test --live` in each node's agent pod, as an operator runs it:
+    // every pair, expected as the model says; the agent's compiled verdict
+    // and a real probe from each local source pod must both agree.
+    const w = world();
+    const want = expectedMatrix(w, applied, { protocol: 'TCP', port: 80, family: 4 });
+    const assertions = w.pods.flatMap((from, i) =>
+      w.pods.flatMap((to, j) => (i === j ? [] : [{ from: `${from.namespace}/${from.name}`, to: `${to.namespace}/${to.name}`, port: 'http', expect: want[i]![j] ? 'allow' : 'deny' }])),
+    );
+    const agents = await cl.kubectlJson<{ items: Array<{ metadata: { name: string }; spec: { nodeName: string } }> }>(['get', 'pods', '-n', 'kube-system', '-l', 'app.kubernetes.io/name=sluice']);
+    for (const n of [1, 2] as const) {
+      const agent = agents.items.find((p) => p.spec.nodeName === nodeName(n))!.metadata.name;
+      const input = JSON.stringify({ apiVersion: 'sluice.dev/v1alpha1', kind: 'Assertions', assertions });
+      const r = await cl.kubectlResult(['exec', '-i', '-n', 'kube-system', agent, '-c', 'agent', '--', 'sluice', 'test', '/dev/stdin', '--live', '-o', 'json'], { input, timeoutMs: 120_000 });
+      const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { from: string; ok: boolean; verdict: string; probe?: { agrees: boolean; text: string } });
+      expect(lines.filter((l) => !l.ok), r.stdout + r.stderr).toEqual([]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(lines).toHaveLength(assertions.length);
+      // The sources on this node were probed for real (and agreed); the others judged only.
+      const local = new Set(PODS.filter((p) => p.node === n).map((p) => `${p.ns}/${p.name}`));
+      for (const l of lines) {
+        if (local.has(l.from)) expect(l.probe?.text, JSON.stringify(l)).not.toMatch(/^not probed/);
+        else expect(l.probe?.text).toMatch(/^not probed/);
+      }
+    }
+  }, 240_000);
+
+  it('audit mode through the API: an annotated NetworkPolicy never drops, its would-be drops are audit flows', async () => {
+    noteFailure();
+    const cl = c();
+    // y/d (node 2, its ingress open so far): only from x/b, in audit mode; x/a (node 1) → y/d must keep working.
+    await cl.apply({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'd-audit', namespace: 'y', annotations: { 'sluice.dev/enforcement': 'audit' } },
+      spec: { podSelector: { matchLabels: { pod: 'd' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'x' } }, podSelector: { matchLabels: { pod: 'b' } } }] }] },
+    });
+    const agents = await cl.kubectlJson<{ items: Array<{ metadata: { name: string }; spec: { nodeName: string } }> }>(['get', 'pods', '-n', 'kube-system', '-l', 'app.kubernetes.io/name=sluice']);
+    const agent2 = agents.items.find((p) => p.spec.nodeName === nodeName(2))!.metadata.name;
+    const audits = async () => (await cl.exec(`kube-system/${agent2}`, ['sluice', 'observe', '--verdict', 'audit', '--pod', 'y/d', '-o', 'json'], { container: 'agent' })).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { src: string; reason: string; policies?: string[] });
+    await cl.waitFor('the audit of x/a → y/d', async () => (await connects('x/a', ips.get('y/d')!)) && (await audits()).some((f) => f.src === ips.get('x/a')), { timeoutMs: ENFORCE_MS, intervalMs: 500 });
+    expect(await connects('x/a', ips.get('y/d')!)).toBe(true);
+    expect((await audits()).find((f) => f.src === ips.get('x/a'))).toMatchObject({ reason: 'policy-denied', policies: ['y/d-audit'] });
+    const dropped = (await cl.exec(`kube-system/${agent2}`, ['sluice', 'observe', '--verdict', 'dropped', '--pod', 'y/d', '-o', 'json'], { container: 'agent' })).trim();
+    expect(dropped).toBe('');
+    await cl.kubectl(['delete', '-n', 'y', 'networkpolicy', 'd-audit']);
+  }, 120_000);
 
   it('an FQDNPolicy through the API: blocked before the lookup, allowed after it (search path and autopath through CoreDNS), other names blocked; Accepted=True', async () => {
     noteFailure();

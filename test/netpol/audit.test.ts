@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/cli/client.js';
 import { Cleanup, podIps, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
 import { isRoot } from '../helpers/netns.js';
+import { until } from '../helpers/wait.js';
 
 const POD_CIDR = '10.75.0.0/24';
 
@@ -79,13 +80,6 @@ except OSError as e: print('ERR', e.errno or type(e).__name__)`], { encoding: 'u
   return r.stdout.trim();
 }
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 8000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const flows = async (verdict?: string): Promise<FlowRow[]> => (await callAgent(node.runDir, 'flows', verdict ? { verdict } : {})) as FlowRow[];
 /** Packets counted under (reason, direction, audit). */

@@ -4,6 +4,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cleanup, cni, podArgs, TestNode, type Netns } from '../helpers/agent.js';
+import { until as waitUntil } from '../helpers/wait.js';
 
 const cleanup = new Cleanup();
 const servers: ChildProcess[] = [];
@@ -28,13 +29,7 @@ function connects(ns: Netns, ip: string, port: number, sport = 0): boolean {
   return r.status === 0;
 }
 
-async function until(what: string, cond: () => boolean, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 3000) => waitUntil(what, cond, ms, 50);
 
 const MANIFESTS = `apiVersion: v1
 kind: Namespace

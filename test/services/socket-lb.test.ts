@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/cli/client.js';
 import { Cleanup, podIps, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
 import { isRoot } from '../helpers/netns.js';
+import { until } from '../helpers/wait.js';
 
 const POD_CIDR = '10.74.0.0/24,fd00:74::/64';
 const WEB_VIP = '10.96.74.10';
@@ -137,13 +138,6 @@ except OSError as e: print('ERR', e.errno or type(e).__name__)`);
   return r.out;
 }
 
-async function until(what: string, cond: () => boolean, ms = 8000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe.skipIf(!isRoot)('Services translated at the socket: policy judges the backend', () => {
   beforeAll(async () => {
