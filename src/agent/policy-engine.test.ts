@@ -96,6 +96,7 @@ describe('PolicyEngine', () => {
     expect(addon.map(MAP_ENDPOINTS).entries.size).toBe(PODS);
 
     // The control: a slice longer than the whole sync never lets the loop turn.
+    rmSync(dir, { recursive: true, force: true });
     dir = mkdtempSync(join(tmpdir(), 'slt-engine-'));
     ({ addon, dp } = fakeDatapath(sluiceMapSpecs(200_000)));
     const whole = engine({ sliceMs: 1e9 });

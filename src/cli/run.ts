@@ -12,11 +12,11 @@ export interface Command {
 /** The commands that talk to a running agent, and `version`. */
 export const CLI_COMMANDS: Readonly<Record<string, Command>> = {
   status: {
-    summary: 'show the agent\'s state: manifests, policy conditions, DNS proxy counters',
+    summary: 'the agent\'s state: version, sources, programs, map fill, policy conditions, DNS proxy, errors',
     run: async (argv) => (await import('./operator.js')).statusCommand(argv),
   },
   endpoints: {
-    summary: 'list the pods on this node',
+    summary: 'the pods on this node: identity, labels, ingress/egress enforcement, policies',
     run: async (argv) => (await import('./operator.js')).endpointsCommand(argv),
   },
   fqdn: {
@@ -24,7 +24,7 @@ export const CLI_COMMANDS: Readonly<Record<string, Command>> = {
     run: async (argv) => (await import('./fqdn.js')).fqdnCommand(argv),
   },
   observe: {
-    summary: 'show flow events: drops with their reason, new allowed flows',
+    summary: 'flow events: drops and audits with their reason and policy, new allowed flows',
     run: async (argv) => (await import('./observe.js')).observeCommand(argv),
   },
   explain: {
