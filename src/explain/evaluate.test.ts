@@ -302,3 +302,15 @@ describe('audit mode', () => {
     expect(ask(w, 'x/a', 'y/a', '81/TCP')).toMatchObject({ verdict: 'deny', rules: ['y/web'] });
   });
 });
+
+describe('every allowing rule is named', () => {
+  it('two policies with the very same rule (one datapath entry): both are in the chain', () => {
+    const rule = '{ podSelector: { matchLabels: { pod: a } }, ingress: [ { from: [ { podSelector: { matchLabels: { pod: b } } } ] } ] }';
+    const w = world(netpol('x', 'one', rule) + '---\n' + netpol('x', 'two', rule));
+    // The compiler keeps one entry for the two identical rules: both rules stay on it.
+    expect(w.compiled.endpoints.get('x/a')!.entries.filter((e) => e.direction === 'ingress')).toHaveLength(1);
+    const e = ask(w, 'x/b', 'x/a', '8080/TCP');
+    expect(e).toMatchObject({ verdict: 'allow', rules: ['x/one', 'x/two'] });
+    expect(e.reason).toMatch(/x\/one ingress rule 0 .*x\/two ingress rule 0/);
+  });
+});

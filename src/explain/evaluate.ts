@@ -250,11 +250,12 @@ function peersOf(world: World, end: End): number[] {
   return [...new Set([exact, cidr, ID_ANY].filter((id): id is number => id !== undefined))];
 }
 
+/** The entries that allow the flow, one per rule (an entry deduped from several rules names each). */
 function matching(ep: EndpointPolicy, direction: 'ingress' | 'egress', peers: readonly number[], flow: Flow): Array<{ ref: RuleRef; peer: number }> {
   const protocol = PROTO_NUMBERS[flow.protocol];
-  return ep.entries.filter(
-    (e) => e.direction === direction && peers.includes(e.peer) && (e.protocol === PROTO_ANY || e.protocol === protocol) && flow.port >= e.portMin && flow.port <= e.portMax,
-  );
+  return ep.entries
+    .filter((e) => e.direction === direction && peers.includes(e.peer) && (e.protocol === PROTO_ANY || e.protocol === protocol) && flow.port >= e.portMin && flow.port <= e.portMax)
+    .flatMap((e) => [e, ...(e.alsoBy ?? []).map((ref) => ({ ref, peer: e.peer }))]);
 }
 
 function allowed(

@@ -75,6 +75,8 @@ export interface PolicyEntry {
   portMin: number;
   portMax: number;
   ref: RuleRef;
+  /** Other rules with this very entry (deduped into this one); absent when none. */
+  alsoBy?: RuleRef[];
 }
 
 export interface EndpointPolicy {
@@ -636,14 +638,31 @@ function emitPort(
   }
 }
 
+/**
+ * One entry per (direction, peer, protocol, ports): the datapath needs one.
+ * The rules of the identical ones it leaves out are kept on the entry it
+ * keeps (`alsoBy`, on a copy: entries may be shared with the compile
+ * cache), so `sluice explain` names every rule that allows a flow.
+ */
 function dedupe(entries: PolicyEntry[]): PolicyEntry[] {
-  const seen = new Set<string>();
-  return entries.filter((e) => {
+  const at = new Map<string, number>();
+  const out: PolicyEntry[] = [];
+  for (const e of entries) {
     const k = `${e.direction}|${e.peer}|${e.protocol}|${e.portMin}|${e.portMax}`;
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
+    const i = at.get(k);
+    if (i === undefined) {
+      at.set(k, out.push(e) - 1);
+      continue;
+    }
+    const kept = out[i]!;
+    const refs = [kept.ref, ...(kept.alsoBy ?? [])];
+    if (!refs.some((r) => sameRef(r, e.ref))) out[i] = { ...kept, alsoBy: [...(kept.alsoBy ?? []), e.ref] };
+  }
+  return out;
+}
+
+function sameRef(a: RuleRef, b: RuleRef): boolean {
+  return a.policy === b.policy && a.kind === b.kind && a.direction === b.direction && a.rule === b.rule;
 }
 
 export { ID_ANY, ID_HOST };
