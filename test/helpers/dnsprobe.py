@@ -28,6 +28,18 @@ for bad arguments).
       Sends the bytes as N UDP datagrams from one socket; with --wait,
       collects whatever comes back until then. Prints {"sent", "replies"}.
 
+  stream --server IP --names a,b,c --rate 200 --seconds 10 [--timeout 1]
+         [--attempts 2] [--port 53] [--until-file PATH]
+      A steady client, as an application's resolver behaves: one lookup of
+      the next name (round robin) every 1/rate s from one UDP socket, each
+      tried up to --attempts times, --timeout s apart (glibc's
+      `options timeout:1 attempts:2`), for --seconds, or until PATH exists.
+      Prints {"lookups", "failed" (no answer after every attempt),
+      "retried" (answered only after a retry), "unanswered" (attempts
+      without an answer), "longest_stall_ms" (the longest time between two
+      answers), "stall_at_s" (when it began, from the start), "p50_ms",
+      "p99_ms", "max_ms" (lookup latency, retries included)}.
+
 Names are printed without their trailing dot.
 """
 
@@ -303,6 +315,86 @@ def send_raw(args):
     return {"sent": sent, "replies": replies}
 
 
+def stream(args):
+    import select
+    names = [n for n in args.names.split(",") if n]
+    s = socket.socket(family_of(args.server), socket.SOCK_DGRAM)
+    s.setblocking(False)
+    s.connect((args.server, args.port))
+    start = time.monotonic()
+    interval = 1.0 / args.rate
+    pending = {}  # qid -> [name, first_sent, last_sent, attempts]
+    lat, lookups, failed, retried, unanswered = [], 0, 0, 0, 0
+    last_answer, stall, stall_at = start, 0.0, 0.0
+    next_send, i = start, 0
+    done = lambda now: (now - start >= args.seconds) or (args.until_file and os.path.exists(args.until_file))
+    while True:
+        now = time.monotonic()
+        sending = not done(now)
+        if not sending and not pending:
+            break
+        if sending and now >= next_send:
+            qid = rng.randrange(0, 65536)
+            while qid in pending:
+                qid = rng.randrange(0, 65536)
+            name = names[i % len(names)]
+            i += 1
+            pending[qid] = [name, now, now, 1]
+            lookups += 1
+            try:
+                s.send(build_query(qid, name, 1))
+            except OSError:
+                pass
+            next_send += interval
+        for qid, q in list(pending.items()):
+            if now - q[2] >= args.timeout:
+                unanswered += 1
+                if q[3] >= args.attempts:
+                    failed += 1
+                    del pending[qid]
+                else:
+                    q[2], q[3] = now, q[3] + 1
+                    try:
+                        s.send(build_query(qid, q[0], 1))
+                    except OSError:
+                        pass
+        wait = max(0.0, min(next_send - time.monotonic(), 0.01)) if sending else 0.01
+        r, _, _ = select.select([s], [], [], wait)
+        if not r:
+            continue
+        while True:
+            try:
+                msg = s.recv(65535)
+            except (BlockingIOError, ConnectionRefusedError):
+                break
+            except OSError:
+                break
+            try:
+                reply = parse(msg)
+            except DnsError:
+                continue
+            q = pending.get(reply["id"])
+            if not q or not matches(reply, reply["id"], q[0], 1):
+                continue
+            del pending[reply["id"]]
+            t = time.monotonic()
+            lat.append((t - q[1]) * 1000)
+            if q[3] > 1:
+                retried += 1
+            if t - last_answer > stall:
+                stall, stall_at = t - last_answer, last_answer - start
+            last_answer = t
+    # A stall still going when the sending stopped counts up to then.
+    end = min(time.monotonic(), start + args.seconds)
+    if end - last_answer > stall:
+        stall, stall_at = end - last_answer, last_answer - start
+    lat.sort()
+    pick = lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))], 3) if lat else None
+    return {"lookups": lookups, "failed": failed, "retried": retried, "unanswered": unanswered,
+            "longest_stall_ms": round(stall * 1000, 1), "stall_at_s": round(stall_at, 2),
+            "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": round(lat[-1], 3) if lat else None}
+
+
 def main():
     p = argparse.ArgumentParser(description="DNS probe for the Sluice tests")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -328,8 +420,17 @@ def main():
     r.add_argument("--hex", required=True)
     r.add_argument("--count", type=int, default=1)
     r.add_argument("--wait", type=float, default=0.0)
+    st = sub.add_parser("stream")
+    st.add_argument("--server", required=True)
+    st.add_argument("--port", type=int, default=53)
+    st.add_argument("--names", required=True)
+    st.add_argument("--rate", type=float, default=200.0)
+    st.add_argument("--seconds", type=float, default=10.0)
+    st.add_argument("--timeout", type=float, default=1.0)
+    st.add_argument("--attempts", type=int, default=2)
+    st.add_argument("--until-file", default="")
     args = p.parse_args()
-    run = {"lookup-connect": lookup_connect, "query": query, "send-raw": send_raw}[args.cmd]
+    run = {"lookup-connect": lookup_connect, "query": query, "send-raw": send_raw, "stream": stream}[args.cmd]
     sys.stdout.write(json.dumps(run(args)) + "\n")
 
 
