@@ -361,6 +361,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   RegisterSysctl(env, exports);
   RegisterSock(env, exports);
   RegisterProbe(env, exports);
+  RegisterUdpBatch(env, exports);
   return exports;
 }
 }  // namespace

@@ -174,6 +174,7 @@ export class FqdnService {
           socket: (family, address) => host.transparentSocket(family, address),
         },
         observer: cfg.observer,
+        ...(host.batch ? { batch: host.batch } : {}),
       },
       log.child({ component: 'dns-proxy' }),
     );

@@ -3,6 +3,7 @@
 // sockets. The real one is netlink and a socket call through the addon.
 import { isIPv6 } from 'node:net';
 import { DNS_PORT, MARK_MASK, MARK_PROXY_SOCK, MARK_TO_PROXY, PROXY_RULE_PRIORITY, PROXY_TABLE } from '../dns/constants.js';
+import type { UdpSockets } from '../dns/index.js';
 import { native } from '../native/index.js';
 
 export interface ProxyHost {
@@ -18,6 +19,8 @@ export interface ProxyHost {
   routeToProxy(ipv6: boolean): void;
   /** A UDP socket fd that sends from a pod's `address` (IP_TRANSPARENT, marked MARK_PROXY_SOCK). */
   transparentSocket(family: 4 | 6, address: string): number;
+  /** The proxy's UDP sockets, read in batches (native UdpBatch); absent: Node's dgram. */
+  batch?: UdpSockets;
 }
 
 /**
@@ -55,5 +58,9 @@ export const nativeProxyHost: ProxyHost = {
   },
   transparentSocket(family, address) {
     return native().socketTransparent(family, address, MARK_PROXY_SOCK);
+  },
+  batch: {
+    open: (fd, onBatch) => new (native().UdpBatch)(fd, onBatch),
+    bind: (family) => native().socketBind(family, 'udp', family === 6 ? '::' : '0.0.0.0', 0),
   },
 };

@@ -7,4 +7,4 @@ export { monoMsToNs, monoNowMs, monoNsToMs } from './clock.js';
 export { DNS_PORT, PROXY_PORT, PROXY_V4, PROXY_V6 } from './constants.js';
 export { FqdnJournal } from './journal.js';
 export type { Learned } from './message.js';
-export { DEFAULT_LIMITS, DnsProxy, type ClientPolicy, type PodDnsStats, type ProxyDeps, type ProxyLimits, type ProxyObserver, type ProxyStats, type AnswerReason } from './proxy.js';
+export { DEFAULT_LIMITS, DnsProxy, type ClientPolicy, type PodDnsStats, type ProxyDeps, type ProxyLimits, type ProxyObserver, type ProxyStats, type AnswerReason, type UdpSockets } from './proxy.js';

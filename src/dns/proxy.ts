@@ -102,6 +102,24 @@ export interface ProxyDeps {
   podSource?: PodSource;
   /** Metrics hooks (src/metrics); absent: none. */
   observer?: ProxyObserver;
+  /**
+   * The UDP sockets' fast path (the agent's: native recvmmsg batches and
+   * synchronous sends, native/udpbatch.cc); absent: Node's dgram (unit tests).
+   */
+  batch?: UdpSockets;
+}
+
+/** Batched UDP sockets: a bound fd in, one callback per batch of datagrams out. */
+export interface UdpSockets {
+  open(fd: number, onBatch: (bufs: Buffer[], addresses: string[], ports: number[]) => void): { send(buf: Buffer, address: string, port: number): boolean; close(): void };
+  /** A bound UDP socket fd on a kernel-chosen port (the upstream pool's). */
+  bind(family: 4 | 6): number;
+}
+
+/** What the proxy needs of a UDP socket: dgram's, or a batched one. */
+interface UdpLike {
+  send(msg: Buffer, port: number, address: string): void;
+  close(): void;
 }
 
 /** Why the proxy answered as it did (sluice_dns_responses_total's reason). */
@@ -183,6 +201,8 @@ export interface ProxyStats {
   fromPod: number;
   /** Queries sent from the node instead because the pod's socket could not be made. */
   fromPodFailed: number;
+  /** UDP datagrams (queries or answers) the kernel refused to send: lost, as UDP may lose them. */
+  sendFailed: number;
 }
 
 /**
@@ -191,7 +211,7 @@ export interface ProxyStats {
  * endpoint) never share a 5-tuple, which conntrack would have to re-port.
  */
 interface PodSocket {
-  readonly sock: dgram.Socket;
+  readonly sock: UdpLike;
   readonly address: string;
   /** The key of its pending queries. */
   readonly key: string;
@@ -218,7 +238,7 @@ type Refusal = { rcode: number; why: string; reason: AnswerReason };
 type Decision = { upstream: string } | Refusal;
 
 function newStats(): ProxyStats {
-  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0 };
+  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0, sendFailed: 0 };
 }
 
 function newPod(): PodDnsStats {
@@ -256,9 +276,9 @@ export class DnsProxy {
   readonly #pods = new Map<number, PodDnsStats>();
   /** Shared by the pods beyond MAX_POD_STATES. */
   readonly #overflowPod = newPod();
-  readonly #servers: Array<dgram.Socket | net.Server> = [];
+  readonly #servers: Array<UdpLike | net.Server> = [];
   readonly #tcpConns = new Set<net.Socket>();
-  readonly #pools = new Map<4 | 6, dgram.Socket[]>();
+  readonly #pools = new Map<4 | 6, UdpLike[]>();
   /** `${pod address}|${upstream}` → its transparent upstream socket (podSource). */
   readonly #podSockets = new Map<string, PodSocket>();
   /** `${socket key}:${id}` → pending upstream query; a pool socket's key is `${family}:${index}`, a pod socket's `pod:${address}|${upstream}`. */
@@ -326,18 +346,7 @@ export class DnsProxy {
   async start(addresses: readonly string[], port: number, bindFd?: BindFd): Promise<void> {
     for (const address of addresses) {
       const family = net.isIPv6(address) ? 6 : 4;
-      const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
-      udp.on('message', (msg, rinfo) => this.handleUdpQuery(msg, rinfo, (m) => udp.send(m, rinfo.port, rinfo.address)));
-      udp.on('error', (err) => this.#rlog.error('udp-socket', { err }, 'DNS proxy UDP socket error'));
-      const udpFd = bindFd?.(family, 'udp', address, port);
-      await new Promise<void>((resolve, reject) => {
-        udp.once('error', reject);
-        udp.bind(udpFd === undefined ? { address, port } : { fd: udpFd }, () => {
-          udp.off('error', reject);
-          resolve();
-        });
-      });
-      this.#servers.push(udp);
+      this.#servers.push(await this.#listenUdp(family, address, port, bindFd));
       const tcp = net.createServer({ allowHalfOpen: false }, (c) => this.#guard(() => this.#onTcpClient(c)));
       tcp.on('error', (err) => this.#rlog.error('tcp-server', { err }, 'DNS proxy TCP server error'));
       await new Promise<void>((resolve, reject) => {
@@ -352,6 +361,38 @@ export class DnsProxy {
     }
     this.#sweeper = setInterval(() => this.#expirePending(), 500);
     this.#sweeper.unref();
+  }
+
+  /** The UDP listener on address:port: batched when the agent's fast path and a bound fd are there, else dgram. */
+  async #listenUdp(family: 4 | 6, address: string, port: number, bindFd?: BindFd): Promise<UdpLike> {
+    const fd = bindFd?.(family, 'udp', address, port);
+    const batch = this.#deps.batch;
+    if (batch && fd !== undefined) {
+      const bs = batch.open(fd, (bufs, hosts, ports) => {
+        for (let i = 0; i < bufs.length; i++) {
+          const host = hosts[i]!;
+          const p = ports[i]!;
+          this.handleUdpQuery(bufs[i]!, { address: host, port: p }, (m) => this.#sent(bs.send(m, host, p)));
+        }
+      });
+      return { send: (m, p, a) => this.#sent(bs.send(m, a, p)), close: () => bs.close() };
+    }
+    const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
+    udp.on('message', (msg, rinfo) => this.handleUdpQuery(msg, rinfo, (m) => udp.send(m, rinfo.port, rinfo.address)));
+    udp.on('error', (err) => this.#rlog.error('udp-socket', { err }, 'DNS proxy UDP socket error'));
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(fd === undefined ? { address, port } : { fd }, () => {
+        udp.off('error', reject);
+        resolve();
+      });
+    });
+    return udp;
+  }
+
+  /** A batched send the kernel refused (its queue full): the datagram is lost, as UDP may lose it; counted. */
+  #sent(ok: boolean): void {
+    if (!ok) this.stats.sendFailed++;
   }
 
   async close(): Promise<void> {
@@ -447,10 +488,22 @@ export class DnsProxy {
     }
   }
 
-  #pool(family: 4 | 6): dgram.Socket[] {
+  #pool(family: 4 | 6): UdpLike[] {
     let pool = this.#pools.get(family);
     if (pool) return pool;
     pool = [];
+    const batch = this.#deps.batch;
+    if (batch) {
+      for (let i = 0; i < POOL_SIZE; i++) {
+        const index = i;
+        const bs = batch.open(batch.bind(family), (bufs, hosts, ports) => {
+          for (let j = 0; j < bufs.length; j++) this.handleUpstreamUdp(family, index, bufs[j]!, { address: hosts[j]!, port: ports[j]! });
+        });
+        pool.push({ send: (m, p, a) => this.#sent(bs.send(m, a, p)), close: () => bs.close() });
+      }
+      this.#pools.set(family, pool);
+      return pool;
+    }
     for (let i = 0; i < POOL_SIZE; i++) {
       const s = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', recvBufferSize: RECV_BUFFER_BYTES });
       const index = i;
@@ -482,11 +535,21 @@ export class DnsProxy {
         this.#rlog.warn('pod-socket', { err, address }, "DNS proxy: cannot send from the pod's address; forwarding from the node's");
         return undefined;
       }
-      const sock = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
       const key = `pod:${mapKey}`;
-      sock.on('message', (m, r) => this.#guard(() => this.#onUdpAnswer(key, m, r)));
-      sock.on('error', (err) => this.#rlog.warn('upstream-socket', { err }, 'DNS proxy upstream socket error'));
-      sock.bind({ fd });
+      let sock: UdpLike;
+      const batch = this.#deps.batch;
+      if (batch) {
+        const bs = batch.open(fd, (bufs, hosts, ports) => {
+          for (let j = 0; j < bufs.length; j++) this.#guard(() => this.#onUdpAnswer(key, bufs[j]!, { address: hosts[j]!, port: ports[j]! }));
+        });
+        sock = { send: (m, p, a) => this.#sent(bs.send(m, a, p)), close: () => bs.close() };
+      } else {
+        const d = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
+        d.on('message', (m, r) => this.#guard(() => this.#onUdpAnswer(key, m, r)));
+        d.on('error', (err) => this.#rlog.warn('upstream-socket', { err }, 'DNS proxy upstream socket error'));
+        d.bind({ fd });
+        sock = d;
+      }
       ps = { sock, address, key, ifindex, lastUsed: 0 };
       this.#podSockets.set(mapKey, ps);
     }
@@ -507,7 +570,7 @@ export class DnsProxy {
   #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, reply: (m: Buffer) => void, pod: PodDnsStats, podAddress: string, ifindex: number, receivedMs: number): void {
     const family = net.isIPv6(upstream) ? 6 : 4;
     const ps = this.#podSocket(family, podAddress, upstream, ifindex);
-    let sock: dgram.Socket;
+    let sock: UdpLike;
     let key: string;
     if (ps) {
       sock = ps.sock;

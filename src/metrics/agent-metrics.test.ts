@@ -18,7 +18,7 @@ afterEach(() => {
 
 const PROXY: FqdnNumbers['proxy'] = {
   queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0,
-  learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0, rateLimited: 0,
+  learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0, sendFailed: 0, rateLimited: 0,
 };
 
 async function metrics(sources: Partial<MetricSources> = {}): Promise<AgentMetrics> {

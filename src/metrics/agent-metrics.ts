@@ -89,6 +89,7 @@ const DNS_DROPS: ReadonlyArray<[string, keyof FqdnNumbers['proxy']]> = [
   ['tcp-over-limit', 'tcpOverLimit'],
   ['rate-limited', 'rateLimited'],
   ['error', 'errors'],
+  ['send-failed', 'sendFailed'],
 ];
 
 function verdictOf(c: DatapathCounter): 'forwarded' | 'dropped' | 'audit' {

@@ -318,6 +318,22 @@ export interface NativeAddon {
    * already pinned there gets the program replaced in place. 'created' or 'updated'.
    */
   cgroupLink(cgroupPath: string, progFd: number, attach: CgroupAttach, pinPath: string): 'created' | 'updated';
+
+  // --- the DNS proxy's UDP sockets
+  /**
+   * Takes a bound non-blocking UDP socket `fd` (it closes it on close()):
+   * datagrams are read with recvmmsg, up to 64 per call of `onBatch`, and
+   * send() is one synchronous sendto (false: the kernel refused it). See
+   * native/udpbatch.cc.
+   */
+  UdpBatch: new (fd: number, onBatch: (bufs: Buffer[], addresses: string[], ports: number[]) => void) => UdpBatchSocket;
+}
+
+export interface UdpBatchSocket {
+  send(buf: Buffer, address: string, port: number): boolean;
+  close(): void;
+  /** Datagrams larger than 64 KiB − 1 dropped on receipt (cannot happen over UDP/IPv4; a jumbogram could). */
+  readonly truncated: number;
 }
 
 /**

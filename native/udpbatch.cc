@@ -1,0 +1,205 @@
+// A UDP socket for the DNS proxy's hot path: read with recvmmsg, a batch of
+// datagrams per JavaScript call, and written with one sendto per answer,
+// synchronously. Node's dgram costs a JS callback, an rinfo object and an
+// asynchronous send request per datagram; this is the per-packet overhead the
+// proxy's profile showed (docs/benchmarks.md › dns).
+//
+//   new UdpBatch(fd, onBatch)            takes ownership of a bound, non-blocking UDP fd
+//   onBatch(bufs: Buffer[], addresses: string[], ports: number[])
+//   send(buf, address, port) → boolean   false: the kernel refused it (the datagram is lost, as UDP may be)
+//   close()
+//
+// Reads happen on the loop thread only, into one buffer the process shares;
+// each datagram is copied into its own Buffer before JavaScript sees it. A
+// datagram larger than MAX_DATAGRAM arrives cut (MSG_TRUNC) and is dropped
+// here, counted in `truncated`.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "addon.h"
+
+namespace sluice {
+namespace {
+
+constexpr int kBatch = 64;
+constexpr size_t kMaxDatagram = 65535;
+// Batches read per readiness callback before other work gets a turn.
+constexpr int kRounds = 4;
+constexpr int kRecvBuffer = 4 << 20;
+
+// The receive area every UdpBatch reads into (loop thread only): 64 × 64 KiB.
+std::vector<char>& ReadArea() {
+  static std::vector<char> area(kBatch * kMaxDatagram);
+  return area;
+}
+
+bool ToSockAddr(const std::string& address, uint32_t port, sockaddr_storage* ss, socklen_t* len) {
+  memset(ss, 0, sizeof *ss);
+  auto* sin = reinterpret_cast<sockaddr_in*>(ss);
+  if (inet_pton(AF_INET, address.c_str(), &sin->sin_addr) == 1) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof *sin;
+    return true;
+  }
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
+  if (inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) == 1) {
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof *sin6;
+    return true;
+  }
+  return false;
+}
+
+class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "UdpBatch",
+                       {InstanceMethod("send", &UdpBatch::Send), InstanceMethod("close", &UdpBatch::Close),
+                        InstanceAccessor("truncated", &UdpBatch::Truncated, nullptr)});
+  }
+
+  explicit UdpBatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpBatch>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber() || !info[1].IsFunction()) {
+      ThrowType(env, "new UdpBatch(fd, onBatch): a socket fd and a function");
+      return;
+    }
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
+      ThrowType(env, "UdpBatch: no event loop");
+      return;
+    }
+    auto* poll = new uv_poll_t;
+    int r = uv_poll_init(loop, poll, fd);
+    if (r != 0) {
+      delete poll;
+      ThrowSys(env, SysError::Make(-r, "uv_poll_init", ""));
+      return;
+    }
+    // Bursts of queries queue here while the loop is busy (dgram's recvBufferSize did the same).
+    int rcvbuf = kRecvBuffer;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    fd_ = fd;
+    poll_ = poll;
+    poll_->data = this;
+    cb_ = Napi::Persistent(info[1].As<Napi::Function>());
+    env_ = env;
+    uv_poll_start(poll_, UV_READABLE, &UdpBatch::OnPoll);
+    Ref();  // kept alive while it polls; close() lets it go
+  }
+
+  ~UdpBatch() override { Stop(); }
+
+ private:
+  static void OnPoll(uv_poll_t* h, int status, int events) {
+    auto* self = static_cast<UdpBatch*>(h->data);
+    if (status < 0 || !(events & UV_READABLE) || self->fd_ < 0) return;
+    self->Read();
+  }
+
+  void Read() {
+    Napi::Env env(env_);
+    Napi::HandleScope scope(env);
+    std::vector<char>& area = ReadArea();
+    for (int round = 0; round < kRounds && fd_ >= 0; round++) {
+      mmsghdr msgs[kBatch];
+      iovec iov[kBatch];
+      sockaddr_storage addrs[kBatch];
+      memset(msgs, 0, sizeof msgs);
+      for (int i = 0; i < kBatch; i++) {
+        iov[i].iov_base = area.data() + i * kMaxDatagram;
+        iov[i].iov_len = kMaxDatagram;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &addrs[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
+      }
+      int n = recvmmsg(fd_, msgs, kBatch, MSG_DONTWAIT, nullptr);
+      if (n <= 0) return;  // EAGAIN, or an error the next readiness reports again
+      Napi::Array bufs = Napi::Array::New(env);
+      Napi::Array hosts = Napi::Array::New(env);
+      Napi::Array ports = Napi::Array::New(env);
+      uint32_t k = 0;
+      for (int i = 0; i < n; i++) {
+        if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+          truncated_++;
+          continue;
+        }
+        char text[INET6_ADDRSTRLEN] = "";
+        uint16_t port = 0;
+        if (addrs[i].ss_family == AF_INET) {
+          auto* sin = reinterpret_cast<sockaddr_in*>(&addrs[i]);
+          inet_ntop(AF_INET, &sin->sin_addr, text, sizeof text);
+          port = ntohs(sin->sin_port);
+        } else if (addrs[i].ss_family == AF_INET6) {
+          auto* sin6 = reinterpret_cast<sockaddr_in6*>(&addrs[i]);
+          inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof text);
+          port = ntohs(sin6->sin6_port);
+        } else {
+          continue;
+        }
+        bufs.Set(k, Napi::Buffer<char>::Copy(env, static_cast<char*>(iov[i].iov_base), msgs[i].msg_len));
+        hosts.Set(k, Napi::String::New(env, text));
+        ports.Set(k, Napi::Number::New(env, port));
+        k++;
+      }
+      if (k) cb_.MakeCallback(Value(), {bufs, hosts, ports});
+      if (n < kBatch) return;
+    }
+  }
+
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsBuffer() || !info[1].IsString() || !info[2].IsNumber()) return ThrowType(env, "send(buf, address, port)");
+    if (fd_ < 0) return Napi::Boolean::New(env, false);
+    auto buf = info[0].As<Napi::Buffer<char>>();
+    sockaddr_storage ss;
+    socklen_t len;
+    if (!ToSockAddr(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Number>().Uint32Value(), &ss, &len)) return ThrowType(env, "send: not an IP address");
+    ssize_t r;
+    do {
+      r = sendto(fd_, buf.Data(), buf.Length(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&ss), len);
+    } while (r < 0 && errno == EINTR);
+    return Napi::Boolean::New(env, r >= 0);
+  }
+
+  Napi::Value Truncated(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(truncated_)); }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (poll_) Unref();
+    Stop();
+    return info.Env().Undefined();
+  }
+
+  void Stop() {
+    if (poll_) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference cb_;
+  napi_env env_ = nullptr;
+  uint64_t truncated_ = 0;
+};
+
+}  // namespace
+
+void RegisterUdpBatch(Napi::Env env, Napi::Object exports) { exports.Set("UdpBatch", UdpBatch::Define(env)); }
+
+}  // namespace sluice
