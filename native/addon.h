@@ -6,6 +6,7 @@
 #pragma once
 
 #include <napi.h>
+#include <sys/socket.h>
 
 #include <cstdint>
 #include <map>
@@ -69,6 +70,10 @@ Napi::Value ThrowSys(Napi::Env env, const SysError& e);
 // The same error object, not thrown (for rejecting a promise).
 Napi::Value NewSysError(Napi::Env env, const SysError& e);
 Napi::Value ThrowType(Napi::Env env, const std::string& msg);
+
+// address:port as a sockaddr of `family` (4 or 6; 0: whichever `address`
+// is). False, with a TypeError thrown, when `address` is not one.
+bool SockAddr(Napi::Env env, int64_t family, const std::string& address, int64_t port, sockaddr_storage* ss, socklen_t* len);
 Napi::Value ThrowRange(Napi::Env env, const std::string& msg);
 
 // Argument parsing. Each helper throws a TypeError/RangeError and returns false

@@ -165,19 +165,7 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   if (protocol != "tcp" && protocol != "udp") return ThrowType(env, "argument 'protocol' must be 'tcp' or 'udp'");
   spec.tcp = protocol == "tcp";
   spec.timeoutMs = static_cast<int>(timeoutMs);
-  if (family == 4) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&spec.addr);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET, address.c_str(), &sin->sin_addr) != 1) return ThrowType(env, "argument 'address' must be an IPv4 address");
-    spec.addrLen = sizeof *sin;
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&spec.addr);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) != 1) return ThrowType(env, "argument 'address' must be an IPv6 address");
-    spec.addrLen = sizeof *sin6;
-  }
+  if (!SockAddr(env, family, address, port, &spec.addr, &spec.addrLen)) return env.Undefined();
   auto* worker = new ProbeWorker(env, std::move(spec));
   Napi::Promise promise = worker->Promise();
   worker->Queue();  // deletes itself after OnOK

@@ -17,31 +17,29 @@
 #include "netns.h"
 
 namespace sluice {
-namespace {
 
 bool SockAddr(Napi::Env env, int64_t family, const std::string& address, int64_t port, sockaddr_storage* ss, socklen_t* len) {
   memset(ss, 0, sizeof *ss);
-  if (family == 4) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(ss);
+  auto* sin = reinterpret_cast<sockaddr_in*>(ss);
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
+  if (family != 6 && inet_pton(AF_INET, address.c_str(), &sin->sin_addr) == 1) {
     sin->sin_family = AF_INET;
     sin->sin_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET, address.c_str(), &sin->sin_addr) != 1) {
-      ThrowType(env, "argument 'address' must be an IPv4 address");
-      return false;
-    }
     *len = sizeof *sin;
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
+    return true;
+  }
+  if (family != 4 && inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) == 1) {
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) != 1) {
-      ThrowType(env, "argument 'address' must be an IPv6 address");
-      return false;
-    }
     *len = sizeof *sin6;
+    return true;
   }
-  return true;
+  ThrowType(env, family == 4 ? "argument 'address' must be an IPv4 address" : family == 6 ? "argument 'address' must be an IPv6 address" : "argument 'address' is not an IP address");
+  return false;
 }
+
+namespace {
+
 
 // A socket option to set before bind: level, name, value, and its name for errors.
 struct SockOpt {

@@ -40,25 +40,6 @@ std::vector<char>& ReadArea() {
   return area;
 }
 
-bool ToSockAddr(const std::string& address, uint32_t port, sockaddr_storage* ss, socklen_t* len) {
-  memset(ss, 0, sizeof *ss);
-  auto* sin = reinterpret_cast<sockaddr_in*>(ss);
-  if (inet_pton(AF_INET, address.c_str(), &sin->sin_addr) == 1) {
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(static_cast<uint16_t>(port));
-    *len = sizeof *sin;
-    return true;
-  }
-  auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
-  if (inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) == 1) {
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(static_cast<uint16_t>(port));
-    *len = sizeof *sin6;
-    return true;
-  }
-  return false;
-}
-
 class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -165,7 +146,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
     auto buf = info[0].As<Napi::Buffer<char>>();
     sockaddr_storage ss;
     socklen_t len;
-    if (!ToSockAddr(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Number>().Uint32Value(), &ss, &len)) return ThrowType(env, "send: not an IP address");
+    if (!SockAddr(env, 0, info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Number>().Uint32Value(), &ss, &len)) return env.Undefined();
     ssize_t r;
     do {
       r = sendto(fd_, buf.Data(), buf.Length(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&ss), len);

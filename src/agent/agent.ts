@@ -325,7 +325,7 @@ export class Agent {
     await this.#applyQueuedDels();
     this.#flows = new FlowLog(this.#datapath.openEvents(), {
       podOfIfindex: (ifindex) => {
-        const rec = this.#endpoints.list().find((r) => r.hostIfindex === ifindex);
+        const rec = this.#recordOfIfindex(ifindex);
         return rec ? podName(rec) : '';
       },
       serviceOf: (ifindex, protocol, ip, port) => {
@@ -342,7 +342,7 @@ export class Agent {
         return this.#fqdn.namesOf(ip).join(',');
       },
       policiesOf: (ifindex, direction) => {
-        const rec = this.#endpoints.list().find((r) => r.hostIfindex === ifindex);
+        const rec = this.#recordOfIfindex(ifindex);
         const p = rec && this.#policy.compiled?.endpoints.get(endpointKey(rec));
         return (direction === 'egress' ? p?.egressBy : p?.ingressBy) ?? [];
       },
@@ -491,6 +491,11 @@ export class Agent {
       }
       return `${JSON.stringify(new CniError(CniCode.TRY_AGAIN_LATER, 'the pod is not known yet', (err as Error).message).toJSON(version))}\n`;
     }
+  }
+
+  /** The endpoint whose host veth is `ifindex` (a flow event's). */
+  #recordOfIfindex(ifindex: number): EndpointRecord | undefined {
+    return this.#endpoints.list().find((r) => r.hostIfindex === ifindex);
   }
 
   #mode(): string {

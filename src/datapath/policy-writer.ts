@@ -32,7 +32,7 @@
 // could judge a peer by its old identity). A failed endpoint is rewritten by
 // the next apply whatever changed, so a retry can recover it.
 import { createHash } from 'node:crypto';
-import type { CompiledPolicy, EndpointPolicy, PolicyEntry } from '../policy/index.js';
+import { runSteps, type CompiledPolicy, type EndpointPolicy, type PolicyEntry } from '../policy/index.js';
 import type { BpfAddon, NativeError } from '../native/index.js';
 import * as endpointCodec from './codec/endpoint.js';
 import * as fqdnCodec from './codec/fqdn.js';
@@ -251,11 +251,7 @@ export class PolicyWriter {
   }
 
   apply(compiled: CompiledPolicy, targets: readonly ProgramTarget[]): ApplyReport {
-    const steps = this.applySteps(compiled, targets);
-    for (;;) {
-      const step = steps.next();
-      if (step.done) return step.value;
-    }
+    return runSteps(this.applySteps(compiled, targets));
   }
 
   /**

@@ -368,14 +368,8 @@ export class DnsProxy {
     const fd = bindFd?.(family, 'udp', address, port);
     const batch = this.#deps.batch;
     if (batch && fd !== undefined) {
-      const bs = batch.open(fd, (bufs, hosts, ports) => {
-        for (let i = 0; i < bufs.length; i++) {
-          const host = hosts[i]!;
-          const p = ports[i]!;
-          this.handleUdpQuery(bufs[i]!, { address: host, port: p }, (m) => this.#sent(bs.send(m, host, p)));
-        }
-      });
-      return { send: (m, p, a) => this.#sent(bs.send(m, a, p)), close: () => bs.close() };
+      const sock: UdpLike = this.#batched(batch, fd, (msg, from) => this.handleUdpQuery(msg, from, (m) => sock.send(m, from.port, from.address)));
+      return sock;
     }
     const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
     udp.on('message', (msg, rinfo) => this.handleUdpQuery(msg, rinfo, (m) => udp.send(m, rinfo.port, rinfo.address)));
@@ -390,9 +384,21 @@ export class DnsProxy {
     return udp;
   }
 
-  /** A batched send the kernel refused (its queue full): the datagram is lost, as UDP may lose it; counted. */
-  #sent(ok: boolean): void {
-    if (!ok) this.stats.sendFailed++;
+  /**
+   * A batched socket on `fd`: each datagram of a batch to `onDatagram`; a
+   * send the kernel refuses (its queue full) loses the datagram, as UDP may,
+   * and is counted.
+   */
+  #batched(batch: UdpSockets, fd: number, onDatagram: (msg: Buffer, from: Peer) => void): UdpLike {
+    const bs = batch.open(fd, (bufs, hosts, ports) => {
+      for (let i = 0; i < bufs.length; i++) onDatagram(bufs[i]!, { address: hosts[i]!, port: ports[i]! });
+    });
+    return {
+      send: (m, port, address) => {
+        if (!bs.send(m, address, port)) this.stats.sendFailed++;
+      },
+      close: () => bs.close(),
+    };
   }
 
   async close(): Promise<void> {
@@ -437,7 +443,12 @@ export class DnsProxy {
     else this.stats.servfail++;
     this.#rlog.debug('refused', { dns: { qname: q.question.name }, why: d.why }, 'DNS query refused');
     reply(errorResponse(q, d.rcode));
-    this.#observer?.answered(d.rcode === RCODE_REFUSED ? 'refused' : 'servfail', d.reason, (performance.now() - receivedMs) / 1000);
+    this.#answered(d.rcode === RCODE_REFUSED ? 'refused' : 'servfail', d.reason, receivedMs);
+  }
+
+  /** Tells the observer an answer went back, `receivedMs` (performance.now()) after its query arrived. */
+  #answered(result: Parameters<ProxyObserver['answered']>[0], reason: AnswerReason, receivedMs: number): void {
+    this.#observer?.answered(result, reason, (performance.now() - receivedMs) / 1000);
   }
 
   // ------------------------------------------------------------------ UDP
@@ -496,10 +507,7 @@ export class DnsProxy {
     if (batch) {
       for (let i = 0; i < POOL_SIZE; i++) {
         const index = i;
-        const bs = batch.open(batch.bind(family), (bufs, hosts, ports) => {
-          for (let j = 0; j < bufs.length; j++) this.handleUpstreamUdp(family, index, bufs[j]!, { address: hosts[j]!, port: ports[j]! });
-        });
-        pool.push({ send: (m, p, a) => this.#sent(bs.send(m, a, p)), close: () => bs.close() });
+        pool.push(this.#batched(batch, batch.bind(family), (m, from) => this.handleUpstreamUdp(family, index, m, from)));
       }
       this.#pools.set(family, pool);
       return pool;
@@ -539,10 +547,7 @@ export class DnsProxy {
       let sock: UdpLike;
       const batch = this.#deps.batch;
       if (batch) {
-        const bs = batch.open(fd, (bufs, hosts, ports) => {
-          for (let j = 0; j < bufs.length; j++) this.#guard(() => this.#onUdpAnswer(key, bufs[j]!, { address: hosts[j]!, port: ports[j]! }));
-        });
-        sock = { send: (m, p, a) => this.#sent(bs.send(m, a, p)), close: () => bs.close() };
+        sock = this.#batched(batch, fd, (m, from) => this.#guard(() => this.#onUdpAnswer(key, m, from)));
       } else {
         const d = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
         d.on('message', (m, r) => this.#guard(() => this.#onUdpAnswer(key, m, r)));
@@ -647,7 +652,7 @@ export class DnsProxy {
         this.#rlog.error('learn-failed', { err, dns: { qname: p.question.name } }, 'could not program what a DNS answer allows: answering SERVFAIL');
         this.stats.servfail++;
         p.reply(errorResponse({ id: p.clientId, flags: msg.readUInt16BE(2) & 0x7900, questionWire: p.questionWire }, RCODE_SERVFAIL));
-        this.#observer?.answered('servfail', 'learn-failed', (performance.now() - p.receivedMs) / 1000);
+        this.#answered('servfail', 'learn-failed', p.receivedMs);
         return true;
       }
     }
@@ -655,12 +660,12 @@ export class DnsProxy {
     if (p.maxBytes !== undefined && msg.length > p.maxBytes) {
       this.stats.truncated++;
       p.reply(truncatedResponse(p.clientId, msg.readUInt16BE(2), p.questionWire));
-      this.#observer?.answered('truncated', 'too-big', (performance.now() - p.receivedMs) / 1000);
+      this.#answered('truncated', 'too-big', p.receivedMs);
       return true;
     }
     msg.writeUInt16BE(p.clientId, 0);
     p.reply(msg);
-    this.#observer?.answered('forwarded', 'upstream', (performance.now() - p.receivedMs) / 1000);
+    this.#answered('forwarded', 'upstream', p.receivedMs);
     return true;
   }
 

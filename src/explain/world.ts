@@ -8,7 +8,7 @@
 // endpoints here so that either end of a flow can be judged) plus what its
 // DNS proxy has learned.
 import { canonicalIp, cidrContains, familyOf, parseCidr, parseIp, type Cidr } from '../net/index.js';
-import { compileSteps, type CompiledPolicy, type EndpointInput, type FqdnPolicy, type Labels, type NamedPort, type NetworkPolicy, type PolicyInput } from '../policy/index.js';
+import { compileSteps, runSteps, type CompiledPolicy, type EndpointInput, type FqdnPolicy, type Labels, type NamedPort, type NetworkPolicy, type PolicyInput } from '../policy/index.js';
 
 export interface WorldPodInput {
   namespace: string;
@@ -55,11 +55,7 @@ export interface World {
 
 /** Compiles `input` with fresh identities (no cache: pure) into a world to explain flows in. */
 export function buildWorld(input: WorldInput, learned?: Learned): World {
-  const steps = worldSteps(input, learned);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-  }
+  return runSteps(worldSteps(input, learned));
 }
 
 /** buildWorld in the compiler's steps, for a caller that shares its thread (the agent: runSliced). */

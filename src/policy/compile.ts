@@ -283,7 +283,11 @@ function sameRefs<T>(a: readonly T[], b: readonly T[]): boolean {
 const RULE_STEP = 64;
 
 export function compile(input: PolicyInput, alloc: Allocators = newAllocators(), cache?: CompileCache): CompiledPolicy {
-  const steps = compileSteps(input, alloc, cache);
+  return runSteps(compileSteps(input, alloc, cache));
+}
+
+/** Runs work written in steps (compileSteps, the writer's applySteps…) to its end in one go. */
+export function runSteps<T>(steps: Generator<void, T, void>): T {
   for (;;) {
     const step = steps.next();
     if (step.done) return step.value;
@@ -467,11 +471,13 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
     // Audit mode: per direction, enforcing policies decide when any selects
     // the pod; otherwise audit-mode ones do (and what they deny passes, as
     // audit). An audit policy never narrows what an enforcing one allows.
-    const decides = (audit: boolean, direction: 'ingress' | 'egress') => selecting.filter((p) => p.audit === audit && p.types[direction]);
-    const ingressBy = decides(false, 'ingress').length ? decides(false, 'ingress') : decides(true, 'ingress');
+    const inMode = (audit: boolean, direction: 'ingress' | 'egress') => selecting.filter((p) => p.audit === audit && p.types[direction]);
+    const ingressEnforcing = inMode(false, 'ingress');
+    const ingressBy = ingressEnforcing.length ? ingressEnforcing : inMode(true, 'ingress');
+    const egressEnforcing = inMode(false, 'egress');
     const fqdnEnforcing = fqdnSelecting.filter((p) => !p.audit);
-    const egressEnforced = decides(false, 'egress').length > 0 || fqdnEnforcing.length > 0;
-    const egressBy = egressEnforced ? decides(false, 'egress') : decides(true, 'egress');
+    const egressEnforced = egressEnforcing.length > 0 || fqdnEnforcing.length > 0;
+    const egressBy = egressEnforced ? egressEnforcing : inMode(true, 'egress');
     const fqdnBy = egressEnforced ? fqdnEnforcing : fqdnSelecting.filter((p) => p.audit);
     const kept = { ingress: new Set(ingressBy), egress: new Set(egressBy) };
     const entries: PolicyEntry[] = [];
@@ -506,9 +512,9 @@ export function* compileSteps(input: PolicyInput, alloc: Allocators = newAllocat
     }
     const policy: EndpointPolicy = {
       identity,
-      ingressIsolated: ingressBy.some((p) => !p.audit),
+      ingressIsolated: ingressEnforcing.length > 0,
       egressIsolated: egressEnforced,
-      ingressAudit: ingressBy.some((p) => p.audit),
+      ingressAudit: !ingressEnforcing.length && ingressBy.length > 0,
       egressAudit: !egressEnforced && (egressBy.length > 0 || fqdnBy.length > 0),
       selectedBy: [...selecting.map((p) => `${p.namespace}/${p.name}`), ...fqdnSelecting.map((p) => `FQDNPolicy ${p.namespace}/${p.name}`)],
       ingressBy: ingressBy.map((p) => `${p.namespace}/${p.name}`),

@@ -1,4 +1,4 @@
-export { compile, CompileCache, compileSteps, MAX_FQDN_RULES, newAllocators, parsePrefix, PROTO_ANY, PROTO_NUMBERS } from './compile.js';
+export { compile, CompileCache, compileSteps, MAX_FQDN_RULES, newAllocators, parsePrefix, PROTO_ANY, PROTO_NUMBERS, runSteps } from './compile.js';
 export type { AllocatorSeed, Allocators, CompiledPolicy, FqdnRuleInfo, EndpointInput, EndpointPolicy, IdentityInfo, NamedPort, PolicyEntry, PolicyInput, RuleRef } from './compile.js';
 export { isObject, PolicyError } from './errors.js';
 export { canonicalName, encodeName, escapeLabel, nameText, parseName } from './dnsname.js';
