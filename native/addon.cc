@@ -362,6 +362,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   RegisterSock(env, exports);
   RegisterProbe(env, exports);
   RegisterUdpBatch(env, exports);
+  RegisterHandover(env, exports);
   return exports;
 }
 }  // namespace

@@ -125,6 +125,7 @@ void RegisterSysctl(Napi::Env env, Napi::Object exports);
 void RegisterSock(Napi::Env env, Napi::Object exports);
 void RegisterProbe(Napi::Env env, Napi::Object exports);
 void RegisterUdpBatch(Napi::Env env, Napi::Object exports);
+void RegisterHandover(Napi::Env env, Napi::Object exports);
 
 // libbpf log capture: while a LibbpfLog is alive on a thread, libbpf's
 // messages from that thread are appended to it instead of going to stderr.

@@ -7,6 +7,7 @@
 //   new UdpBatch(fd, onBatch)            takes ownership of a bound, non-blocking UDP fd
 //   onBatch(bufs: Buffer[], addresses: string[], ports: number[])
 //   send(buf, address, port) → boolean   false: the kernel refused it (the datagram is lost, as UDP may be)
+//   pause()                              stops reading (datagrams wait in the socket's queue); send() still works
 //   close()
 //
 // Reads happen on the loop thread only, into one buffer the process shares;
@@ -45,6 +46,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "UdpBatch",
                        {InstanceMethod("send", &UdpBatch::Send), InstanceMethod("close", &UdpBatch::Close),
+                        InstanceMethod("pause", &UdpBatch::Pause),
                         InstanceAccessor("truncated", &UdpBatch::Truncated, nullptr)});
   }
 
@@ -84,7 +86,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
  private:
   static void OnPoll(uv_poll_t* h, int status, int events) {
     auto* self = static_cast<UdpBatch*>(h->data);
-    if (status < 0 || !(events & UV_READABLE) || self->fd_ < 0) return;
+    if (status < 0 || !(events & UV_READABLE) || self->fd_ < 0 || self->paused_) return;
     self->Read();
   }
 
@@ -92,7 +94,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
     Napi::Env env(env_);
     Napi::HandleScope scope(env);
     std::vector<char>& area = ReadArea();
-    for (int round = 0; round < kRounds && fd_ >= 0; round++) {
+    for (int round = 0; round < kRounds && fd_ >= 0 && !paused_; round++) {
       mmsghdr msgs[kBatch];
       iovec iov[kBatch];
       sockaddr_storage addrs[kBatch];
@@ -156,6 +158,12 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
 
   Napi::Value Truncated(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(truncated_)); }
 
+  Napi::Value Pause(const Napi::CallbackInfo& info) {
+    paused_ = true;
+    if (poll_) uv_poll_stop(poll_);
+    return info.Env().Undefined();
+  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     if (poll_) Unref();
     Stop();
@@ -177,6 +185,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
   Napi::FunctionReference cb_;
   napi_env env_ = nullptr;
   uint64_t truncated_ = 0;
+  bool paused_ = false;
 };
 
 }  // namespace

@@ -12,9 +12,8 @@
 // Env: BENCH_DNS_RESTART_RATE (200), BENCH_DNS_RESTART_SECONDS (12).
 import { spawnSync } from 'node:child_process';
 import { release, cpus as osCpus } from 'node:os';
-import { join } from 'node:path';
 import { SLUICE, TestNode, type Netns } from '../../test/helpers/agent.js';
-import { startAuthServer, type Zone } from '../../test/helpers/dns.js';
+import { probeStream, startAuthServer, type StreamResult, type Zone } from '../../test/helpers/dns.js';
 import { makeWorld } from '../../test/helpers/world.js';
 import { BenchCleanup, sweepStaleBenchNetns } from '../lib/bench-netns.js';
 import { formatTable, type Row } from '../lib/table.js';
@@ -26,7 +25,6 @@ const STOP_AT_S = 3;
 const NAMES = 200;
 const SERVER = '198.18.9.53';
 const POD_CIDR = '10.79.0.0/24';
-const DNSPROBE = join(import.meta.dirname, '..', '..', 'test', 'helpers', 'dnsprobe.py');
 
 const ZONE: Zone = { origin: 'restart.test', defaultTtl: 300, records: Array.from({ length: NAMES }, (_, i) => ({ name: `n${i}`, type: 'A' as const, value: `198.18.10.${(i % 250) + 1}` })) };
 
@@ -46,17 +44,6 @@ spec:
   egress: [ { toFQDNs: [ { matchPattern: "*.restart.test" } ], ports: [ { port: 443 } ] } ]
 `;
 
-interface StreamResult {
-  lookups: number;
-  failed: number;
-  retried: number;
-  unanswered: number;
-  longest_stall_ms: number;
-  stall_at_s: number;
-  p50_ms: number | null;
-  p99_ms: number | null;
-  max_ms: number | null;
-}
 
 const cleanup = new BenchCleanup();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -64,20 +51,10 @@ const log = (s: string) => process.stderr.write(`[dns-restart] ${s}\n`);
 
 /** The stream from the pod, for SECONDS; `during` runs meanwhile (the restart), and what it returns is kept. */
 async function stream<T>(pod: Netns, during: () => Promise<T>): Promise<{ r: StreamResult; extra: T }> {
-  const names = Array.from({ length: NAMES }, (_, i) => `n${i}.restart.test`).join(',');
-  const { spawn } = await import('node:child_process');
-  const child = spawn('nsenter', [`--net=${pod.path}`, 'python3', DNSPROBE, 'stream', '--server', SERVER, '--names', names, '--rate', String(RATE), '--seconds', String(SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const killer = setTimeout(() => child.kill('SIGKILL'), (SECONDS + 15) * 1000);
-  try {
-    const extra = await during();
-    await exited;
-    return { r: JSON.parse(out) as StreamResult, extra };
-  } finally {
-    clearTimeout(killer);
-  }
+  const names = Array.from({ length: NAMES }, (_, i) => `n${i}.restart.test`);
+  const streaming = probeStream(pod, { server: SERVER, names, rate: RATE, seconds: SECONDS });
+  const extra = await during();
+  return { r: await streaming, extra };
 }
 
 function learnedNames(node: TestNode): number {
@@ -117,6 +94,26 @@ async function main(): Promise<void> {
 
   const steady = await stream(pod, async () => undefined);
   rows.push(row('no restart', steady.r, { 'agent down ms': '-', 'names before/after': `${learnedNames(node)}` }, true));
+
+  {
+    // The upgrade path (a DaemonSet with maxSurge): the successor starts while the agent serves and takes its sockets over.
+    const before = learnedNames(node);
+    const { r, extra } = await stream(pod, async () => {
+      await sleep(STOP_AT_S * 1000);
+      const t0 = performance.now();
+      const old = await node.start();
+      const ms = performance.now() - t0;
+      if (!old || old.exitCode !== null) throw new Error('the predecessor did not stay (dormant) after the handover');
+      const exited = new Promise<number | null>((res) => old.once('exit', (code) => res(code)));
+      old.kill('SIGTERM');
+      const code = await exited;
+      if (code !== 0) throw new Error(`the dormant predecessor exited with ${code}`);
+      return ms;
+    });
+    const after = learnedNames(node);
+    log(`handover: ${JSON.stringify(r)}; successor ready after ${extra.toFixed(0)} ms; names ${before} → ${after}`);
+    rows.push(row('upgrade (successor started, takes the sockets over)', r, { 'agent down ms': `0 (${extra.toFixed(0)} to ready)`, 'names before/after': `${before}/${after}` }));
+  }
 
   for (const [scenario, signal] of [
     ['graceful restart (SIGTERM, start at once)', 'SIGTERM'],

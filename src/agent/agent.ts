@@ -36,7 +36,8 @@ import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
 import { endpointKey, PolicyEngine, runSliced, SLICE_MS } from './policy-engine.js';
-import { serveHealth } from './health.js';
+import { HandoverError, requestHandover, serveHandover, serverFd, type HeldListener, type Inherited } from './handover.js';
+import { parseListenAddr, serveHealth } from './health.js';
 import { NodeAddresses } from './node-addresses.js';
 import { NodeLinks } from './node-links.js';
 import { compileFrontends } from '../services/index.js';
@@ -108,6 +109,15 @@ function enforcement(isolated: boolean | undefined, audit: boolean | undefined):
   return audit ? 'audit' : 'none';
 }
 
+/** How long a handing-over agent waits for the answers to the queries it forwarded. */
+const HANDOVER_DRAIN_MS = 1000;
+
+/** The health listener as the handover names it. */
+function healthListener(metricsAddr: string): { address: string; port: number } {
+  const { host, port } = parseListenAddr(metricsAddr);
+  return { address: host, port };
+}
+
 export class AgentError extends Error {
   override readonly name = 'AgentError';
   readonly code = 'SLUICE_AGENT_PREFLIGHT';
@@ -174,6 +184,13 @@ export class Agent {
   #ready = false;
   #flows: FlowLog | undefined;
   #server: Server | undefined;
+  /** Sockets a predecessor handed over, until start() has taken what it uses. */
+  #inherited: Inherited | undefined;
+  #handoverServer: Server | undefined;
+  #stopping: Promise<void> | undefined;
+  #handedOver!: () => void;
+  /** Resolves once this agent has handed its sockets to a successor (it is stopped then, and holds nothing). */
+  readonly handedOver = new Promise<void>((resolve) => (this.#handedOver = resolve));
   /** `explain`'s world, built from this compile input (once per sync, not per question). */
   #explained: { input: PolicyInput; world: Promise<World> } | undefined;
 
@@ -190,9 +207,14 @@ export class Agent {
   async start(): Promise<void> {
     const cfg = this.#cfg;
     preflight(cfg, this.#log);
+    // An agent serving this run directory hands its sockets over (and stops) before this one binds anything.
+    this.#inherited = this.#takeOver();
     const metrics = (this.#metrics = await this.#newMetrics());
     // Liveness from the start (a slow first list is not a dead agent); ready only at the end.
-    if (cfg.metricsAddr) this.#health = await serveHealth(cfg.metricsAddr, { notReady: () => this.#notReady(), metrics }, this.#root.child({ subsystem: 'health' }));
+    if (cfg.metricsAddr) {
+      const fd = this.#inherited?.take({ role: 'health', type: 'tcp', ...healthListener(cfg.metricsAddr) });
+      this.#health = await serveHealth(cfg.metricsAddr, { notReady: () => this.#notReady(), metrics }, this.#root.child({ subsystem: 'health' }), fd);
+    }
     // Node facts from their providers, before anything uses them.
     this.#log.info({ from: cfg.podCidrs.origin }, 'reading the pod CIDRs');
     const podCidrs = await cfg.podCidrs.podCidrs();
@@ -301,7 +323,8 @@ export class Agent {
       this.#nodeLinks = new NodeLinks(() => n.linkList(null), (ifname) => dp.attachNodeLink(null, ifname), this.#root.child({ subsystem: 'fqdn' }));
       this.#nodeLinks.start();
     }
-    await this.#fqdn.start();
+    const inherited = this.#inherited;
+    await this.#fqdn.start(inherited && ((l) => inherited.take({ role: 'dns', ...l })));
     this.#stopTrustedWatch = cfg.dnsTrusted.watch?.((ips) => this.#fqdn.setTrusted(ips));
     // Changes only mark dirty; one coalescing sync programs them (an ADD
     // waits for the sync that includes its endpoint).
@@ -349,6 +372,10 @@ export class Agent {
     }, this.#root.child({ subsystem: 'flows' }));
     this.#flows.start();
     this.#server = await listen(this.socketPath, { cni: (req) => this.#cni(req), api: this.#api() }, this.#root.child({ subsystem: 'server' }));
+    const unused = this.#inherited?.closeRest() ?? [];
+    if (unused.length) this.#log.warn({ sockets: unused }, "closed sockets the predecessor handed over that this agent's flags do not use");
+    this.#inherited = undefined;
+    this.#handoverServer = await serveHandover(cfg.runDir, { give: (pid) => this.#handOver(pid), done: (ok, pid) => this.#handOverDone(ok, pid) }, this.#root.child({ subsystem: 'handover' }));
     this.#ready = true;
     this.#log.info({ socket: this.socketPath, podCidrs: this.#ipam.cidrs, endpoints: this.#endpoints.list().length }, 'agent ready');
   }
@@ -760,11 +787,69 @@ export class Agent {
     return [];
   }
 
+  /** Asks a predecessor serving this run directory for its sockets (undefined: none runs). */
+  #takeOver(): Inherited | undefined {
+    const t0 = performance.now();
+    let inherited: Inherited | undefined;
+    try {
+      inherited = requestHandover(this.#cfg.runDir);
+    } catch (err) {
+      if (err instanceof HandoverError) throw new AgentError(err.message);
+      throw err;
+    }
+    if (inherited) this.#log.info({ predecessor: inherited.from, sockets: inherited.descs, ms: Math.round(performance.now() - t0) }, 'took over the sockets of the agent that was running (it drained and stopped)');
+    return inherited;
+  }
+
+  /**
+   * For a successor: copies of the listeners (the proxy's and the health
+   * one), then a stop that gives the queries already forwarded a moment to
+   * be answered. What arrives meanwhile waits in the sockets' queues.
+   */
+  async #handOver(pid: number): Promise<HeldListener[]> {
+    if (!this.#ready || this.#stopping) throw new Error(this.#stopping ? 'stopping' : 'still starting');
+    const n = native();
+    const held: HeldListener[] = [];
+    try {
+      for (const l of this.#fqdn.listeners()) held.push({ role: 'dns', type: l.type, address: l.address, port: l.port, fd: n.fdDup(l.fd) });
+      const healthFd = this.#health && serverFd(this.#health);
+      if (this.#cfg.metricsAddr && healthFd !== undefined) held.push({ role: 'health', type: 'tcp', ...healthListener(this.#cfg.metricsAddr), fd: n.fdDup(healthFd) });
+    } catch (err) {
+      for (const h of held) n.fdClose(h.fd);
+      throw err;
+    }
+    this.#log.info({ successor: pid }, 'handing over: draining the DNS proxy and stopping');
+    await this.stop(HANDOVER_DRAIN_MS);
+    return held;
+  }
+
+  #handOverDone(ok: boolean, pid: number): void {
+    if (ok) this.#log.info({ successor: pid }, 'handed the sockets over; dormant until stopped (the datapath keeps enforcing)');
+    else this.#log.error({ successor: pid }, 'stopped for a successor that did not take the sockets: exiting so that an agent is started again');
+    this.#handoverFailed = !ok;
+    this.#handedOver();
+  }
+
+  /** True when a handover failed after this agent had stopped (the process should exit non-zero). */
+  #handoverFailed = false;
+  get handoverFailed(): boolean {
+    return this.#handoverFailed;
+  }
+
   /**
    * Stops serving. Deliberately leaves maps pinned and programs attached:
-   * enforcement goes on while no agent runs.
+   * enforcement goes on while no agent runs. Once only: later calls wait
+   * for the first. `drainMs`: see FqdnService.stop.
    */
-  async stop(): Promise<void> {
+  stop(drainMs = 0): Promise<void> {
+    this.#stopping ??= this.#stop(drainMs);
+    return this.#stopping;
+  }
+
+  async #stop(drainMs: number): Promise<void> {
+    this.#ready = false;
+    // Not awaited: a handover in progress holds a connection, which close() would wait for.
+    this.#handoverServer?.close();
     this.#source?.stop();
     this.#reconciler?.stop();
     this.#nodeAddresses?.stop();
@@ -774,7 +859,7 @@ export class Agent {
     this.#policy?.stop();
     this.#flows?.stop();
     this.#metrics?.stop();
-    await this.#fqdn?.stop();
+    await this.#fqdn?.stop(drainMs);
     await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
     // A sync part-way through finishes before the maps' fds close under it.
     await this.#policy?.idle();

@@ -58,6 +58,13 @@ export interface FqdnConfig {
   observer?: ProxyObserver;
 }
 
+/** One of the proxy's listening sockets. */
+export interface ProxyListener {
+  type: 'udp' | 'tcp';
+  address: string;
+  port: number;
+}
+
 /** `status` → fqdn. */
 export interface FqdnStatus {
   names: number;
@@ -129,6 +136,7 @@ export class FqdnService {
   #resyncPending = false;
   /** What a damaged restore left to report (status), until the retained allows expire. */
   #damage: string[] = [];
+  readonly #listeners: Array<ProxyListener & { fd: number }> = [];
 
   /** `host`: the node's routes and sockets for the proxy (a fake in unit tests). */
   constructor(dp: FqdnDatapath, cfg: FqdnConfig, log: Logger, host: ProxyHost = nativeProxyHost) {
@@ -184,12 +192,17 @@ export class FqdnService {
    * Makes the proxy's addresses reachable on the node (local routes on lo:
    * see proxy-host.ts for why not addresses) and starts serving.
    */
-  async start(): Promise<void> {
+  async start(inherited?: (l: ProxyListener) => number | undefined): Promise<void> {
     const addresses = [PROXY_V4, ...(this.#cfg.ipv6 ? [PROXY_V6] : [])];
     this.#host.routeLocal(addresses);
     // Before the first query can leave from a pod's address: its answer must find the way back.
     if (this.#cfg.podSource) this.#host.routeToProxy(this.#cfg.ipv6);
-    await this.#proxy.start(addresses, PROXY_PORT, (family, type, address, port) => this.#host.bind(family, type, address, port));
+    // A predecessor's sockets (src/agent/handover.ts), with what it left queued in them, else new ones.
+    await this.#proxy.start(addresses, PROXY_PORT, (family, type, address, port) => {
+      const fd = inherited?.({ type, address, port }) ?? this.#host.bind(family, type, address, port);
+      this.#listeners.push({ type, address, port, fd });
+      return fd;
+    });
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
     this.#sweeper.unref();
     this.#log.info({ addresses, port: PROXY_PORT, trusted: this.#cfg.trusted, untrusted: this.#cfg.untrusted, upstreamSource: this.#cfg.podSource ? 'pod' : 'node' }, 'DNS proxy listening');
@@ -207,9 +220,15 @@ export class FqdnService {
     this.#log.info({ trusted: [...t] }, 'trusted DNS resolvers changed');
   }
 
-  async stop(): Promise<void> {
+  /** The proxy's listening sockets (for a successor: src/agent/handover.ts); open until stop(). */
+  listeners(): ReadonlyArray<ProxyListener & { fd: number }> {
+    return this.#listeners;
+  }
+
+  /** With `drainMs`: the queries already forwarded get that long to be answered (and learned). */
+  async stop(drainMs = 0): Promise<void> {
     if (this.#sweeper) clearInterval(this.#sweeper);
-    await this.#proxy.close();
+    await this.#proxy.close(drainMs);
     this.#journal.close();
   }
 

@@ -24,7 +24,8 @@ export function parseListenAddr(text: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
-export async function serveHealth(addr: string, checks: HealthChecks, log: Logger): Promise<Server> {
+/** `fd`: a listening socket on `addr` already (a predecessor's: src/agent/handover.ts). */
+export async function serveHealth(addr: string, checks: HealthChecks, log: Logger, fd?: number): Promise<Server> {
   const { host, port } = parseListenAddr(addr);
   const server = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
@@ -56,10 +57,12 @@ export async function serveHealth(addr: string, checks: HealthChecks, log: Logge
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    const done = () => {
       server.off('error', reject);
       resolve();
-    });
+    };
+    if (fd === undefined) server.listen(port, host, done);
+    else server.listen({ fd }, done);
   });
   log.info({ addr }, `health endpoints listening (/healthz, /readyz${checks.metrics ? ', /metrics' : ''})`);
   return server;

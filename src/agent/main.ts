@@ -15,7 +15,10 @@ const USAGE = `Usage: sluice agent [flags]
 The per-node daemon: serves sluice-cni on <run-dir>/agent.sock, owns the node's
 IPAM and the eBPF datapath. Runs in the node's network namespace (enter one
 with nsenter --net=…; several agents may run side by side, each with its own
-run/state/bpffs paths). Stopping it leaves enforcement in place.
+run/state/bpffs paths). Stopping it leaves enforcement in place. Started while
+an agent serves the same run dir, it takes that agent's DNS and health sockets
+over (<run-dir>/handover.sock; the old agent drains, stops and stays dormant
+until signalled): an upgrade loses no lookup.
 
 Modes: Kubernetes (the default): Nodes, Namespaces, Pods, NetworkPolicies and
 FQDNPolicies from the API (in a pod its service account; else --kubeconfig or
@@ -127,13 +130,21 @@ export async function runAgent(argv: string[]): Promise<number> {
     log.fatal({ err }, 'agent failed to start');
     return 1;
   }
-  await new Promise<void>((resolve) => {
+  let dormant: NodeJS.Timeout | undefined;
+  const exit = await new Promise<number>((resolve) => {
     const stop = (signal: string) => {
+      if (dormant) clearInterval(dormant);
       log.info({ signal }, 'stopping; the datapath keeps enforcing');
-      void agent.stop().then(resolve);
+      void agent.stop().then(() => resolve(0));
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    // Handed over to a successor: nothing is left to serve, but exiting would
+    // have kubelet restart this container (src/agent/handover.ts). Wait for the signal.
+    void agent.handedOver.then(() => {
+      if (agent.handoverFailed) resolve(1);
+      else dormant = setInterval(() => {}, 1 << 30);
+    });
   });
-  return 0;
+  return exit;
 }

@@ -111,7 +111,7 @@ export interface ProxyDeps {
 
 /** Batched UDP sockets: a bound fd in, one callback per batch of datagrams out. */
 export interface UdpSockets {
-  open(fd: number, onBatch: (bufs: Buffer[], addresses: string[], ports: number[]) => void): { send(buf: Buffer, address: string, port: number): boolean; close(): void };
+  open(fd: number, onBatch: (bufs: Buffer[], addresses: string[], ports: number[]) => void): { send(buf: Buffer, address: string, port: number): boolean; pause(): void; close(): void };
   /** A bound UDP socket fd on a kernel-chosen port (the upstream pool's). */
   bind(family: 4 | 6): number;
 }
@@ -119,6 +119,8 @@ export interface UdpSockets {
 /** What the proxy needs of a UDP socket: dgram's, or a batched one. */
 interface UdpLike {
   send(msg: Buffer, port: number, address: string): void;
+  /** Stops reading, still sends (batched sockets; dgram's cannot). */
+  pause?(): void;
   close(): void;
 }
 
@@ -300,6 +302,13 @@ export class DnsProxy {
     this.#observer = deps.observer;
   }
 
+  /** Queries forwarded and not yet answered (UDP and TCP). */
+  inflight(): number {
+    let n = this.#pending.size;
+    for (const p of this.#tcpPending) n += p.size;
+    return n;
+  }
+
   /** Each pod's share (copies), by host veth ifindex. */
   podStats(): Map<number, PodDnsStats> {
     return new Map([...this.#pods].map(([ifindex, p]) => [ifindex, { ...p }]));
@@ -397,18 +406,36 @@ export class DnsProxy {
       send: (m, port, address) => {
         if (!bs.send(m, address, port)) this.stats.sendFailed++;
       },
+      pause: () => bs.pause(),
       close: () => bs.close(),
     };
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops serving. With `drainMs`, the listeners close first (what arrives
+   * then waits in their kernel queues, for a successor holding the same
+   * sockets) and the queries already forwarded get up to `drainMs` to be
+   * answered before the rest closes.
+   */
+  async close(drainMs = 0): Promise<void> {
     if (this.#sweeper) clearInterval(this.#sweeper);
+    const servers = this.#servers.splice(0);
+    // A UDP listener that can still send answers the drained queries through it.
+    const paused = drainMs > 0 ? servers.filter((s): s is UdpLike => !(s instanceof net.Server) && !!s.pause) : [];
+    const closing = servers.map((s) => {
+      if (s instanceof net.Server) return new Promise<void>((r) => s.close(() => r()));
+      if (paused.includes(s)) s.pause!();
+      else s.close();
+      return undefined;
+    });
+    if (drainMs > 0) {
+      const until = performance.now() + drainMs;
+      while (this.inflight() > 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 2));
+    }
+    for (const s of paused) s.close();
     for (const c of this.#tcpConns) c.destroy();
     this.#tcpPending.clear();
-    for (const s of this.#servers) {
-      if (s instanceof net.Server) await new Promise<void>((r) => s.close(() => r()));
-      else s.close();
-    }
+    await Promise.all(closing);
     for (const pool of this.#pools.values()) for (const s of pool) s.close();
     this.#pools.clear();
     for (const [key, ps] of this.#podSockets) this.#closePodSocket(key, ps);

@@ -327,10 +327,25 @@ export interface NativeAddon {
    * native/udpbatch.cc.
    */
   UdpBatch: new (fd: number, onBatch: (bufs: Buffer[], addresses: string[], ports: number[]) => void) => UdpBatchSocket;
+
+  // --- handing the proxy's sockets to a successor agent (native/handover.cc)
+  /** A copy of `fd` (close-on-exec): the socket lives on while either is open. */
+  fdDup(fd: number): number;
+  fdClose(fd: number): void;
+  /** One line of `payload` (ending in a newline) on connected unix socket `connFd`, `fds` attached (SCM_RIGHTS). */
+  handoverSend(connFd: number, payload: string, fds: number[]): void;
+  /**
+   * Blocking: connects to the unix socket at `path`, sends `request` and waits
+   * up to `timeoutMs` for one line of answer and the fds attached to it; null
+   * when nobody listens there (no file, or a dead agent's).
+   */
+  handoverRequest(path: string, request: string, timeoutMs: number): { payload: string; fds: number[] } | null;
 }
 
 export interface UdpBatchSocket {
   send(buf: Buffer, address: string, port: number): boolean;
+  /** Stops reading: datagrams wait in the socket's queue (for whoever holds it next); send() still works. */
+  pause(): void;
   close(): void;
   /** Datagrams larger than 64 KiB − 1 dropped on receipt (cannot happen over UDP/IPv4; a jumbogram could). */
   readonly truncated: number;

@@ -119,7 +119,7 @@ describe('the DaemonSet', () => {
     expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
     expect(pod.priorityClassName).toBe('system-node-critical');
     expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
-    expect(ds.spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+    expect(ds.spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(10);
     for (const [k, v] of Object.entries(ds.spec.selector.matchLabels)) expect(ds.spec.template.metadata.labels[k], k).toBe(v);
   });

@@ -15,6 +15,7 @@ import { Cleanup, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
 import { dig, probeLookupConnect, probeQuery, probeSendRaw, startAuthServer, startDnsmasq, startForwarder, type Zone } from '../helpers/dns.js';
 import { isRoot } from '../helpers/netns.js';
 import { makeWorld } from '../helpers/world.js';
+import { reach, startEchoServers } from '../helpers/servers.js';
 
 const NSD = '198.18.0.53';
 const NSD6 = 'fd00:18::53';
@@ -60,29 +61,6 @@ const clusterZone: Zone = { origin: 'cluster.local', records: [{ name: 'web.auto
 const autoZone: Zone = { origin: 'auto.test', records: [{ name: 'web', type: 'A', value: '198.18.1.90' }] };
 const ZONES = [fqZone, otherZone, clusterZone, autoZone];
 
-/** TCP 80 and 443 (line echo) and UDP 443 (echo) on every address, both families. */
-const WEB = `import socket,threading
-def tcp(port):
-  s=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
-  s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0);s.setsockopt(socket.SOL_IP,19,1)
-  s.bind(('::',port));s.listen(512)
-  while True:
-    c,_=s.accept();threading.Thread(target=echo,args=(c,),daemon=True).start()
-def echo(c):
-  try:
-    while True:
-      d=c.recv(4096)
-      if not d: break
-      c.sendall(d)
-  except OSError: pass
-  c.close()
-def udp(port):
-  s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)
-  s.bind(('::',port))
-  while True:
-    d,a=s.recvfrom(4096);s.sendto(d,a)
-for p in (80,443): threading.Thread(target=tcp,args=(p,),daemon=True).start()
-udp(443)`;
 
 /**
  * A "trusted" server gone bad, or a man on the path: for every query it first
@@ -180,16 +158,6 @@ function bg(ns: Netns, args: string[]): void {
 
 const pod = (ns: string, name: string): Netns => node.addPod(cleanup, ns, name);
 
-/** TCP connect (or UDP echo) from `ns`, within `timeoutS`. */
-function reach(ns: Netns, ip: string, port: number, proto: 'tcp' | 'udp' = 'tcp', timeoutS = 0.5): boolean {
-  const fam = ip.includes(':') ? 'socket.AF_INET6' : 'socket.AF_INET';
-  const code =
-    proto === 'tcp'
-      ? `import socket;s=socket.socket(${fam});s.settimeout(${timeoutS});s.connect(('${ip}',${port}))`
-      : `import socket;s=socket.socket(${fam},socket.SOCK_DGRAM);s.settimeout(${timeoutS});s.sendto(b'x',('${ip}',${port}));assert s.recv(9)==b'x'`;
-  return spawnSync('nsenter', [`--net=${ns.path}`, 'python3', '-c', code]).status === 0;
-}
-
 async function lookup(ns: Netns, name: string, server = NSD, opts: { type?: 'A' | 'AAAA'; tcp?: boolean } = {}) {
   return probeQuery(ns, { server, name, type: opts.type ?? 'A', tcp: opts.tcp, timeoutS: 2 });
 }
@@ -236,7 +204,7 @@ describe.skipIf(!isRoot)('DNS-aware egress (FQDNPolicy + transparent DNS proxy)'
     await startForwarder(cleanup, world, { address: UNBOUND, upstream: NSD, zones: ZONES.map((z) => z.origin), cache: false });
     await startDnsmasq(cleanup, world, { mode: 'rogue', address: ROGUE, answer: ROGUE_ANSWER });
     bg(world, ['python3', '-c', SPOOFER_PY, SPOOFER, SPOOF_FROM]);
-    bg(world, ['python3', '-c', WEB]);
+    startEchoServers(cleanup, world, { tcp: [80, 443], udp: [443] });
 
     node.writeManifest('fq.yaml', POLICY);
     await node.start();

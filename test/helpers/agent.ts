@@ -33,6 +33,8 @@ export class TestNode {
   readonly logFile: string;
   readonly opts: NodeOptions;
   #agent: ChildProcess | undefined;
+  /** Every agent process started (a predecessor lives on, dormant, after a handover). */
+  readonly #all: ChildProcess[] = [];
 
   constructor(cleanup: Cleanup, opts: NodeOptions) {
     this.opts = opts;
@@ -46,7 +48,7 @@ export class TestNode {
     this.bpffs = `/sys/fs/bpf/${uniqueName('bp')}`;
     // Registered before anything below can throw, so nothing leaks.
     cleanup.add(() => {
-      this.kill('SIGKILL');
+      for (const c of this.#all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
       rmSync(this.bpffs, { recursive: true, force: true });
       rmSync(this.dir, { recursive: true, force: true });
     });
@@ -62,7 +64,14 @@ export class TestNode {
     return this.#agent !== undefined && this.#agent.exitCode === null && this.#agent.signalCode === null;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts the agent. With one running already, the new one takes its
+   * sockets over (src/agent/handover.ts) and the old one, dormant, is
+   * returned; this node's agent is the new one from then on.
+   */
+  async start(): Promise<ChildProcess | undefined> {
+    const predecessor = this.running ? this.#agent : undefined;
+    const readyBefore = this.log().split('"agent ready"').length;
     const out = createWriteStream(this.logFile, { flags: 'a' });
     await new Promise((r) => out.once('open', r));
     const args = [
@@ -81,10 +90,11 @@ export class TestNode {
     ];
     const child = spawn('nsenter', args, { stdio: ['ignore', out, out] });
     this.#agent = child;
+    this.#all.push(child);
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`agent exited with ${child.exitCode}:\n${this.log()}`);
-      if (this.log().includes('"agent ready"') && (await canConnect(this.socket))) return;
+      if (this.log().split('"agent ready"').length > readyBefore && (await canConnect(this.socket))) return predecessor;
       await new Promise((r) => setTimeout(r, 25));
     }
     throw new Error(`agent did not become ready:\n${this.log()}`);

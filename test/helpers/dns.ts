@@ -474,6 +474,39 @@ export function probeSendRaw(
   ]);
 }
 
+/** What a `stream` client saw (dnsprobe.py stream). */
+export interface StreamResult {
+  lookups: number;
+  /** No answer after every attempt. */
+  failed: number;
+  /** Answered only after a retry. */
+  retried: number;
+  /** Attempts without an answer. */
+  unanswered: number;
+  longest_stall_ms: number;
+  stall_at_s: number;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  max_ms: number | null;
+}
+
+/**
+ * A steady resolver client for `seconds`: one lookup every 1/rate s, round
+ * robin over `names`, each tried `attempts` times `timeoutS` apart (glibc's
+ * `options timeout:1 attempts:2` by default). Resolves when it has finished.
+ */
+export function probeStream(ns: Netns, opts: { server: string; names: string[]; rate: number; seconds: number; timeoutS?: number; attempts?: number }): Promise<StreamResult> {
+  return runProbe(ns, [
+    'stream',
+    '--server', opts.server,
+    '--names', opts.names.join(','),
+    '--rate', String(opts.rate),
+    '--seconds', String(opts.seconds),
+    '--timeout', String(opts.timeoutS ?? 1),
+    '--attempts', String(opts.attempts ?? 2),
+  ]);
+}
+
 function runProbe<T>(ns: Netns, args: string[]): Promise<T> {
   return new Promise((resolve, reject) => {
     const child = spawn('nsenter', [`--net=${ns.path}`, 'python3', DNSPROBE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

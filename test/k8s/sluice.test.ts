@@ -10,16 +10,17 @@
 // `kubectl delete -f deploy/`. Needs root, the binaries of test/k8s/build.sh
 // and build/image/sluice.tar (`make image`): without them this FAILS.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectedMatrix, parsePolicy, type ModelPod, type Policy, type World } from '../netpol/model.js';
 import { isRoot } from '../helpers/netns.js';
-import { Cluster, DNS_SERVICE_IP } from './cluster.js';
+import { Cluster, DNS_SERVICE_IP, run } from './cluster.js';
 import { AGNHOST_IMAGE } from './images.js';
 import { clusterFixture } from './fixture.js';
 
 const ROOT = join(import.meta.dirname, '../..');
+const DNSPROBE = join(ROOT, 'test/helpers/dnsprobe.py');
 const IMAGE = join(ROOT, 'build/image/sluice.tar');
 const DEPLOY = join(ROOT, 'deploy');
 /** How long a policy change may take to show in probes. */
@@ -318,6 +319,59 @@ describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f de
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/matchPattern/);
   }, 180_000);
+
+  it('a DaemonSet upgrade (maxSurge: each new agent takes the old one\'s sockets over): every lookup of a resolving pod answered on its first try', async () => {
+    noteFailure();
+    const cl = c();
+    const node1 = cl.nodes[0]!;
+    type AgentPod = { metadata: { name: string }; spec: { nodeName: string }; status: { conditions?: Array<{ type: string; status: string }> } };
+    const agentPods = async () => (await cl.kubectlJson<{ items: AgentPod[] }>(['get', 'pods', '-n', 'kube-system', '-l', 'app.kubernetes.io/name=sluice'])).items;
+    const before = new Set((await agentPods()).map((p) => p.metadata.name));
+    // fq/client (node 1, from the FQDNPolicy test) resolves allowed.example through its node's proxy and
+    // CoreDNS, 50 lookups a second, each tried once with 2 s to answer: any lookup lost is a failure.
+    const dir = join(node1.dirs.sluiceLib, 'endpoints');
+    const rec = readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as { netns: string; pod: { namespace?: string; name?: string } })
+      .find((r) => r.pod.namespace === 'fq' && r.pod.name === 'client');
+    expect(rec, 'the endpoint record of fq/client').toBeDefined();
+    const stopFile = join(node1.dirs.root, `stream-stop-${process.pid}`);
+    const streaming = run(
+      'nsenter',
+      [`--mount=/proc/${node1.holderPid}/ns/mnt`, '--', 'nsenter', `--net=/run/netns/${basename(rec!.netns)}`, '--', 'python3', DNSPROBE, 'stream', '--server', DNS_SERVICE_IP, '--names', 'allowed.example', '--rate', '50', '--seconds', '240', '--timeout', '2', '--attempts', '1', '--until-file', stopFile],
+      { timeoutMs: 260_000 },
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 2000));
+      await cl.kubectl(['rollout', 'restart', 'daemonset', '-n', 'kube-system', 'sluice']);
+      await cl.kubectl(['rollout', 'status', 'daemonset', '-n', 'kube-system', 'sluice', '--timeout=200s'], { timeoutMs: 210_000 });
+      // The old pods deleted, a new one Ready on each node.
+      await cl.waitFor(
+        'the old agent pods gone, new ones Ready',
+        async () => {
+          const now = await agentPods();
+          return now.length === 2 && now.every((p) => !before.has(p.metadata.name) && p.status.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'));
+        },
+        { timeoutMs: 60_000, intervalMs: 500 },
+      );
+      await new Promise((r) => setTimeout(r, 2000));
+    } finally {
+      writeFileSync(stopFile, '');
+    }
+    const out = await streaming;
+    rmSync(stopFile, { force: true });
+    expect(out.code, out.stderr).toBe(0);
+    const r = JSON.parse(out.stdout) as { lookups: number; failed: number; unanswered: number; longest_stall_ms: number };
+    console.error(`lookups through the DaemonSet upgrade: ${JSON.stringify(r)}`);
+    expect(r.lookups).toBeGreaterThan(200);
+    expect(r).toMatchObject({ failed: 0, unanswered: 0 });
+    // Node 1's new agent took the sockets over (it did not bind new ones while nobody served).
+    const newOn1 = (await agentPods()).find((p) => p.spec.nodeName === nodeName(1))!.metadata.name;
+    expect(await cl.kubectl(['logs', '-n', 'kube-system', newOn1, '-c', 'agent'])).toMatch(/took over the sockets of the agent that was running/);
+    // Policy and learning go on: the name still opens, an unlearned address stays closed.
+    expect(await connects('fq/client', 'allowed.example', 80, 5)).toBe(true);
+    expect(await connects('fq/client', 'other.example', 80, 1)).toBe(false);
+  }, 300_000);
 
   it('Services judged on their backends: ClusterIP and NodePort, TCP and UDP, named target ports, backends on both nodes, endpoint churn', async () => {
     noteFailure();
