@@ -36,7 +36,7 @@ import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
 import { endpointKey, PolicyEngine, runSliced, SLICE_MS } from './policy-engine.js';
-import { HandoverError, requestHandover, serveHandover, serverFd, type HeldListener, type Inherited } from './handover.js';
+import { HandoverError, probeHandover, requestHandover, serveHandover, serverFd, type HeldListener, type Inherited } from './handover.js';
 import { parseListenAddr, serveHealth } from './health.js';
 import { NodeAddresses } from './node-addresses.js';
 import { NodeLinks } from './node-links.js';
@@ -207,14 +207,17 @@ export class Agent {
   async start(): Promise<void> {
     const cfg = this.#cfg;
     preflight(cfg, this.#log);
-    // An agent serving this run directory hands its sockets over (and stops) before this one binds anything.
-    this.#inherited = this.#takeOver();
+    // An agent serving this run directory (an upgrade: src/agent/handover.ts)
+    // keeps serving, kubelet's probes included, while this one loads its
+    // programs and lists its sources; then it hands its sockets over.
+    const predecessor = probeHandover(cfg.runDir);
+    if (predecessor !== undefined) this.#log.info({ predecessor }, 'an agent serves this run directory: preparing, then taking its sockets over');
     const metrics = (this.#metrics = await this.#newMetrics());
     // Liveness from the start (a slow first list is not a dead agent); ready only at the end.
-    if (cfg.metricsAddr) {
-      const fd = this.#inherited?.take({ role: 'health', type: 'tcp', ...healthListener(cfg.metricsAddr) });
-      this.#health = await serveHealth(cfg.metricsAddr, { notReady: () => this.#notReady(), metrics }, this.#root.child({ subsystem: 'health' }), fd);
-    }
+    const serveHealthOn = async (fd?: number) => {
+      if (cfg.metricsAddr) this.#health = await serveHealth(cfg.metricsAddr, { notReady: () => this.#notReady(), metrics }, this.#root.child({ subsystem: 'health' }), fd);
+    };
+    if (predecessor === undefined) await serveHealthOn();
     // Node facts from their providers, before anything uses them.
     this.#log.info({ from: cfg.podCidrs.origin }, 'reading the pod CIDRs');
     const podCidrs = await cfg.podCidrs.podCidrs();
@@ -230,6 +233,24 @@ export class Agent {
     this.#datapath = Datapath.open({ bpffs: cfg.bpffs, maxEndpoints: cfg.maxEndpoints, maxPolicyEntries: cfg.maxPolicyEntries, maxFqdnEntries: cfg.maxFqdnEntries });
     // Before any pod's DNS reaches the proxy: a flood is dropped in the kernel, not in our socket queue.
     this.#datapath.setDnsRateLimit(cfg.dnsPodQps, 2 * cfg.dnsPodQps);
+    // Policy sources first, synced, so the first compile already sees every
+    // policy and nothing restored from pins is ever judged by an empty policy set.
+    if (cfg.standalone) {
+      this.#source = new StandaloneSource(cfg.standalone, this.#root.child({ subsystem: 'standalone' }));
+      await this.#source.start(this.#store);
+      await this.#source.waitSynced();
+    } else if (cfg.kubernetes) {
+      const kube = (this.#source = this.#kube = new KubernetesSource(cfg.kubernetes.api, this.#root.child({ subsystem: 'kubernetes' })));
+      await kube.start(this.#store);
+      this.#log.info({ server: cfg.kubernetes.api.server }, 'listing Nodes, Namespaces, Pods, NetworkPolicies, FQDNPolicies, Services and EndpointSlices');
+      await kube.waitSynced();
+      this.#log.info('Kubernetes objects listed; watching');
+    }
+    if (predecessor !== undefined) {
+      // From here on this agent reads and writes the node's state: the old one must have stopped.
+      this.#inherited = this.#takeOver();
+      await serveHealthOn(cfg.metricsAddr ? this.#inherited?.take({ role: 'health', type: 'tcp', ...healthListener(cfg.metricsAddr) }) : undefined);
+    }
     this.#ipam = new Ipam(cfg.stateDir, podCidrs);
     this.#endpoints = new EndpointRegistry(cfg.stateDir, this.#datapath, this.#root.child({ subsystem: 'endpoints' }));
     // Learned FQDN mappings are restored before the first compile, so the
@@ -295,18 +316,8 @@ export class Agent {
     };
     this.#handlers = makeHandlers(deps);
 
-    // Policy sources first, synced, so the first compile already sees every
-    // policy and nothing restored from pins is ever judged by an empty policy set.
-    if (cfg.standalone) {
-      this.#source = new StandaloneSource(cfg.standalone, this.#root.child({ subsystem: 'standalone' }));
-      await this.#source.start(this.#store);
-      await this.#source.waitSynced();
-    } else if (cfg.kubernetes) {
-      const kube = (this.#source = this.#kube = new KubernetesSource(cfg.kubernetes.api, this.#root.child({ subsystem: 'kubernetes' })));
-      await kube.start(this.#store);
-      this.#log.info({ server: cfg.kubernetes.api.server }, 'listing Nodes, Namespaces, Pods, NetworkPolicies, FQDNPolicies, Services and EndpointSlices');
-      await kube.waitSynced();
-      this.#log.info('Kubernetes objects listed; watching');
+    if (cfg.kubernetes && this.#kube) {
+      const kube = this.#kube;
       this.#statusWriter = new FqdnStatusWriter(cfg.kubernetes.api, cfg.nodeName, this.#root.child({ subsystem: 'fqdn-status' }));
       kube.nodes.onChange(() => this.#writeStatus());
       if (cfg.kubernetes.routing === 'direct') {

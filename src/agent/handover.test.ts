@@ -96,6 +96,15 @@ describe('handover', () => {
     expect(done).toEqual([[true, gave[0]]]);
   });
 
+  it('answers a probe with its pid and keeps serving (give is not called)', async () => {
+    let gave = 0;
+    servers.push(await serveHandover(dir, { give: async () => (gave++, []), done: () => {} }, log));
+    expect((await inChild(dir, 5000, 'probe')).probed).toBe(process.pid);
+    expect(gave).toBe(0);
+    expect((await inChild(dir)).descs).toEqual([]);
+    expect(gave).toBe(1);
+  });
+
   it('reports an agent that cannot hand over, which serves on and can be asked again', async () => {
     let refuse = true;
     servers.push(
@@ -132,18 +141,23 @@ interface ChildResult {
   from?: number;
   descs?: unknown[];
   read?: string;
+  probed?: number | null;
 }
 
 /**
  * requestHandover in a separate process (it blocks while the old agent
  * drains): the child reads one datagram from the first fd it got, if any.
  */
-async function inChild(runDir: string, timeoutMs = 5000): Promise<ChildResult> {
+async function inChild(runDir: string, timeoutMs = 5000, mode: 'request' | 'probe' = 'request'): Promise<ChildResult> {
   const { spawn } = await import('node:child_process');
   const script = `
-    const { requestHandover } = await import(${JSON.stringify(bundle)});
+    const { probeHandover, requestHandover } = await import(${JSON.stringify(bundle)});
     const dgram = (await import('node:dgram')).default;
     let out;
+    if (${JSON.stringify(mode)} === 'probe') {
+      process.stdout.write(JSON.stringify({ probed: probeHandover(${JSON.stringify(runDir)}, ${timeoutMs}) ?? null }));
+      process.exit(0);
+    }
     try {
       const inh = requestHandover(${JSON.stringify(runDir)}, ${timeoutMs});
       out = { from: inh.from, descs: inh.descs };

@@ -80,6 +80,31 @@ export class Inherited {
 }
 
 /**
+ * The pid of an agent serving `runDir` that can hand over (it keeps serving;
+ * nothing changes), or undefined when there is none. The successor prepares
+ * what does not touch the old agent's work (loading the eBPF programs,
+ * listing its sources) before it asks: DNS waits only for the rest.
+ */
+export function probeHandover(runDir: string, timeoutMs = 5000): number | undefined {
+  const path = join(runDir, HANDOVER_SOCKET);
+  if (!existsSync(path)) return undefined;
+  let answer: { payload: string; fds: number[] } | null;
+  try {
+    answer = native().handoverRequest(path, `${REQUEST} probe\n`, timeoutMs);
+  } catch {
+    return undefined; // not answering: whatever it is, it is not an agent that can hand over
+  }
+  if (!answer) return undefined;
+  for (const fd of answer.fds) native().fdClose(fd);
+  try {
+    const msg = JSON.parse(answer.payload) as { pid?: unknown };
+    return typeof msg.pid === 'number' ? msg.pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Asks the agent serving `runDir` for its listeners (blocking, at most
  * `timeoutMs`): undefined when no agent serves it. Throws HandoverError when
  * one is there but cannot hand over.
@@ -147,8 +172,9 @@ export async function serveHandover(runDir: string, hooks: HandoverHooks, log: L
       if (nl < 0) return;
       sock.removeAllListeners('data');
       sock.setTimeout(0);
-      const m = new RegExp(`^${REQUEST} pid=(\\d+)$`).exec(line.slice(0, nl));
+      const m = new RegExp(`^${REQUEST} (?:probe|pid=(\\d+))$`).exec(line.slice(0, nl));
       if (!m) return void answer(sock, { error: 'not a handover request' }, []);
+      if (m[1] === undefined) return void answer(sock, { pid: process.pid, busy }, []);
       if (busy) return void answer(sock, { error: 'a handover is already under way' }, []);
       busy = true;
       void handOver(sock, Number(m[1]));

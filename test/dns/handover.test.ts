@@ -60,6 +60,22 @@ function healthz(): number {
   return r.status === 0 ? Number(r.stdout.trim()) : 0;
 }
 
+/** Per handover in the log: ms from the old agent's 'handing over' to the new one's 'DNS proxy listening'. */
+function handoverGaps(log: string): number[] {
+  const lines = log
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { time: string; msg: string; pid: number })
+    .map((l) => ({ ...l, ms: Date.parse(l.time) }));
+  const gaps: number[] = [];
+  for (const [i, l] of lines.entries()) {
+    if (!l.msg.startsWith('handing over')) continue;
+    const served = lines.slice(i).find((m) => m.msg === 'DNS proxy listening' && m.pid !== l.pid);
+    if (served) gaps.push(served.ms - l.ms);
+  }
+  return gaps;
+}
+
 function exited(p: ChildProcess): Promise<number | null> {
   if (p.exitCode !== null) return Promise.resolve(p.exitCode);
   return new Promise((r) => p.once('exit', (code) => r(code)));
@@ -90,6 +106,8 @@ describe.skipIf(!isRoot)('agent upgrade: the DNS sockets handed over', () => {
     await sleep(1500);
     const second = await node.start();
     const r = await streaming;
+    // How long each handover kept DNS waiting: from the old agent pausing its listeners to the successor serving them.
+    console.error(`handover: ${JSON.stringify(r)}; DNS waited ${handoverGaps(node.log()).join(' and ')} ms`);
     expect(r.lookups).toBeGreaterThan(1000);
     expect(r).toMatchObject({ failed: 0, unanswered: 0 });
     // The handovers are seen in the log, each from a different pid.

@@ -16,7 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Cleanup, Netns } from './netns.js';
 
-const DNSPROBE = join(import.meta.dirname, 'dnsprobe.py');
+// Beside this file; a bench bundle (bench/run.mjs) sets import.meta.dirname to bench/<name> for all it bundles.
+const DNSPROBE = [join(import.meta.dirname, 'dnsprobe.py'), join(import.meta.dirname, '../../test/helpers/dnsprobe.py')].find((p) => existsSync(p)) ?? join(import.meta.dirname, 'dnsprobe.py');
 const READY_TIMEOUT_MS = 15_000;
 
 export interface ZoneRecord {
