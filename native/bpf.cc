@@ -321,6 +321,94 @@ Napi::Value MapLookup(const Napi::CallbackInfo& info) {
   return Napi::Buffer<uint8_t>::Copy(env, value.data(), vsize);
 }
 
+// A map for the hot paths (the DNS proxy: a NAT lookup per query, an allow
+// written per learned answer): its own duplicate of the map's fd, whose shape
+// is read once. The per-call shape check above exists because an fd number
+// can be closed and reused for another map; this fd is the handle's alone
+// (nobody else can close it), so the shape read at creation stays true and
+// each call is one syscall, not two.
+//
+//   new MapHandle(fd)                 dups fd
+//   lookup(key, out) → boolean        the value into `out` (value_size bytes); false: no such key
+//   update(key, value, flags)         throws NativeError (E2BIG: full)
+//   close()
+class MapHandle : public Napi::ObjectWrap<MapHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "MapHandle",
+                       {InstanceMethod("lookup", &MapHandle::Lookup), InstanceMethod("update", &MapHandle::Update),
+                        InstanceMethod("close", &MapHandle::Close)});
+  }
+
+  explicit MapHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MapHandle>(info) {
+    Args a(info);
+    Napi::Env env = a.env();
+    int fd;
+    if (!a.Fd(0, &fd)) return;
+    int own;
+    SysError e = Dup(fd, &own);
+    if (!e.ok()) {
+      ThrowSys(env, e);
+      return;
+    }
+    e = ShapeOf(own, &shape_);
+    if (!e.ok()) {
+      close(own);
+      ThrowSys(env, e);
+      return;
+    }
+    fd_ = own;
+  }
+
+  ~MapHandle() override {
+    if (fd_ >= 0) close(fd_);
+  }
+
+ private:
+  bool Open(Napi::Env env) {
+    if (fd_ >= 0) return true;
+    ThrowSys(env, SysError::Make(EBADF, "MapHandle", "closed"));
+    return false;
+  }
+
+  Napi::Value Lookup(const Napi::CallbackInfo& info) {
+    Args a(info);
+    Napi::Env env = a.env();
+    const uint8_t *key, *out;
+    size_t klen, olen;
+    if (!a.Buf(0, "key", &key, &klen) || !a.Buf(1, "out", &out, &olen) || !Open(env)) return env.Undefined();
+    if (!CheckSize(env, "key", klen, shape_.key_size) || !CheckSize(env, "out", olen, shape_.value_size)) return env.Undefined();
+    int r = bpf_map_lookup_elem(fd_, key, const_cast<uint8_t*>(out));
+    if (r < 0) {
+      if (-r == ENOENT) return Napi::Boolean::New(env, false);
+      return ThrowSys(env, SysError::Make(-r, "bpf_map_lookup_elem"));
+    }
+    return Napi::Boolean::New(env, true);
+  }
+
+  Napi::Value Update(const Napi::CallbackInfo& info) {
+    Args a(info);
+    Napi::Env env = a.env();
+    const uint8_t *key, *value;
+    size_t klen, vlen;
+    uint32_t flags;
+    if (!a.Buf(0, "key", &key, &klen) || !a.Buf(1, "value", &value, &vlen) || !a.U32(2, "flags", &flags) || !Open(env)) return env.Undefined();
+    if (!CheckSize(env, "key", klen, shape_.key_size) || !CheckSize(env, "value", vlen, shape_.value_size)) return env.Undefined();
+    int r = bpf_map_update_elem(fd_, key, value, flags);
+    if (r < 0) return ThrowSys(env, SysError::Make(-r, "bpf_map_update_elem"));
+    return env.Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    return info.Env().Undefined();
+  }
+
+  int fd_ = -1;
+  Shape shape_{};
+};
+
 Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
   Args a(info);
   Napi::Env env = a.env();
@@ -625,6 +713,7 @@ void RegisterBpf(Napi::Env env, Napi::Object exports) {
   exports.Set("progInfo", Napi::Function::New(env, ProgInfo, "progInfo"));
   exports.Set("numPossibleCpus", Napi::Function::New(env, NumPossibleCpus, "numPossibleCpus"));
   exports.Set("mapLookup", Napi::Function::New(env, MapLookup, "mapLookup"));
+  exports.Set("MapHandle", MapHandle::Define(env));
   exports.Set("mapUpdate", Napi::Function::New(env, MapUpdate, "mapUpdate"));
   exports.Set("mapDelete", Napi::Function::New(env, MapDelete, "mapDelete"));
   exports.Set("mapGetNextKey", Napi::Function::New(env, MapGetNextKey, "mapGetNextKey"));

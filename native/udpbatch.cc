@@ -1,16 +1,25 @@
 // A UDP socket for the DNS proxy's hot path: read with recvmmsg, a batch of
-// datagrams per JavaScript call, and written with one sendto per answer,
-// synchronously. Node's dgram costs a JS callback, an rinfo object and an
-// asynchronous send request per datagram; this is the per-packet overhead the
-// proxy's profile showed (docs/benchmarks.md › dns).
+// datagrams per JavaScript call, and written with sendmmsg. Node's dgram
+// costs a JS callback, an rinfo object and an asynchronous send request per
+// datagram; this is the per-packet overhead the proxy's profile showed
+// (docs/benchmarks.md › dns).
 //
-//   new UdpBatch(fd, onBatch)            takes ownership of a bound, non-blocking UDP fd
+//   new UdpBatch(fd, onBatch[, onSendFailed])   takes ownership of a bound, non-blocking UDP fd
 //   onBatch(bufs: Buffer[], addresses: string[], ports: number[])
 //   send(buf, address, port) → boolean   false: the kernel refused it (the datagram is lost, as UDP may be)
 //   pause()                              stops reading (datagrams wait in the socket's queue); send() still works
 //   close()
 //
-// Reads happen on the loop thread only, into one buffer the process shares;
+// Sends made while an onBatch callback (of any UdpBatch) runs are copied into
+// their socket's queue and go out with one sendmmsg per socket once the
+// callback returns, still within the same readiness callback: a batch of
+// answers to pods (or of queries to an upstream) costs one syscall, and the
+// receiver is woken once for the batch, not once per datagram. send() then
+// says true (queued); a datagram the kernel refuses at the flush is counted
+// and reported to onSendFailed(n), when given. Outside a batch callback,
+// send() is one synchronous sendto, as before.
+//
+// Reads and sends happen on the loop thread only; reads go into one buffer the process shares;
 // each datagram is copied into its own Buffer before JavaScript sees it. A
 // datagram larger than MAX_DATAGRAM arrives cut (MSG_TRUNC) and is dropped
 // here, counted in `truncated`.
@@ -22,6 +31,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "addon.h"
@@ -39,6 +49,16 @@ constexpr int kRecvBuffer = 4 << 20;
 std::vector<char>& ReadArea() {
   static std::vector<char> area(kBatch * kMaxDatagram);
   return area;
+}
+
+class UdpBatch;
+
+// Loop thread only: whether an onBatch callback is running (sends queue), and
+// the sockets with queued sends.
+int g_inBatch = 0;
+std::vector<UdpBatch*>& Dirty() {
+  static std::vector<UdpBatch*> dirty;
+  return dirty;
 }
 
 class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
@@ -76,14 +96,89 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
     poll_ = poll;
     poll_->data = this;
     cb_ = Napi::Persistent(info[1].As<Napi::Function>());
+    if (info.Length() > 2 && info[2].IsFunction()) onSendFailed_ = Napi::Persistent(info[2].As<Napi::Function>());
     env_ = env;
     uv_poll_start(poll_, UV_READABLE, &UdpBatch::OnPoll);
     Ref();  // kept alive while it polls; close() lets it go
   }
 
-  ~UdpBatch() override { Stop(); }
+  ~UdpBatch() override {
+    Undirty();
+    Stop();
+  }
+
+  // Sends every socket's queued datagrams (the end of a batch callback), then
+  // reports the refused ones; call with a HandleScope open.
+  static void FlushAll(Napi::Env env) {
+    std::vector<UdpBatch*> dirty;
+    dirty.swap(Dirty());
+    for (UdpBatch* b : dirty) b->Flush();
+    // Handles first (they keep each socket's wrapper, so the socket, alive), then the callbacks.
+    std::vector<std::pair<Napi::Object, Napi::Function>> report;
+    std::vector<double> counts;
+    for (UdpBatch* b : dirty) {
+      if (!b->pendingFailed_) continue;
+      double failed = static_cast<double>(b->pendingFailed_);
+      b->pendingFailed_ = 0;
+      if (b->onSendFailed_.IsEmpty()) continue;
+      report.emplace_back(b->Value(), b->onSendFailed_.Value());
+      counts.push_back(failed);
+    }
+    for (size_t i = 0; i < report.size(); i++) report[i].second.MakeCallback(report[i].first, {Napi::Number::New(env, counts[i])});
+  }
 
  private:
+  struct Queued {
+    size_t offset;
+    size_t length;
+    sockaddr_storage addr;
+    socklen_t addrLen;
+  };
+
+  void Undirty() {
+    auto& d = Dirty();
+    for (size_t i = 0; i < d.size(); i++) {
+      if (d[i] == this) {
+        d.erase(d.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
+    }
+  }
+
+  // One sendmmsg per kBatch queued datagrams; one the kernel refuses is
+  // skipped and counted, the rest still go.
+  void Flush() {
+    size_t n = queue_.size();
+    size_t at = 0;
+    while (at < n && fd_ >= 0) {
+      size_t k = n - at < static_cast<size_t>(kBatch) ? n - at : static_cast<size_t>(kBatch);
+      mmsghdr msgs[kBatch];
+      iovec iov[kBatch];
+      memset(msgs, 0, sizeof(mmsghdr) * k);
+      for (size_t i = 0; i < k; i++) {
+        Queued& q = queue_[at + i];
+        iov[i].iov_base = sendArea_.data() + q.offset;
+        iov[i].iov_len = q.length;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &q.addr;
+        msgs[i].msg_hdr.msg_namelen = q.addrLen;
+      }
+      int r = sendmmsg(fd_, msgs, static_cast<unsigned>(k), MSG_DONTWAIT);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        pendingFailed_++;  // the first of the rest: refused (EAGAIN: the queue is full)
+        at++;
+      } else {
+        at += static_cast<size_t>(r);
+      }
+    }
+    pendingFailed_ += n - at;  // closed meanwhile
+    queue_.clear();
+    sendArea_.clear();
+  }
+
+
   static void OnPoll(uv_poll_t* h, int status, int events) {
     auto* self = static_cast<UdpBatch*>(h->data);
     if (status < 0 || !(events & UV_READABLE) || self->fd_ < 0 || self->paused_) return;
@@ -136,7 +231,12 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
         ports.Set(k, Napi::Number::New(env, port));
         k++;
       }
-      if (k) cb_.MakeCallback(Value(), {bufs, hosts, ports});
+      if (k) {
+        g_inBatch++;
+        cb_.MakeCallback(Value(), {bufs, hosts, ports});
+        g_inBatch--;
+        if (!g_inBatch) FlushAll(env);
+      }
       if (n < kBatch) return;
     }
   }
@@ -149,6 +249,13 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
     sockaddr_storage ss;
     socklen_t len;
     if (!SockAddr(env, 0, info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Number>().Uint32Value(), &ss, &len)) return env.Undefined();
+    if (g_inBatch) {
+      size_t offset = sendArea_.size();
+      sendArea_.insert(sendArea_.end(), buf.Data(), buf.Data() + buf.Length());
+      queue_.push_back(Queued{offset, buf.Length(), ss, len});
+      if (queue_.size() == 1) Dirty().push_back(this);
+      return Napi::Boolean::New(env, true);
+    }
     ssize_t r;
     do {
       r = sendto(fd_, buf.Data(), buf.Length(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&ss), len);
@@ -165,6 +272,11 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
+    // What was queued was accepted: it goes before the fd does.
+    if (!queue_.empty()) {
+      Undirty();
+      Flush();
+    }
     if (poll_) Unref();
     Stop();
     return info.Env().Undefined();
@@ -183,7 +295,12 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
   int fd_ = -1;
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference cb_;
+  Napi::FunctionReference onSendFailed_;
   napi_env env_ = nullptr;
+  // Sends queued during a batch callback: their bytes, and where each goes.
+  std::vector<char> sendArea_;
+  std::vector<Queued> queue_;
+  uint64_t pendingFailed_ = 0;
   uint64_t truncated_ = 0;
   bool paused_ = false;
 };

@@ -94,7 +94,7 @@ class MapSink implements AllowSink {
     this.#map = map;
   }
   put(rule: number, ip: string, expiresMs: number): void {
-    this.retained.delete(`${rule}|${ip}`); // managed from the cache again
+    if (this.retained.size) this.retained.delete(`${rule}|${ip}`); // managed from the cache again (no key string per write when none is kept)
     this.#map.put(rule, ip, monoMsToNs(expiresMs)); // a full map: SLUICE_MAP_FULL
   }
   delete(rule: number, ip: string): void {
@@ -264,8 +264,13 @@ export class FqdnService {
   #learn(l: Learned): void {
     const now = monoNowMs();
     const backendsOf = this.#cfg.backendsOf;
-    const answered = backendsOf ? l.addresses.flatMap((a) => [a, ...backendsOf(a.ip).map((ip) => ({ ip, ttl: a.ttl }))]) : l.addresses;
-    const addresses = answered.map((a) => ({ ip: a.ip, expiresMs: now + this.cache.lifetimeMs(a.ttl) }));
+    // Each answered address, then the backends of the Service it is the frontend of (its TTL too).
+    const addresses: Array<{ ip: string; expiresMs: number }> = [];
+    for (const a of l.addresses) {
+      const expiresMs = now + this.cache.lifetimeMs(a.ttl);
+      addresses.push({ ip: a.ip, expiresMs });
+      if (backendsOf) for (const ip of backendsOf(a.ip)) addresses.push({ ip, expiresMs });
+    }
     const touched = this.cache.learnAbsolute(l.names, addresses, now);
     // Addresses a failed write (map full) left behind go again with every answer.
     for (const ip of this.#unprogrammed) touched.add(ip);
@@ -277,7 +282,7 @@ export class FqdnService {
       throw err;
     }
     this.#unprogrammed.clear();
-    this.#journal.append(l.names, addresses);
+    this.#journal.appendSoon(l.names, addresses);
   }
 
   #sweep(): void {

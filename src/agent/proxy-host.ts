@@ -60,7 +60,7 @@ export const nativeProxyHost: ProxyHost = {
     return native().socketTransparent(family, address, MARK_PROXY_SOCK);
   },
   batch: {
-    open: (fd, onBatch) => new (native().UdpBatch)(fd, onBatch),
+    open: (fd, onBatch, onSendFailed) => new (native().UdpBatch)(fd, onBatch, onSendFailed),
     bind: (family) => native().socketBind(family, 'udp', family === 6 ? '::' : '0.0.0.0', 0),
   },
 };

@@ -437,6 +437,8 @@ export class Datapath {
     if (this.#closed) return;
     this.#closed = true;
     const n = this.#n;
+    // Typed maps with a handle of their own (a dup of the map's fd) let go of it.
+    for (const m of this.#typed.values()) if (m instanceof DnsNatTable || m instanceof FqdnAllowMap) m.close();
     for (const fd of [...Object.values(this.#progs), ...Object.values(this.#maps)]) n.close(fd);
   }
 }

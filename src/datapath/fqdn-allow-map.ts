@@ -1,9 +1,10 @@
 // sluice_fqdn_v1: which destination addresses each FQDN rule allows, until
 // when. The DNS proxy's learning writes it (through the agent's FqdnService),
 // the datapath reads it for every new flow an FQDN rule may allow.
-import type { BpfMapOps } from '../native/index.js';
+import type { BpfMapHandle, BpfMapOps } from '../native/index.js';
 import * as fqdnCodec from './codec/fqdn.js';
-import { BpfMap, type MapCodec } from './maps.js';
+import { DatapathError } from './errors.js';
+import { BpfMap, isMapFull, type MapCodec } from './maps.js';
 
 export interface FqdnAllowKey {
   /** The FQDN rule's identity (compiled policy's fqdnRules). */
@@ -27,9 +28,17 @@ const codec: MapCodec<FqdnAllowKey, bigint> = {
 
 export class FqdnAllowMap {
   readonly #map: BpfMap<FqdnAllowKey, bigint>;
+  /** put's: one syscall per write (the proxy writes per learned answer); absent with a fake addon. */
+  readonly #handle: BpfMapHandle | undefined;
 
   constructor(addon: BpfMapOps, fd: number, name: string) {
     this.#map = new BpfMap(addon, fd, name, codec);
+    this.#handle = addon.MapHandle ? new addon.MapHandle(fd) : undefined;
+  }
+
+  /** Lets go of the handle's fd (Datapath.close). */
+  close(): void {
+    this.#handle?.close();
   }
 
   get name(): string {
@@ -38,7 +47,13 @@ export class FqdnAllowMap {
 
   /** Allows `ip` under `rule` until `expiresNs`; SLUICE_MAP_FULL when the map is full. */
   put(rule: number, ip: string, expiresNs: bigint): void {
-    this.#map.set({ rule, ip }, expiresNs);
+    if (!this.#handle) return this.#map.set({ rule, ip }, expiresNs);
+    try {
+      this.#handle.update(fqdnCodec.encodeKey(rule, ip), fqdnCodec.encode(expiresNs), 0 /* BPF_ANY */);
+    } catch (err) {
+      if (isMapFull(err)) throw new DatapathError('SLUICE_MAP_FULL', `${this.name} is full`, { cause: err });
+      throw err;
+    }
   }
 
   /** Whether there was such an allow. */

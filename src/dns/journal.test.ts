@@ -89,6 +89,23 @@ describe('FqdnJournal', () => {
     expect(Math.abs(ips[0]![1] - (Date.now() + 60_000))).toBeLessThan(CLOCK_SLACK_MS); // wall clock
   });
 
+  it('appendSoon buffers lines and writes them together at the end of the callback; close and compaction write them first', async () => {
+    const now = monoNowMs();
+    const { journal, cache } = start();
+    journal.appendSoon(['a.example'], [{ ip: '192.0.2.1', expiresMs: now + 60_000 }]);
+    journal.appendSoon(['b.example'], [{ ip: '192.0.2.2', expiresMs: now + 60_000 }]);
+    expect(existsSync(journalFile()) ? readFileSync(journalFile(), 'utf8') : '').toBe(''); // not yet
+    await new Promise<void>((r) => process.nextTick(r));
+    expect(readFileSync(journalFile(), 'utf8').split('\n').map((l) => (l ? (JSON.parse(l) as [string[]])[0][0] : l))).toEqual(['a.example', 'b.example', '']);
+    journal.appendSoon(['c.example'], [{ ip: '192.0.2.3', expiresMs: now + 60_000 }]);
+    cache.learnAbsolute(['a.example'], [{ ip: '192.0.2.1', expiresMs: now + 60_000 }]);
+    journal.maybeCompact(cache, true); // flushes c first, then empties the journal
+    expect(readFileSync(journalFile(), 'utf8')).toBe('');
+    journal.appendSoon(['d.example'], [{ ip: '192.0.2.4', expiresMs: now + 60_000 }]);
+    journal.close();
+    expect(readFileSync(journalFile(), 'utf8')).toContain('d.example');
+  });
+
   it('tolerates a torn last line, and what is appended after it survives the next restart', () => {
     const now = monoNowMs();
     const first = start();

@@ -32,6 +32,9 @@ function restorable(names: readonly string[]): string[] {
 /** Compaction when the journal has this many lines and twice as many as the cache has addresses. */
 const COMPACT_LINES = 20_000;
 
+/** What appendSoon keeps buffered across failing writes, at most. */
+const MAX_BUFFERED_CHARS = 1 << 20;
+
 export class FqdnJournal {
   readonly #dir: string;
   readonly #snapshot: string;
@@ -125,15 +128,66 @@ export class FqdnJournal {
   }
 
   append(names: readonly string[], addresses: ReadonlyArray<{ ip: string; expiresMs: number }>): void {
+    this.flush();
+    writeSync(this.#fd, this.#line(names, addresses));
+    this.#lines++;
+  }
+
+  /**
+   * As append, written a moment later: at the end of the current callback
+   * (process.nextTick), with every other line appended until then, in one
+   * write. The DNS proxy's batch of answers then costs one write, and it is
+   * still written before the batch's answers leave (the batched sockets send
+   * when the callback has returned: native/udpbatch.cc). A write that failed
+   * there is thrown here, by the next call (as append would have thrown it,
+   * the answer then gets SERVFAIL); its lines are kept for the next write.
+   */
+  appendSoon(names: readonly string[], addresses: ReadonlyArray<{ ip: string; expiresMs: number }>): void {
+    const failed = this.#failed;
+    if (failed) {
+      this.#failed = undefined;
+      throw failed;
+    }
+    if (!this.#buffered) process.nextTick(this.#flushSoon);
+    this.#buffered += this.#line(names, addresses);
+    this.#lines++;
+  }
+
+  /** Writes what appendSoon buffered now (throws what the write throws; the lines stay buffered). */
+  flush(): void {
+    if (!this.#buffered || this.#fd < 0) return;
+    const text = this.#buffered;
+    try {
+      writeSync(this.#fd, text);
+      this.#buffered = '';
+    } catch (err) {
+      // Kept for the next write, up to a bound (the snapshot is rewritten from the cache anyway).
+      if (text.length > MAX_BUFFERED_CHARS) this.#buffered = '';
+      throw err;
+    }
+  }
+
+  #buffered = '';
+  /** The error of the last deferred write, for the next appendSoon to throw. */
+  #failed: unknown;
+  readonly #flushSoon = (): void => {
+    try {
+      this.flush();
+    } catch (err) {
+      this.#failed = err;
+    }
+  };
+
+  #line(names: readonly string[], addresses: ReadonlyArray<{ ip: string; expiresMs: number }>): string {
     const clock = { mono: monoNowMs(), wall: Date.now() };
     const line: Line = [[...names], addresses.map((a) => [a.ip, wallFromMono(a.expiresMs, clock)])];
-    writeSync(this.#fd, `${JSON.stringify(line)}\n`);
-    this.#lines++;
+    return `${JSON.stringify(line)}\n`;
   }
 
   /** Rewrites the snapshot from `cache` and empties the journal, when it has grown. */
   maybeCompact(cache: FqdnCache, force = false): boolean {
     if (!force && (this.#lines < COMPACT_LINES || this.#lines < 2 * cache.size.ips)) return false;
+    this.flush(); // before the truncation: nothing buffered lands after it
     const clock = { mono: monoNowMs(), wall: Date.now() };
     const snap: Snapshot = {
       version: 1,
@@ -147,6 +201,11 @@ export class FqdnJournal {
   }
 
   close(): void {
+    try {
+      this.flush();
+    } catch {
+      // a failing disk at shutdown: the lines are lost, as a crash would lose them
+    }
     if (this.#fd >= 0) closeSync(this.#fd);
     this.#fd = -1;
   }

@@ -11,7 +11,9 @@
 // U+FFFD. Every name below is in presentation format (policy/dnsname.ts),
 // where the text is the same exactly when the labels are.
 import * as dnsPacket from 'dns-packet';
-import { escapeLabel, normalizeName } from '../policy/index.js';
+import dnsClasses from 'dns-packet/classes.js';
+import dnsTypes from 'dns-packet/types.js';
+import { escapeLabel, normalizeName, spelledAsIs } from '../policy/index.js';
 
 export interface Question {
   /** As asked, in presentation format (`\.` for a dot inside a label, `\DDD` for odd bytes; case preserved), no trailing dot; the root is '.'. */
@@ -46,8 +48,10 @@ export const RCODE_FORMERR = 1;
 export const RCODE_SERVFAIL = 2;
 export const RCODE_REFUSED = 5;
 
-/** dns-packet's decoder of one record (not in its type declarations). */
-const answerCodec = (dnsPacket as unknown as { answer: { decode: ((buf: Buffer, offset: number) => unknown) & { bytes: number } } }).answer;
+/** dns-packet's decoders of one record and of AAAA data (not in its type declarations). */
+type Decoder<T> = { decode: ((buf: Buffer, offset: number) => T) & { bytes: number } };
+const answerCodec = (dnsPacket as unknown as { answer: Decoder<{ type: string; ttl?: number; data?: unknown }> }).answer;
+const aaaaCodec = (dnsPacket as unknown as { aaaa: Decoder<string> }).aaaa;
 
 const MAX_CHAIN = 16;
 const TYPE_A = 1;
@@ -89,6 +93,45 @@ function decode(buf: Buffer, what: string): dnsPacket.DecodedPacket {
 
 /** A query the proxy will handle: one question, opcode QUERY, QR clear. */
 export function parseQuery(buf: Buffer): ParsedQuery {
+  return quickQuery(buf) ?? parseQueryGeneral(buf);
+}
+
+/**
+ * parseQuery's common case without dns-packet: a header with QR clear,
+ * opcode QUERY and one question, nothing after it, the name uncompressed.
+ * The result is what the general path returns for such a packet (dns-packet
+ * decodes it whole exactly when the question is within the buffer and its
+ * labels are well-formed, the checks below); undefined for anything else,
+ * which the general path judges (and names what is wrong).
+ */
+export function quickQuery(buf: Buffer): ParsedQuery | undefined {
+  if (buf.length < HEADER_BYTES + MIN_QUESTION_BYTES) return undefined;
+  const flags = (buf[2]! << 8) | buf[3]!;
+  if (flags & 0xf800) return undefined; // QR set or another opcode
+  if (buf.readUInt16BE(4) !== 1 || buf.readUInt16BE(6) !== 0 || buf.readUInt16BE(8) !== 0 || buf.readUInt16BE(10) !== 0) return undefined;
+  let at = HEADER_BYTES;
+  let wire = 1;
+  for (;;) {
+    if (at >= buf.length) return undefined;
+    const len = buf[at]!;
+    if (len === 0) break;
+    if (len & 0xc0) return undefined;
+    wire += 1 + len;
+    if (wire > 255 || at + 1 + len > buf.length) return undefined;
+    at += 1 + len;
+  }
+  const end = at + 5; // the root label, type, class
+  if (end > buf.length) return undefined;
+  return {
+    id: (buf[0]! << 8) | buf[1]!,
+    flags: flags & 0x7fff,
+    question: { name: readName(buf, HEADER_BYTES).text, type: dnsTypes.toString(buf.readUInt16BE(at + 1)), class: dnsClasses.toString(buf.readUInt16BE(at + 3)) },
+    questionWire: Buffer.from(buf.subarray(HEADER_BYTES, end)),
+  };
+}
+
+/** parseQuery through dns-packet: any query, judged whole. */
+export function parseQueryGeneral(buf: Buffer): ParsedQuery {
   const p = decode(buf, 'query');
   if (p.type !== 'query') throw new MalformedError('not a query (QR set)');
   const opcode = (buf.readUInt16BE(2) >> 11) & 0xf;
@@ -125,6 +168,11 @@ function readName(buf: Buffer, offset: number): { text: string; end: number } {
   let segment = offset;
   let end = -1;
   let wire = 1;
+  // While every byte so far is written as itself (nearly every name), the
+  // labels are gathered, dot-separated, in NAME_TEXT and become one string at
+  // the end, not a slice and a concatenation per label.
+  let plain = true;
+  let n = 0;
   for (;;) {
     if (at >= buf.length) throw new MalformedError('name runs past the end');
     const len = buf[at]!;
@@ -141,11 +189,32 @@ function readName(buf: Buffer, offset: number): { text: string; end: number } {
     if (at + 1 + len > buf.length) throw new MalformedError('label runs past the end');
     wire += 1 + len;
     if (wire > 255) throw new MalformedError('name longer than 255 bytes');
+    if (plain) {
+      const from = n;
+      if (n) NAME_TEXT[n++] = 0x2e; // '.'
+      for (let i = at + 1; i <= at + len; i++) {
+        const b = buf[i]!;
+        if (!spelledAsIs(b)) {
+          plain = false;
+          break;
+        }
+        NAME_TEXT[n++] = b;
+      }
+      if (plain) {
+        at += 1 + len;
+        continue;
+      }
+      text = NAME_TEXT.toString('latin1', 0, from); // the labels before this one
+    }
     text += (text ? '.' : '') + escapeLabel(buf, at + 1, at + 1 + len);
     at += 1 + len;
   }
+  if (plain) text = NAME_TEXT.toString('latin1', 0, n);
   return { text: text || '.', end: end < 0 ? at + 1 : end };
 }
+
+/** readName's scratch: a name of plain labels as text (at most 254 bytes: 255 on the wire, less the root). */
+const NAME_TEXT = Buffer.alloc(256);
 
 /** An answer record as learnFrom needs it: names read off the wire, data as dns-packet decoded it. */
 export interface AnswerRecord {
@@ -166,6 +235,72 @@ export interface ParsedResponse {
 }
 
 export function parseResponse(buf: Buffer): ParsedResponse {
+  return quickResponse(buf) ?? parseResponseGeneral(buf);
+}
+
+/**
+ * parseResponse without dns-packet's decoding of the whole packet: one
+ * question; A, AAAA and CNAME records read here, by the same rules as the
+ * general path (readName for every name, the data filling RDLENGTH exactly);
+ * any other record, and every record of the authority and additional
+ * sections, by dns-packet's own record decoder, as its whole-packet decoder
+ * would. The result is the general path's; undefined for a packet that is
+ * not a response with one question, or that anything here finds wrong: the
+ * general path then judges it (and names what is wrong).
+ */
+export function quickResponse(buf: Buffer): ParsedResponse | undefined {
+  if (buf.length < HEADER_BYTES) return undefined;
+  const flags = (buf[2]! << 8) | buf[3]!;
+  if (!(flags & 0x8000) || buf.readUInt16BE(4) !== 1) return undefined;
+  const an = buf.readUInt16BE(6);
+  const rest = buf.readUInt16BE(8) + buf.readUInt16BE(10);
+  if (HEADER_BYTES + MIN_QUESTION_BYTES + (an + rest) * MIN_RECORD_BYTES > buf.length) return undefined;
+  try {
+    const qname = readName(buf, HEADER_BYTES);
+    let at = qname.end + 4;
+    if (at > buf.length) return undefined;
+    // The general path's shape, key order included (one hidden class for both).
+    const res: ParsedResponse = { id: (buf[0]! << 8) | buf[1]!, rcode: flags & 0xf, answers: [] };
+    res.question = { name: qname.text, type: dnsTypes.toString(buf.readUInt16BE(qname.end)), class: dnsClasses.toString(buf.readUInt16BE(qname.end + 2)) };
+    for (let i = 0; i < an; i++) {
+      const owner = readName(buf, at);
+      if (owner.end + 10 > buf.length) return undefined;
+      const type = buf.readUInt16BE(owner.end);
+      const rdata = owner.end + 10;
+      const rdlength = buf.readUInt16BE(owner.end + 8);
+      if (type === TYPE_A) {
+        if (rdlength !== 4 || rdata + 4 > buf.length) return undefined;
+        res.answers.push({ name: owner.text, type: 'A', ttl: buf.readUInt32BE(owner.end + 4), data: `${buf[rdata]!}.${buf[rdata + 1]!}.${buf[rdata + 2]!}.${buf[rdata + 3]!}` });
+        at = rdata + 4;
+      } else if (type === TYPE_AAAA) {
+        if (rdlength !== 16 || rdata + 16 > buf.length) return undefined;
+        res.answers.push({ name: owner.text, type: 'AAAA', ttl: buf.readUInt32BE(owner.end + 4), data: aaaaCodec.decode(buf, owner.end + 8) });
+        at = rdata + 16;
+      } else if (type === TYPE_CNAME) {
+        const target = readName(buf, rdata);
+        if (rdlength !== target.end - rdata) return undefined;
+        res.answers.push({ name: owner.text, type: 'CNAME', ttl: buf.readUInt32BE(owner.end + 4), data: target.text });
+        at = target.end;
+      } else {
+        const rr = answerCodec.decode(buf, at);
+        res.answers.push({ name: owner.text, type: rr.type, ttl: rr.ttl, data: rr.data });
+        at += answerCodec.decode.bytes;
+        if (!(at <= buf.length)) return undefined;
+      }
+    }
+    for (let i = 0; i < rest; i++) {
+      answerCodec.decode(buf, at);
+      at += answerCodec.decode.bytes;
+      if (!(at <= buf.length)) return undefined;
+    }
+    return res;
+  } catch {
+    return undefined;
+  }
+}
+
+/** parseResponse through dns-packet: any response, judged whole. */
+export function parseResponseGeneral(buf: Buffer): ParsedResponse {
   const p = decode(buf, 'response');
   if (p.type !== 'response') throw new MalformedError('not a response (QR clear)');
   const q = p.questions?.length === 1 ? p.questions[0] : undefined;

@@ -19,10 +19,10 @@
 // packet is even parsed. The queries-per-second budget is enforced earlier,
 // in eBPF (datapath setDnsRateLimit), so a flood never reaches our sockets.
 // Log lines a pod can trigger are rate-limited and carry names under `dns`.
-import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../log/index.js';
+import { RandomIds } from './ids.js';
 import { RateLimitedLog } from './log-limit.js';
 import { normalizeName, type DnsMode } from '../policy/index.js';
 import {
@@ -44,6 +44,8 @@ const PROTO_TCP = 6;
 const PROTO_UDP = 17;
 const UPSTREAM_PORT = 53;
 const POOL_SIZE = 16;
+/** The first pending-key slot of a pod socket (below: the two pools'). */
+const POD_SLOT_BASE = 2 * POOL_SIZE;
 const UPSTREAM_TIMEOUT_MS = 5000;
 const TCP_IDLE_MS = 30_000;
 /** A pod's transparent upstream socket with nothing waiting is closed after this long unused. */
@@ -109,9 +111,18 @@ export interface ProxyDeps {
   batch?: UdpSockets;
 }
 
-/** Batched UDP sockets: a bound fd in, one callback per batch of datagrams out. */
+/**
+ * Batched UDP sockets: a bound fd in, one callback per batch of datagrams
+ * out. Sends made during a batch callback may be queued and sent together
+ * after it (then send() says true, and a datagram the kernel refuses then is
+ * reported to onSendFailed).
+ */
 export interface UdpSockets {
-  open(fd: number, onBatch: (bufs: Buffer[], addresses: string[], ports: number[]) => void): { send(buf: Buffer, address: string, port: number): boolean; pause(): void; close(): void };
+  open(
+    fd: number,
+    onBatch: (bufs: Buffer[], addresses: string[], ports: number[]) => void,
+    onSendFailed?: (count: number) => void,
+  ): { send(buf: Buffer, address: string, port: number): boolean; pause(): void; close(): void };
   /** A bound UDP socket fd on a kernel-chosen port (the upstream pool's). */
   bind(family: 4 | 6): number;
 }
@@ -215,8 +226,8 @@ export interface ProxyStats {
 interface PodSocket {
   readonly sock: UdpLike;
   readonly address: string;
-  /** The key of its pending queries. */
-  readonly key: string;
+  /** Its slot in the pending queries' keys (slot * 65536 + id). */
+  readonly slot: number;
   ifindex: number;
   lastUsed: number;
 }
@@ -241,6 +252,11 @@ type Decision = { upstream: string } | Refusal;
 
 function newStats(): ProxyStats {
   return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0, sendFailed: 0 };
+}
+
+/** The pending-key slot of socket `index` of the IPv`family` pool. */
+function poolSlot(family: 4 | 6, index: number): number {
+  return family === 6 ? POOL_SIZE + index : index;
 }
 
 function newPod(): PodDnsStats {
@@ -283,8 +299,15 @@ export class DnsProxy {
   readonly #pools = new Map<4 | 6, UdpLike[]>();
   /** `${pod address}|${upstream}` → its transparent upstream socket (podSource). */
   readonly #podSockets = new Map<string, PodSocket>();
-  /** `${socket key}:${id}` → pending upstream query; a pool socket's key is `${family}:${index}`, a pod socket's `pod:${address}|${upstream}`. */
-  readonly #pending = new Map<string, Pending>();
+  /**
+   * slot * 65536 + id → pending upstream query (a number: no key string per
+   * query). Slots: IPv4 pool socket i is i, IPv6 pool socket i POOL_SIZE + i,
+   * each pod socket its own from POD_SLOT_BASE up.
+   */
+  readonly #pending = new Map<number, Pending>();
+  #nextPodSlot = POD_SLOT_BASE;
+  /** Query ids and pool socket picks (CSPRNG values, fetched in bulk). */
+  readonly #ids = new RandomIds();
   /** Each TCP upstream connection's pending queries (id → query), for the sweeper. */
   readonly #tcpPending = new Set<Map<number, Pending>>();
   readonly #upstreamPort: number;
@@ -399,9 +422,15 @@ export class DnsProxy {
    * and is counted.
    */
   #batched(batch: UdpSockets, fd: number, onDatagram: (msg: Buffer, from: Peer) => void): UdpLike {
-    const bs = batch.open(fd, (bufs, hosts, ports) => {
-      for (let i = 0; i < bufs.length; i++) onDatagram(bufs[i]!, { address: hosts[i]!, port: ports[i]! });
-    });
+    const bs = batch.open(
+      fd,
+      (bufs, hosts, ports) => {
+        for (let i = 0; i < bufs.length; i++) onDatagram(bufs[i]!, { address: hosts[i]!, port: ports[i]! });
+      },
+      (count) => {
+        this.stats.sendFailed += count;
+      },
+    );
     return {
       send: (m, port, address) => {
         if (!bs.send(m, address, port)) this.stats.sendFailed++;
@@ -484,6 +513,8 @@ export class DnsProxy {
    * One datagram from a pod, as the listening socket received it; `reply`
    * sends back to the pod. This is the socket's whole handler, public so the
    * fuzz test can feed the parser path without a network. Never throws.
+   * `msg` becomes the proxy's: a forwarded query is sent from it, with the
+   * upstream id written in.
    */
   handleUdpQuery(msg: Buffer, from: Peer, reply: (m: Buffer) => void): void {
     this.#guard(() => this.#onUdpQuery(msg, from, reply));
@@ -494,7 +525,7 @@ export class DnsProxy {
    * pool: that socket's whole handler, public for the same reason. Never throws.
    */
   handleUpstreamUdp(family: 4 | 6, index: number, msg: Buffer, from: Peer): void {
-    this.#guard(() => this.#onUdpAnswer(`${family}:${index}`, msg, from));
+    this.#guard(() => this.#onUdpAnswer(poolSlot(family, index), msg, from));
   }
 
   #onUdpQuery(msg: Buffer, from: Peer, reply: (m: Buffer) => void): void {
@@ -558,7 +589,8 @@ export class DnsProxy {
    */
   #podSocket(family: 4 | 6, address: string, upstream: string, ifindex: number): PodSocket | undefined {
     const src = this.#deps.podSource;
-    if (!src || net.isIPv6(address) !== (family === 6) || !src.appliesTo(upstream)) return undefined;
+    // `address` is a datagram's source (an address): a colon means IPv6.
+    if (!src || address.includes(':') !== (family === 6) || !src.appliesTo(upstream)) return undefined;
     const mapKey = `${address}|${upstream}`;
     let ps = this.#podSockets.get(mapKey);
     if (!ps) {
@@ -570,19 +602,19 @@ export class DnsProxy {
         this.#rlog.warn('pod-socket', { err, address }, "DNS proxy: cannot send from the pod's address; forwarding from the node's");
         return undefined;
       }
-      const key = `pod:${mapKey}`;
+      const slot = this.#nextPodSlot++;
       let sock: UdpLike;
       const batch = this.#deps.batch;
       if (batch) {
-        sock = this.#batched(batch, fd, (m, from) => this.#guard(() => this.#onUdpAnswer(key, m, from)));
+        sock = this.#batched(batch, fd, (m, from) => this.#guard(() => this.#onUdpAnswer(slot, m, from)));
       } else {
         const d = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
-        d.on('message', (m, r) => this.#guard(() => this.#onUdpAnswer(key, m, r)));
+        d.on('message', (m, r) => this.#guard(() => this.#onUdpAnswer(slot, m, r)));
         d.on('error', (err) => this.#rlog.warn('upstream-socket', { err }, 'DNS proxy upstream socket error'));
         d.bind({ fd });
         sock = d;
       }
-      ps = { sock, address, key, ifindex, lastUsed: 0 };
+      ps = { sock, address, slot, ifindex, lastUsed: 0 };
       this.#podSockets.set(mapKey, ps);
     }
     ps.ifindex = ifindex; // an address a new pod took over
@@ -600,27 +632,29 @@ export class DnsProxy {
   }
 
   #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, reply: (m: Buffer) => void, pod: PodDnsStats, podAddress: string, ifindex: number, receivedMs: number): void {
-    const family = net.isIPv6(upstream) ? 6 : 4;
+    const family = upstream.includes(':') ? 6 : 4; // a valid address (the NAT entry's, or a trusted one)
     const ps = this.#podSocket(family, podAddress, upstream, ifindex);
     let sock: UdpLike;
-    let key: string;
+    let slot: number;
     if (ps) {
       sock = ps.sock;
-      key = ps.key;
+      slot = ps.slot;
     } else {
       const pool = this.#pool(family);
-      const index = randomInt(pool.length);
+      const index = this.#ids.below(pool.length);
       sock = pool[index]!;
-      key = `${family}:${index}`;
+      slot = poolSlot(family, index);
     }
-    let id = randomInt(65536);
-    for (let tries = 0; this.#pending.has(`${key}:${id}`); tries++) {
+    let id = this.#ids.next();
+    for (let tries = 0; this.#pending.has(slot * 65536 + id); tries++) {
       if (tries > 64) return void this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight', reason: 'busy' }, reply, receivedMs);
-      id = randomInt(65536);
+      id = this.#ids.next();
     }
-    const out = Buffer.from(msg);
+    // The datagram is ours (each arrives in its own Buffer, and nothing else
+    // keeps it): the upstream's id goes in place, no copy.
+    const out = msg;
     out.writeUInt16BE(id, 0);
-    this.#pending.set(`${key}:${id}`, {
+    this.#pending.set(slot * 65536 + id, {
       deadline: Date.now() + this.#upstreamTimeoutMs,
       upstream,
       question: q.question,
@@ -637,12 +671,12 @@ export class DnsProxy {
     sock.send(out, this.#upstreamPort, upstream);
   }
 
-  #onUdpAnswer(sockKey: string, msg: Buffer, rinfo: Peer): void {
+  #onUdpAnswer(slot: number, msg: Buffer, rinfo: Peer): void {
     if (msg.length < 12) {
       this.stats.malformed++;
       return;
     }
-    const key = `${sockKey}:${msg.readUInt16BE(0)}`;
+    const key = slot * 65536 + ((msg[0]! << 8) | msg[1]!);
     const p = this.#pending.get(key);
     if (!p || rinfo.address !== p.upstream || rinfo.port !== this.#upstreamPort) {
       this.stats.spoofed++;
@@ -762,10 +796,10 @@ export class DnsProxy {
               upstreams.set(d.upstream, up);
             }
             // Bounded like UDP: with every id in flight on this connection, an unbounded retry never ends.
-            let id = randomInt(65536);
+            let id = this.#ids.next();
             for (let tries = 0; up.pending.has(id); tries++) {
               if (tries > 64) return this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight', reason: 'busy' }, reply, receivedMs);
-              id = randomInt(65536);
+              id = this.#ids.next();
             }
             const out = Buffer.from(msg);
             out.writeUInt16BE(id, 0);

@@ -235,6 +235,12 @@ export interface NativeAddon {
   // --- maps (sizes must match the map; per-CPU values are roundup8(value) * ncpus)
   mapLookup(fd: number, key: Buffer, valueSize: number): Buffer | undefined;
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): void;
+  /**
+   * A map for a hot path: its own dup of `fd`, whose shape is read once, so
+   * each lookup or update is one syscall (mapLookup and mapUpdate read the
+   * shape of the fd every call). The caller closes it. native/bpf.cc.
+   */
+  MapHandle: new (fd: number) => BpfMapHandle;
   mapDelete(fd: number, key: Buffer): boolean;
   /** key null = first key; undefined = no more keys. */
   mapGetNextKey(fd: number, key: Buffer | null, keySize: number): Buffer | undefined;
@@ -322,11 +328,14 @@ export interface NativeAddon {
   // --- the DNS proxy's UDP sockets
   /**
    * Takes a bound non-blocking UDP socket `fd` (it closes it on close()):
-   * datagrams are read with recvmmsg, up to 64 per call of `onBatch`, and
-   * send() is one synchronous sendto (false: the kernel refused it). See
-   * native/udpbatch.cc.
+   * datagrams are read with recvmmsg, up to 64 per call of `onBatch`. A
+   * send() made while an onBatch (of any UdpBatch) runs is queued and goes
+   * out with the socket's other queued ones in one sendmmsg when the callback
+   * returns (true; a datagram the kernel refuses then is counted to
+   * `onSendFailed`); any other send() is one synchronous sendto (false: the
+   * kernel refused it). See native/udpbatch.cc.
    */
-  UdpBatch: new (fd: number, onBatch: (bufs: Buffer[], addresses: string[], ports: number[]) => void) => UdpBatchSocket;
+  UdpBatch: new (fd: number, onBatch: (bufs: Buffer[], addresses: string[], ports: number[]) => void, onSendFailed?: (count: number) => void) => UdpBatchSocket;
 
   // --- handing the proxy's sockets to a successor agent (native/handover.cc)
   /** A copy of `fd` (close-on-exec): the socket lives on while either is open. */
@@ -390,10 +399,22 @@ export type BpfAddon = Pick<
   | 'tcDetach'
   | 'tcQuery'
   | 'cgroupLink'
->;
+> &
+  Partial<Pick<NativeAddon, 'MapHandle'>>;
 
 /** The map calls alone: what one typed map (src/datapath/maps.ts) uses. */
-export type BpfMapOps = Pick<NativeAddon, 'mapInfo' | 'mapLookup' | 'mapUpdate' | 'mapDelete' | 'mapGetNextKey' | 'mapLookupBatch' | 'mapUpdateBatch' | 'mapDeleteBatch'>;
+export type BpfMapOps = Pick<NativeAddon, 'mapInfo' | 'mapLookup' | 'mapUpdate' | 'mapDelete' | 'mapGetNextKey' | 'mapLookupBatch' | 'mapUpdateBatch' | 'mapDeleteBatch'> &
+  /** The hot paths' handle (absent in the unit tests' in-memory fakes: then mapLookup / mapUpdate). */
+  Partial<Pick<NativeAddon, 'MapHandle'>>;
+
+/** See NativeAddon.MapHandle. */
+export interface BpfMapHandle {
+  /** The value into `out` (the map's value size); false: no such key. */
+  lookup(key: Buffer, out: Buffer): boolean;
+  /** Throws NativeError (E2BIG: the map is full). */
+  update(key: Buffer, value: Buffer, flags: number): void;
+  close(): void;
+}
 
 interface RawAddon extends NativeAddon {
   init(errorClass: typeof NativeError): void;

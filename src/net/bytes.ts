@@ -5,11 +5,12 @@ import { formatIp, parseIp, type Family } from './address.js';
 
 /** The text of the address at `offset`; '' when `family` is neither 4 nor 6 (an unset slot). */
 export function addressFromBytes(family: number, buf: Buffer, offset: number): string {
-  if (family !== 4 && family !== 6) return '';
-  const bytes = family === 4 ? 4 : 16;
+  // IPv4 without bigints (the DNS proxy formats one per query): formatIp's text.
+  if (family === 4) return `${buf[offset]!}.${buf[offset + 1]!}.${buf[offset + 2]!}.${buf[offset + 3]!}`;
+  if (family !== 6) return '';
   let value = 0n;
-  for (let i = 0; i < bytes; i++) value = (value << 8n) | BigInt(buf[offset + i]!);
-  return formatIp(family, value);
+  for (let i = 0; i < 16; i++) value = (value << 8n) | BigInt(buf[offset + i]!);
+  return formatIp(6, value);
 }
 
 /**
@@ -19,6 +20,8 @@ export function addressFromBytes(family: number, buf: Buffer, offset: number): s
  */
 export function addressToBytes(family: number, addr: string, buf: Buffer, offset: number): void {
   if (addr === '') return;
+  // A dotted quad without bigints (the DNS proxy encodes one or more per query); anything else as before.
+  if (family === 4 && dottedQuadInto(addr, buf, offset)) return;
   let parsed: { family: Family | 0; value: bigint };
   try {
     parsed = parseIp(addr);
@@ -28,4 +31,40 @@ export function addressToBytes(family: number, addr: string, buf: Buffer, offset
   if (parsed.family !== family) throw new TypeError(`not an IPv${family} address: ${addr}`);
   const bytes = family === 4 ? 4 : 16;
   for (let i = bytes - 1, v = parsed.value; i >= 0; i--, v >>= 8n) buf[offset + i] = Number(v & 0xffn);
+}
+
+/**
+ * Writes `addr` when it is a dotted quad as Node's isIPv4 accepts it (four
+ * decimal parts 0-255, no leading zeros, nothing else); false (nothing
+ * written) for anything else, which the general path then judges.
+ */
+function dottedQuadInto(addr: string, buf: Buffer, offset: number): boolean {
+  const n = addr.length;
+  if (n < 7 || n > 15) return false;
+  let parts = 0;
+  let value = 0;
+  let digits = 0;
+  let quad = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? addr.charCodeAt(i) : 46; // a '.' after the last part
+    if (c === 46) {
+      if (digits === 0 || parts === 4) return false;
+      quad = quad * 256 + value;
+      parts++;
+      value = 0;
+      digits = 0;
+      continue;
+    }
+    if (c < 48 || c > 57) return false;
+    if (digits > 0 && value === 0) return false; // a leading zero
+    value = value * 10 + (c - 48);
+    if (value > 255) return false;
+    digits++;
+  }
+  if (parts !== 4) return false;
+  buf[offset] = quad >>> 24;
+  buf[offset + 1] = (quad >>> 16) & 255;
+  buf[offset + 2] = (quad >>> 8) & 255;
+  buf[offset + 3] = quad & 255;
+  return true;
 }

@@ -209,6 +209,33 @@ describe('the datapath layout: 16 bytes, network order, IPv4 in the first 4', ()
     expect(addressFromBytes(7, buf, 0)).toBe('');
   });
 
+  it('IPv4 without bigints (the DNS proxy path) agrees with parseIp / formatIp, and a refused text writes nothing', () => {
+    const texts = ['0.0.0.0', '255.255.255.255', '10.0.0.10', '1.2.3.04', '01.2.3.4', '1.2.3', '1.2.3.4.5', '1..3.4', ' 1.2.3.4', '1.2.3.256', '1.2.3.-4', 'a.b.c.d', '::1', '1.2.3.4 '];
+    let seed = 7;
+    const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+    for (let i = 0; i < 20_000; i++) texts.push(Array.from({ length: 3 + rnd(3) }, () => (rnd(10) ? String(rnd(300)) : `0${rnd(30)}`)).join('.'));
+    for (const text of texts) {
+      const got = Buffer.alloc(4, 0xee);
+      let err: unknown;
+      try {
+        addressToBytes(4, text, got, 0);
+      } catch (e) {
+        err = e;
+      }
+      if (familyOf(text) === 4) {
+        expect(err).toBeUndefined();
+        expect(got.readUInt32BE(0)).toBe(Number(parseIp(text).value));
+      } else {
+        expect(err).toEqual(new TypeError(`not an IPv4 address: ${text}`));
+        expect(got.equals(Buffer.alloc(4, 0xee))).toBe(true);
+      }
+    }
+    for (let i = 0; i < 2_000; i++) {
+      const b = Buffer.from([rnd(256), rnd(256), rnd(256), rnd(256)]);
+      expect(addressFromBytes(4, b, 0)).toBe(formatIp(4, BigInt(b.readUInt32BE(0))));
+    }
+  });
+
   it('a wrong family or garbage is a TypeError naming the address', () => {
     const buf = Buffer.alloc(16);
     expect(() => addressToBytes(4, 'fd00::1', buf, 0)).toThrow(new TypeError('not an IPv4 address: fd00::1'));

@@ -36,6 +36,11 @@ const SPELLING = new Uint8Array(256).map((_, b) => {
   return '."()\\;@$'.includes(String.fromCharCode(b)) ? ESCAPED : AS_IS;
 });
 
+/** Whether byte `b` of a label is written as itself in presentation format (escapeLabel copies it). */
+export function spelledAsIs(b: number): boolean {
+  return SPELLING[b] === AS_IS;
+}
+
 /**
  * The bytes start..end of `bytes` (one label) in presentation format, case
  * preserved. Runs once per label of every name the proxy reads: a plain label

@@ -1,7 +1,7 @@
 export { compile, CompileCache, compileSteps, MAX_FQDN_RULES, newAllocators, parsePrefix, PROTO_ANY, PROTO_NUMBERS, runSteps } from './compile.js';
 export type { AllocatorSeed, Allocators, CompiledPolicy, FqdnRuleInfo, EndpointInput, EndpointPolicy, IdentityInfo, NamedPort, PolicyEntry, PolicyInput, RuleRef } from './compile.js';
 export { isObject, PolicyError } from './errors.js';
-export { canonicalName, encodeName, escapeLabel, nameText, parseName } from './dnsname.js';
+export { canonicalName, encodeName, escapeLabel, nameText, parseName, spelledAsIs } from './dnsname.js';
 export { isValidDnsName, NameMatcher, normalizeName, parseFqdnPolicy, selectorMatches, validateDnsName } from './fqdn.js';
 export type { DnsMode, FqdnPolicy, FqdnPort, FqdnRule, NameSelector } from './fqdn.js';
 export { CIDR_ID_MIN, ID_ANY, ID_HOST, IdentityAllocator, POD_ID_MIN } from './identity.js';

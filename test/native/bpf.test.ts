@@ -170,6 +170,28 @@ describe.skipIf(!isRoot)('native BPF', () => {
     expect(() => n.mapUpdate(h, u32(7), Buffer.alloc(9), BPF_ANY)).toThrow(RangeError);
   });
 
+  it('MapHandle: lookup into a buffer and update through its own fd, sizes checked once read', () => {
+    const h = map('fixture_hash');
+    const handle = new n.MapHandle(h);
+    const out = Buffer.alloc(8);
+    handle.update(u32(70), u64(4242n), BPF_ANY);
+    expect(handle.lookup(u32(70), out)).toBe(true);
+    expect(out.readBigUInt64LE()).toBe(4242n);
+    expect(n.mapLookup(h, u32(70), 8)?.readBigUInt64LE()).toBe(4242n); // the same map
+    expect(handle.lookup(u32(71), out)).toBe(false);
+    expect(() => handle.update(u32(70), u64(1n), BPF_NOEXIST)).toThrow(expect.objectContaining({ code: 'EEXIST', syscall: 'bpf_map_update_elem' }));
+    expect(() => handle.lookup(Buffer.alloc(3), out)).toThrow(RangeError);
+    expect(() => handle.lookup(u32(70), Buffer.alloc(4))).toThrow(RangeError);
+    expect(() => handle.update(u32(70), Buffer.alloc(9), BPF_ANY)).toThrow(RangeError);
+    // Its fd is its own: a second handle closed, or the first closed, leaves the other working.
+    const other = new n.MapHandle(h);
+    other.close();
+    expect(handle.lookup(u32(70), out)).toBe(true);
+    handle.close();
+    expect(() => handle.lookup(u32(70), out)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    expect(n.mapDelete(h, u32(70))).toBe(true);
+  });
+
   it('does batch update/lookup/delete on a hash map', () => {
     const h = map('fixture_hash');
     const count = 50;

@@ -1,7 +1,9 @@
 // The DNS proxy's batched UDP socket (native/udpbatch.cc) against the real
 // kernel on loopback: a burst arrives in few calls with each datagram's own
-// bytes, source address and port; send() is one sendto; IPv6 too; a closed
-// socket reads and sends nothing more and closes its fd.
+// bytes, source address and port; a send() during a batch callback is queued
+// and goes out with the others (sendmmsg) once it returns, any other is one
+// sendto; IPv6 too; a closed socket reads and sends nothing more and closes
+// its fd.
 import dgram from 'node:dgram';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -13,10 +15,10 @@ afterEach(() => {
 });
 
 /** A batched socket on a kernel-chosen loopback port, and its port. */
-function batched(family: 4 | 6, onBatch: (bufs: Buffer[], hosts: string[], ports: number[]) => void): { sock: UdpBatchSocket; port: number; fd: number } {
+function batched(family: 4 | 6, onBatch: (bufs: Buffer[], hosts: string[], ports: number[]) => void, onSendFailed?: (count: number) => void): { sock: UdpBatchSocket; port: number; fd: number } {
   const n = native();
   const fd = n.socketBind(family, 'udp', family === 4 ? '127.0.0.1' : '::1', 0);
-  const sock = new n.UdpBatch(fd, onBatch);
+  const sock = new n.UdpBatch(fd, onBatch, onSendFailed);
   open.push(sock);
   return { sock, port: portOf(fd, family), fd };
 }
@@ -90,5 +92,26 @@ describe('UdpBatch', () => {
   it('rejects what is not an address', () => {
     const { sock } = batched(4, () => undefined);
     expect(() => sock.send(Buffer.from('x'), 'not-an-ip', 53)).toThrow(/not an IP address/);
+  });
+
+  it('sends made during a batch callback leave after it returns, in order, from whichever socket sent them; a refused one is reported', async () => {
+    const failed: number[] = [];
+    const answers: string[] = [];
+    const other = batched(4, () => undefined, (n) => failed.push(n));
+    const { port } = batched(4, (bufs, hosts, ports) => {
+      bufs.forEach((b, i) => {
+        // Queued on the other socket (as the proxy answers a pod from its listener while reading an upstream's socket).
+        expect(other.sock.send(Buffer.from(`re:${b.toString()}`), hosts[i]!, ports[i]!)).toBe(true);
+        // An IPv6 destination from an IPv4 socket: the kernel refuses it at the flush.
+        expect(other.sock.send(Buffer.from('nope'), '::1', ports[i]!)).toBe(true);
+      });
+    });
+    const c = await client(4);
+    c.on('message', (m) => answers.push(m.toString()));
+    for (let i = 0; i < 20; i++) c.send(`q${i}`, port, '127.0.0.1');
+    await until(() => answers.length === 20);
+    expect(answers).toEqual(Array.from({ length: 20 }, (_, i) => `re:q${i}`)); // one sender, one receiver: in order
+    // Sent as queued (send() said true): refused only at the flush, and counted there.
+    expect(failed.reduce((a, b) => a + b, 0)).toBe(20);
   });
 });
