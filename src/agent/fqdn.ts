@@ -22,11 +22,14 @@ import {
 } from '../dns/index.js';
 import type { Logger } from '../log/index.js';
 import type { CompiledPolicy, RuleRef } from '../policy/index.js';
+import { runSliced } from './policy-engine.js';
 import { nativeProxyHost, type ProxyHost } from './proxy-host.js';
 
 /** An expired address stays (drops say "expired", not "never learned") this long. */
 const KEEP_EXPIRED_MS = 60_000;
 const SWEEP_MS = 1000;
+/** The journal's compaction runs in slices this short: the proxy's lookups wait for no longer. */
+const COMPACT_SLICE_MS = 1;
 
 /** What the FQDN side uses of the datapath: its two maps and the DNS budget counters. */
 export type FqdnDatapath = Pick<Datapath, 'fqdnAllows' | 'dnsNat' | 'dnsRateLimitDrops'>;
@@ -137,6 +140,8 @@ export class FqdnService {
   /** What a damaged restore left to report (status), until the retained allows expire. */
   #damage: string[] = [];
   readonly #listeners: Array<ProxyListener & { fd: number }> = [];
+  /** The journal compaction under way, if one is. */
+  #compaction: Promise<unknown> | undefined;
 
   /** `host`: the node's routes and sockets for the proxy (a fake in unit tests). */
   constructor(dp: FqdnDatapath, cfg: FqdnConfig, log: Logger, host: ProxyHost = nativeProxyHost) {
@@ -294,7 +299,12 @@ export class FqdnService {
         this.#damage = [];
         this.#log.info('every allow kept from before the damaged FQDN restore has expired: the quarantined files are removed');
       }
-      this.#journal.maybeCompact(this.cache);
+      // In slices: rewriting the snapshot of 100k names at once held every lookup for tens of ms.
+      if (!this.#compaction && this.#journal.wantsCompaction(this.cache)) {
+        this.#compaction = runSliced(this.#journal.compactSteps(this.cache), COMPACT_SLICE_MS)
+          .catch((err: unknown) => this.#log.error({ err }, 'compacting the learned FQDN journal failed; retried at the next sweep'))
+          .finally(() => (this.#compaction = undefined));
+      }
     } catch (err) {
       this.#log.error({ err }, 'FQDN sweep failed');
     }

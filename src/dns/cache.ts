@@ -144,6 +144,15 @@ export class FqdnCache {
     return this.#byIp.keys();
   }
 
+  /**
+   * The names one at a time, for work done in slices: the iteration follows
+   * the live cache (a name learned meanwhile comes at the end, one removed
+   * before its turn never comes).
+   */
+  *eachEntry(): Generator<NameEntry> {
+    for (const [name, ips] of this.#names) yield { name, ips: [...ips].map(([ip, expiresMs]) => ({ ip, expiresMs })) };
+  }
+
   entries(): NameEntry[] {
     return [...this.#names].map(([name, ips]) => ({ name, ips: [...ips].map(([ip, expiresMs]) => ({ ip, expiresMs })) }));
   }

@@ -168,6 +168,59 @@ describe('FqdnJournal', () => {
     expect(second.cache.entries().map((e) => e.name)).toEqual(['b.example', 'cdn.example', 'a.example', 'd.example']);
   });
 
+  it('compacts in steps while answers go on being learned: every one of them survives a restart', () => {
+    const now = monoNowMs();
+    const first = start();
+    for (let i = 0; i < 1000; i++) first.learn([`n${i}.example`], [{ ip: `198.51.${i >> 8}.${i & 255}`, expiresMs: now + HOUR_MS }]);
+    const steps = first.journal.compactSteps(first.cache);
+    let stepped = 0;
+    for (let r = steps.next(); !r.done; r = steps.next()) {
+      // Between two steps: new names and new addresses of names already written to the snapshot.
+      first.learn([`late${stepped}.example`], [{ ip: `203.0.113.${stepped}`, expiresMs: now + HOUR_MS }]);
+      first.learn(['n0.example'], [{ ip: `192.0.2.${stepped}`, expiresMs: now + HOUR_MS }]);
+      stepped++;
+    }
+    expect(stepped).toBeGreaterThan(1); // it did yield
+    expect(existsSync(join(stateDir, 'fqdn', 'journal.old.jsonl'))).toBe(false);
+    const second = restart(first);
+    expect(second.restored.skipped).toBe(0);
+    expect(new Set(second.cache.entries().map((e) => e.name))).toEqual(new Set(first.cache.entries().map((e) => e.name)));
+    expect(second.cache.entries().find((e) => e.name === 'n0.example')!.ips.map((i) => i.ip).sort()).toEqual(first.cache.entries().find((e) => e.name === 'n0.example')!.ips.map((i) => i.ip).sort());
+  });
+
+  it('a compaction cut short by a stop loses nothing: the next start replays the rotated journal and finishes it', () => {
+    const now = monoNowMs();
+    const first = start();
+    for (let i = 0; i < 600; i++) first.learn([`n${i}.example`], [{ ip: `198.51.${i >> 8}.${i & 255}`, expiresMs: now + HOUR_MS }]);
+    const steps = first.journal.compactSteps(first.cache);
+    steps.next(); // rotated, a first slice written
+    first.learn(['late.example'], [{ ip: '203.0.113.1', expiresMs: now + HOUR_MS }]);
+    first.journal.close(); // the agent stops mid-compaction
+    expect(steps.next().done).toBe(true);
+    expect(existsSync(join(stateDir, 'fqdn', 'journal.old.jsonl'))).toBe(true);
+    expect(existsSync(`${snapshotFile()}.tmp`)).toBe(false);
+    const second = start();
+    expect(second.restored).toEqual({ names: 601, skipped: 0 });
+    expectSameContent(second.cache, first.cache);
+    expect(existsSync(join(stateDir, 'fqdn', 'journal.old.jsonl'))).toBe(false); // finished at start
+    expectSameContent(restart(second).cache, first.cache);
+  });
+
+  it('a rotated journal left by a failed compaction keeps its lines when the next one rotates', () => {
+    const now = monoNowMs();
+    const first = start();
+    for (let i = 0; i < 300; i++) first.learn([`n${i}.example`], [{ ip: `198.51.${i >> 8}.${i & 255}`, expiresMs: now + HOUR_MS }]);
+    // As a compaction that failed after its rotation leaves it (those lines are in no snapshot yet).
+    writeFileSync(join(stateDir, 'fqdn', 'journal.old.jsonl'), `${JSON.stringify([['left.example'], [['192.0.2.9', Date.now() + HOUR_MS]]])}\n`);
+    const steps = first.journal.compactSteps(first.cache);
+    steps.next();
+    first.journal.close(); // cut short again, right after rotating
+    steps.next();
+    const second = start();
+    expect(second.cache.size.names).toBe(301);
+    expect(second.cache.entries().map((e) => e.name)).toContain('left.example');
+  });
+
   it('replays twice harmlessly (crash between snapshot and journal truncation)', () => {
     const now = monoNowMs();
     const first = start();

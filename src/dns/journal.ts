@@ -1,10 +1,15 @@
 // Learned names survive agent restarts: a snapshot plus an append-only
 // journal under <state-dir>/fqdn/. Every trusted answer is appended (one
 // write) before it is released to the pod, so a SIGKILL loses nothing the
-// datapath was told; compaction rewrites the snapshot and empties the
-// journal. Expiries are stored as wall-clock time. Replay is idempotent, so
-// a crash between the snapshot and the truncation only replays twice.
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
+// datapath was told. Expiries are stored as wall-clock time.
+//
+// Compaction runs in slices beside the DNS proxy (compactSteps): the journal
+// is first renamed journal.old.jsonl and a new one started, then the snapshot
+// is written from the live cache a few hundred names at a time, renamed into
+// place, and journal.old removed. Restore replays snapshot, journal.old (if
+// a compaction was cut short) and journal, in that order; replay is
+// idempotent, so whatever is in two of them only replays twice.
+import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalName } from '../policy/index.js';
 import type { FqdnCache } from './cache.js';
@@ -39,7 +44,12 @@ export class FqdnJournal {
   readonly #dir: string;
   readonly #snapshot: string;
   readonly #journal: string;
+  /** The journal a compaction under way (or cut short) rotated away. */
+  readonly #oldJournal: string;
   #fd = -1;
+  /** A compaction is under way (compactSteps). */
+  #compacting = false;
+  #closed = false;
   #lines = 0;
   #corrupt: string[] = [];
 
@@ -50,7 +60,7 @@ export class FqdnJournal {
    * clearQuarantine().
    */
   get quarantineFiles(): string[] {
-    return [`${this.#snapshot}.corrupt`, `${this.#journal}.corrupt`];
+    return [`${this.#snapshot}.corrupt`, `${this.#journal}.corrupt`, `${this.#oldJournal}.corrupt`];
   }
 
   /**
@@ -70,6 +80,7 @@ export class FqdnJournal {
     this.#dir = join(stateDir, 'fqdn');
     this.#snapshot = join(this.#dir, 'snapshot.json');
     this.#journal = join(this.#dir, 'journal.jsonl');
+    this.#oldJournal = join(this.#dir, 'journal.old.jsonl');
   }
 
   /**
@@ -97,11 +108,12 @@ export class FqdnJournal {
       }
       if (corrupt.length) renameSync(this.#snapshot, `${this.#snapshot}.corrupt`);
     }
-    let tornTail = false;
-    let badLines = 0;
-    if (existsSync(this.#journal)) {
-      const text = readFileSync(this.#journal, 'utf8');
-      tornTail = text.length > 0 && !text.endsWith('\n');
+    /** Replays one journal file; true if its last line is torn (a crash mid-write). */
+    const replay = (file: string): boolean => {
+      if (!existsSync(file)) return false;
+      const text = readFileSync(file, 'utf8');
+      const tornTail = text.length > 0 && !text.endsWith('\n');
+      let badLines = 0;
       for (const line of text.split('\n')) {
         if (!line) continue;
         try {
@@ -116,14 +128,20 @@ export class FqdnJournal {
         }
       }
       if (badLines) {
-        corrupt.push(`${this.#journal}: ${badLines} unreadable lines`);
-        copyFileSync(this.#journal, `${this.#journal}.corrupt`);
+        corrupt.push(`${file}: ${badLines} unreadable lines`);
+        copyFileSync(file, `${file}.corrupt`);
       }
-    }
+      return tornTail;
+    };
+    const cutShort = existsSync(this.#oldJournal);
+    replay(this.#oldJournal);
+    const tornTail = replay(this.#journal);
     this.#fd = openSync(this.#journal, 'a');
     // Appending onto a torn line would make the next record unreadable too.
     if (tornTail) writeSync(this.#fd, '\n');
     this.#corrupt = corrupt;
+    // A compaction cut short (a stop, a crash): finished now, before anything rotates the journal again.
+    if (cutShort) this.maybeCompact(cache, true);
     return { names: cache.size.names, skipped };
   }
 
@@ -184,20 +202,74 @@ export class FqdnJournal {
     return `${JSON.stringify(line)}\n`;
   }
 
-  /** Rewrites the snapshot from `cache` and empties the journal, when it has grown. */
+  /** Whether the journal has grown enough to be compacted (and no compaction is under way). */
+  wantsCompaction(cache: FqdnCache): boolean {
+    return !this.#compacting && this.#fd >= 0 && this.#lines >= COMPACT_LINES && this.#lines >= 2 * cache.size.ips;
+  }
+
+  /** Compacts now, all at once, when it has grown (or `force`): start-up and tests. */
   maybeCompact(cache: FqdnCache, force = false): boolean {
-    if (!force && (this.#lines < COMPACT_LINES || this.#lines < 2 * cache.size.ips)) return false;
-    this.flush(); // before the truncation: nothing buffered lands after it
-    const clock = { mono: monoNowMs(), wall: Date.now() };
-    const snap: Snapshot = {
-      version: 1,
-      names: cache.entries().map((e) => [e.name, e.ips.map((i) => [i.ip, wallFromMono(i.expiresMs, clock)] as [string, number])]),
-    };
-    writeFileSync(`${this.#snapshot}.tmp`, JSON.stringify(snap));
-    renameSync(`${this.#snapshot}.tmp`, this.#snapshot);
-    ftruncateSync(this.#fd, 0);
-    this.#lines = 0;
+    if (!force && !this.wantsCompaction(cache)) return false;
+    const steps = this.compactSteps(cache);
+    while (!steps.next().done);
     return true;
+  }
+
+  /**
+   * A compaction as steps of a few hundred names each (run with runSliced,
+   * src/agent/policy-engine.ts): the journal rotates first, so every answer
+   * learned meanwhile lands in the new journal, replayed after the
+   * snapshot. A close() in the middle cuts it short (the next restore
+   * finishes it). Returns whether it completed.
+   */
+  *compactSteps(cache: FqdnCache): Generator<void, boolean, void> {
+    if (this.#compacting || this.#fd < 0) return false;
+    this.#compacting = true;
+    const tmp = `${this.#snapshot}.tmp`;
+    let out = -1;
+    try {
+      this.flush(); // nothing buffered may land in the new journal before what it follows
+      closeSync(this.#fd);
+      this.#fd = -1;
+      if (existsSync(this.#oldJournal)) {
+        // One cut short before (an error part-way): its lines are in no snapshot yet, so they stay, followed by the journal's.
+        appendFileSync(this.#oldJournal, readFileSync(this.#journal));
+        rmSync(this.#journal);
+      } else {
+        renameSync(this.#journal, this.#oldJournal);
+      }
+      this.#fd = openSync(this.#journal, 'a');
+      this.#lines = 0;
+      out = openSync(tmp, 'w');
+      const clock = { mono: monoNowMs(), wall: Date.now() };
+      writeSync(out, '{"version":1,"names":[');
+      let n = 0;
+      let chunk = '';
+      for (const e of cache.eachEntry()) {
+        const item: Snapshot['names'][number] = [e.name, e.ips.map((i) => [i.ip, wallFromMono(i.expiresMs, clock)] as [string, number])];
+        chunk += `${n++ ? ',' : ''}${JSON.stringify(item)}`;
+        if (n % 256 === 0) {
+          writeSync(out, chunk);
+          chunk = '';
+          yield;
+          if (this.#closed) return false; // stopped meanwhile: journal.old stays for the next restore
+        }
+      }
+      writeSync(out, `${chunk}]}`);
+      closeSync(out);
+      out = -1;
+      renameSync(tmp, this.#snapshot);
+      rmSync(this.#oldJournal, { force: true });
+      return true;
+    } finally {
+      if (out >= 0) {
+        closeSync(out);
+        rmSync(tmp, { force: true });
+      }
+      this.#compacting = false;
+      // An error part-way must not leave the journal closed: answers go on being appended.
+      if (this.#fd < 0 && !this.#closed) this.#fd = openSync(this.#journal, 'a');
+    }
   }
 
   close(): void {
@@ -208,5 +280,6 @@ export class FqdnJournal {
     }
     if (this.#fd >= 0) closeSync(this.#fd);
     this.#fd = -1;
+    this.#closed = true;
   }
 }
