@@ -5,6 +5,12 @@
  *   sluice_from_pod  host veth tc ingress: packets leaving the pod (pod egress)
  *   sluice_to_pod    host veth tc egress:  packets going to the pod (pod ingress)
  *
+ * A packet between two of this node's pods (--datapath-redirect) is judged
+ * for both in sluice_from_pod of the sender: its egress, then the receiver's
+ * ingress as sluice_to_pod would (deliver_local), and delivered into the
+ * receiver's netns with bpf_redirect_peer, past the node's stack and
+ * sluice_to_pod. Anything that cannot be settled there takes the normal path.
+ *
  * and one to the node's own links (not the pods'):
  *
  *   sluice_from_node tc ingress: marks resolvers' answers to the DNS proxy's
@@ -44,17 +50,64 @@
 #include "lib/frag.h"
 #include "lib/dns.h"
 #include "lib/lb.h"
+#include "lib/local.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* The dropping verdict, or SLUICE_REASON_FORWARDED. *audit is set to the
- * drop reason an audit-mode policy let pass (the packet is forwarded). */
-static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struct tuple *t, __u8 *audit)
+/*
+ * The policy part of a verdict for `ep` in `direction` (after conntrack
+ * missed): SLUICE_REASON_FORWARDED or the dropping reason. *audit is set to
+ * the drop reason an audit-mode policy let pass.
+ */
+static __always_inline __u8 judge_policy(const struct sluice_endpoint *ep, __u8 direction, const struct tuple *t, __u8 *audit)
 {
-	struct sluice_endpoint *ep;
 	__u32 isolated, enforced, peer_id, cidr_id;
 	const __u8 *peer_addr;
 	__u16 dport_be;
+	__u8 reason;
+
+	/* Audit mode: only audit-mode policies select the pod in this
+	 * direction. Their entries are judged the same way, but what they
+	 * deny passes, reported with its reason as an audit verdict. */
+	enforced = ep->flags & (direction == SLUICE_DIR_FROM_POD ? SLUICE_EP_F_EGRESS_ISOLATED : SLUICE_EP_F_INGRESS_ISOLATED);
+	isolated = enforced | (ep->flags & (direction == SLUICE_DIR_FROM_POD ? SLUICE_EP_F_EGRESS_AUDIT : SLUICE_EP_F_INGRESS_AUDIT));
+	if (!isolated)
+		return SLUICE_REASON_FORWARDED;
+	/* The peer is the destination of pod egress, the source of pod ingress. */
+	peer_addr = direction == SLUICE_DIR_FROM_POD ? t->daddr : t->saddr;
+	peer_id = ipcache_identity(t->family, peer_addr);
+	/* The node's own traffic to its pods (kubelet probes) always passes. */
+	if (direction == SLUICE_DIR_TO_POD && peer_id == SLUICE_ID_HOST)
+		return SLUICE_REASON_FORWARDED;
+	cidr_id = cidr_identity(t->family, peer_addr);
+	dport_be = t->dport_be;
+	/* ICMP carries no port: only rules without ports match it. */
+	if (t->protocol == IPPROTO_ICMP || t->protocol == IPPROTO_ICMPV6)
+		dport_be = 0;
+	if (policy_allows(ep->policy_id, peer_id, cidr_id, direction, t->protocol, dport_be))
+		return SLUICE_REASON_FORWARDED;
+	/* The union with FQDN allows: same trie, the rule as peer. */
+	if (direction != SLUICE_DIR_FROM_POD || !(ep->flags & SLUICE_EP_F_FQDN))
+		reason = SLUICE_DROP_POLICY_DENIED;
+	else
+		reason = fqdn_verdict(ep->policy_id, t, dport_be);
+	if (reason != SLUICE_REASON_FORWARDED) {
+		if (enforced)
+			return reason;
+		*audit = reason;
+	}
+	return SLUICE_REASON_FORWARDED;
+}
+
+/* The dropping verdict, or SLUICE_REASON_FORWARDED. *audit is set to the
+ * drop reason an audit-mode policy let pass (the packet is forwarded).
+ * *local is set (pod egress only) to the local pod the packet may be
+ * delivered to directly: a flow allowed here by policy now, or by a
+ * conntrack entry whose first packet was delivered that way. */
+static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struct tuple *t, __u8 *audit, struct sluice_local_ep **local)
+{
+	struct sluice_endpoint *ep;
+	__u32 ct_flags = 0;
 	__u8 reason;
 	/* Parsed first so that every drop's flow event carries addresses. */
 	int parsed = parse_packet(skb, t);
@@ -98,44 +151,22 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 	if (direction == SLUICE_DIR_TO_POD && dns_for_proxy_socket(skb, t))
 		return DNS_TO_PROXY;
 
-	if (ct_lookup(skb->ifindex, direction, t))
+	if (ct_lookup(skb->ifindex, direction, t, &ct_flags)) {
+		if (direction == SLUICE_DIR_FROM_POD && (ct_flags & SLUICE_CT_F_REDIRECT))
+			*local = local_candidate(t);
 		return SLUICE_REASON_FORWARDED;
-
-	/* Audit mode: only audit-mode policies select the pod in this
-	 * direction. Their entries are judged the same way, but what they
-	 * deny passes, reported with its reason as an audit verdict. */
-	enforced = ep->flags & (direction == SLUICE_DIR_FROM_POD ? SLUICE_EP_F_EGRESS_ISOLATED : SLUICE_EP_F_INGRESS_ISOLATED);
-	isolated = enforced | (ep->flags & (direction == SLUICE_DIR_FROM_POD ? SLUICE_EP_F_EGRESS_AUDIT : SLUICE_EP_F_INGRESS_AUDIT));
-	if (isolated) {
-		/* The peer is the destination of pod egress, the source of pod ingress. */
-		peer_addr = direction == SLUICE_DIR_FROM_POD ? t->daddr : t->saddr;
-		peer_id = ipcache_identity(t->family, peer_addr);
-		/* The node's own traffic to its pods (kubelet probes) always passes. */
-		if (direction == SLUICE_DIR_TO_POD && peer_id == SLUICE_ID_HOST)
-			goto allow;
-		cidr_id = cidr_identity(t->family, peer_addr);
-		dport_be = t->dport_be;
-		/* ICMP carries no port: only rules without ports match it. */
-		if (t->protocol == IPPROTO_ICMP || t->protocol == IPPROTO_ICMPV6)
-			dport_be = 0;
-		if (!policy_allows(ep->policy_id, peer_id, cidr_id, direction, t->protocol, dport_be)) {
-			/* The union with FQDN allows: same trie, the rule as peer. */
-			if (direction != SLUICE_DIR_FROM_POD || !(ep->flags & SLUICE_EP_F_FQDN))
-				reason = SLUICE_DROP_POLICY_DENIED;
-			else
-				reason = fqdn_verdict(ep->policy_id, t, dport_be);
-			if (reason != SLUICE_REASON_FORWARDED) {
-				if (enforced)
-					return reason;
-				*audit = reason;
-			}
-		}
 	}
-allow:
+
+	reason = judge_policy(ep, direction, t, audit);
+	if (reason != SLUICE_REASON_FORWARDED)
+		return reason;
 	/* Recorded even when not isolated in this direction: the replies come
 	 * back through the other direction, which may be. One flow event per new
-	 * flow (not per packet). */
-	ct_create(skb->ifindex, direction, t);
+	 * flow (not per packet). A flow to a local pod is marked: only its
+	 * packets may be delivered directly later. */
+	if (direction == SLUICE_DIR_FROM_POD)
+		*local = local_candidate(t);
+	ct_create(skb->ifindex, direction, t, *local ? SLUICE_CT_F_REDIRECT : 0);
 	if (t->frag == FRAG_FIRST)
 		frag_record(skb->ifindex, direction, t);
 	if (*audit)
@@ -145,11 +176,68 @@ allow:
 	return SLUICE_REASON_FORWARDED;
 }
 
+/* deliver_local(): not delivered directly; the packet takes the normal path. */
+#define LOCAL_FALLBACK (-1)
+
+/*
+ * A packet from a pod, allowed by its egress, for local pod `dst`: judged
+ * here by dst's ingress exactly as sluice_to_pod would (conntrack at dst's
+ * veth, its flags and policy, audit, a conntrack entry, counters and flow
+ * events under dst's veth and the to-pod direction), then delivered into
+ * dst's netns. Whatever cannot be settled here (no or a foreign endpoint
+ * entry, a disabled endpoint, a flow dst's conntrack has from the normal
+ * path) returns LOCAL_FALLBACK: sluice_to_pod then judges it as ever.
+ */
+static __always_inline int deliver_local(struct __sk_buff *skb, const struct tuple *t, const struct sluice_local_ep *dst)
+{
+	__u32 to = dst->ifindex;
+	struct sluice_endpoint *ep;
+	__u32 ct_flags = 0;
+	__u8 audit = 0, reason;
+
+	if (to == skb->ifindex)
+		return LOCAL_FALLBACK;
+	ep = endpoint_lookup(to);
+	if (!ep || (ep->flags & (SLUICE_EP_F_DROP_ALL | SLUICE_EP_F_POLICY_FAILED)))
+		return LOCAL_FALLBACK;
+	/* A stale index entry (its veth's ifindex now another pod's) is never followed. */
+	if (t->family == 4 ? !addr_eq(t->daddr, ep->addr4, 4) : !addr_eq(t->daddr, ep->addr6, 16))
+		return LOCAL_FALLBACK;
+	if (ct_lookup(to, SLUICE_DIR_TO_POD, t, &ct_flags)) {
+		if (!(ct_flags & SLUICE_CT_F_REDIRECT))
+			return LOCAL_FALLBACK;
+	} else {
+		reason = judge_policy(ep, SLUICE_DIR_TO_POD, t, &audit);
+		if (reason != SLUICE_REASON_FORWARDED) {
+			metrics_account(reason, SLUICE_DIR_TO_POD, 0, skb->len);
+			send_flow_event_at(to, t, reason, SLUICE_DIR_TO_POD, 0);
+			return TC_ACT_SHOT;
+		}
+		ct_create(to, SLUICE_DIR_TO_POD, t, SLUICE_CT_F_REDIRECT);
+		if (audit)
+			send_flow_event_at(to, t, audit, SLUICE_DIR_TO_POD, SLUICE_EVENT_F_AUDIT);
+		else
+			send_flow_event_at(to, t, SLUICE_REASON_FORWARDED, SLUICE_DIR_TO_POD, 0);
+	}
+	if (local_rewrite(skb, t, dst) < 0) {
+		metrics_account(SLUICE_DROP_INTERNAL, SLUICE_DIR_TO_POD, 0, skb->len);
+		send_flow_event_at(to, t, SLUICE_DROP_INTERNAL, SLUICE_DIR_TO_POD, 0);
+		return TC_ACT_SHOT;
+	}
+	if (audit)
+		metrics_account(audit, SLUICE_DIR_TO_POD, 1, skb->len);
+	else
+		metrics_account(SLUICE_REASON_FORWARDED, SLUICE_DIR_TO_POD, 0, skb->len);
+	return bpf_redirect_peer(to, 0);
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 {
 	struct tuple t = {};
+	struct sluice_local_ep *local = NULL;
 	__u8 audit = 0;
-	__u8 reason = verdict(skb, direction, &t, &audit);
+	__u8 reason = verdict(skb, direction, &t, &audit, &local);
+	int ret;
 
 	if (reason == DNS_TO_PROXY) {
 		metrics_account(SLUICE_REASON_FORWARDED, direction, 0, skb->len);
@@ -161,6 +249,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	else
 		metrics_account(reason, direction, 0, skb->len);
 	if (reason == SLUICE_REASON_FORWARDED) {
+		if (local) {
+			ret = deliver_local(skb, &t, local);
+			if (ret != LOCAL_FALLBACK)
+				return ret;
+		}
 		/* A local resolver pod's answer to the proxy's socket: before
 		 * routing, so the mark alone sends it to the socket. */
 		if (direction == SLUICE_DIR_FROM_POD && dns_for_proxy_socket(skb, &t))

@@ -93,6 +93,12 @@ export async function connRate(ns: Netns, dst: string, o: ConnOptions): Promise<
 
 export type Verdict = 'ok' | 'refused' | 'timeout' | string;
 
+/** Request/response latency over one connection: `count` 1-byte round trips. */
+export async function rrLatency(ns: Netns, dst: string, port: number, count: number): Promise<{ p50: number; p99: number }> {
+  const r = JSON.parse((await runIn(ns, [NETLOAD, 'rr', dst, String(port), String(count)])).trim()) as { p50_us: number; p99_us: number };
+  return { p50: r.p50_us, p99: r.p99_us };
+}
+
 /** One connection attempt from a fixed source port. */
 export async function check(ns: Netns, dst: string, port: number, sport: number, timeoutMs = 300): Promise<Verdict> {
   return (await runIn(ns, [NETLOAD, 'check', dst, String(port), String(sport), String(timeoutMs)])).trim();

@@ -1,4 +1,4 @@
-/* A small TCP load tool for the datapath benchmark, one binary, three modes.
+/* A small TCP load tool for the datapath benchmark, one binary, five modes.
  * It runs inside pod network namespaces (nsenter --net=...), so it must be
  * light: two cores are shared by client, server, softirq and the agent.
  *
@@ -29,6 +29,11 @@
  *       when the handshake completes, "<start> timeout" after TIMEOUT_MS
  *       without an answer, "<start> refused" on a reset; successful ones
  *       are closed with RST. Exits when stdin closes.
+ *
+ *   netload rr DST DPORT COUNT
+ *       Latency: one connection (TCP_NODELAY), COUNT 1-byte request /
+ *       1-byte response round trips back to back, after 100 unmeasured
+ *       ones. Prints {"p50_us":X,"p99_us":Y,"n":COUNT}.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -324,16 +329,56 @@ static int probe(char **a)
 	}
 }
 
+/* -------------------------------------------------------------------- rr */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int rr(char **a)
+{
+	struct sockaddr_in dst = addr_of(a[0], atoi(a[1]));
+	int count = atoi(a[2]), one = 1, fd, i;
+	uint64_t *lat;
+	char c = 'x';
+
+	if (count <= 0 || !(lat = calloc((size_t)count, sizeof(*lat))))
+		die("count");
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		die("socket");
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0)
+		die("connect");
+	for (i = -100; i < count; i++) {
+		uint64_t t0 = now_ns();
+
+		if (write(fd, &c, 1) != 1 || read(fd, &c, 1) != 1)
+			die("round trip");
+		if (i >= 0)
+			lat[i] = now_ns() - t0;
+	}
+	qsort(lat, (size_t)count, sizeof(*lat), cmp_u64);
+	printf("{\"p50_us\":%.1f,\"p99_us\":%.1f,\"n\":%d}\n", lat[count / 2] / 1e3, lat[(size_t)((count - 1) * 0.99)] / 1e3, count);
+	rst_close(fd);
+	free(lat);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "server") == 0) return server(atoi(argv[2]), atoi(argv[3]));
 	if (argc == 10 && strcmp(argv[1], "conn") == 0) return conn(argv + 2);
 	if (argc == 6 && strcmp(argv[1], "check") == 0) return check(argv + 2);
 	if (argc == 8 && strcmp(argv[1], "probe") == 0) return probe(argv + 2);
+	if (argc == 5 && strcmp(argv[1], "rr") == 0) return rr(argv + 2);
 	fprintf(stderr,
 		"usage: netload server PORT_FIRST PORT_COUNT\n"
 		"       netload conn DST DPORT_FIRST DPORT_COUNT SPORT_FIRST SPORT_LAST START DURATION_MS WORKERS\n"
 		"       netload check DST DPORT SPORT TIMEOUT_MS\n"
-		"       netload probe DST DPORT INTERVAL_US TIMEOUT_MS SPORT_FIRST SPORT_LAST\n");
+		"       netload probe DST DPORT INTERVAL_US TIMEOUT_MS SPORT_FIRST SPORT_LAST\n"
+		"       netload rr DST DPORT COUNT\n");
 	return 2;
 }

@@ -67,8 +67,9 @@ static __always_inline void ct_refresh(struct sluice_ct_value *v, const struct t
 	v->expires_ns = now + ct_lifetime(t, flags);
 }
 
-/* 1 if the packet belongs to a flow already allowed at this point. */
-static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct tuple *t)
+/* 1 if the packet belongs to a flow already allowed at this point; *flags
+ * (if not NULL) gets the entry's SLUICE_CT_F_* after this packet. */
+static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct tuple *t, __u32 *flags)
 {
 	struct sluice_ct_key key;
 	struct sluice_ct_value *v;
@@ -84,6 +85,8 @@ static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct
 	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
 	if (v && v->expires_ns > now) {
 		ct_refresh(v, t, 0, now);
+		if (flags)
+			*flags = v->flags;
 		return 1;
 	}
 	/* A reply: the flow was opened in the other direction. */
@@ -91,12 +94,15 @@ static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct
 	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
 	if (v && v->expires_ns > now) {
 		ct_refresh(v, t, 1, now);
+		if (flags)
+			*flags = v->flags;
 		return 1;
 	}
 	return 0;
 }
 
-static __always_inline void ct_create(__u32 ifindex, __u8 direction, const struct tuple *t)
+/* extra: SLUICE_CT_F_REDIRECT for a flow delivered with bpf_redirect_peer. */
+static __always_inline void ct_create(__u32 ifindex, __u8 direction, const struct tuple *t, __u32 extra)
 {
 	struct sluice_ct_key key;
 	struct sluice_ct_value v = {};
@@ -105,6 +111,7 @@ static __always_inline void ct_create(__u32 ifindex, __u8 direction, const struc
 	ct_refresh(&v, t, 0, bpf_ktime_get_ns());
 	if (t->protocol == IPPROTO_TCP && (t->tcp_flags & TCP_FLAG_SYN))
 		v.flags |= SLUICE_CT_F_SYN;
+	v.flags |= extra;
 	/* LRU: an insert never fails for lack of room (the oldest goes). */
 	bpf_map_update_elem(&sluice_ct_v1, &key, &v, BPF_ANY);
 }

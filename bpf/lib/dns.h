@@ -28,7 +28,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sluice_config);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sluice_config_v1 SEC(".maps");
+} sluice_config_v2 SEC(".maps");
 
 /* Keyed by host ifindex. LRU: an evicted pod starts again with a full bucket. */
 struct {
@@ -47,7 +47,7 @@ struct {
 static __always_inline int dns_budget_take(__u32 ifindex)
 {
 	__u32 zero = 0;
-	struct sluice_config *cfg = bpf_map_lookup_elem(&sluice_config_v1, &zero);
+	struct sluice_config *cfg = bpf_map_lookup_elem(&sluice_config_v2, &zero);
 	struct sluice_dns_budget *b;
 	__u64 now, credit;
 

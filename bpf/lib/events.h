@@ -51,8 +51,9 @@ static __always_inline int event_budget_take(int dropped)
 }
 
 /* flags: SLUICE_EVENT_F_*; an audit event (a drop reason that passed)
- * draws on the drops' budget. */
-static __always_inline void send_flow_event(struct __sk_buff *skb, const struct tuple *t, __u8 reason, __u8 direction, __u8 flags)
+ * draws on the drops' budget. ifindex: the enforcement point's host veth
+ * (the receiving pod's, for its ingress judged in sluice_from_pod). */
+static __always_inline void send_flow_event_at(__u32 ifindex, const struct tuple *t, __u8 reason, __u8 direction, __u8 flags)
 {
 	struct sluice_flow_event *ev;
 
@@ -63,7 +64,7 @@ static __always_inline void send_flow_event(struct __sk_buff *skb, const struct 
 		return; /* ring full: the metrics map still counts the drop */
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->timestamp_ns = bpf_ktime_get_ns();
-	ev->ifindex = skb->ifindex;
+	ev->ifindex = ifindex;
 	ev->reason = reason;
 	ev->direction = direction;
 	ev->flags = flags;
@@ -77,5 +78,10 @@ static __always_inline void send_flow_event(struct __sk_buff *skb, const struct 
 	}
 	/* No wakeup: the agent drains on a timer, not on epoll. */
 	bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline void send_flow_event(struct __sk_buff *skb, const struct tuple *t, __u8 reason, __u8 direction, __u8 flags)
+{
+	send_flow_event_at(skb->ifindex, t, reason, direction, flags);
 }
 #endif

@@ -10,6 +10,11 @@
 #define SLUICE_CT_F_FIN_REV  (1U << 2)
 #define SLUICE_CT_F_RST      (1U << 3)
 #define SLUICE_CT_F_ESTABLISHED (1U << 4)
+/* The flow's first packet was judged for both pods in sluice_from_pod and
+ * delivered with bpf_redirect_peer: only a flow whose entries carry it on
+ * both sides is redirected later (one the host's stack saw first, and may
+ * have translated, keeps going through the stack). */
+#define SLUICE_CT_F_REDIRECT (1U << 5)
 
 struct sluice_ct_key {
 	__u32 ifindex;   /* host veth of the endpoint */

@@ -50,13 +50,17 @@ struct sluice_dns_nat_value {
 	__u32 ifindex;   /* the pod's host-side veth: who asked */
 };
 
-/* Per-pod DNS budget (a token bucket in time units, GCRA style): every
- * intercepted UDP query and TCP SYN costs cost_ns of credit; credit grows
- * with time up to burst_ns. Written by the agent (--dns-pod-qps); cost_ns 0
- * means no limit. */
+/* Node-wide settings, written by the agent. The per-pod DNS budget (a token
+ * bucket in time units, GCRA style): every intercepted UDP query and TCP SYN
+ * costs cost_ns of credit; credit grows with time up to burst_ns
+ * (--dns-pod-qps); cost_ns 0 means no limit. flags: SLUICE_CFG_F_*. */
+#define SLUICE_CFG_F_REDIRECT (1U << 0) /* --datapath-redirect: local pod-to-pod delivery with bpf_redirect_peer */
+
 struct sluice_config {
 	__u64 dns_cost_ns;   /* 1e9 / qps */
 	__u64 dns_burst_ns;  /* burst * cost_ns */
+	__u32 flags;         /* SLUICE_CFG_F_* */
+	__u32 pad;           /* must be zero */
 };
 
 struct sluice_dns_budget {
@@ -65,7 +69,7 @@ struct sluice_dns_budget {
 	__u64 dropped;       /* queries over budget, since the entry was made */
 };
 
-_Static_assert(sizeof(struct sluice_config) == 16, "sluice_config layout");
+_Static_assert(sizeof(struct sluice_config) == 24, "sluice_config layout");
 _Static_assert(sizeof(struct sluice_dns_budget) == 24, "sluice_dns_budget layout");
 _Static_assert(sizeof(struct sluice_dns_nat_key) == 20, "sluice_dns_nat_key layout");
 _Static_assert(sizeof(struct sluice_dns_nat_value) == 24, "sluice_dns_nat_value layout");

@@ -85,6 +85,8 @@ export interface AgentConfig {
   metricsAddr?: string;
   /** The log's error lines, kept for `sluice status` (a tee on the log's destination). */
   recentErrors?: RecentErrors;
+  /** --datapath-redirect: local pod-to-pod delivery with bpf_redirect_peer (default true). */
+  datapathRedirect?: boolean;
 }
 
 /** Where cgroup v2 is: `base` itself (unified), or the hybrid layout's `base`/unified. */
@@ -233,6 +235,7 @@ export class Agent {
     this.#datapath = Datapath.open({ bpffs: cfg.bpffs, maxEndpoints: cfg.maxEndpoints, maxPolicyEntries: cfg.maxPolicyEntries, maxFqdnEntries: cfg.maxFqdnEntries });
     // Before any pod's DNS reaches the proxy: a flood is dropped in the kernel, not in our socket queue.
     this.#datapath.setDnsRateLimit(cfg.dnsPodQps, 2 * cfg.dnsPodQps);
+    this.#datapath.setRedirect(cfg.datapathRedirect ?? true);
     // Policy sources first, synced, so the first compile already sees every
     // policy and nothing restored from pins is ever judged by an empty policy set.
     if (cfg.standalone) {
@@ -425,6 +428,9 @@ export class Agent {
     this.#policy.collectGarbage(quarantinedIfindexes);
     const known = new Set([...this.#endpoints.list().map((r) => r.hostIfindex), ...quarantinedIfindexes]);
     for (const ifindex of this.#datapath.listEndpoints().keys()) if (!known.has(ifindex)) this.#datapath.deleteEndpoint(ifindex);
+    // Local delivery entries of endpoints gone (the datapath never follows one whose endpoint entry does not own its address, but the index is kept tidy).
+    const local = this.#datapath.localEndpoints;
+    for (const [ip, l] of local.dump()) if (!known.has(l.ifindex)) local.delete(ip);
     const keep = new Set([...this.#endpoints.list().map((r) => r.hostIfname), ...quarantinedVeths]);
     for (const l of live.values()) {
       // An interrupted ADD's veth: no record means it never completed.

@@ -168,6 +168,7 @@ export class EndpointRegistry implements EndpointsPort {
       renameSync(`${path}.tmp`, path);
     } catch (err) {
       this.#records.delete(k);
+      this.#forgetLocal(rec);
       this.#datapath.deleteEndpoint(rec.hostIfindex);
       try {
         await this.#changed();
@@ -179,9 +180,42 @@ export class EndpointRegistry implements EndpointsPort {
     this.#log.info({ pod: rec.pod, containerId: rec.containerId, ifname: rec.ifname, hostIfname: rec.hostIfname, ips: rec.ips }, 'endpoint programmed');
   }
 
-  /** (Re-)attaches the programs of an endpoint whose entry is written. */
+  /**
+   * (Re-)attaches the programs of an endpoint whose entry is written, after
+   * its addresses in the local delivery index (sluice_local_v1): other pods'
+   * sluice_from_pod may then deliver to it directly, once its own ingress is
+   * judged there (an entry is followed only while this ifindex's endpoint
+   * entry owns the address).
+   */
   attach(rec: EndpointRecord): void {
+    this.#writeLocal(rec);
     this.#datapath.attach(null, rec.hostIfname);
+  }
+
+  #writeLocal(rec: EndpointRecord): void {
+    if (!rec.podMac || !rec.hostMac) return; // no MACs known: the normal path
+    const local = this.#datapath.localEndpoints;
+    for (const cidr of rec.ips) {
+      try {
+        local.set(cidr.split('/')[0]!, { ifindex: rec.hostIfindex, podMac: rec.podMac, hostMac: rec.hostMac });
+      } catch (err) {
+        // Only the shortcut is lost: packets to it take the normal path.
+        this.#log.warn({ err, pod: rec.pod, ip: cidr }, 'could not index a pod address for local delivery');
+      }
+    }
+  }
+
+  /** Removes the endpoint's addresses from the local delivery index (those still pointing at its veth). */
+  #forgetLocal(rec: EndpointRecord): void {
+    const local = this.#datapath.localEndpoints;
+    for (const cidr of rec.ips) {
+      const ip = cidr.split('/')[0]!;
+      try {
+        if (local.get(ip)?.ifindex === rec.hostIfindex) local.delete(ip);
+      } catch (err) {
+        this.#log.warn({ err, pod: rec.pod, ip }, 'could not remove a pod address from the local delivery index');
+      }
+    }
   }
 
   async unregister(containerId: string, ifname: string): Promise<void> {
@@ -193,6 +227,7 @@ export class EndpointRegistry implements EndpointsPort {
     // Only delete the map entry if the ifindex is still this veth's: after a
     // reboot or a manual delete, the kernel may have reused it.
     const link = native().linkGetByIndex(null, rec.hostIfindex);
+    this.#forgetLocal(rec);
     if (!link || link.name === rec.hostIfname) this.#datapath.deleteEndpoint(rec.hostIfindex);
     rmSync(join(this.#dir, `${key(containerId, ifname)}.json`), { force: true });
     this.#records.delete(key(containerId, ifname));

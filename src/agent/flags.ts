@@ -24,6 +24,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: 'dns-pod-max-inflight', help: 'DNS queries of one pod waiting on resolvers at once; beyond it a query is dropped and counted per pod', default: '64' },
   { name: 'dns-tcp-max-per-pod', help: 'open TCP DNS connections of one pod; beyond it a new one is closed at once and counted', default: '8' },
   { name: 'dns-tcp-max', help: 'open TCP DNS connections of all pods together (each holds descriptors of the agent)', default: '512' },
+  { name: 'datapath-redirect', help: 'true: a packet between two pods of this node, judged for both pods\' policies in one pass, goes straight into the receiving pod (bpf_redirect_peer), skipping the node\'s stack; false: through the node\'s routing and netfilter, as any other packet', default: 'true' },
   { name: 'cgroup-root', help: 'where the cgroup v2 hierarchy is that Service translation attaches to (it acts only for this node\'s pods): this directory if it is cgroup v2, else its unified/ (a hybrid layout)', default: '/sys/fs/cgroup' },
   { name: 'metrics-addr', help: 'where /healthz, /readyz and the Prometheus /metrics are served (HOST:PORT); empty: not served', default: '127.0.0.1:9963' },
   { name: 'log-level', help: 'fatal, error, warn, info, debug or trace', default: 'info' },

@@ -122,6 +122,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     metricsAddr: flags['metrics-addr'] ?? '',
     recentErrors,
     cgroupRoot: flags['cgroup-root'] || '/sys/fs/cgroup',
+    datapathRedirect: oneOf('datapath-redirect', ['true', 'false'] as const) === 'true',
   };
   const agent = new Agent(cfg, log);
   try {

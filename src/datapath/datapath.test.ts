@@ -86,10 +86,31 @@ describe('Datapath over an injected addon', () => {
     ]);
   });
 
+  it('--datapath-redirect shares the config entry with the DNS budget: setting one keeps the other', () => {
+    const { addon, dp } = fakeDatapath();
+    dp.setDnsRateLimit(20, 40);
+    dp.setRedirect(true);
+    expect([...addon.map(MAP_CONFIG).entries]).toEqual([[hex(Buffer.alloc(4)), dnsCodec.encodeConfig({ dns: { qps: 20, burst: 40 }, redirect: true })]]);
+    dp.setDnsRateLimit(10, 20);
+    const value = [...addon.map(MAP_CONFIG).entries.values()][0]!;
+    expect(value.readUInt32LE(dnsCodec.CONFIG_OFFSETS.flags)).toBe(dnsCodec.CFG_F_REDIRECT);
+    dp.setRedirect(false);
+    expect([...addon.map(MAP_CONFIG).entries.values()][0]!.readUInt32LE(dnsCodec.CONFIG_OFFSETS.flags)).toBe(0);
+  });
+
+  it('the local delivery index: pod address → host veth and both MACs', () => {
+    const { dp } = fakeDatapath();
+    dp.localEndpoints.set('10.1.0.5', { ifindex: 42, podMac: '0a:1b:2c:3d:4e:5f', hostMac: 'fe:ed:00:00:00:01' });
+    dp.localEndpoints.set('fd00::5', { ifindex: 42, podMac: '0a:1b:2c:3d:4e:5f', hostMac: 'fe:ed:00:00:00:01' });
+    expect(dp.localEndpoints.get('10.1.0.5')).toEqual({ ifindex: 42, podMac: '0a:1b:2c:3d:4e:5f', hostMac: 'fe:ed:00:00:00:01' });
+    expect(new Map(dp.localEndpoints.dump()).size).toBe(2);
+    expect(() => dp.localEndpoints.set('10.1.0.6', { ifindex: 1, podMac: 'nope', hostMac: 'fe:ed:00:00:00:01' })).toThrow(/MAC/);
+  });
+
   it('the DNS budget goes in the one config entry; drops over it are read per host ifindex', () => {
     const { addon, dp } = fakeDatapath();
     dp.setDnsRateLimit(20, 40);
-    expect([...addon.map(MAP_CONFIG).entries]).toEqual([[hex(Buffer.alloc(4)), dnsCodec.encodeConfig({ qps: 20, burst: 40 })]]);
+    expect([...addon.map(MAP_CONFIG).entries]).toEqual([[hex(Buffer.alloc(4)), dnsCodec.encodeConfig({ dns: { qps: 20, burst: 40 }, redirect: false })]]);
     const budget = Buffer.alloc(dnsCodec.BUDGET_SIZE);
     budget.writeBigUInt64LE(5n, dnsCodec.BUDGET_OFFSETS.dropped);
     const key = Buffer.alloc(4);

@@ -9,6 +9,7 @@ import * as endpointCodec from './codec/endpoint.js';
 import * as flowEventCodec from './codec/flow-event.js';
 import * as fqdnCodec from './codec/fqdn.js';
 import * as ipcacheCodec from './codec/ipcache.js';
+import * as localCodec from './codec/local.js';
 import * as metricsCodec from './codec/metrics.js';
 import { DnsNatTable } from './dns-nat-table.js';
 import { DatapathError } from './errors.js';
@@ -32,7 +33,9 @@ export const MAP_CONNTRACK = 'sluice_ct_v1';
 export const MAP_FQDN = 'sluice_fqdn_v1';
 export const MAP_FQDN_RULES = 'sluice_fqdn_rules_v1';
 export const MAP_DNS_NAT = 'sluice_dns_nat_v1';
-export const MAP_CONFIG = 'sluice_config_v1';
+export const MAP_CONFIG = 'sluice_config_v2';
+/** This node's pods by address: where sluice_from_pod may deliver directly (bpf_redirect_peer). */
+export const MAP_LOCAL = 'sluice_local_v1';
 export const MAP_DNS_BUDGET = 'sluice_dns_budget_v1';
 export const MAP_FRAG = 'sluice_frag_v1';
 export const MAP_LB_SVC = 'sluice_lb_svc_v1';
@@ -58,7 +61,7 @@ export const LB_PROGS: ReadonlyArray<[CgroupAttach, string]> = [
  * version keep them alive (and keep enforcing) until the agent re-attaches
  * its own; then they are removed (removeRetiredPins).
  */
-const RETIRED_PINS = ['sluice_endpoints_v1', 'sluice_endpoints_v2'];
+const RETIRED_PINS = ['sluice_endpoints_v1', 'sluice_endpoints_v2', 'sluice_config_v1'];
 
 /** tc filter slot we own on each veth; replaced in place on re-attach. */
 const TC_PRIORITY = 1;
@@ -105,7 +108,7 @@ function u32Key(n: number): Buffer {
   return buf;
 }
 
-const configMapCodec: MapCodec<number, { qps: number; burst: number }> = {
+const configMapCodec: MapCodec<number, dnsCodec.NodeConfig> = {
   keySize: 4,
   valueSize: dnsCodec.CONFIG_SIZE,
   encodeKey: u32Key,
@@ -172,6 +175,8 @@ export class Datapath {
   readonly #maps: Record<string, number>;
   readonly #cpus: number;
   #closed = false;
+  /** What sluice_config holds (it is written whole). */
+  #config: dnsCodec.NodeConfig = { dns: { qps: 0, burst: 0 }, redirect: false };
   /** Typed maps, made on first use (a map a caller never touches costs nothing). */
   #typed = new Map<string, unknown>();
 
@@ -211,7 +216,11 @@ export class Datapath {
     }
     const path = opts.objectPath ?? bpfObjectPath('sluice.o');
     const maxEntries: Record<string, number> = {};
-    if (opts.maxEndpoints !== undefined) maxEntries[MAP_ENDPOINTS] = opts.maxEndpoints;
+    if (opts.maxEndpoints !== undefined) {
+      maxEntries[MAP_ENDPOINTS] = opts.maxEndpoints;
+      // An IPv4 and an IPv6 address per endpoint.
+      maxEntries[MAP_LOCAL] = 2 * opts.maxEndpoints;
+    }
     if (opts.maxPolicyEntries !== undefined) maxEntries[MAP_POLICY] = opts.maxPolicyEntries;
     if (opts.maxConntrack !== undefined) maxEntries[MAP_CONNTRACK] = opts.maxConntrack;
     if (opts.maxFqdnEntries !== undefined) maxEntries[MAP_FQDN] = opts.maxFqdnEntries;
@@ -274,6 +283,18 @@ export class Datapath {
   /** sluice_endpoints: host veth ifindex → endpoint entry. */
   get endpoints(): BpfMap<number, endpointCodec.Endpoint> {
     return this.#map(MAP_ENDPOINTS, endpointMapCodec);
+  }
+
+  /** sluice_local: this node's pod addresses → host veth and MACs (local delivery). */
+  get localEndpoints(): BpfMap<string, localCodec.LocalEndpoint> {
+    return this.#map(MAP_LOCAL, {
+      keySize: localCodec.KEY_SIZE,
+      valueSize: localCodec.SIZE,
+      encodeKey: localCodec.encodeKey,
+      decodeKey: localCodec.decodeKey,
+      encodeValue: localCodec.encode,
+      decodeValue: localCodec.decode,
+    });
   }
 
   /** sluice_ipcache: exact address → identity. */
@@ -400,7 +421,20 @@ export class Datapath {
    * qps 0 lifts the limit. Over it, queries drop as dns-rate-limited.
    */
   setDnsRateLimit(qps: number, burst: number): void {
-    this.#map(MAP_CONFIG, configMapCodec).set(CONFIG_KEY, { qps, burst });
+    this.#config = { ...this.#config, dns: { qps, burst } };
+    this.#map(MAP_CONFIG, configMapCodec).set(CONFIG_KEY, this.#config);
+  }
+
+  /**
+   * --datapath-redirect: a packet between two of this node's pods, allowed
+   * by both pods' policies, is judged for both in sluice_from_pod and
+   * delivered straight into the receiving pod (bpf_redirect_peer); off, every
+   * packet goes through the node's stack and sluice_to_pod, as before.
+   * Flows already open keep the path they started on.
+   */
+  setRedirect(on: boolean): void {
+    this.#config = { ...this.#config, redirect: on };
+    this.#map(MAP_CONFIG, configMapCodec).set(CONFIG_KEY, this.#config);
   }
 
   /** Queries each pod (by host ifindex) sent over its DNS budget. */

@@ -1,4 +1,4 @@
-export { Datapath, FlowEventReader, isBpffs, MAP_CIDR, MAP_CONFIG, MAP_CONNTRACK, MAP_DNS_BUDGET, MAP_DNS_NAT, MAP_FRAG, MAP_ENDPOINTS, MAP_EVENTS, MAP_FQDN, MAP_FQDN_RULES, MAP_IPCACHE, MAP_METRICS, MAP_POLICY, PROG_FROM_NODE, PROG_FROM_POD, PROG_TO_POD, LB_PROGS, MAP_LB_SVC, MAP_LB_BE, MAP_LB_NETNS, MAP_LB_AFF, MAP_LB_FLOW, MAP_LB_REV } from './datapath.js';
+export { Datapath, FlowEventReader, isBpffs, MAP_CIDR, MAP_CONFIG, MAP_LOCAL, MAP_CONNTRACK, MAP_DNS_BUDGET, MAP_DNS_NAT, MAP_FRAG, MAP_ENDPOINTS, MAP_EVENTS, MAP_FQDN, MAP_FQDN_RULES, MAP_IPCACHE, MAP_METRICS, MAP_POLICY, PROG_FROM_NODE, PROG_FROM_POD, PROG_TO_POD, LB_PROGS, MAP_LB_SVC, MAP_LB_BE, MAP_LB_NETNS, MAP_LB_AFF, MAP_LB_FLOW, MAP_LB_REV } from './datapath.js';
 export { ServiceTable, type Frontend } from './service-table.js';
 export { mapFillSteps } from './map-fill.js';
 export type { MapFill } from './map-fill.js';

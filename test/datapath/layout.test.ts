@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SHARED_STRUCTS } from '../../src/datapath/codec/index.js';
 import { DropReason, REASON_FORWARDED } from '../../src/datapath/drop-reasons.js';
+import * as dnsCodec from '../../src/datapath/codec/dns.js';
 import * as endpointCodec from '../../src/datapath/codec/endpoint.js';
 import * as flowEventCodec from '../../src/datapath/codec/flow-event.js';
 import * as fqdnCodec from '../../src/datapath/codec/fqdn.js';
@@ -154,6 +155,7 @@ const CHECKED_PREFIXES: Record<string, string> = {
   SLUICE_FQDN_MAX_RULES: 'FQDN rule cap (below)',
   SLUICE_ID_: 'identities (below)',
   SLUICE_DIR_: 'directions (below)',
+  SLUICE_CFG_F_: 'config flags (below)',
   SLUICE_DROP_: 'drop reasons (above)',
   SLUICE_REASON_FORWARDED: 'drop reasons (above)',
   SLUICE_DNS_: 'src/dns/constants.test.ts',
@@ -191,6 +193,10 @@ describe('shared constants', () => {
     const unchecked = [...defines.keys()].filter((name) => !Object.keys(CHECKED_PREFIXES).some((p) => name.startsWith(p)));
     expect(unchecked).toEqual([]);
     expect(defines.size).toBeGreaterThan(20);
+  });
+
+  it('config flags: SLUICE_CFG_F_* and the dns codec CFG_F_* are the same set of bits', () => {
+    expect(definesWithPrefix(defines, 'SLUICE_CFG_F_')).toEqual(exportsWithPrefix(dnsCodec, 'CFG_F_'));
   });
 
   it('endpoint flags: SLUICE_EP_F_* and the endpoint codec FLAG_* are the same set of bits', () => {

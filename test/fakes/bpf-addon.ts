@@ -10,12 +10,14 @@ import * as endpointCodec from '../../src/datapath/codec/endpoint.js';
 import * as fqdnCodec from '../../src/datapath/codec/fqdn.js';
 import * as ipcacheCodec from '../../src/datapath/codec/ipcache.js';
 import * as lbCodec from '../../src/datapath/codec/lb.js';
+import * as localCodec from '../../src/datapath/codec/local.js';
 import * as metricsCodec from '../../src/datapath/codec/metrics.js';
 import * as policyCodec from '../../src/datapath/codec/policy.js';
 import {
   Datapath,
   MAP_CIDR,
   MAP_CONFIG,
+  MAP_LOCAL,
   MAP_DNS_BUDGET,
   MAP_DNS_NAT,
   MAP_ENDPOINTS,
@@ -80,6 +82,7 @@ export function sluiceMapSpecs(maxEntries = 64): Record<string, FakeMapSpec> {
     [MAP_FQDN_RULES]: { keySize: fqdnCodec.RULES_KEY_SIZE, valueSize: fqdnCodec.RULES_SIZE, maxEntries },
     [MAP_DNS_NAT]: { keySize: dnsCodec.NAT_KEY_SIZE, valueSize: dnsCodec.NAT_SIZE, maxEntries },
     [MAP_CONFIG]: { keySize: 4, valueSize: dnsCodec.CONFIG_SIZE, maxEntries: 1 },
+    [MAP_LOCAL]: { keySize: localCodec.KEY_SIZE, valueSize: localCodec.SIZE, maxEntries },
     [MAP_DNS_BUDGET]: { keySize: 4, valueSize: dnsCodec.BUDGET_SIZE, maxEntries },
     [MAP_LB_SVC]: { keySize: lbCodec.SVC_KEY_SIZE, valueSize: lbCodec.SVC_SIZE, maxEntries },
     [MAP_LB_BE]: { keySize: lbCodec.BE_KEY_SIZE, valueSize: lbCodec.BE_SIZE, maxEntries },

@@ -86,6 +86,8 @@ export class TestNode {
       '--run-dir', this.runDir,
       '--bpffs', this.bpffs,
       '--node-name', this.ns.name,
+      // SLUICE_TEST_DATAPATH_REDIRECT=true|false: every test's agents on that path (the kill switch).
+      ...(process.env.SLUICE_TEST_DATAPATH_REDIRECT ? ['--datapath-redirect', process.env.SLUICE_TEST_DATAPATH_REDIRECT] : []),
       ...(this.opts.extraArgs ?? []),
     ];
     const child = spawn('nsenter', args, { stdio: ['ignore', out, out] });

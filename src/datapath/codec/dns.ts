@@ -36,14 +36,25 @@ export function decodeNat(buf: Buffer, family: 4 | 6): NatEntry {
 }
 
 // struct sluice_config (one entry, key 0) and sluice_dns_budget (by host ifindex).
-export const CONFIG_SIZE = 16;
-export const CONFIG_OFFSETS = { dns_cost_ns: 0, dns_burst_ns: 8 } as const;
+export const CONFIG_SIZE = 24;
+export const CONFIG_OFFSETS = { dns_cost_ns: 0, dns_burst_ns: 8, flags: 16, pad: 20 } as const;
+/** SLUICE_CFG_F_REDIRECT: local pod-to-pod delivery with bpf_redirect_peer (--datapath-redirect). */
+export const CFG_F_REDIRECT = 1 << 0;
+
+/** sluice_config: the DNS budget and the node-wide datapath switches. */
+export interface NodeConfig {
+  dns: { qps: number; burst: number };
+  /** --datapath-redirect */
+  redirect: boolean;
+}
 export const BUDGET_SIZE = 24;
 export const BUDGET_OFFSETS = { stamp_ns: 0, credit_ns: 8, dropped: 16 } as const;
 
 /** The DNS budget as the datapath spends it: qps 0 = no limit; burst in queries. */
-export function encodeConfig(dns: { qps: number; burst: number }): Buffer {
+export function encodeConfig(cfg: NodeConfig): Buffer {
   const buf = Buffer.alloc(CONFIG_SIZE);
+  const dns = cfg.dns;
+  buf.writeUInt32LE(cfg.redirect ? CFG_F_REDIRECT : 0, CONFIG_OFFSETS.flags);
   if (dns.qps > 0) {
     const cost = BigInt(Math.max(1, Math.round(1e9 / dns.qps)));
     buf.writeBigUInt64LE(cost, CONFIG_OFFSETS.dns_cost_ns);

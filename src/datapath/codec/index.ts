@@ -9,6 +9,7 @@ import * as frag from './frag.js';
 import * as fqdn from './fqdn.js';
 import * as ipcache from './ipcache.js';
 import * as lb from './lb.js';
+import * as local from './local.js';
 import * as metrics from './metrics.js';
 import * as policy from './policy.js';
 
@@ -47,7 +48,8 @@ export const SHARED_STRUCTS: readonly StructLayout[] = [
   { cName: 'sluice_lb_be', header: 'lb.h', size: lb.BE_SIZE, offsets: lb.BE_OFFSETS },
   { cName: 'sluice_lb_sock_key', header: 'lb.h', size: lb.SOCK_KEY_SIZE, offsets: lb.SOCK_KEY_OFFSETS },
   { cName: 'sluice_lb_sock', header: 'lb.h', size: lb.SOCK_SIZE, offsets: lb.SOCK_OFFSETS },
+  { cName: 'sluice_local_ep', header: 'local.h', size: local.SIZE, offsets: local.OFFSETS },
   { cName: 'sluice_lb_flow_key', header: 'lb.h', size: lb.FLOW_KEY_SIZE, offsets: lb.FLOW_KEY_OFFSETS },
 ];
 
-export { conntrack, dns, endpoint, flowEvent, frag, fqdn, ipcache, lb, metrics, policy };
+export { conntrack, dns, endpoint, flowEvent, frag, fqdn, ipcache, lb, local, metrics, policy };
