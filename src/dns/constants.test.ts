@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CFG_F_REDIRECT } from '../datapath/codec/dns.js';
 import { DNS_PORT, MARK_MASK, MARK_PROXY_SOCK, MARK_TO_PROXY, PROXY_PORT, PROXY_RULE_PRIORITY, PROXY_TABLE, PROXY_V4, PROXY_V6 } from './constants.js';
 
 const HEADER = join(import.meta.dirname, '../../bpf/shared/dns.h');
@@ -48,9 +49,14 @@ describe('constants.ts mirrors bpf/shared/dns.h', () => {
 
   it('has exactly the macros this test knows (a new one needs a mirror)', () => {
     expect([...h.keys()].sort()).toEqual([
+      'SLUICE_CFG_F_REDIRECT',
       'SLUICE_DNS_PORT', 'SLUICE_DNS_PROXY_PORT', 'SLUICE_DNS_PROXY_V4', 'SLUICE_DNS_PROXY_V4_BYTES', 'SLUICE_DNS_PROXY_V6', 'SLUICE_DNS_PROXY_V6_BYTES',
       'SLUICE_MARK_MASK', 'SLUICE_MARK_PROXY_SOCK', 'SLUICE_MARK_TO_PROXY', 'SLUICE_PROXY_RULE_PRIORITY', 'SLUICE_PROXY_TABLE',
     ]);
+  });
+
+  it('the node config flag for local delivery (its mirror is the datapath codec\'s)', () => {
+    expect(cNumber(h.get('SLUICE_CFG_F_REDIRECT')!.replace(/^\(1U << (\d+)\)$/, (_, n: string) => String(1 << Number(n))))).toBe(CFG_F_REDIRECT);
   });
 
   it('DNS port', () => {
