@@ -111,6 +111,9 @@ function enforcement(isolated: boolean | undefined, audit: boolean | undefined):
   return audit ? 'audit' : 'none';
 }
 
+/** What backendsOf answers for an address that is no Service frontend (one array, not one per learned address). */
+const NO_BACKENDS: readonly string[] = Object.freeze([]);
+
 /** How long a handing-over agent waits for the answers to the queries it forwarded. */
 const HANDOVER_DRAIN_MS = 1000;
 
@@ -271,7 +274,7 @@ export class Agent {
         limits: { podMaxInflight: cfg.dnsPodMaxInflight, tcpMaxPerPod: cfg.dnsTcpMaxPerPod, tcpMax: cfg.dnsTcpMax },
         ipv6: true,
         // The node's own resolvers (and loopback ones) could not answer a pod's address.
-        backendsOf: (ip) => this.#backendsByFrontend.get(ip) ?? [],
+        backendsOf: (ip) => this.#backendsByFrontend.get(ip) ?? NO_BACKENDS,
         podSource:
           (cfg.dnsUpstreamSource ?? 'pod') === 'pod'
             ? (upstream) => !isLoopback(upstream) && !this.#nodeAddresses?.has(upstream)
