@@ -9,6 +9,7 @@
 // the same traffic crosses FORWARD again. Pods from the real sluice-cni;
 // real TCP, UDP and ICMP, IPv4 and IPv6.
 import { spawnSync } from 'node:child_process';
+import type { Reply } from '../../src/api/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/cli/client.js';
 import { Cleanup, podIps, TestNode, type Netns } from '../helpers/agent.js';
@@ -44,22 +45,9 @@ spec:
   ingress: [ { from: [ { podSelector: { matchLabels: { app: other } } } ] } ]
 `;
 
-interface FlowRow {
-  verdict: string;
-  reason: string;
-  direction: string;
-  pod: string;
-  src: string;
-  dst: string;
-  srcPort: number;
-  dstPort: number;
-}
-interface MetricRow {
-  reason: string;
-  direction: string;
-  audit: boolean;
-  packets: string;
-}
+/** What the agent's API answers (bigints arrive as strings). */
+type FlowRow = Reply<'flows'>[number];
+type MetricRow = Reply<'metrics'>[number];
 
 const cleanup = new Cleanup();
 let node: TestNode;

@@ -7,6 +7,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Reply } from '../../src/api/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/cli/client.js';
 import { Cleanup, podIps, SLUICE, TestNode, type Netns } from '../helpers/agent.js';
@@ -47,23 +48,9 @@ s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind((
 while True:
   c,_=s.accept();c.sendall(sys.argv[1].encode());c.close()`;
 
-interface FlowRow {
-  verdict: string;
-  reason: string;
-  direction: string;
-  pod: string;
-  src: string;
-  dst: string;
-  srcPort: number;
-  dstPort: number;
-  policies?: string[];
-}
-interface MetricRow {
-  reason: string;
-  direction: string;
-  audit: boolean;
-  packets: string;
-}
+/** What the agent's API answers (bigints arrive as strings). */
+type FlowRow = Reply<'flows'>[number];
+type MetricRow = Reply<'metrics'>[number];
 
 const cleanup = new Cleanup();
 const procs: ChildProcess[] = [];
