@@ -105,6 +105,21 @@ describe('handover', () => {
     expect(gave).toBe(1);
   });
 
+  it('survives clients that leave before their answer, and hands over afterwards', async () => {
+    servers.push(await serveHandover(dir, { give: async () => [], done: () => {} }, log));
+    const { connect } = await import('node:net');
+    for (const line of ['sluice-handover/1 probe\n', 'not a request\n']) {
+      for (let i = 0; i < 20; i++) {
+        const c = connect(join(dir, HANDOVER_SOCKET));
+        await new Promise<void>((r) => c.once('connect', () => r()));
+        c.end(line);
+        c.destroy();
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await inChild(dir)).descs).toEqual([]);
+  });
+
   it('reports an agent that cannot hand over, which serves on and can be asked again', async () => {
     let refuse = true;
     servers.push(

@@ -173,9 +173,9 @@ export async function serveHandover(runDir: string, hooks: HandoverHooks, log: L
       sock.removeAllListeners('data');
       sock.setTimeout(0);
       const m = new RegExp(`^${REQUEST} (?:probe|pid=(\\d+))$`).exec(line.slice(0, nl));
-      if (!m) return void answer(sock, { error: 'not a handover request' }, []);
-      if (m[1] === undefined) return void answer(sock, { pid: process.pid, busy }, []);
-      if (busy) return void answer(sock, { error: 'a handover is already under way' }, []);
+      if (!m) return void answerOrDrop(sock, { error: 'not a handover request' });
+      if (m[1] === undefined) return void answerOrDrop(sock, { pid: process.pid, busy });
+      if (busy) return void answerOrDrop(sock, { error: 'a handover is already under way' });
       busy = true;
       void handOver(sock, Number(m[1]));
     });
@@ -185,6 +185,15 @@ export async function serveHandover(runDir: string, hooks: HandoverHooks, log: L
     if (typeof fd !== 'number' || fd < 0) throw new Error('the handover connection has no fd');
     native().handoverSend(fd, `${JSON.stringify(msg)}\n`, fds);
     sock.end();
+  };
+  /** An answer without sockets; a peer gone already (EPIPE) is nothing to crash the agent for. */
+  const answerOrDrop = (sock: Socket, msg: object): void => {
+    try {
+      answer(sock, msg, []);
+    } catch (err) {
+      log.debug({ err }, 'a handover client left before its answer');
+      sock.destroy();
+    }
   };
   const handOver = async (sock: Socket, pid: number): Promise<void> => {
     log.info({ successor: pid }, 'a successor agent asks for the sockets: handing over');
