@@ -36,7 +36,7 @@ import { ObjectStore } from '../store/index.js';
 import { ExecDelegate } from './delegate.js';
 import { EndpointRegistry } from './endpoints.js';
 import { endpointKey, PolicyEngine, runSliced, SLICE_MS } from './policy-engine.js';
-import { HandoverError, probeHandover, requestHandover, serveHandover, serverFd, type HeldListener, type Inherited } from './handover.js';
+import { HandoverError, probeHandover, requestHandover, serveHandover, handleFd, type HeldListener, type Inherited } from './handover.js';
 import { parseListenAddr, serveHealth } from './health.js';
 import { NodeAddresses } from './node-addresses.js';
 import { NodeLinks } from './node-links.js';
@@ -832,7 +832,7 @@ export class Agent {
     const held: HeldListener[] = [];
     try {
       for (const l of this.#fqdn.listeners()) held.push({ role: 'dns', type: l.type, address: l.address, port: l.port, fd: n.fdDup(l.fd) });
-      const healthFd = this.#health && serverFd(this.#health);
+      const healthFd = this.#health && handleFd(this.#health);
       if (this.#cfg.metricsAddr && healthFd !== undefined) held.push({ role: 'health', type: 'tcp', ...healthListener(this.#cfg.metricsAddr), fd: n.fdDup(healthFd) });
     } catch (err) {
       for (const h of held) n.fdClose(h.fd);

@@ -43,11 +43,16 @@ export class HandoverError extends Error {
 
 const same = (a: ListenerDesc, b: ListenerDesc): boolean => a.role === b.role && a.type === b.type && a.address === b.address && a.port === b.port;
 
-/** The fd under a listening net.Server (Node keeps it on its handle). */
-export function serverFd(server: Server): number | undefined {
-  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+/** The fd under a net.Server or net.Socket (Node keeps it on its handle). */
+export function handleFd(handle: Server | Socket): number | undefined {
+  const fd = (handle as unknown as { _handle?: { fd?: number } })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }
+
+/** A listener as the other agent is told of it (its fd travels beside the message). */
+const describe = ({ fd: _fd, ...d }: HeldListener): ListenerDesc => d;
+
+const REQUEST_LINE = new RegExp(`^${REQUEST} (?:probe|pid=(\\d+))$`);
 
 /** What a successor received: each listener taken at most once, the rest closed. */
 export class Inherited {
@@ -61,7 +66,7 @@ export class Inherited {
   }
 
   get descs(): ListenerDesc[] {
-    return this.#left.map(({ fd: _fd, ...d }) => d);
+    return this.#left.map(describe);
   }
 
   /** The fd of the listener `want` describes (now the caller's), if it was handed over. */
@@ -172,7 +177,7 @@ export async function serveHandover(runDir: string, hooks: HandoverHooks, log: L
       if (nl < 0) return;
       sock.removeAllListeners('data');
       sock.setTimeout(0);
-      const m = new RegExp(`^${REQUEST} (?:probe|pid=(\\d+))$`).exec(line.slice(0, nl));
+      const m = REQUEST_LINE.exec(line.slice(0, nl));
       if (!m) return void answerOrDrop(sock, { error: 'not a handover request' });
       if (m[1] === undefined) return void answerOrDrop(sock, { pid: process.pid, busy });
       if (busy) return void answerOrDrop(sock, { error: 'a handover is already under way' });
@@ -181,8 +186,8 @@ export async function serveHandover(runDir: string, hooks: HandoverHooks, log: L
     });
   });
   const answer = (sock: Socket, msg: object, fds: number[]): void => {
-    const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0) throw new Error('the handover connection has no fd');
+    const fd = handleFd(sock);
+    if (fd === undefined) throw new Error('the handover connection has no fd');
     native().handoverSend(fd, `${JSON.stringify(msg)}\n`, fds);
     sock.end();
   };
@@ -203,16 +208,12 @@ export async function serveHandover(runDir: string, hooks: HandoverHooks, log: L
     } catch (err) {
       busy = false;
       log.error({ err, successor: pid }, 'cannot hand over; serving on');
-      try {
-        answer(sock, { error: `the agent cannot hand over: ${(err as Error).message}` }, []);
-      } catch {
-        sock.destroy();
-      }
+      answerOrDrop(sock, { error: `the agent cannot hand over: ${(err as Error).message}` });
       return;
     }
     let ok = true;
     try {
-      answer(sock, { pid: process.pid, listeners: held.map(({ fd: _fd, ...d }) => d) }, held.map((h) => h.fd));
+      answer(sock, { pid: process.pid, listeners: held.map(describe) }, held.map((h) => h.fd));
     } catch (err) {
       ok = false;
       log.error({ err, successor: pid }, 'the sockets could not be sent to the successor');

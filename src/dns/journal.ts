@@ -11,7 +11,7 @@
 // idempotent, so whatever is in two of them only replays twice.
 import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { canonicalName } from '../policy/index.js';
+import { canonicalName, runSteps } from '../policy/index.js';
 import type { FqdnCache } from './cache.js';
 import { monoFromWall, monoNowMs, wallFromMono } from './clock.js';
 
@@ -210,9 +210,7 @@ export class FqdnJournal {
   /** Compacts now, all at once, when it has grown (or `force`): start-up and tests. */
   maybeCompact(cache: FqdnCache, force = false): boolean {
     if (!force && !this.wantsCompaction(cache)) return false;
-    const steps = this.compactSteps(cache);
-    while (!steps.next().done);
-    return true;
+    return runSteps(this.compactSteps(cache));
   }
 
   /**
