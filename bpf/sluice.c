@@ -9,7 +9,8 @@
  * for both in sluice_from_pod of the sender: its egress, then the receiver's
  * ingress as sluice_to_pod would (deliver_local), and delivered into the
  * receiver's netns with bpf_redirect_peer, past the node's stack and
- * sluice_to_pod. Anything that cannot be settled there takes the normal path.
+ * sluice_to_pod; the flow then has one conntrack entry that both pods'
+ * packets find. Anything that cannot be settled there takes the normal path.
  *
  * and one to the node's own links (not the pods'):
  *
@@ -22,9 +23,10 @@
  * show the frontend again.
  *
  * Per packet, a fixed number of lookups whatever the number of rules:
- * endpoint (hash), fragment (LRU hash, later fragments only), conntrack (2,
- * LRU hash), peer identity (hash), peer ipBlock prefix (LPM), policy (at most
- * 3, LPM). Every drop has a reason, is counted and is sent as a flow event;
+ * endpoint (hash), fragment (LRU hash, later fragments only), local pod
+ * (hash, pod egress), conntrack (LRU hash: 1 for a local flow, else at most
+ * 2), peer identity (hash), peer ipBlock prefix (LPM), policy (at most 3,
+ * LPM). Every drop has a reason, is counted and is sent as a flow event;
  * every failure drops (fail closed).
  *
  * Order matters: a packet from a pod must carry the pod's own source address
@@ -99,15 +101,30 @@ static __always_inline __u8 judge_policy(const struct sluice_endpoint *ep, __u8 
 	return SLUICE_REASON_FORWARDED;
 }
 
-/* The dropping verdict, or SLUICE_REASON_FORWARDED. *audit is set to the
- * drop reason an audit-mode policy let pass (the packet is forwarded).
- * *local is set (pod egress only) to the local pod the packet may be
- * delivered to directly: a flow allowed here by policy now, or by a
- * conntrack entry whose first packet was delivered that way. */
-static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struct tuple *t, __u8 *audit, struct sluice_local_ep **local)
+/* What verdict() leaves for handle() about a packet it forwards. */
+struct forward {
+	/* Pod egress: the local pod the packet may be delivered to directly
+	 * (deliver_local), or NULL: the normal path. */
+	struct sluice_local_ep *local;
+	__u64 now;   /* conntrack's clock, read once per packet */
+	__u8 audit;  /* the drop reason an audit-mode policy let pass, or 0 */
+	__u8 state;  /* FWD_* */
+};
+
+/* A flow conntrack knew (or nothing to record). */
+#define FWD_KNOWN 0
+/* A live local flow (its one SLUICE_CT_DIR_LOCAL entry): both pods' policies
+ * allowed its first packet; deliver it directly. */
+#define FWD_LOCAL 1
+/* A new flow the sender's egress allows, towards a local pod: deliver_local
+ * judges the receiver's ingress, then records the flow; if it hands the
+ * packet back to the normal path, the sender's own entry is made then. */
+#define FWD_NEW 2
+
+/* The dropping verdict, or SLUICE_REASON_FORWARDED (details in *fw). */
+static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struct tuple *t, struct forward *fw)
 {
 	struct sluice_endpoint *ep;
-	__u32 ct_flags = 0;
 	__u8 reason;
 	/* Parsed first so that every drop's flow event carries addresses. */
 	int parsed = parse_packet(skb, t);
@@ -151,26 +168,38 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 	if (direction == SLUICE_DIR_TO_POD && dns_for_proxy_socket(skb, t))
 		return DNS_TO_PROXY;
 
-	if (ct_lookup(skb->ifindex, direction, t, &ct_flags)) {
-		if (direction == SLUICE_DIR_FROM_POD && (ct_flags & SLUICE_CT_F_REDIRECT))
-			*local = local_candidate(t);
+	fw->now = ct_now();
+	/* Between two local pods: one lookup finds a flow delivered directly,
+	 * whichever pod sends. */
+	if (direction == SLUICE_DIR_FROM_POD) {
+		fw->local = local_candidate(t);
+		if (fw->local && ct_local_lookup(t, fw->now)) {
+			fw->state = FWD_LOCAL;
+			return SLUICE_REASON_FORWARDED;
+		}
+	}
+	/* A flow the node's stack carries stays there: one this veth knows, or
+	 * a local flow's packet on the normal path (the switch turned off since
+	 * its first packet, a fallback), which both pods' policies allowed. */
+	if (ct_lookup(skb->ifindex, direction, t, fw->now) || (!fw->local && ct_local_lookup(t, fw->now))) {
+		fw->local = NULL;
 		return SLUICE_REASON_FORWARDED;
 	}
 
-	reason = judge_policy(ep, direction, t, audit);
+	reason = judge_policy(ep, direction, t, &fw->audit);
 	if (reason != SLUICE_REASON_FORWARDED)
 		return reason;
 	/* Recorded even when not isolated in this direction: the replies come
 	 * back through the other direction, which may be. One flow event per new
-	 * flow (not per packet). A flow to a local pod is marked: only its
-	 * packets may be delivered directly later. */
-	if (direction == SLUICE_DIR_FROM_POD)
-		*local = local_candidate(t);
-	ct_create(skb->ifindex, direction, t, *local ? SLUICE_CT_F_REDIRECT : 0);
+	 * flow (not per packet). */
+	if (fw->local)
+		fw->state = FWD_NEW;
+	else
+		ct_create(skb->ifindex, direction, t, fw->now);
 	if (t->frag == FRAG_FIRST)
 		frag_record(skb->ifindex, direction, t);
-	if (*audit)
-		send_flow_event(skb, t, *audit, direction, SLUICE_EVENT_F_AUDIT);
+	if (fw->audit)
+		send_flow_event(skb, t, fw->audit, direction, SLUICE_EVENT_F_AUDIT);
 	else
 		send_flow_event(skb, t, SLUICE_REASON_FORWARDED, direction, 0);
 	return SLUICE_REASON_FORWARDED;
@@ -180,19 +209,21 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 #define LOCAL_FALLBACK (-1)
 
 /*
- * A packet from a pod, allowed by its egress, for local pod `dst`: judged
- * here by dst's ingress exactly as sluice_to_pod would (conntrack at dst's
- * veth, its flags and policy, audit, a conntrack entry, counters and flow
- * events under dst's veth and the to-pod direction), then delivered into
- * dst's netns. Whatever cannot be settled here (no or a foreign endpoint
- * entry, a disabled endpoint, a flow dst's conntrack has from the normal
- * path) returns LOCAL_FALLBACK: sluice_to_pod then judges it as ever.
+ * A packet from a pod, allowed by its egress, for local pod fw->local. A new
+ * flow (FWD_NEW) is judged here by the receiver's ingress exactly as
+ * sluice_to_pod would (its flags and policy, audit, counters and flow events
+ * under its veth and the to-pod direction) and recorded as a local flow; a
+ * live local flow (FWD_LOCAL) was judged so at its first packet. The packet
+ * is then delivered into the receiver's netns. Whatever cannot be settled
+ * here (no or a foreign endpoint entry, a disabled endpoint, a flow the
+ * receiver's veth knows from the normal path) returns LOCAL_FALLBACK:
+ * sluice_to_pod then judges it as ever.
  */
-static __always_inline int deliver_local(struct __sk_buff *skb, const struct tuple *t, const struct sluice_local_ep *dst)
+static __always_inline int deliver_local(struct __sk_buff *skb, const struct tuple *t, const struct forward *fw)
 {
+	const struct sluice_local_ep *dst = fw->local;
 	__u32 to = dst->ifindex;
 	struct sluice_endpoint *ep;
-	__u32 ct_flags = 0;
 	__u8 audit = 0, reason;
 
 	if (to == skb->ifindex)
@@ -203,17 +234,16 @@ static __always_inline int deliver_local(struct __sk_buff *skb, const struct tup
 	/* A stale index entry (its veth's ifindex now another pod's) is never followed. */
 	if (t->family == 4 ? !addr_eq(t->daddr, ep->addr4, 4) : !addr_eq(t->daddr, ep->addr6, 16))
 		return LOCAL_FALLBACK;
-	if (ct_lookup(to, SLUICE_DIR_TO_POD, t, &ct_flags)) {
-		if (!(ct_flags & SLUICE_CT_F_REDIRECT))
+	if (fw->state == FWD_NEW) {
+		if (ct_lookup(to, SLUICE_DIR_TO_POD, t, fw->now))
 			return LOCAL_FALLBACK;
-	} else {
 		reason = judge_policy(ep, SLUICE_DIR_TO_POD, t, &audit);
 		if (reason != SLUICE_REASON_FORWARDED) {
 			metrics_account(reason, SLUICE_DIR_TO_POD, 0, skb->len);
 			send_flow_event_at(to, t, reason, SLUICE_DIR_TO_POD, 0);
 			return TC_ACT_SHOT;
 		}
-		ct_create(to, SLUICE_DIR_TO_POD, t, SLUICE_CT_F_REDIRECT);
+		ct_local_create(t, fw->now);
 		if (audit)
 			send_flow_event_at(to, t, audit, SLUICE_DIR_TO_POD, SLUICE_EVENT_F_AUDIT);
 		else
@@ -234,9 +264,8 @@ static __always_inline int deliver_local(struct __sk_buff *skb, const struct tup
 static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 {
 	struct tuple t = {};
-	struct sluice_local_ep *local = NULL;
-	__u8 audit = 0;
-	__u8 reason = verdict(skb, direction, &t, &audit, &local);
+	struct forward fw = {};
+	__u8 reason = verdict(skb, direction, &t, &fw);
 	int ret;
 
 	if (reason == DNS_TO_PROXY) {
@@ -244,15 +273,17 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 		return dns_to_proxy_via_lo(skb);
 	}
 	/* An audited packet counts under its would-be drop reason only. */
-	if (audit)
-		metrics_account(audit, direction, 1, skb->len);
+	if (fw.audit)
+		metrics_account(fw.audit, direction, 1, skb->len);
 	else
 		metrics_account(reason, direction, 0, skb->len);
 	if (reason == SLUICE_REASON_FORWARDED) {
-		if (local) {
-			ret = deliver_local(skb, &t, local);
+		if (fw.local) {
+			ret = deliver_local(skb, &t, &fw);
 			if (ret != LOCAL_FALLBACK)
 				return ret;
+			if (fw.state == FWD_NEW)
+				ct_create(skb->ifindex, direction, &t, fw.now);
 		}
 		/* A local resolver pod's answer to the proxy's socket: before
 		 * routing, so the mark alone sends it to the socket. */

@@ -67,26 +67,35 @@ static __always_inline void ct_refresh(struct sluice_ct_value *v, const struct t
 	v->expires_ns = now + ct_lifetime(t, flags);
 }
 
-/* 1 if the packet belongs to a flow already allowed at this point; *flags
- * (if not NULL) gets the entry's SLUICE_CT_F_* after this packet. */
-static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct tuple *t, __u32 *flags)
+/* The clock of conntrack deadlines, read once per packet: the coarse
+ * monotonic clock (no TSC read, which a VM may trap) is exact enough for
+ * timeouts of seconds. */
+static __always_inline __u64 ct_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
+/* A SYN without ACK opens a new connection, even on the 5-tuple of one that
+ * just closed (its entry lingers for CT_TCP_CLOSE_TIMEOUT): it is always
+ * judged by policy, never waved through by an old entry. */
+static __always_inline int ct_opens(const struct tuple *t)
+{
+	return t->protocol == IPPROTO_TCP && (t->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+}
+
+/* 1 if the packet belongs to a flow already allowed at this point (the
+ * entry refreshed by it). */
+static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct tuple *t, __u64 now)
 {
 	struct sluice_ct_key key;
 	struct sluice_ct_value *v;
-	__u64 now = bpf_ktime_get_ns();
 
-	/* A SYN without ACK opens a new connection, even on the 5-tuple of one
-	 * that just closed (its entry lingers for CT_TCP_CLOSE_TIMEOUT): it is
-	 * always judged by policy, never waved through by an old entry. */
-	if (t->protocol == IPPROTO_TCP && (t->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+	if (ct_opens(t))
 		return 0;
-
 	ct_key_fill(&key, ifindex, direction, t, 0);
 	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
 	if (v && v->expires_ns > now) {
 		ct_refresh(v, t, 0, now);
-		if (flags)
-			*flags = v->flags;
 		return 1;
 	}
 	/* A reply: the flow was opened in the other direction. */
@@ -94,25 +103,84 @@ static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct
 	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
 	if (v && v->expires_ns > now) {
 		ct_refresh(v, t, 1, now);
-		if (flags)
-			*flags = v->flags;
 		return 1;
 	}
 	return 0;
 }
 
-/* extra: SLUICE_CT_F_REDIRECT for a flow delivered with bpf_redirect_peer. */
-static __always_inline void ct_create(__u32 ifindex, __u8 direction, const struct tuple *t, __u32 extra)
+/* extra: more SLUICE_CT_F_* for the new entry. */
+static __always_inline void ct_store(const struct sluice_ct_key *key, const struct tuple *t, __u64 now, __u32 extra)
 {
-	struct sluice_ct_key key;
 	struct sluice_ct_value v = {};
 
-	ct_key_fill(&key, ifindex, direction, t, 0);
-	ct_refresh(&v, t, 0, bpf_ktime_get_ns());
+	ct_refresh(&v, t, 0, now);
 	if (t->protocol == IPPROTO_TCP && (t->tcp_flags & TCP_FLAG_SYN))
 		v.flags |= SLUICE_CT_F_SYN;
 	v.flags |= extra;
 	/* LRU: an insert never fails for lack of room (the oldest goes). */
-	bpf_map_update_elem(&sluice_ct_v1, &key, &v, BPF_ANY);
+	bpf_map_update_elem(&sluice_ct_v1, key, &v, BPF_ANY);
+}
+
+static __always_inline void ct_create(__u32 ifindex, __u8 direction, const struct tuple *t, __u64 now)
+{
+	struct sluice_ct_key key;
+
+	ct_key_fill(&key, ifindex, direction, t, 0);
+	ct_store(&key, t, now, 0);
+}
+
+/*
+ * A local flow's key (SLUICE_CT_DIR_LOCAL): the two endpoints in a fixed
+ * order, the lower (address, port) as saddr/sport, so both pods' packets
+ * make the same key. Returns 1 when the packet comes from the higher one.
+ * The order only has to be total, not numeric: the addresses compare as two
+ * 64-bit words each.
+ */
+static __always_inline int ct_local_key(struct sluice_ct_key *k, const struct tuple *t)
+{
+	__u64 s0, s1, d0, d1;
+	int hi;
+
+	__builtin_memcpy(&s0, t->saddr, 8);
+	__builtin_memcpy(&s1, t->saddr + 8, 8);
+	__builtin_memcpy(&d0, t->daddr, 8);
+	__builtin_memcpy(&d1, t->daddr + 8, 8);
+	if (s0 != d0)
+		hi = s0 > d0;
+	else if (s1 != d1)
+		hi = s1 > d1;
+	else
+		hi = t->sport_be > t->dport_be;
+	ct_key_fill(k, 0, SLUICE_CT_DIR_LOCAL, t, hi);
+	return hi;
+}
+
+/* 1 if the packet belongs to a live local flow (refreshed by it). A SYN
+ * never does: it is judged as a new connection. */
+static __always_inline int ct_local_lookup(const struct tuple *t, __u64 now)
+{
+	struct sluice_ct_key key;
+	struct sluice_ct_value *v;
+	int from_hi;
+
+	if (ct_opens(t))
+		return 0;
+	from_hi = ct_local_key(&key, t);
+	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
+	if (!v || v->expires_ns <= now)
+		return 0;
+	/* A reply comes from the side that did not open the flow. */
+	ct_refresh(v, t, from_hi != !!(v->flags & SLUICE_CT_F_INIT_HI), now);
+	return 1;
+}
+
+/* The one entry of a local flow whose first packet is `t` (both pods'
+ * policies allowed it). */
+static __always_inline void ct_local_create(const struct tuple *t, __u64 now)
+{
+	struct sluice_ct_key key;
+	int from_hi = ct_local_key(&key, t);
+
+	ct_store(&key, t, now, from_hi ? SLUICE_CT_F_INIT_HI : 0);
 }
 #endif

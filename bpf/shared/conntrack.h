@@ -10,26 +10,35 @@
 #define SLUICE_CT_F_FIN_REV  (1U << 2)
 #define SLUICE_CT_F_RST      (1U << 3)
 #define SLUICE_CT_F_ESTABLISHED (1U << 4)
-/* The flow's first packet was judged for both pods in sluice_from_pod and
- * delivered with bpf_redirect_peer: only a flow whose entries carry it on
- * both sides is redirected later (one the host's stack saw first, and may
- * have translated, keeps going through the stack). */
-#define SLUICE_CT_F_REDIRECT (1U << 5)
+/* A local flow's entry (SLUICE_CT_DIR_LOCAL): the side that opened the flow
+ * is the key's daddr/dport side (see ct_local_key()). */
+#define SLUICE_CT_F_INIT_HI  (1U << 6)
+
+/*
+ * The direction of a local flow's one entry: a flow between two of this
+ * node's pods whose first packet was judged for both pods in sluice_from_pod
+ * and delivered with bpf_redirect_peer. Its key has ifindex 0 and the two
+ * endpoints in a fixed order (the lower address/port first), so either pod's
+ * packets find it with one lookup; only such a flow is redirected later (one
+ * the host's stack saw first, and may have translated, keeps going through
+ * the stack).
+ */
+#define SLUICE_CT_DIR_LOCAL  2
 
 struct sluice_ct_key {
-	__u32 ifindex;   /* host veth of the endpoint */
-	__u8 direction;  /* direction of the packet that opened the flow */
+	__u32 ifindex;   /* host veth of the endpoint; 0 for SLUICE_CT_DIR_LOCAL */
+	__u8 direction;  /* direction of the packet that opened the flow, or SLUICE_CT_DIR_LOCAL */
 	__u8 family;
 	__u8 protocol;
 	__u8 pad;        /* must be zero */
-	__u8 saddr[16];  /* as in the opening packet */
+	__u8 saddr[16];  /* as in the opening packet (SLUICE_CT_DIR_LOCAL: the lower endpoint) */
 	__u8 daddr[16];
 	__u16 sport_be;  /* ICMP echo: the identifier as sport, 0 as dport */
 	__u16 dport_be;
 };
 
 struct sluice_ct_value {
-	__u64 expires_ns; /* bpf_ktime_get_ns() deadline */
+	__u64 expires_ns; /* bpf_ktime_get_coarse_ns() deadline (CLOCK_MONOTONIC, jiffy resolution) */
 	__u32 flags;      /* SLUICE_CT_F_* */
 	__u32 pad;
 };

@@ -164,6 +164,7 @@ const CHECKED_PREFIXES: Record<string, string> = {
   // Conntrack state bits: the kernel sets and reads them; userspace never
   // decodes a conntrack value's flags.
   SLUICE_CT_F_: 'kernel-only',
+  SLUICE_CT_DIR_LOCAL: 'kernel-only, apart from the directions (below)',
 };
 
 /** C expressions over the structs, evaluated by the C compiler. */
@@ -256,6 +257,12 @@ describe('shared constants', () => {
 
   it('directions: SLUICE_DIR_* are the metrics codec DIR_* (flow events and policy keys use the same)', () => {
     expect(definesWithPrefix(defines, 'SLUICE_DIR_')).toEqual(exportsWithPrefix(metricsCodec, 'DIR_'));
+    // A local flow's conntrack key never meets a per-veth one: conntrack
+    // looks replies up with the direction flipped (direction ^ 1).
+    const local = defines.get('SLUICE_CT_DIR_LOCAL')?.value;
+    const dirs = Object.values(definesWithPrefix(defines, 'SLUICE_DIR_')).map(Number);
+    expect(local).toBeTypeOf('number');
+    expect(dirs.flatMap((d) => [d, d ^ 1])).not.toContain(local);
     expect(Object.keys(exportsWithPrefix(metricsCodec, 'DIR_')).sort()).toEqual(['FROM_POD', 'TO_POD']);
   });
 });

@@ -8,7 +8,8 @@
 // under ingress and reported as the receiver's flow. With the switch off,
 // the same traffic crosses FORWARD again. Pods from the real sluice-cni;
 // real TCP, UDP and ICMP, IPv4 and IPv6.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import type { Reply } from '../../src/api/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/cli/client.js';
@@ -71,10 +72,15 @@ function forwarded(): number {
   return n;
 }
 
-/** One TCP connection with a request and its echo: the local port, or 'ERR'. */
-function talk(from: string, ip: string, port = 8080): string {
+/**
+ * One TCP connection with a request and its echo: the local port, or 'ERR'.
+ * With `sport`, from that source port, closed with a RST (no TIME_WAIT: the
+ * same 5-tuple can connect again at once).
+ */
+function talk(from: string, ip: string, port = 8080, sport?: number): string {
   const fam = ip.includes(':') ? 'socket.AF_INET6' : 'socket.AF_INET';
-  const r = spawnSync('nsenter', [`--net=${pods[from]!.path}`, 'python3', '-c', `import socket;s=socket.socket(${fam});s.settimeout(1)
+  const bind = sport ? `s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack('ii',1,0));s.bind(('',${sport}))` : 'pass';
+  const r = spawnSync('nsenter', [`--net=${pods[from]!.path}`, 'python3', '-c', `import socket,struct;s=socket.socket(${fam});s.settimeout(1);${bind}
 try:
   s.connect(('${ip}',${port}));s.sendall(b'x'*100000+b'\\n');got=b''
   while len(got)<100001:
@@ -84,6 +90,36 @@ try:
   print(s.getsockname()[1] if len(got)==100001 else 'SHORT')
 except OSError as e: print('ERR', e.errno or type(e).__name__)`], { encoding: 'utf8', timeout: 5000 });
   return r.stdout.trim();
+}
+
+/**
+ * A TCP connection held open from a pod: each roundTrip() sends a line and
+ * waits (2 s at most) for its echo; false once the connection failed.
+ */
+function holdConnection(from: string, ip: string, port = 8080): { roundTrip(): Promise<boolean>; close(): void } {
+  const child = spawn('nsenter', [`--net=${pods[from]!.path}`, 'python3', '-u', '-c', `import socket,sys
+s=socket.create_connection(('${ip}',${port}),timeout=2)
+for line in sys.stdin:
+  try:
+    s.sendall(b'ping\\n');got=b''
+    while len(got)<5:
+      d=s.recv(64)
+      if not d: raise OSError('closed')
+      got+=d
+    print('ok')
+  except OSError as e:
+    print('ERR', e);break`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  return {
+    async roundTrip() {
+      child.stdin!.write('\n');
+      const next = await lines.next();
+      return !next.done && next.value === 'ok';
+    },
+    close() {
+      child.kill();
+    },
+  };
 }
 
 /** The TTL (hop limit) of an echo reply from `ip`, as the pod sees it. */
@@ -177,5 +213,42 @@ describe.skipIf(!isRoot)('local delivery: pod to pod on one node skips the node 
     const again = forwarded();
     expect(talk('other', v4.web!)).toMatch(/^\d+$/);
     expect(forwarded()).toBe(again);
+  });
+  it('a new connection on the 5-tuple of a closed local flow is judged again', async () => {
+    const sport = 40123;
+    expect(talk('other', v4.web!, 8080, sport)).toBe(String(sport));
+    // Its conntrack entry lingers (closing); web now admits no one.
+    node.writeManifest('policy.yaml', WEB_INGRESS.replace('app: other', 'app: nobody'));
+    try {
+      await until('web closed to other', () => talk('other', v4.web!).startsWith('ERR'));
+      expect(talk('other', v4.web!, 8080, sport)).toMatch(/^ERR/);
+    } finally {
+      node.writeManifest('policy.yaml', WEB_INGRESS);
+      await until('web open to other again', () => /^\d+$/.test(talk('other', v4.web!)));
+    }
+  });
+
+  it('connections open when the policy and then the switch change keep working', async () => {
+    const held = [holdConnection('other', v4.web!), holdConnection('other', v6.web!)];
+    try {
+      for (const h of held) expect(await h.roundTrip()).toBe(true);
+      // web admits no one now: new connections fail, established ones stay open.
+      node.writeManifest('policy.yaml', WEB_INGRESS.replace('app: other', 'app: nobody'));
+      await until('web closed to other', () => talk('other', v4.web!).startsWith('ERR'));
+      for (const h of held) expect(await h.roundTrip()).toBe(true);
+      // Their packets now take the node's stack, where web's veth knows
+      // nothing of them: their one local entry still carries them.
+      node.opts.extraArgs = ['--datapath-redirect', 'false'];
+      await node.start();
+      for (const h of held) expect(await h.roundTrip()).toBe(true);
+      node.opts.extraArgs = ['--datapath-redirect', 'true'];
+      await node.start();
+      for (const h of held) expect(await h.roundTrip()).toBe(true);
+      expect(talk('other', v4.web!)).toMatch(/^ERR/);
+    } finally {
+      for (const h of held) h.close();
+      node.opts.extraArgs = ['--datapath-redirect', 'true'];
+      node.writeManifest('policy.yaml', WEB_INGRESS);
+    }
   });
 });
