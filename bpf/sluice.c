@@ -15,7 +15,9 @@
  * and one to the node's own links (not the pods'):
  *
  *   sluice_from_node tc ingress: marks resolvers' answers to the DNS proxy's
- *                    per-pod sockets, and passes everything on untouched
+ *                    per-pod sockets; delivers routed flows' packets into
+ *                    the node's pods (bpf/lib/routed.h); passes everything
+ *                    else on untouched
  *
  * and, on the cgroup v2 root, Service translation for this node's pods'
  * sockets (bpf/lib/lb.h): sluice_lb_connect4/6, sluice_lb_sendmsg4/6 rewrite a
@@ -53,6 +55,7 @@
 #include "lib/dns.h"
 #include "lib/lb.h"
 #include "lib/local.h"
+#include "lib/routed.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -120,11 +123,18 @@ struct forward {
  * judges the receiver's ingress, then records the flow; if it hands the
  * packet back to the normal path, the sender's own entry is made then. */
 #define FWD_NEW 2
+/* A routed flow (SLUICE_CT_F_ROUTED) from or to a pod of another node: sent
+ * out of the node's link (routed_send). */
+#define FWD_ROUTED 3
+/* A new flow the sender's egress allows that may be routed
+ * (routed_candidate): its entry is made once routed_send has decided. */
+#define FWD_NEW_ROUTED 4
 
 /* The dropping verdict, or SLUICE_REASON_FORWARDED (details in *fw). */
 static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struct tuple *t, struct forward *fw)
 {
 	struct sluice_endpoint *ep;
+	__u32 ct_flags = 0;
 	__u8 reason;
 	/* Parsed first so that every drop's flow event carries addresses. */
 	int parsed = parse_packet(skb, t);
@@ -178,13 +188,18 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 			return SLUICE_REASON_FORWARDED;
 		}
 	}
-	/* A flow the node's stack carries stays there: one this veth knows, or
-	 * a local flow's packet on the normal path (the switch turned off since
-	 * its first packet, a fallback), which both pods' policies allowed. */
-	if (ct_lookup(skb->ifindex, direction, t, fw->now) || (!fw->local && ct_local_lookup(t, fw->now))) {
+	/* A flow this veth knows: a routed one leaves the node directly, any
+	 * other stays on the node's stack. */
+	if (ct_lookup(skb->ifindex, direction, t, fw->now, &ct_flags)) {
 		fw->local = NULL;
+		if (direction == SLUICE_DIR_FROM_POD && (ct_flags & SLUICE_CT_F_ROUTED) && redirect_enabled())
+			fw->state = FWD_ROUTED;
 		return SLUICE_REASON_FORWARDED;
 	}
+	/* A local flow's packet on the normal path (the switch turned off since
+	 * its first packet, a fallback): both pods' policies allowed it. */
+	if (!fw->local && ct_local_lookup(t, fw->now))
+		return SLUICE_REASON_FORWARDED;
 
 	reason = judge_policy(ep, direction, t, &fw->audit);
 	if (reason != SLUICE_REASON_FORWARDED)
@@ -194,8 +209,10 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 	 * flow (not per packet). */
 	if (fw->local)
 		fw->state = FWD_NEW;
+	else if (direction == SLUICE_DIR_FROM_POD && routed_candidate(t))
+		fw->state = FWD_NEW_ROUTED;
 	else
-		ct_create(skb->ifindex, direction, t, fw->now);
+		ct_create(skb->ifindex, direction, t, fw->now, 0);
 	if (t->frag == FRAG_FIRST)
 		frag_record(skb->ifindex, direction, t);
 	if (fw->audit)
@@ -205,60 +222,127 @@ static __always_inline __u8 verdict(struct __sk_buff *skb, __u8 direction, struc
 	return SLUICE_REASON_FORWARDED;
 }
 
-/* deliver_local(): not delivered directly; the packet takes the normal path. */
+/* deliver_local(), deliver_routed(): not delivered directly; the packet takes the normal path. */
 #define LOCAL_FALLBACK (-1)
 
-/*
- * A packet from a pod, allowed by its egress, for local pod fw->local. A new
- * flow (FWD_NEW) is judged here by the receiver's ingress exactly as
- * sluice_to_pod would (its flags and policy, audit, counters and flow events
- * under its veth and the to-pod direction) and recorded as a local flow; a
- * live local flow (FWD_LOCAL) was judged so at its first packet. The packet
- * is then delivered into the receiver's netns. Whatever cannot be settled
- * here (no or a foreign endpoint entry, a disabled endpoint, a flow the
- * receiver's veth knows from the normal path) returns LOCAL_FALLBACK:
- * sluice_to_pod then judges it as ever.
- */
-static __always_inline int deliver_local(struct __sk_buff *skb, const struct tuple *t, const struct forward *fw)
+/* The endpoint entry of local pod `dst` if a packet may be delivered into it
+ * directly: one that owns the packet's destination (a stale index entry, its
+ * veth's ifindex now another pod's, is never followed), neither disabled nor
+ * policy-failed. Else NULL: its sluice_to_pod decides. */
+static __always_inline struct sluice_endpoint *receiver(const struct tuple *t, const struct sluice_local_ep *dst)
 {
-	const struct sluice_local_ep *dst = fw->local;
-	__u32 to = dst->ifindex;
-	struct sluice_endpoint *ep;
-	__u8 audit = 0, reason;
+	struct sluice_endpoint *ep = endpoint_lookup(dst->ifindex);
 
-	if (to == skb->ifindex)
-		return LOCAL_FALLBACK;
-	ep = endpoint_lookup(to);
 	if (!ep || (ep->flags & (SLUICE_EP_F_DROP_ALL | SLUICE_EP_F_POLICY_FAILED)))
-		return LOCAL_FALLBACK;
-	/* A stale index entry (its veth's ifindex now another pod's) is never followed. */
+		return NULL;
 	if (t->family == 4 ? !addr_eq(t->daddr, ep->addr4, 4) : !addr_eq(t->daddr, ep->addr6, 16))
-		return LOCAL_FALLBACK;
-	if (fw->state == FWD_NEW) {
-		if (ct_lookup(to, SLUICE_DIR_TO_POD, t, fw->now))
-			return LOCAL_FALLBACK;
-		reason = judge_policy(ep, SLUICE_DIR_TO_POD, t, &audit);
-		if (reason != SLUICE_REASON_FORWARDED) {
-			metrics_account(reason, SLUICE_DIR_TO_POD, 0, skb->len);
-			send_flow_event_at(to, t, reason, SLUICE_DIR_TO_POD, 0);
-			return TC_ACT_SHOT;
-		}
-		ct_local_create(t, fw->now);
-		if (audit)
-			send_flow_event_at(to, t, audit, SLUICE_DIR_TO_POD, SLUICE_EVENT_F_AUDIT);
-		else
-			send_flow_event_at(to, t, SLUICE_REASON_FORWARDED, SLUICE_DIR_TO_POD, 0);
+		return NULL;
+	return ep;
+}
+
+/* A new flow into local pod `to` judged by its ingress exactly as
+ * sluice_to_pod would (its flags and policy, audit, counters and flow events
+ * under its veth and the to-pod direction): SLUICE_REASON_FORWARDED, or the
+ * drop reason (counted and reported here). The caller records the flow. */
+static __always_inline __u8 admit(struct __sk_buff *skb, const struct tuple *t, const struct sluice_endpoint *ep, __u32 to, __u8 *audit)
+{
+	__u8 reason = judge_policy(ep, SLUICE_DIR_TO_POD, t, audit);
+
+	if (reason != SLUICE_REASON_FORWARDED) {
+		metrics_account(reason, SLUICE_DIR_TO_POD, 0, skb->len);
+		send_flow_event_at(to, t, reason, SLUICE_DIR_TO_POD, 0);
+		return reason;
 	}
+	if (*audit)
+		send_flow_event_at(to, t, *audit, SLUICE_DIR_TO_POD, SLUICE_EVENT_F_AUDIT);
+	else
+		send_flow_event_at(to, t, SLUICE_REASON_FORWARDED, SLUICE_DIR_TO_POD, 0);
+	return SLUICE_REASON_FORWARDED;
+}
+
+/* Into local pod `dst`'s netns, counted under its ingress. */
+static __always_inline int into_pod(struct __sk_buff *skb, const struct tuple *t, const struct sluice_local_ep *dst, __u8 audit)
+{
 	if (local_rewrite(skb, t, dst) < 0) {
 		metrics_account(SLUICE_DROP_INTERNAL, SLUICE_DIR_TO_POD, 0, skb->len);
-		send_flow_event_at(to, t, SLUICE_DROP_INTERNAL, SLUICE_DIR_TO_POD, 0);
+		send_flow_event_at(dst->ifindex, t, SLUICE_DROP_INTERNAL, SLUICE_DIR_TO_POD, 0);
 		return TC_ACT_SHOT;
 	}
 	if (audit)
 		metrics_account(audit, SLUICE_DIR_TO_POD, 1, skb->len);
 	else
 		metrics_account(SLUICE_REASON_FORWARDED, SLUICE_DIR_TO_POD, 0, skb->len);
-	return bpf_redirect_peer(to, 0);
+	return bpf_redirect_peer(dst->ifindex, 0);
+}
+
+/*
+ * A packet from a pod, allowed by its egress, for local pod fw->local. A new
+ * flow (FWD_NEW) is judged here by the receiver's ingress (admit) and
+ * recorded as a local flow; a live local flow (FWD_LOCAL) was judged so at
+ * its first packet. The packet is then delivered into the receiver's netns.
+ * Whatever cannot be settled here (no receiver(), a flow the receiver's veth
+ * knows from the normal path) returns LOCAL_FALLBACK: sluice_to_pod then
+ * judges it as ever.
+ */
+static __always_inline int deliver_local(struct __sk_buff *skb, const struct tuple *t, const struct forward *fw)
+{
+	const struct sluice_local_ep *dst = fw->local;
+	struct sluice_endpoint *ep;
+	__u8 audit = 0;
+
+	if (dst->ifindex == skb->ifindex)
+		return LOCAL_FALLBACK;
+	ep = receiver(t, dst);
+	if (!ep)
+		return LOCAL_FALLBACK;
+	if (fw->state == FWD_NEW) {
+		if (ct_lookup(dst->ifindex, SLUICE_DIR_TO_POD, t, fw->now, NULL))
+			return LOCAL_FALLBACK;
+		if (admit(skb, t, ep, dst->ifindex, &audit) != SLUICE_REASON_FORWARDED)
+			return TC_ACT_SHOT;
+		ct_local_create(t, fw->now);
+	}
+	return into_pod(skb, t, dst, audit);
+}
+
+/*
+ * sluice_from_node: a packet from the node's link for one of this node's
+ * pods, delivered straight into it when it belongs to a routed flow
+ * (SLUICE_CT_F_ROUTED at the pod's veth), or opens one — a TCP SYN the pod's
+ * ingress admits, judged here as sluice_to_pod would. Everything else takes
+ * the node's stack (LOCAL_FALLBACK), and so does a packet claiming to come
+ * from the node itself or one of its pods, which the stack drops as a
+ * martian (and which must never pass as the node's own traffic).
+ */
+static __always_inline int deliver_routed(struct __sk_buff *skb, const struct tuple *t)
+{
+	const struct sluice_local_ep *dst = local_candidate(t);
+	struct sluice_ipcache_key src = { .family = t->family };
+	struct sluice_endpoint *ep;
+	__u32 ct_flags = 0;
+	__u8 audit = 0;
+	__u64 now;
+
+	if (!dst)
+		return LOCAL_FALLBACK;
+	ep = receiver(t, dst);
+	if (!ep)
+		return LOCAL_FALLBACK;
+	__builtin_memcpy(src.addr, t->saddr, 16);
+	if (ipcache_identity(t->family, t->saddr) == SLUICE_ID_HOST || bpf_map_lookup_elem(&sluice_local_v1, &src))
+		return LOCAL_FALLBACK;
+	now = ct_now();
+	if (ct_lookup(dst->ifindex, SLUICE_DIR_TO_POD, t, now, &ct_flags)) {
+		if (!(ct_flags & SLUICE_CT_F_ROUTED))
+			return LOCAL_FALLBACK;
+	} else {
+		if (!ct_opens(t))
+			return LOCAL_FALLBACK;
+		if (admit(skb, t, ep, dst->ifindex, &audit) != SLUICE_REASON_FORWARDED)
+			return TC_ACT_SHOT;
+		ct_create(dst->ifindex, SLUICE_DIR_TO_POD, t, now, SLUICE_CT_F_ROUTED);
+	}
+	return into_pod(skb, t, dst, audit);
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
@@ -283,7 +367,19 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 			if (ret != LOCAL_FALLBACK)
 				return ret;
 			if (fw.state == FWD_NEW)
-				ct_create(skb->ifindex, direction, &t, fw.now);
+				ct_create(skb->ifindex, direction, &t, fw.now, 0);
+		}
+		if (fw.state == FWD_ROUTED || fw.state == FWD_NEW_ROUTED) {
+			ret = routed_send(skb, &t);
+			if (fw.state == FWD_NEW_ROUTED)
+				ct_create(skb->ifindex, direction, &t, fw.now, ret == ROUTED_FALLBACK ? 0 : SLUICE_CT_F_ROUTED);
+			if (ret == ROUTED_BROKEN) {
+				metrics_account(SLUICE_DROP_INTERNAL, direction, 0, skb->len);
+				send_flow_event(skb, &t, SLUICE_DROP_INTERNAL, direction, 0);
+				return TC_ACT_SHOT;
+			}
+			if (ret != ROUTED_FALLBACK)
+				return ret;
 		}
 		/* A local resolver pod's answer to the proxy's socket: before
 		 * routing, so the mark alone sends it to the socket. */
@@ -311,17 +407,26 @@ int sluice_to_pod(struct __sk_buff *skb)
  * The node's own links, before netfilter: a resolver's answer for one of the
  * DNS proxy's per-pod sockets is marked here, so routing delivers it to the
  * socket in one pass (conntrack and kube-proxy's translations intact; the
- * lo detour of sluice_to_pod would meet conntrack a second time). Never
- * drops and never decides: TC_ACT_UNSPEC lets any filter after it run.
+ * lo detour of sluice_to_pod would meet conntrack a second time). A packet
+ * of a routed flow for one of the node's pods (--datapath-redirect) is
+ * delivered into it (deliver_routed), after the pod's ingress policy admitted
+ * the flow; that is the only decision made here. Everything else returns
+ * TC_ACT_UNSPEC, which lets any filter after it run.
  */
 SEC("tc")
 int sluice_from_node(struct __sk_buff *skb)
 {
 	struct tuple t = {};
+	int ret;
 
-	if (parse_packet(skb, &t) == PARSE_OK && dns_for_proxy_socket(skb, &t))
+	if (parse_packet(skb, &t) != PARSE_OK)
+		return TC_ACT_UNSPEC;
+	if (dns_for_proxy_socket(skb, &t)) {
 		dns_mark_to_proxy(skb);
-	return TC_ACT_UNSPEC;
+		return TC_ACT_UNSPEC;
+	}
+	ret = deliver_routed(skb, &t);
+	return ret == LOCAL_FALLBACK ? TC_ACT_UNSPEC : ret;
 }
 
 SEC("cgroup/connect4")

@@ -84,8 +84,9 @@ static __always_inline int ct_opens(const struct tuple *t)
 }
 
 /* 1 if the packet belongs to a flow already allowed at this point (the
- * entry refreshed by it). */
-static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct tuple *t, __u64 now)
+ * entry refreshed by it); *flags (if not NULL) gets the entry's
+ * SLUICE_CT_F_* after this packet. */
+static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct tuple *t, __u64 now, __u32 *flags)
 {
 	struct sluice_ct_key key;
 	struct sluice_ct_value *v;
@@ -96,6 +97,8 @@ static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct
 	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
 	if (v && v->expires_ns > now) {
 		ct_refresh(v, t, 0, now);
+		if (flags)
+			*flags = v->flags;
 		return 1;
 	}
 	/* A reply: the flow was opened in the other direction. */
@@ -103,6 +106,8 @@ static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct
 	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
 	if (v && v->expires_ns > now) {
 		ct_refresh(v, t, 1, now);
+		if (flags)
+			*flags = v->flags;
 		return 1;
 	}
 	return 0;
@@ -121,12 +126,13 @@ static __always_inline void ct_store(const struct sluice_ct_key *key, const stru
 	bpf_map_update_elem(&sluice_ct_v1, key, &v, BPF_ANY);
 }
 
-static __always_inline void ct_create(__u32 ifindex, __u8 direction, const struct tuple *t, __u64 now)
+/* extra: more SLUICE_CT_F_* (SLUICE_CT_F_ROUTED). */
+static __always_inline void ct_create(__u32 ifindex, __u8 direction, const struct tuple *t, __u64 now, __u32 extra)
 {
 	struct sluice_ct_key key;
 
 	ct_key_fill(&key, ifindex, direction, t, 0);
-	ct_store(&key, t, now, 0);
+	ct_store(&key, t, now, extra);
 }
 
 /*

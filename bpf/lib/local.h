@@ -71,14 +71,10 @@ static __always_inline struct sluice_local_ep *local_candidate(const struct tupl
 	return bpf_map_lookup_elem(&sluice_local_v1, &key);
 }
 
-/* What the forwarding stack would have done to the frame: the destination
- * pod's MACs, the hop limit decremented (IPv4 checksum fixed). 0 on success. */
-static __always_inline int local_rewrite(struct __sk_buff *skb, const struct tuple *t, const struct sluice_local_ep *dst)
+/* The hop limit decremented, as the forwarding stack would (IPv4 checksum
+ * fixed). 0 on success. */
+static __always_inline int hop_decrement(struct __sk_buff *skb, const struct tuple *t)
 {
-	__u8 macs[12];
-
-	__builtin_memcpy(macs, dst->pod_mac, 6);
-	__builtin_memcpy(macs + 6, dst->host_mac, 6);
 	if (t->family == 4) {
 		/* TTL and protocol share one 16-bit checksum word. */
 		__u16 old_word = bpf_htons(((__u16)t->hop_limit << 8) | t->protocol);
@@ -87,16 +83,29 @@ static __always_inline int local_rewrite(struct __sk_buff *skb, const struct tup
 
 		if (bpf_l3_csum_replace(skb, IPV4_CHECK_OFF, old_word, new_word, 2) < 0)
 			return -1;
-		if (bpf_skb_store_bytes(skb, IPV4_TTL_OFF, &ttl, 1, 0) < 0)
-			return -1;
-	} else {
-		__u8 hl = t->hop_limit - 1;
-
-		if (bpf_skb_store_bytes(skb, IPV6_HOPLIMIT_OFF, &hl, 1, 0) < 0)
-			return -1;
+		return bpf_skb_store_bytes(skb, IPV4_TTL_OFF, &ttl, 1, 0) < 0 ? -1 : 0;
 	}
-	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+	__u8 hl = t->hop_limit - 1;
+
+	return bpf_skb_store_bytes(skb, IPV6_HOPLIMIT_OFF, &hl, 1, 0) < 0 ? -1 : 0;
+}
+
+/* What the forwarding stack would have done to the frame: the next hop's
+ * MACs, the hop limit decremented. 0 on success. */
+static __always_inline int forward_rewrite(struct __sk_buff *skb, const struct tuple *t, const __u8 *dmac, const __u8 *smac)
+{
+	__u8 macs[12];
+
+	__builtin_memcpy(macs, dmac, 6);
+	__builtin_memcpy(macs + 6, smac, 6);
+	if (hop_decrement(skb, t) < 0)
 		return -1;
-	return 0;
+	return bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0 ? -1 : 0;
+}
+
+/* Into a local pod: its eth0 MAC, from its host veth's. */
+static __always_inline int local_rewrite(struct __sk_buff *skb, const struct tuple *t, const struct sluice_local_ep *dst)
+{
+	return forward_rewrite(skb, t, dst->pod_mac, dst->host_mac);
 }
 #endif

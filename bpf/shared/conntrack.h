@@ -10,6 +10,12 @@
 #define SLUICE_CT_F_FIN_REV  (1U << 2)
 #define SLUICE_CT_F_RST      (1U << 3)
 #define SLUICE_CT_F_ESTABLISHED (1U << 4)
+/* A flow between one of this node's pods and a pod of another node that
+ * skips this node's stack both ways: its first packet (a TCP SYN) was sent
+ * out with bpf_redirect_neigh, or delivered from the node's link into the
+ * pod with bpf_redirect_peer. Only a flow whose entry carries it is sent
+ * that way later (the stack never sees half of a flow). */
+#define SLUICE_CT_F_ROUTED   (1U << 7)
 /* A local flow's entry (SLUICE_CT_DIR_LOCAL): the side that opened the flow
  * is the key's daddr/dport side (see ct_local_key()). */
 #define SLUICE_CT_F_INIT_HI  (1U << 6)

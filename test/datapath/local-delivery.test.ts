@@ -8,14 +8,13 @@
 // under ingress and reported as the receiver's flow. With the switch off,
 // the same traffic crosses FORWARD again. Pods from the real sluice-cni;
 // real TCP, UDP and ICMP, IPv4 and IPv6.
-import { spawn, spawnSync } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { spawnSync } from 'node:child_process';
 import type { Reply } from '../../src/api/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/cli/client.js';
 import { Cleanup, podIps, TestNode, type Netns } from '../helpers/agent.js';
 import { isRoot } from '../helpers/netns.js';
-import { reach, startEchoServers } from '../helpers/servers.js';
+import { holdConnection as holdFrom, reach, startEchoServers, talk as talkFrom } from '../helpers/servers.js';
 import { until } from '../helpers/wait.js';
 
 const POD_CIDR = '10.76.0.0/24,fd00:76::/64';
@@ -72,55 +71,8 @@ function forwarded(): number {
   return n;
 }
 
-/**
- * One TCP connection with a request and its echo: the local port, or 'ERR'.
- * With `sport`, from that source port, closed with a RST (no TIME_WAIT: the
- * same 5-tuple can connect again at once).
- */
-function talk(from: string, ip: string, port = 8080, sport?: number): string {
-  const fam = ip.includes(':') ? 'socket.AF_INET6' : 'socket.AF_INET';
-  const bind = sport ? `s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack('ii',1,0));s.bind(('',${sport}))` : 'pass';
-  const r = spawnSync('nsenter', [`--net=${pods[from]!.path}`, 'python3', '-c', `import socket,struct;s=socket.socket(${fam});s.settimeout(1);${bind}
-try:
-  s.connect(('${ip}',${port}));s.sendall(b'x'*100000+b'\\n');got=b''
-  while len(got)<100001:
-    d=s.recv(65536)
-    if not d: break
-    got+=d
-  print(s.getsockname()[1] if len(got)==100001 else 'SHORT')
-except OSError as e: print('ERR', e.errno or type(e).__name__)`], { encoding: 'utf8', timeout: 5000 });
-  return r.stdout.trim();
-}
-
-/**
- * A TCP connection held open from a pod: each roundTrip() sends a line and
- * waits (2 s at most) for its echo; false once the connection failed.
- */
-function holdConnection(from: string, ip: string, port = 8080): { roundTrip(): Promise<boolean>; close(): void } {
-  const child = spawn('nsenter', [`--net=${pods[from]!.path}`, 'python3', '-u', '-c', `import socket,sys
-s=socket.create_connection(('${ip}',${port}),timeout=2)
-for line in sys.stdin:
-  try:
-    s.sendall(b'ping\\n');got=b''
-    while len(got)<5:
-      d=s.recv(64)
-      if not d: raise OSError('closed')
-      got+=d
-    print('ok')
-  except OSError as e:
-    print('ERR', e);break`], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  return {
-    async roundTrip() {
-      child.stdin!.write('\n');
-      const next = await lines.next();
-      return !next.done && next.value === 'ok';
-    },
-    close() {
-      child.kill();
-    },
-  };
-}
+const talk = (from: string, ip: string, port?: number, sport?: number) => talkFrom(pods[from]!, ip, port, sport);
+const holdConnection = (from: string, ip: string) => holdFrom(pods[from]!, ip);
 
 /** The TTL (hop limit) of an echo reply from `ip`, as the pod sees it. */
 function pingTtl(from: string, ip: string): number | undefined {

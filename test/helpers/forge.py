@@ -102,7 +102,9 @@ def main():
     ifname = sys.argv[1]
     specs = json.load(sys.stdin)
     dmac = bytes.fromhex(gateway_mac(ifname).replace(':', ''))
-    smac = bytes.fromhex(open('/sys/class/net/%s/address' % ifname).read().strip().replace(':', ''))
+    # The interface's own MAC from the netns itself (nsenter --net keeps the
+    # caller's /sys, which shows the host's interfaces).
+    smac = bytes.fromhex(json.loads(subprocess.check_output(['ip', '-j', 'link', 'show', 'dev', ifname]))[0]['address'].replace(':', ''))
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((ifname, 0))
     sent = 0

@@ -1,0 +1,86 @@
+/* Pods of other nodes (--datapath-redirect): a TCP connection between one of
+ * this node's pods and a pod of another node skips this node's stack both
+ * ways. A packet leaving the pod is routed here (bpf_fib_lookup) and sent
+ * out of the node's link with bpf_redirect or, when the next hop's MAC is not
+ * known yet, bpf_redirect_neigh; one arriving on the node's link for the pod
+ * is delivered into it with bpf_redirect_peer (sluice_from_node). Only a TCP
+ * SYN opens such a flow, and only flows whose conntrack entry carries
+ * SLUICE_CT_F_ROUTED are sent this way later: the node's netfilter and
+ * conntrack never see half of a flow (a reply the node translated, say).
+ * See docs/datapath.md. */
+#ifndef SLUICE_LIB_ROUTED_H
+#define SLUICE_LIB_ROUTED_H
+#include "common.h"
+#include "parse.h"
+#include "conntrack.h"
+#include "endpoint.h"
+#include "ipcache.h"
+#include "local.h"
+
+#define SLUICE_AF_INET 2
+#define SLUICE_AF_INET6 10
+
+/* routed_send(): not sent; the packet takes the normal path. */
+#define ROUTED_FALLBACK (-1)
+/* routed_send(): the frame was half rewritten and must be dropped. */
+#define ROUTED_BROKEN (-2)
+
+/* Whether a packet leaving a pod, allowed by its egress and for no local
+ * pod, may open a routed flow: a whole TCP SYN with a hop limit left, to a
+ * pod the ipcache knows (not the node's own addresses). */
+static __always_inline int routed_candidate(const struct tuple *t)
+{
+	if (!ct_opens(t) || t->frag != FRAG_NONE || t->hop_limit <= 1 || !redirect_enabled())
+		return 0;
+	return ipcache_identity(t->family, t->daddr) > SLUICE_ID_HOST;
+}
+
+/*
+ * The packet routed by the node's FIB as its forwarding would (the pod's
+ * host veth as the input interface) and sent out of the link the route
+ * names, with the next hop's MACs and the hop limit decremented. Only out of
+ * the node: a route to a pod's veth (one the local index does not know yet),
+ * a route that needs the stack (local, blackhole, prohibited, fragmentation
+ * needed) is ROUTED_FALLBACK.
+ */
+static __always_inline int routed_send(struct __sk_buff *skb, const struct tuple *t)
+{
+	struct bpf_fib_lookup fib = {};
+	struct bpf_redir_neigh nh = {};
+	long rc;
+
+	fib.ifindex = skb->ifindex;
+	fib.l4_protocol = t->protocol;
+	fib.sport = t->sport_be;
+	fib.dport = t->dport_be;
+	if (t->family == 4) {
+		fib.family = SLUICE_AF_INET;
+		__builtin_memcpy(&fib.ipv4_src, t->saddr, 4);
+		__builtin_memcpy(&fib.ipv4_dst, t->daddr, 4);
+	} else {
+		fib.family = SLUICE_AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, t->saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, t->daddr, 16);
+	}
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return ROUTED_FALLBACK;
+	if (fib.ifindex == skb->ifindex || endpoint_lookup(fib.ifindex))
+		return ROUTED_FALLBACK;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (forward_rewrite(skb, t, fib.dmac, fib.smac) < 0)
+			return ROUTED_BROKEN;
+		return bpf_redirect(fib.ifindex, 0);
+	}
+	/* The next hop (the gateway, or the destination itself) is resolved
+	 * by the neighbour subsystem, which also fills in the MACs. */
+	if (hop_decrement(skb, t) < 0)
+		return ROUTED_BROKEN;
+	nh.nh_family = fib.family;
+	if (t->family == 4)
+		nh.ipv4_nh = fib.ipv4_dst;
+	else
+		__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
+	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+}
+#endif

@@ -1,0 +1,203 @@
+// Pods on two nodes (--datapath-redirect, issue 18): a TCP connection between
+// a pod of one node and a pod of another skips both nodes' stacks. Its
+// packets leave the sending pod's node with bpf_redirect/bpf_redirect_neigh
+// after the FIB lookup (sluice_from_pod) and enter the receiving pod from the
+// node's link with bpf_redirect_peer (sluice_from_node), after the receiving
+// pod's ingress policy admitted the flow there. Seen by counting rules in
+// both nodes' FORWARD chains (every forwarded TCP packet between the pods
+// crosses them on the normal path), while policy still decides: a denied SYN
+// is dropped on the receiving node with its reason, counter and flow event.
+// Two real agents in standalone mode, one per node netns, the nodes joined by
+// one link with direct routes to each other's pod CIDRs (as --routing direct
+// makes them in Kubernetes mode); pods from the real sluice-cni.
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Reply } from '../../src/api/index.js';
+import { callAgent } from '../../src/cli/client.js';
+import { Cleanup, podIps, TestNode, uniqueName, type Netns } from '../helpers/agent.js';
+import { isRoot, sh } from '../helpers/netns.js';
+import { holdConnection, reach, startEchoServers, talk } from '../helpers/servers.js';
+import { until } from '../helpers/wait.js';
+
+const FORGE = new URL('../helpers/forge.py', import.meta.url).pathname;
+
+const NODES = {
+  n1: { podCidr: '10.78.1.0/24,fd00:78:1::/64', nodeIp: '10.78.255.1/32', link: ['10.78.254.1', 'fd00:78:254::1'] },
+  n2: { podCidr: '10.78.2.0/24,fd00:78:2::/64', nodeIp: '10.78.255.2/32', link: ['10.78.254.2', 'fd00:78:254::2'] },
+} as const;
+type NodeName = keyof typeof NODES;
+
+/** client and other on n1, web on n2; web admits app=client only. */
+const PLACEMENT: Record<string, NodeName> = { client: 'n1', other: 'n1', web: 'n2' };
+
+const POLICY = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: web-ingress, namespace: rd }
+spec:
+  podSelector: { matchLabels: { app: web } }
+  ingress: [ { from: [ { podSelector: { matchLabels: { app: client } } } ] } ]
+`;
+
+type FlowRow = Reply<'flows'>[number];
+type MetricRow = Reply<'metrics'>[number];
+
+const cleanup = new Cleanup();
+const nodes = {} as Record<NodeName, TestNode>;
+const links = {} as Record<NodeName, string>;
+const pods: Record<string, Netns> = {};
+const v4: Record<string, string> = {};
+const v6: Record<string, string> = {};
+
+/** The pods as each node's manifests list them: its own by name, the other node's with their addresses. */
+function podsYaml(self: NodeName): string {
+  const docs = ['apiVersion: v1\nkind: Namespace\nmetadata: { name: rd }\n'];
+  for (const [name, at] of Object.entries(PLACEMENT)) {
+    const status = at === self ? '' : `status: { podIPs: [ { ip: "${v4[name]}" }, { ip: "${v6[name]}" } ] }\n`;
+    docs.push(`apiVersion: v1\nkind: Pod\nmetadata: { name: ${name}, namespace: rd, labels: { app: ${name} } }\nspec: { nodeName: ${at} }\n${status}`);
+  }
+  return docs.join('---\n');
+}
+
+/** TCP packets between pod addresses a node's FORWARD chain saw (both families). */
+function forwardedTcp(node: NodeName): number {
+  let n = 0;
+  for (const tool of ['iptables', 'ip6tables']) {
+    const out = nodes[node].ns.exec(tool, ['-w', '-L', 'FORWARD', '-v', '-n', '-x']);
+    for (const line of out.split('\n')) if (line.includes('sluice-test-routed')) n += Number(line.trim().split(/\s+/)[0]);
+  }
+  return n;
+}
+const forwardedBoth = () => forwardedTcp('n1') + forwardedTcp('n2');
+
+async function counted(node: NodeName, reason: string, direction: string): Promise<number> {
+  const rows = (await callAgent(nodes[node].runDir, 'metrics')) as MetricRow[];
+  return rows.filter((r) => r.reason === reason && r.direction === direction && !r.audit).reduce((n, r) => n + Number(r.packets), 0);
+}
+const flows = async (node: NodeName, verdict: string): Promise<FlowRow[]> => (await callAgent(nodes[node].runDir, 'flows', { verdict })) as FlowRow[];
+
+async function restartBoth(redirect: boolean): Promise<void> {
+  for (const n of Object.values(nodes)) {
+    n.opts.extraArgs = [...n.opts.extraArgs!.filter((a, i, all) => a !== '--datapath-redirect' && all[i - 1] !== '--datapath-redirect'), '--datapath-redirect', String(redirect)];
+    await n.start(); // a handover
+  }
+}
+
+describe.skipIf(!isRoot)('routed delivery: pod to pod across two nodes skips both nodes\' stacks, policy judged', () => {
+  beforeAll(async () => {
+    for (const name of ['n1', 'n2'] as const) {
+      const { podCidr, nodeIp } = NODES[name];
+      nodes[name] = new TestNode(cleanup, { podCidr, nodeIp, extraArgs: ['--node-name', name, '--datapath-redirect', 'true'] });
+    }
+    // The link between the nodes, before the agents start (they attach sluice_from_node to it).
+    links.n1 = uniqueName('rl');
+    links.n2 = uniqueName('rl');
+    sh('ip', ['-n', nodes.n1.ns.name, 'link', 'add', links.n1, 'type', 'veth', 'peer', 'name', links.n2, 'netns', nodes.n2.ns.name]);
+    for (const [self, peer] of [['n1', 'n2'], ['n2', 'n1']] as const) {
+      const ns = nodes[self].ns;
+      ns.exec('ip', ['link', 'set', links[self], 'up']);
+      ns.exec('ip', ['addr', 'add', `${NODES[self].link[0]}/24`, 'dev', links[self]]);
+      ns.exec('ip', ['addr', 'add', `${NODES[self].link[1]}/64`, 'dev', links[self], 'nodad']);
+      const [peer4, peer6] = NODES[peer].podCidr.split(',');
+      ns.exec('ip', ['route', 'add', peer4!, 'via', NODES[peer].link[0]]);
+      ns.exec('ip', ['-6', 'route', 'add', peer6!, 'via', NODES[peer].link[1]]);
+      ns.exec('sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
+      // Counting rules (no target) for the forwarded TCP packets between the pod CIDRs.
+      ns.exec('iptables', ['-w', '-I', 'FORWARD', '-p', 'tcp', '-s', '10.78.0.0/16', '-d', '10.78.0.0/16', '-m', 'comment', '--comment', 'sluice-test-routed']);
+      ns.exec('ip6tables', ['-w', '-I', 'FORWARD', '-p', 'tcp', '-s', 'fd00:78::/32', '-d', 'fd00:78::/32', '-m', 'comment', '--comment', 'sluice-test-routed']);
+    }
+    for (const n of Object.values(nodes)) {
+      n.writeManifest('pods.yaml', 'apiVersion: v1\nkind: Namespace\nmetadata: { name: rd }\n');
+      await n.start();
+    }
+    for (const [name, at] of Object.entries(PLACEMENT)) {
+      pods[name] = nodes[at].addPod(cleanup, 'rd', name);
+      ({ v4: v4[name]!, v6: v6[name]! } = podIps(pods[name]));
+      startEchoServers(cleanup, pods[name], { tcp: [8080], udp: [8081] });
+    }
+    for (const name of ['n1', 'n2'] as const) nodes[name].writeManifest('pods.yaml', podsYaml(name));
+    nodes.n2.writeManifest('policy.yaml', POLICY);
+    await until('web reachable from client, not from other', () => reach(pods.client!, v4.web!, 8080) && !reach(pods.other!, v4.web!, 8080));
+  }, 90_000);
+
+  afterAll(() => cleanup.run());
+
+  it('allowed TCP between pods of two nodes (IPv4 and IPv6, both ways) never crosses either node\'s FORWARD chain', async () => {
+    const before = forwardedBoth();
+    const ingressBefore = await counted('n2', 'forwarded', 'ingress');
+    const ports: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const p = talk(pods.client!, v4.web!);
+      expect(p).toMatch(/^\d+$/);
+      ports.push(Number(p));
+      expect(talk(pods.client!, v6.web!)).toMatch(/^\d+$/);
+      // The other way round: web opens, client is not isolated.
+      expect(talk(pods.web!, v4.client!)).toMatch(/^\d+$/);
+      expect(talk(pods.web!, v6.client!)).toMatch(/^\d+$/);
+    }
+    expect(forwardedBoth()).toBe(before);
+    // web's ingress was judged (and counted) on n2's link, by sluice_from_node.
+    expect((await counted('n2', 'forwarded', 'ingress')) - ingressBefore).toBeGreaterThan(20);
+    await until('web\'s ingress flows', async () => (await flows('n2', 'allowed')).some((f) => f.pod === 'rd/web' && f.direction === 'ingress' && ports.includes(f.srcPort)));
+    // UDP and ICMP keep the nodes' stacks (only a TCP SYN opens a routed flow).
+    expect(reach(pods.client!, v4.web!, 8081, 'udp')).toBe(true);
+    expect(reach(pods.client!, v6.web!, 8081, 'udp')).toBe(true);
+    const ping = spawnSync('nsenter', [`--net=${pods.client!.path}`, 'ping', '-c', '1', '-W', '1', v4.web!], { encoding: 'utf8' });
+    // Two routers' worth of hops, as the stacks would have counted.
+    expect(/ttl=(\d+)/.exec(ping.stdout)?.[1]).toBe('62');
+  });
+
+  it('a SYN web\'s ingress denies is dropped on web\'s node with its reason, counter and flow event', async () => {
+    const before = forwardedBoth();
+    const deniedBefore = await counted('n2', 'policy-denied', 'ingress');
+    expect(talk(pods.other!, v4.web!)).toMatch(/^ERR/);
+    expect(talk(pods.other!, v6.web!)).toMatch(/^ERR/);
+    expect((await counted('n2', 'policy-denied', 'ingress')) - deniedBefore).toBeGreaterThanOrEqual(2);
+    await until('the drop flow', async () => (await flows('n2', 'dropped')).some((f) => f.pod === 'rd/web' && f.src === v4.other && f.dstPort === 8080));
+    expect((await flows('n2', 'dropped')).filter((f) => f.pod === 'rd/web' && f.src === v4.other && f.dstPort === 8080).at(-1)).toMatchObject({
+      reason: 'policy-denied',
+      direction: 'ingress',
+      dst: v4.web,
+    });
+    expect(forwardedBoth()).toBe(before);
+  });
+
+  it('a SYN from the link claiming the node\'s own address is never taken for the node\'s traffic', async () => {
+    // n1 writes frames on its link to n2's: web's policy would admit n2's own
+    // address (kubelet probes), but a packet from outside with it is a martian.
+    nodes.n1.ns.exec('ip', ['neigh', 'replace', NODES.n2.link[0], 'lladdr', JSON.parse(nodes.n2.ns.exec('ip', ['-j', 'link', 'show', links.n2]))[0].address, 'dev', links.n1, 'nud', 'permanent']);
+    const forge = (src: string, sport: number) => {
+      const r = spawnSync('nsenter', [`--net=${nodes.n1.ns.path}`, 'python3', FORGE, links.n1], {
+        input: JSON.stringify([{ family: 4, src, dst: v4.web, proto: 'tcp', sport, dport: 8080, flags: 'S', ttl: 63 }]),
+        encoding: 'utf8',
+      });
+      expect(r.status, r.stderr).toBe(0);
+    };
+    const node2 = NODES.n2.nodeIp.split('/')[0]!;
+    const fromNode = async () => (await flows('n2', 'allowed')).filter((f) => f.pod === 'rd/web' && f.src === node2 && f.srcPort === 41001);
+    forge(node2, 41001);
+    // The control: the same frame from other's address is judged (and dropped) on the routed path.
+    forge(v4.other!, 41002);
+    await until('the control\'s drop', async () => (await flows('n2', 'dropped')).some((f) => f.pod === 'rd/web' && f.srcPort === 41002));
+    expect(await fromNode()).toEqual([]);
+  });
+
+  it('--datapath-redirect false on both nodes: TCP crosses both FORWARD chains again, policy holds, open connections keep flowing', async () => {
+    const held = [holdConnection(pods.client!, v4.web!), holdConnection(pods.client!, v6.web!)];
+    try {
+      for (const h of held) expect(await h.roundTrip()).toBe(true);
+      await restartBoth(false);
+      const before = forwardedBoth();
+      for (const h of held) expect(await h.roundTrip()).toBe(true);
+      expect(talk(pods.client!, v4.web!)).toMatch(/^\d+$/);
+      expect(forwardedBoth()).toBeGreaterThan(before);
+      expect(talk(pods.other!, v4.web!)).toMatch(/^ERR/);
+      await restartBoth(true);
+      for (const h of held) expect(await h.roundTrip()).toBe(true);
+      const again = forwardedBoth();
+      expect(talk(pods.client!, v4.web!)).toMatch(/^\d+$/);
+      expect(forwardedBoth()).toBe(again);
+    } finally {
+      for (const h of held) h.close();
+    }
+  });
+});
