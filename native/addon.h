@@ -54,6 +54,8 @@ struct Resources {
 struct AddonData {
   Napi::FunctionReference native_error;  // the TS NativeError class, set by init()
   Resources* res = nullptr;
+  // The UDP sockets' receive area as one Buffer, made by the first UdpBatch (native/udpbatch.cc).
+  Napi::Reference<Napi::Buffer<char>> udp_read_area;
 };
 
 AddonData* Data(Napi::Env env);

@@ -5,10 +5,20 @@
 // (docs/benchmarks.md › dns).
 //
 //   new UdpBatch(fd, onBatch[, onSendFailed])   takes ownership of a bound, non-blocking UDP fd
-//   onBatch(bufs: Buffer[], addresses: string[], ports: number[])
+//   onBatch(count, data: Buffer, meta: Uint32Array, hosts6: string[] | undefined)
+//     datagram i is data[meta[4i], meta[4i] + meta[4i+1]); meta[4i+2] its source port, with
+//     bit 16 (kFromV6) set when it came from IPv6: then hosts6[i] is the address as text;
+//     else meta[4i+3] is the IPv4 address as a number (a.b.c.d = a << 24 | b << 16 | c << 8 | d)
 //   send(buf, address, port) → boolean   false: the kernel refused it (the datagram is lost, as UDP may be)
 //   pause()                              stops reading (datagrams wait in the socket's queue); send() still works
 //   close()
+//
+// Nothing of a batch is allocated per datagram: `data` is the receive area
+// every UdpBatch reads into (one Buffer for all of them) and `meta` the
+// socket's own array, both made once and handed to every call (young garbage
+// per query is what the proxy's pauses are made of). Both are valid only
+// while onBatch runs: the next read overwrites them, so what JavaScript keeps
+// of a datagram it copies.
 //
 // Sends made while an onBatch callback (of any UdpBatch) runs are copied into
 // their socket's queue and go out with one sendmmsg per socket once the
@@ -19,10 +29,9 @@
 // and reported to onSendFailed(n), when given. Outside a batch callback,
 // send() is one synchronous sendto, as before.
 //
-// Reads and sends happen on the loop thread only; reads go into one buffer the process shares;
-// each datagram is copied into its own Buffer before JavaScript sees it. A
-// datagram larger than MAX_DATAGRAM arrives cut (MSG_TRUNC) and is dropped
-// here, counted in `truncated`.
+// Reads and sends happen on the loop thread only. A datagram larger than
+// MAX_DATAGRAM arrives cut (MSG_TRUNC) and is dropped here, counted in
+// `truncated`.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -44,6 +53,9 @@ constexpr size_t kMaxDatagram = 65535;
 // Batches read per readiness callback before other work gets a turn.
 constexpr int kRounds = 4;
 constexpr int kRecvBuffer = 4 << 20;
+// meta: offset, length, port (| kFromV6), IPv4 address; per datagram.
+constexpr int kMetaFields = 4;
+constexpr uint32_t kFromV6 = 1u << 16;
 
 // The receive area every UdpBatch reads into (loop thread only): 64 × 64 KiB.
 std::vector<char>& ReadArea() {
@@ -98,6 +110,14 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
     cb_ = Napi::Persistent(info[1].As<Napi::Function>());
     if (info.Length() > 2 && info[2].IsFunction()) onSendFailed_ = Napi::Persistent(info[2].As<Napi::Function>());
     env_ = env;
+    AddonData* d = Data(env);
+    if (d->udp_read_area.IsEmpty()) {
+      std::vector<char>& area = ReadArea();
+      d->udp_read_area = Napi::Persistent(Napi::Buffer<char>::New(env, area.data(), area.size()));
+    }
+    Napi::Uint32Array meta = Napi::Uint32Array::New(env, kBatch * kMetaFields);
+    metaData_ = meta.Data();
+    meta_ = Napi::Persistent(meta);
     uv_poll_start(poll_, UV_READABLE, &UdpBatch::OnPoll);
     Ref();  // kept alive while it polls; close() lets it go
   }
@@ -204,36 +224,36 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
       }
       int n = recvmmsg(fd_, msgs, kBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return;  // EAGAIN, or an error the next readiness reports again
-      Napi::Array bufs = Napi::Array::New(env);
-      Napi::Array hosts = Napi::Array::New(env);
-      Napi::Array ports = Napi::Array::New(env);
+      Napi::Value hosts6 = env.Undefined();
       uint32_t k = 0;
       for (int i = 0; i < n; i++) {
         if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
           truncated_++;
           continue;
         }
-        char text[INET6_ADDRSTRLEN] = "";
-        uint16_t port = 0;
+        uint32_t* m = metaData_ + k * kMetaFields;
         if (addrs[i].ss_family == AF_INET) {
           auto* sin = reinterpret_cast<sockaddr_in*>(&addrs[i]);
-          inet_ntop(AF_INET, &sin->sin_addr, text, sizeof text);
-          port = ntohs(sin->sin_port);
+          m[2] = ntohs(sin->sin_port);
+          m[3] = ntohl(sin->sin_addr.s_addr);
         } else if (addrs[i].ss_family == AF_INET6) {
           auto* sin6 = reinterpret_cast<sockaddr_in6*>(&addrs[i]);
+          char text[INET6_ADDRSTRLEN] = "";
           inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof text);
-          port = ntohs(sin6->sin6_port);
+          if (hosts6.IsUndefined()) hosts6 = Napi::Array::New(env);
+          hosts6.As<Napi::Array>().Set(k, Napi::String::New(env, text));
+          m[2] = ntohs(sin6->sin6_port) | kFromV6;
+          m[3] = 0;
         } else {
           continue;
         }
-        bufs.Set(k, Napi::Buffer<char>::Copy(env, static_cast<char*>(iov[i].iov_base), msgs[i].msg_len));
-        hosts.Set(k, Napi::String::New(env, text));
-        ports.Set(k, Napi::Number::New(env, port));
+        m[0] = static_cast<uint32_t>(i * kMaxDatagram);
+        m[1] = msgs[i].msg_len;
         k++;
       }
       if (k) {
         g_inBatch++;
-        cb_.MakeCallback(Value(), {bufs, hosts, ports});
+        cb_.MakeCallback(Value(), {Napi::Number::New(env, k), Data(env)->udp_read_area.Value(), meta_.Value(), hosts6});
         g_inBatch--;
         if (!g_inBatch) FlushAll(env);
       }
@@ -296,6 +316,9 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference cb_;
   Napi::FunctionReference onSendFailed_;
+  // What onBatch is handed beside the receive area: this socket's meta array (and its data).
+  Napi::Reference<Napi::Uint32Array> meta_;
+  uint32_t* metaData_ = nullptr;
   napi_env env_ = nullptr;
   // Sends queued during a batch callback: their bytes, and where each goes.
   std::vector<char> sendArea_;

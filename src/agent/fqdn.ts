@@ -133,6 +133,8 @@ export class FqdnService {
   /** Host veth ifindex → "namespace/name" of every endpoint, for per-pod DNS rows. */
   #podNames = new Map<number, string>();
   readonly #unprogrammed = new Set<string>();
+  /** The addresses one answer touched (#learn's, cleared for each: no Set per answer). */
+  readonly #touched = new Set<string>();
   #compiled: CompiledPolicy | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   readonly #sink: MapSink;
@@ -276,9 +278,11 @@ export class FqdnService {
       addresses.push({ ip: a.ip, expiresMs });
       if (backendsOf) for (const ip of backendsOf(a.ip)) addresses.push({ ip, expiresMs });
     }
-    const touched = this.cache.learnAbsolute(l.names, addresses, now);
+    const touched = this.#touched;
+    touched.clear();
+    this.cache.learnAbsolute(l.names, addresses, now, touched);
     // Addresses a failed write (map full) left behind go again with every answer.
-    for (const ip of this.#unprogrammed) touched.add(ip);
+    if (this.#unprogrammed.size) for (const ip of this.#unprogrammed) touched.add(ip);
     if (!touched.size) return;
     try {
       this.#allows.update(touched);

@@ -29,6 +29,30 @@ export class FqdnAllows {
    * was most of this class's memory at 100k addresses.
    */
   readonly #programmed = new Map<string, number[]>();
+  /**
+   * What one address should hold, as update works it out: [rule, expiry, …]
+   * in first-seen order, each rule once, in the first #wantLength elements.
+   * One array for every call, never shrunk (update runs for nearly every
+   * answer the proxy learns, and garbage per answer is what its pauses are
+   * made of).
+   */
+  readonly #want: number[] = [];
+  #wantLength = 0;
+  /** Adds one name of the address to #want (made once: no closure per call). */
+  readonly #wantName = (name: string, expiresMs: number): void => {
+    const want = this.#want;
+    for (const rule of this.rulesFor(name)) {
+      const at = indexOfRule(want, this.#wantLength, rule);
+      if (at >= 0) {
+        want[at + 1] = Math.max(want[at + 1]!, expiresMs);
+        continue;
+      }
+      const i = this.#wantLength;
+      want[i] = rule;
+      want[i + 1] = Math.max(0, expiresMs); // never below 0, as a Map's `get(rule) ?? 0` made it (a replayed expiry can be from before boot)
+      this.#wantLength += 2;
+    }
+  };
 
   constructor(cache: FqdnCache, sink: AllowSink) {
     this.#cache = cache;
@@ -62,11 +86,17 @@ export class FqdnAllows {
 
   /** rule → expiry for one address, from the cache. */
   desired(ip: string): Map<number, number> {
-    const want = new Map<number, number>();
-    for (const { name, expiresMs } of this.#cache.namesOf(ip)) {
-      for (const rule of this.rulesFor(name)) want.set(rule, Math.max(want.get(rule) ?? 0, expiresMs));
-    }
-    return want;
+    const want = this.#wanted(ip);
+    const m = new Map<number, number>();
+    for (let i = 0; i < this.#wantLength; i += 2) m.set(want[i]!, want[i + 1]!);
+    return m;
+  }
+
+  /** desired(ip) as [rule, expiry, …] in #want's first #wantLength elements (valid until the next call). */
+  #wanted(ip: string): number[] {
+    this.#wantLength = 0;
+    this.#cache.forEachNameOf(ip, this.#wantName);
+    return this.#want;
   }
 
   /**
@@ -77,9 +107,12 @@ export class FqdnAllows {
   update(ips: Iterable<string>): number {
     let writes = 0;
     for (const ip of ips) {
-      const want = this.desired(ip);
+      const want = this.#wanted(ip);
+      const wantLength = this.#wantLength;
       const have = this.#programmed.get(ip);
-      for (const [rule, exp] of want) {
+      for (let i = 0; i < wantLength; i += 2) {
+        const rule = want[i]!;
+        const exp = want[i + 1]!;
         if (have !== undefined && getPair(have, rule) === exp) continue;
         this.#sink.put(rule, ip, exp);
         this.#record(ip, rule, exp);
@@ -87,10 +120,14 @@ export class FqdnAllows {
       }
       if (!have) continue;
       const pairs = this.#programmed.get(ip)!; // #record may have replaced it
-      for (const rule of pairs.filter((_, i) => i % 2 === 0)) {
-        if (want.has(rule)) continue;
+      for (let i = 0; i < pairs.length; ) {
+        const rule = pairs[i]!;
+        if (indexOfRule(want, wantLength, rule) >= 0) {
+          i += 2;
+          continue;
+        }
         this.#sink.delete(rule, ip);
-        deletePair(pairs, rule);
+        pairs.splice(i, 2);
         writes++;
       }
       if (!pairs.length) this.#programmed.delete(ip);
@@ -139,16 +176,13 @@ export class FqdnAllows {
 
 // [rule, expiry, …] pairs, each rule at most once, in first-write order (as the Map per address was).
 
+/** Where `rule` is among the first `length` elements of pairs, or -1. */
+function indexOfRule(pairs: readonly number[], length: number, rule: number): number {
+  for (let i = 0; i < length; i += 2) if (pairs[i] === rule) return i;
+  return -1;
+}
+
 function getPair(pairs: readonly number[], rule: number): number | undefined {
   for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === rule) return pairs[i + 1];
   return undefined;
-}
-
-function deletePair(pairs: number[], rule: number): void {
-  for (let i = 0; i < pairs.length; i += 2) {
-    if (pairs[i] === rule) {
-      pairs.splice(i, 2);
-      return;
-    }
-  }
 }

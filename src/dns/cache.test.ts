@@ -51,6 +51,27 @@ describe('FqdnCache lifetimes', () => {
     ]);
   });
 
+  it('walks the names of an address without arrays (forEachNameOf), as namesOf lists them', () => {
+    const c = cache();
+    c.learn(['a.example'], [{ ip: '192.0.2.1', ttl: 600 }, { ip: '192.0.2.2', ttl: 60 }], 0);
+    c.learn(['b.example', 'c.example'], [{ ip: '192.0.2.1', ttl: 60 }], 1_000);
+    for (const ip of ['192.0.2.1', '192.0.2.2', '192.0.2.99']) {
+      const walked: Array<{ name: string; expiresMs: number }> = [];
+      c.forEachNameOf(ip, (name, expiresMs) => walked.push({ name, expiresMs }));
+      expect(walked).toEqual(c.namesOf(ip));
+    }
+    expect(c.namesOf('192.0.2.1')).toHaveLength(3);
+  });
+
+  it('adds what an answer touched to the Set it is given (the proxy passes one for every answer) and returns it', () => {
+    const c = cache();
+    const touched = new Set(['left.over']);
+    expect(c.learnAbsolute(['a.example'], [{ ip: '192.0.2.1', expiresMs: 5_000 }], 0, touched)).toBe(touched);
+    expect(touched).toEqual(new Set(['left.over', '192.0.2.1']));
+    touched.clear();
+    expect(c.learnAbsolute(['a.example'], [{ ip: '192.0.2.1', expiresMs: 5_000 + REFRESH_SLACK_MS - 1 }], 0, touched).size).toBe(0);
+  });
+
   it('records nothing for an answer without addresses', () => {
     const c = cache();
     expect(c.learn(['example.com'], [], 0).size).toBe(0);

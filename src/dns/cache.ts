@@ -68,12 +68,13 @@ export class FqdnCache {
   }
 
   /**
-   * As learn, with expiries already computed (journal replay). Over the
-   * per-name cap, addresses expired by `nowMs` go first, then the least
-   * recently answered.
+   * As learn, with expiries already computed (journal replay, the agent's
+   * proxy). Over the per-name cap, addresses expired by `nowMs` go first,
+   * then the least recently answered. The addresses touched are added to
+   * `touched` (a caller that learns every answer passes one Set, cleared, each
+   * time) and returned.
    */
-  learnAbsolute(names: readonly string[], addresses: ReadonlyArray<{ ip: string; expiresMs: number }>, nowMs = -Infinity): Set<string> {
-    const touched = new Set<string>();
+  learnAbsolute(names: readonly string[], addresses: ReadonlyArray<{ ip: string; expiresMs: number }>, nowMs = -Infinity, touched = new Set<string>()): Set<string> {
     if (!addresses.length) return touched;
     for (const name of names) {
       let ips = this.#names.get(name);
@@ -127,16 +128,28 @@ export class FqdnCache {
   sweep(nowMs: number, keepMs: number): Set<string> {
     const touched = new Set<string>();
     const limit = nowMs - keepMs;
-    this.#names.forEach((ips, name) => {
-      ips.forEach((exp, ip) => {
-        if (exp > limit) return;
-        ips.delete(ip);
-        this.#unindex(ip, name);
-        touched.add(ip);
-      });
-      if (!ips.size) this.#names.delete(name);
+    // One callback for every name's addresses (the name it is walking set beside it), not one per name.
+    let name = '';
+    const sweepIp = (exp: number, ip: string, ips: Map<string, number>): void => {
+      if (exp > limit) return;
+      ips.delete(ip);
+      this.#unindex(ip, name);
+      touched.add(ip);
+    };
+    this.#names.forEach((ips, n) => {
+      name = n;
+      ips.forEach(sweepIp);
+      if (!ips.size) this.#names.delete(n);
     });
     return touched;
+  }
+
+  /** namesOf without the arrays: `fn` for each name that maps to `ip`, with that mapping's expiry. */
+  forEachNameOf(ip: string, fn: (name: string, expiresMs: number) => void): void {
+    const names = this.#byIp.get(ip);
+    if (names === undefined) return;
+    if (typeof names === 'string') fn(names, this.#names.get(names)!.get(ip)!);
+    else for (const name of names) fn(name, this.#names.get(name)!.get(ip)!);
   }
 
   /** Names that currently map to `ip`, with that mapping's expiry. */

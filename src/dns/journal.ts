@@ -22,7 +22,10 @@ interface Snapshot {
 }
 
 /** One journal line: names of a chain, [ip, wall-clock expiry] pairs. */
-type Line = [string[], Array<[string, number]>];
+type Line = [readonly string[], Array<[string, number]>];
+
+/** #line's clock reading, one object for every line. */
+const JOURNAL_CLOCK = { mono: 0, wall: 0 };
 
 /**
  * Names are stored as learned: normalized presentation format (`\.` for a
@@ -196,9 +199,14 @@ export class FqdnJournal {
     }
   };
 
+  /** One answer's line (appendSoon writes one per learned answer: no copies, no closure). */
   #line(names: readonly string[], addresses: ReadonlyArray<{ ip: string; expiresMs: number }>): string {
-    const clock = { mono: monoNowMs(), wall: Date.now() };
-    const line: Line = [[...names], addresses.map((a) => [a.ip, wallFromMono(a.expiresMs, clock)])];
+    const clock = JOURNAL_CLOCK;
+    clock.mono = monoNowMs();
+    clock.wall = Date.now();
+    const pairs: Line[1] = new Array(addresses.length);
+    for (let i = 0; i < addresses.length; i++) pairs[i] = [addresses[i]!.ip, wallFromMono(addresses[i]!.expiresMs, clock)];
+    const line: Line = [names, pairs];
     return `${JSON.stringify(line)}\n`;
   }
 

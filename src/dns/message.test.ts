@@ -8,6 +8,8 @@ import {
   MalformedError,
   parseQuery,
   parseResponse,
+  parseResponseGeneral,
+  quickResponse,
   RCODE_REFUSED,
   RCODE_SERVFAIL,
   sameQuestion,
@@ -436,6 +438,29 @@ describe('names are read label by label, in presentation format', () => {
       { owner: Buffer.concat([Buffer.from([3]), Buffer.from('cdn'), Buffer.from([0xc0, 12 + 2])]), type: TYPE_A, data: '192.0.2.9' },
     ]);
     expect(learn(res)).toEqual({ names: ['a.b\\.c.test', 'cdn.b\\.c.test'], addresses: [{ ip: '192.0.2.9', ttl: 300 }] });
+  });
+
+  it('reads owners that point at the question name (as servers compress them) on the quick path as the general path does', () => {
+    const qname = wire('www', 'Example', 'test');
+    const cdn = Buffer.concat([Buffer.from([3]), Buffer.from('cdn'), TO_QUESTION]);
+    const res = rawResponse(qname, [
+      { owner: TO_QUESTION, type: TYPE_CNAME, data: cdn },
+      { owner: TO_QUESTION, type: TYPE_A, data: '192.0.2.1' },
+      { owner: Buffer.from([0xc0, 12 + qname.length + 4 + 12]) /* the CNAME's target */, type: TYPE_A, data: '10.0.200.9' },
+      { owner: TO_QUESTION, type: TYPE_A, data: '0.0.0.255' },
+    ]);
+    const quick = quickResponse(res);
+    expect(quick).toBeDefined();
+    expect(quick).toEqual(parseResponseGeneral(res));
+    expect(quick!.answers.map((rr) => [rr.name, rr.data])).toEqual([
+      ['www.Example.test', 'cdn.www.Example.test'],
+      ['www.Example.test', '192.0.2.1'],
+      ['cdn.www.Example.test', '10.0.200.9'],
+      ['www.Example.test', '0.0.0.255'],
+    ]);
+    // A pointer to the question name that runs past the end is the general path's to judge.
+    const cut = res.subarray(0, 12 + qname.length + 4 + 1);
+    expect(quickResponse(cut)).toBeUndefined();
   });
 
   it('rejects a CNAME whose target loops through pointers, as dns-packet does', () => {

@@ -125,9 +125,16 @@ export function quickQuery(buf: Buffer): ParsedQuery | undefined {
   return {
     id: (buf[0]! << 8) | buf[1]!,
     flags: flags & 0x7fff,
-    question: { name: readName(buf, HEADER_BYTES).text, type: dnsTypes.toString(buf.readUInt16BE(at + 1)), class: dnsClasses.toString(buf.readUInt16BE(at + 3)) },
-    questionWire: Buffer.from(buf.subarray(HEADER_BYTES, end)),
+    question: { name: readName(buf, HEADER_BYTES), type: dnsTypes.toString(buf.readUInt16BE(at + 1)), class: dnsClasses.toString(buf.readUInt16BE(at + 3)) },
+    questionWire: copyOf(buf, HEADER_BYTES, end),
   };
+}
+
+/** buf[start, end) in a Buffer of its own (from Node's pool for small ones; no view of `buf` in between). */
+function copyOf(buf: Buffer, start: number, end: number): Buffer {
+  const out = Buffer.allocUnsafe(end - start);
+  buf.copy(out, 0, start, end);
+  return out;
 }
 
 /** parseQuery through dns-packet: any query, judged whole. */
@@ -138,8 +145,8 @@ export function parseQueryGeneral(buf: Buffer): ParsedQuery {
   if (opcode !== 0) throw new MalformedError(`unsupported opcode ${opcode}`);
   const q = p.questions?.[0];
   if (!q || p.questions!.length !== 1) throw new MalformedError(`${p.questions?.length ?? 0} questions (need exactly 1)`);
-  const questionWire = Buffer.from(buf.subarray(HEADER_BYTES, questionEnd(buf)));
-  const name = readName(buf, HEADER_BYTES).text;
+  const questionWire = copyOf(buf, HEADER_BYTES, questionEnd(buf));
+  const name = readName(buf, HEADER_BYTES);
   return { id: p.id ?? 0, flags: buf.readUInt16BE(2) & 0x7fff, question: { name, type: q.type, class: q.class ?? 'IN' }, questionWire };
 }
 
@@ -156,13 +163,13 @@ function questionEnd(buf: Buffer): number {
 }
 
 /**
- * A name at `offset` in presentation format, following compression pointers,
- * and where the name ends at `offset`. The same rules as dns-packet's
- * decoder (so a packet it decoded reads here too): a pointer must point
- * before the labels it continues (no loops), labels are 0-63 bytes, at most
- * 255 bytes in all.
+ * A name at `offset` in presentation format, following compression pointers;
+ * where the name ends at `offset` goes to nameEnd. The same rules as
+ * dns-packet's decoder (so a packet it decoded reads here too): a pointer
+ * must point before the labels it continues (no loops), labels are 0-63
+ * bytes, at most 255 bytes in all.
  */
-function readName(buf: Buffer, offset: number): { text: string; end: number } {
+function readName(buf: Buffer, offset: number): string {
   let text = '';
   let at = offset;
   let segment = offset;
@@ -210,11 +217,32 @@ function readName(buf: Buffer, offset: number): { text: string; end: number } {
     at += 1 + len;
   }
   if (plain) text = NAME_TEXT.toString('latin1', 0, n);
-  return { text: text || '.', end: end < 0 ? at + 1 : end };
+  nameEnd = end < 0 ? at + 1 : end;
+  return text || '.';
 }
+
+/** Where the name readName read last ends at its offset: its second result, not an object per name. */
+let nameEnd = 0;
 
 /** readName's scratch: a name of plain labels as text (at most 254 bytes: 255 on the wire, less the root). */
 const NAME_TEXT = Buffer.alloc(256);
+
+/**
+ * The IPv4 address at buf[at, at + 4) as text, made in NAME_TEXT and turned
+ * into one string (a template literal makes a string for every part on the
+ * way: ~7 per address, for every A record the proxy learns).
+ */
+function ipv4At(buf: Buffer, at: number): string {
+  let n = 0;
+  for (let i = 0; i < 4; i++) {
+    if (i) NAME_TEXT[n++] = 0x2e; // '.'
+    const b = buf[at + i]!;
+    if (b >= 100) NAME_TEXT[n++] = 0x30 + ((b / 100) | 0);
+    if (b >= 10) NAME_TEXT[n++] = 0x30 + (((b / 10) | 0) % 10);
+    NAME_TEXT[n++] = 0x30 + (b % 10);
+  }
+  return NAME_TEXT.toString('latin1', 0, n);
+}
 
 /** An answer record as learnFrom needs it: names read off the wire, data as dns-packet decoded it. */
 export interface AnswerRecord {
@@ -257,33 +285,39 @@ export function quickResponse(buf: Buffer): ParsedResponse | undefined {
   if (HEADER_BYTES + MIN_QUESTION_BYTES + (an + rest) * MIN_RECORD_BYTES > buf.length) return undefined;
   try {
     const qname = readName(buf, HEADER_BYTES);
-    let at = qname.end + 4;
+    const qend = nameEnd;
+    let at = qend + 4;
     if (at > buf.length) return undefined;
     // The general path's shape, key order included (one hidden class for both).
     const res: ParsedResponse = { id: (buf[0]! << 8) | buf[1]!, rcode: flags & 0xf, answers: [] };
-    res.question = { name: qname.text, type: dnsTypes.toString(buf.readUInt16BE(qname.end)), class: dnsClasses.toString(buf.readUInt16BE(qname.end + 2)) };
+    res.question = { name: qname, type: dnsTypes.toString(buf.readUInt16BE(qend)), class: dnsClasses.toString(buf.readUInt16BE(qend + 2)) };
     for (let i = 0; i < an; i++) {
-      const owner = readName(buf, at);
-      if (owner.end + 10 > buf.length) return undefined;
-      const type = buf.readUInt16BE(owner.end);
-      const rdata = owner.end + 10;
-      const rdlength = buf.readUInt16BE(owner.end + 8);
+      // An owner that is a pointer to the question's name (nearly every
+      // record's) reads as that name: the same text, not read again.
+      let owner = qname;
+      if (buf[at] === 0xc0 && buf[at + 1] === HEADER_BYTES) nameEnd = at + 2;
+      else owner = readName(buf, at);
+      const end = nameEnd;
+      if (end + 10 > buf.length) return undefined;
+      const type = buf.readUInt16BE(end);
+      const rdata = end + 10;
+      const rdlength = buf.readUInt16BE(end + 8);
       if (type === TYPE_A) {
         if (rdlength !== 4 || rdata + 4 > buf.length) return undefined;
-        res.answers.push({ name: owner.text, type: 'A', ttl: buf.readUInt32BE(owner.end + 4), data: `${buf[rdata]!}.${buf[rdata + 1]!}.${buf[rdata + 2]!}.${buf[rdata + 3]!}` });
+        res.answers.push({ name: owner, type: 'A', ttl: buf.readUInt32BE(end + 4), data: ipv4At(buf, rdata) });
         at = rdata + 4;
       } else if (type === TYPE_AAAA) {
         if (rdlength !== 16 || rdata + 16 > buf.length) return undefined;
-        res.answers.push({ name: owner.text, type: 'AAAA', ttl: buf.readUInt32BE(owner.end + 4), data: aaaaCodec.decode(buf, owner.end + 8) });
+        res.answers.push({ name: owner, type: 'AAAA', ttl: buf.readUInt32BE(end + 4), data: aaaaCodec.decode(buf, end + 8) });
         at = rdata + 16;
       } else if (type === TYPE_CNAME) {
         const target = readName(buf, rdata);
-        if (rdlength !== target.end - rdata) return undefined;
-        res.answers.push({ name: owner.text, type: 'CNAME', ttl: buf.readUInt32BE(owner.end + 4), data: target.text });
-        at = target.end;
+        if (rdlength !== nameEnd - rdata) return undefined;
+        res.answers.push({ name: owner, type: 'CNAME', ttl: buf.readUInt32BE(end + 4), data: target });
+        at = nameEnd;
       } else {
         const rr = answerCodec.decode(buf, at);
-        res.answers.push({ name: owner.text, type: rr.type, ttl: rr.ttl, data: rr.data });
+        res.answers.push({ name: owner, type: rr.type, ttl: rr.ttl, data: rr.data });
         at += answerCodec.decode.bytes;
         if (!(at <= buf.length)) return undefined;
       }
@@ -307,32 +341,33 @@ export function parseResponseGeneral(buf: Buffer): ParsedResponse {
   const res: ParsedResponse = { id: p.id ?? 0, rcode: buf.readUInt16BE(2) & 0xf, answers: [] };
   if (!q) return res;
   let at = HEADER_BYTES;
-  const qname = readName(buf, at);
-  res.question = { name: qname.text, type: q.type, class: q.class ?? 'IN' };
-  at = qname.end + 4; // type, class
+  res.question = { name: readName(buf, at), type: q.type, class: q.class ?? 'IN' };
+  at = nameEnd + 4; // type, class
   const decoded = (p.answers ?? []) as Array<{ type: string; ttl?: number; data?: unknown }>;
   for (const rr of decoded) {
     // Owner name, then type, class, TTL and RDLENGTH (10 bytes), then the data.
     const owner = readName(buf, at);
-    if (owner.end + 10 > buf.length) throw new MalformedError('record runs past the end');
-    const type = buf.readUInt16BE(owner.end);
+    const end = nameEnd;
+    if (end + 10 > buf.length) throw new MalformedError('record runs past the end');
+    const type = buf.readUInt16BE(end);
     if ((type === TYPE_CNAME) !== (rr.type === 'CNAME')) throw new MalformedError('answer records out of step with their decoding');
-    const rdata = owner.end + 10;
-    const rdlength = buf.readUInt16BE(owner.end + 8);
+    const rdata = end + 10;
+    const rdlength = buf.readUInt16BE(end + 8);
     const target = type === TYPE_CNAME ? readName(buf, rdata) : undefined;
+    const targetEnd = nameEnd;
     // The data must fill RDLENGTH exactly: a record a stub resolver reads
     // differently from us (an A with 8 bytes of data) could make us learn an
     // address the pod never saw.
-    const expected = type === TYPE_A ? 4 : type === TYPE_AAAA ? 16 : target ? target.end - rdata : rdlength;
+    const expected = type === TYPE_A ? 4 : type === TYPE_AAAA ? 16 : target !== undefined ? targetEnd - rdata : rdlength;
     if (rdlength !== expected) throw new MalformedError(`record data of ${rdlength} bytes where its type takes ${expected}`);
-    res.answers.push({ name: owner.text, type: rr.type, ttl: rr.ttl, data: target ? target.text : rr.data });
+    res.answers.push({ name: owner, type: rr.type, ttl: rr.ttl, data: target ?? rr.data });
     // The next record starts where dns-packet read this one to, so each name
     // read here belongs to the record whose data it decoded. dns-packet frames
     // an A, an AAAA and a CNAME by their data, not by RDLENGTH (and other
     // types each their own way: its own decoder says where they end).
     if (type === TYPE_A) at = rdata + 4;
     else if (type === TYPE_AAAA) at = rdata + 16;
-    else if (target) at = target.end;
+    else if (target !== undefined) at = targetEnd;
     else {
       answerCodec.decode(buf, at);
       at += answerCodec.decode.bytes;
@@ -349,24 +384,28 @@ export function sameQuestion(a: Question, b: Question | undefined): boolean {
 export function learnFrom(res: ParsedResponse): Learned {
   if (res.rcode !== RCODE_NOERROR || !res.question) return { names: [], addresses: [] };
   const answers = res.answers;
+  // At most MAX_CHAIN + 1 names: scanning them costs less than a Set (this runs for every answer).
   const chain = [normalizeName(res.question.name)];
-  const inChain = new Set(chain);
   for (let hops = 0; hops < MAX_CHAIN; hops++) {
-    const at = chain[chain.length - 1]!;
-    const cname = answers.find((rr) => rr.type === 'CNAME' && normalizeName(rr.name) === at);
+    const cname = cnameOf(answers, chain[chain.length - 1]!);
     if (!cname || typeof cname.data !== 'string') break;
     const next = normalizeName(cname.data);
-    if (inChain.has(next)) break;
+    if (chain.includes(next)) break;
     chain.push(next);
-    inChain.add(next);
   }
   const addresses: Learned['addresses'] = [];
   for (const rr of answers) {
-    if ((rr.type === 'A' || rr.type === 'AAAA') && typeof rr.data === 'string' && inChain.has(normalizeName(rr.name))) {
+    if ((rr.type === 'A' || rr.type === 'AAAA') && typeof rr.data === 'string' && chain.includes(normalizeName(rr.name))) {
       addresses.push({ ip: rr.data, ttl: ttlOf(rr.ttl) });
     }
   }
   return { names: chain, addresses };
+}
+
+/** The first CNAME record owned by `name` (normalized). */
+function cnameOf(answers: readonly AnswerRecord[], name: string): AnswerRecord | undefined {
+  for (const rr of answers) if (rr.type === 'CNAME' && normalizeName(rr.name) === name) return rr;
+  return undefined;
 }
 
 /** RFC 2181 8: a TTL with the top bit set is treated as zero. */

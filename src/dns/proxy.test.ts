@@ -11,7 +11,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { native } from '../native/index.js';
 import type { Learned } from './message.js';
-import { DnsProxy, type ClientPolicy, type NatInfo, type ProxyDeps, type ProxyObserver } from './proxy.js';
+import { DnsProxy, ipv4Number, ipv4Text, type ClientPolicy, type NatInfo, type ProxyDeps, type ProxyObserver, type UdpSockets } from './proxy.js';
 
 const UDP = 17;
 const TCP = 6;
@@ -219,7 +219,13 @@ async function retry<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs' | 'podSource' | 'trustedBackend' | 'observer'> = {}): Promise<Harness> {
+/** The agent's batched UDP sockets (native/udpbatch.cc), as src/agent/proxy-host.ts makes them. */
+const nativeBatch = (): UdpSockets => ({
+  open: (fd, onBatch, onSendFailed) => new (native().UdpBatch)(fd, onBatch, onSendFailed),
+  bind: (family) => native().socketBind(family, 'udp', family === 6 ? '::' : '0.0.0.0', 0),
+});
+
+async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs' | 'podSource' | 'trustedBackend' | 'observer' | 'batch'> = {}): Promise<Harness> {
   const trusted = await retry(() => FakeResolver.start(loopback()));
   const trusted2 = await retry(() => FakeResolver.start(loopback(), trusted.port));
   const rogue = await retry(() => FakeResolver.start(loopback(), trusted.port));
@@ -269,7 +275,8 @@ async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: P
     const address = loopback();
     const port = randomInt(20_000, 60_000);
     try {
-      await proxy.start([address], port);
+      // Batched sockets need a bound fd (the agent's bindFd); dgram binds its own.
+      await proxy.start([address], port, extra.batch && ((family, type, a, p) => native().socketBind(family, type, a, p)));
       cleanups.push(() => proxy.close());
       return Object.assign(h, { proxy, address, port });
     } catch (err) {
@@ -621,6 +628,61 @@ describe('DnsProxy over UDP', () => {
     const res = dnsPacket.decode(await inbox.next());
     expect(res).toMatchObject({ id: 66, rcode: 'NOERROR' });
     expect(learned).toEqual([{ names: ['v6.example'], addresses: [{ ip: '2001:db8::5', ttl: 30 }] }]);
+  });
+});
+
+describe('DnsProxy on batched sockets (the agent\'s native UdpBatch)', () => {
+  it('forwards, learns and releases under the pod\'s id, many queries at once, each answer to its own pod', async () => {
+    const h = await startProxy('refuse', { batch: nativeBatch() });
+    h.trusted.zone.set('api.github.com', [GITHUB_A]);
+    h.trusted.zone.set('other.github.com', [{ ...GITHUB_A, name: 'other.github.com', data: '140.82.112.6' }]);
+    const pods = await Promise.all([0, 1, 2, 3].map(() => UdpPod.open(h, h.trusted.address)));
+    // A burst: the listener reads several in one batch, the pool their answers too.
+    for (const [i, pod] of pods.entries()) for (let k = 0; k < 10; k++) pod.send(h, query(i % 2 ? 'other.github.com' : 'api.github.com', 100 * i + k));
+    for (const [i, pod] of pods.entries()) {
+      const ids = new Set<number>();
+      for (let k = 0; k < 10; k++) {
+        const res = dnsPacket.decode(await pod.inbox.next('an answer'));
+        expect(res.answers).toMatchObject([{ data: i % 2 ? '140.82.112.6' : '140.82.112.5' }]);
+        ids.add(res.id!);
+      }
+      expect(ids).toEqual(new Set(Array.from({ length: 10 }, (_, k) => 100 * i + k)));
+    }
+    expect(h.learned).toHaveLength(40);
+    expect(h.proxy.stats).toMatchObject({ queries: 40, forwarded: 40, answered: 40, spoofed: 0, errors: 0, sendFailed: 0 });
+    expect(h.errors).toEqual([]);
+  });
+
+  it('checks an answer\'s source (reported as a number) against the upstream asked: another address is spoofed', async () => {
+    const h = await startProxy('refuse', { batch: nativeBatch() });
+    h.trusted.hold.add('api.github.com');
+    const pod = await UdpPod.open(h, h.trusted.address);
+    pod.send(h, query('api.github.com', 0x4242));
+    const fwd = await h.trusted.received.next();
+    h.rogue.send(answer(fwd.packet, [{ ...GITHUB_A, data: '203.0.113.66' }]), fwd.from);
+    await until('the spoofed answer', () => h.proxy.stats.spoofed === 1);
+    expect(h.learned).toEqual([]);
+    fwd.reply(answer(fwd.packet, [GITHUB_A]));
+    expect(dnsPacket.decode(await pod.inbox.next())).toMatchObject({ id: 0x4242, answers: [{ data: '140.82.112.5' }] });
+    expect(h.learned).toHaveLength(1);
+  });
+
+  it('refuses from the batch as from dgram, to the address and port the query came from', async () => {
+    const h = await startProxy('refuse', { batch: nativeBatch() });
+    const pod = await UdpPod.open(h, h.rogue.address);
+    expect(await pod.ask(h, query('api.github.com', 7))).toMatchObject({ id: 7, rcode: 'REFUSED' });
+    expect(h.natCalls).toEqual([[UDP, '127.0.0.1', pod.port]]);
+  });
+
+  it('IPv4 text and numbers (ipv4Text, ipv4Number): each the other\'s inverse, -1 for anything else', () => {
+    for (const text of ['0.0.0.0', '127.0.0.1', '10.128.3.255', '255.255.255.255', '192.0.2.10']) {
+      expect(ipv4Text(ipv4Number(text))).toBe(text);
+    }
+    expect(ipv4Number('127.0.0.1')).toBe(0x7f000001);
+    expect(ipv4Number('255.255.255.255')).toBe(0xffffffff);
+    for (const other of ['::1', '2001:db8::5', '127.0.0', '127.0.0.1.1', '1.2.3.256', '01.2.3.4', '1..2.3', '1.2.3.', '', 'a.b.c.d', '1.2.3.4 ']) {
+      expect(ipv4Number(other)).toBe(-1);
+    }
   });
 });
 

@@ -116,20 +116,36 @@ export interface ProxyDeps {
  * out. Sends made during a batch callback may be queued and sent together
  * after it (then send() says true, and a datagram the kernel refuses then is
  * reported to onSendFailed).
+ *
+ * A batch allocates nothing per datagram: datagram i of `count` is
+ * data[meta[4i], meta[4i] + meta[4i+1]), from port meta[4i+2] & 0xffff; with
+ * UDP_FROM_V6 set there its source is hosts6![i], else meta[4i+3] is its IPv4
+ * source as a number (a.b.c.d = a << 24 | b << 16 | c << 8 | d). `data` and
+ * `meta` are reused by the next batch (native/udpbatch.cc).
  */
 export interface UdpSockets {
   open(
     fd: number,
-    onBatch: (bufs: Buffer[], addresses: string[], ports: number[]) => void,
+    onBatch: (count: number, data: Buffer, meta: Uint32Array, hosts6: string[] | undefined) => void,
     onSendFailed?: (count: number) => void,
   ): { send(buf: Buffer, address: string, port: number): boolean; pause(): void; close(): void };
   /** A bound UDP socket fd on a kernel-chosen port (the upstream pool's). */
   bind(family: 4 | 6): number;
 }
 
-/** What the proxy needs of a UDP socket: dgram's, or a batched one. */
-interface UdpLike {
+/** In a UdpSockets batch's port field: the datagram came from IPv6. */
+export const UDP_FROM_V6 = 1 << 16;
+
+/**
+ * Where an answer goes back: the socket a UDP query came in on (to the pod's
+ * address and port), or a TCP connection (which needs neither).
+ */
+interface Replier {
   send(msg: Buffer, port: number, address: string): void;
+}
+
+/** What the proxy needs of a UDP socket: dgram's, or a batched one. */
+interface UdpLike extends Replier {
   /** Stops reading, still sends (batched sockets; dgram's cannot). */
   pause?(): void;
   close(): void;
@@ -226,6 +242,7 @@ export interface ProxyStats {
 interface PodSocket {
   readonly sock: UdpLike;
   readonly address: string;
+  readonly upstream: string;
   /** Its slot in the pending queries' keys (slot * 65536 + id). */
   readonly slot: number;
   ifindex: number;
@@ -235,10 +252,15 @@ interface PodSocket {
 interface Pending {
   deadline: number;
   upstream: string;
+  /** The upstream as a number when it is IPv4 (a batched socket reports sources so), else -1. */
+  upstream4: number;
   question: Question;
   questionWire: Buffer;
   clientId: number;
-  reply: (msg: Buffer) => void;
+  /** The answer goes back through `via` to clientPort at clientAddress (fields, not a closure per query). */
+  via: Replier;
+  clientPort: number;
+  clientAddress: string;
   /** UDP: the largest answer the pod's path carries whole. */
   maxBytes?: number;
   /** Whose in-flight budget this query takes (given back when it settles). */
@@ -283,6 +305,37 @@ function frame(msg: Buffer): Buffer {
   return Buffer.concat([len, msg]);
 }
 
+/** An IPv4 address as a batched socket reports it (a.b.c.d = a << 24 | b << 16 | c << 8 | d), as text. */
+export function ipv4Text(n: number): string {
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
+/**
+ * ipv4Text's inverse, without allocating: -1 for anything else (an IPv6
+ * address, or a dotted quad not written as ipv4Text writes it, which no
+ * batched socket reports either).
+ */
+export function ipv4Number(text: string): number {
+  let n = 0;
+  let octet = -1;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x2e) {
+      if (octet < 0 || ++dots > 3) return -1;
+      n = n * 256 + octet;
+      octet = -1;
+    } else if (c >= 0x30 && c <= 0x39) {
+      if (octet === 0) return -1; // a leading zero
+      octet = (octet < 0 ? 0 : octet * 10) + c - 0x30;
+      if (octet > 255) return -1;
+    } else {
+      return -1;
+    }
+  }
+  return dots === 3 && octet >= 0 ? n * 256 + octet : -1;
+}
+
 export class DnsProxy {
   readonly stats = newStats();
   readonly #deps: ProxyDeps;
@@ -297,8 +350,8 @@ export class DnsProxy {
   readonly #servers: Array<UdpLike | net.Server> = [];
   readonly #tcpConns = new Set<net.Socket>();
   readonly #pools = new Map<4 | 6, UdpLike[]>();
-  /** `${pod address}|${upstream}` → its transparent upstream socket (podSource). */
-  readonly #podSockets = new Map<string, PodSocket>();
+  /** upstream → pod address → its transparent upstream socket (podSource); no key string per query. */
+  readonly #podSockets = new Map<string, Map<string, PodSocket>>();
   /**
    * slot * 65536 + id → pending upstream query (a number: no key string per
    * query). Slots: IPv4 pool socket i is i, IPv6 pool socket i POOL_SIZE + i,
@@ -306,6 +359,12 @@ export class DnsProxy {
    */
   readonly #pending = new Map<number, Pending>();
   #nextPodSlot = POD_SLOT_BASE;
+  /**
+   * IPv4 pod address (a batched socket's number) → its text, for the NAT
+   * lookup and the answer: a node has few pods, and each query made its
+   * string again. Bounded: cleared when it reaches MAX_POD_STATES.
+   */
+  readonly #podAddressTexts = new Map<number, string>();
   /** Query ids and pool socket picks (CSPRNG values, fetched in bulk). */
   readonly #ids = new RandomIds();
   /** Each TCP upstream connection's pending queries (id → query), for the sweeper. */
@@ -344,12 +403,27 @@ export class DnsProxy {
    */
   retainPods(ifindexes: ReadonlySet<number>): void {
     for (const ifindex of this.#pods.keys()) if (!ifindexes.has(ifindex)) this.#pods.delete(ifindex);
-    for (const [key, ps] of this.#podSockets) if (!ifindexes.has(ps.ifindex)) this.#closePodSocket(key, ps);
+    for (const ps of this.#eachPodSocket()) if (!ifindexes.has(ps.ifindex)) this.#closePodSocket(ps);
   }
 
   /** Pod addresses that have a transparent upstream socket now (each once). */
   podSocketAddresses(): string[] {
-    return [...new Set([...this.#podSockets.values()].map((ps) => ps.address))];
+    return [...new Set(this.#eachPodSocket().map((ps) => ps.address))];
+  }
+
+  /** Every pod socket (a copy: closing one meanwhile is fine). */
+  #eachPodSocket(): PodSocket[] {
+    return [...this.#podSockets.values()].flatMap((byAddress) => [...byAddress.values()]);
+  }
+
+  #podAddressText(address: number): string {
+    let text = this.#podAddressTexts.get(address);
+    if (text === undefined) {
+      if (this.#podAddressTexts.size >= MAX_POD_STATES) this.#podAddressTexts.clear();
+      text = ipv4Text(address);
+      this.#podAddressTexts.set(address, text);
+    }
+    return text;
   }
 
   #pod(ifindex: number): PodDnsStats {
@@ -400,11 +474,11 @@ export class DnsProxy {
     const fd = bindFd?.(family, 'udp', address, port);
     const batch = this.#deps.batch;
     if (batch && fd !== undefined) {
-      const sock: UdpLike = this.#batched(batch, fd, (msg, from) => this.handleUdpQuery(msg, from, (m) => sock.send(m, from.port, from.address)));
+      const sock: UdpLike = this.#batched(batch, fd, (msg, address, port) => this.#udpQuery(msg, typeof address === 'number' ? this.#podAddressText(address) : address, port, sock));
       return sock;
     }
     const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
-    udp.on('message', (msg, rinfo) => this.handleUdpQuery(msg, rinfo, (m) => udp.send(m, rinfo.port, rinfo.address)));
+    udp.on('message', (msg, rinfo) => this.#udpQuery(msg, rinfo.address, rinfo.port, udp));
     udp.on('error', (err) => this.#rlog.error('udp-socket', { err }, 'DNS proxy UDP socket error'));
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
@@ -417,15 +491,20 @@ export class DnsProxy {
   }
 
   /**
-   * A batched socket on `fd`: each datagram of a batch to `onDatagram`; a
-   * send the kernel refuses (its queue full) loses the datagram, as UDP may,
-   * and is counted.
+   * A batched socket on `fd`: each datagram of a batch to `onDatagram`, its
+   * source an IPv4 address as a number or an IPv6 one as text, its bytes a
+   * view of the batch's (valid until the handler returns); a send the kernel
+   * refuses (its queue full) loses the datagram, as UDP may, and is counted.
    */
-  #batched(batch: UdpSockets, fd: number, onDatagram: (msg: Buffer, from: Peer) => void): UdpLike {
+  #batched(batch: UdpSockets, fd: number, onDatagram: (msg: Buffer, address: number | string, port: number) => void): UdpLike {
     const bs = batch.open(
       fd,
-      (bufs, hosts, ports) => {
-        for (let i = 0; i < bufs.length; i++) onDatagram(bufs[i]!, { address: hosts[i]!, port: ports[i]! });
+      (count, data, meta, hosts6) => {
+        for (let i = 0, at = 0; i < count; i++, at += 4) {
+          const offset = meta[at]!;
+          const port = meta[at + 2]!;
+          onDatagram(data.subarray(offset, offset + meta[at + 1]!), port & UDP_FROM_V6 ? hosts6![i]! : meta[at + 3]!, port & 0xffff);
+        }
       },
       (count) => {
         this.stats.sendFailed += count;
@@ -467,7 +546,7 @@ export class DnsProxy {
     await Promise.all(closing);
     for (const pool of this.#pools.values()) for (const s of pool) s.close();
     this.#pools.clear();
-    for (const [key, ps] of this.#podSockets) this.#closePodSocket(key, ps);
+    for (const ps of this.#eachPodSocket()) this.#closePodSocket(ps);
     this.#pending.clear();
   }
 
@@ -476,9 +555,13 @@ export class DnsProxy {
     try {
       fn();
     } catch (err) {
-      this.stats.errors++;
-      this.#rlog.error('handler-error', { err }, 'DNS proxy: unexpected error handling a packet');
+      this.#handlerError(err);
     }
+  }
+
+  #handlerError(err: unknown): void {
+    this.stats.errors++;
+    this.#rlog.error('handler-error', { err }, 'DNS proxy: unexpected error handling a packet');
   }
 
   #decide(nat: NatInfo, q: ParsedQuery): Decision {
@@ -494,11 +577,11 @@ export class DnsProxy {
     return { rcode: RCODE_REFUSED, why: `${nat.daddr} is not a trusted resolver`, reason: 'untrusted-resolver' };
   }
 
-  #refuse(q: ParsedQuery, d: Refusal, reply: (m: Buffer) => void, receivedMs: number): void {
+  #refuse(q: ParsedQuery, d: Refusal, via: Replier, port: number, address: string, receivedMs: number): void {
     if (d.rcode === RCODE_REFUSED) this.stats.refused++;
     else this.stats.servfail++;
     this.#rlog.debug('refused', { dns: { qname: q.question.name }, why: d.why }, 'DNS query refused');
-    reply(errorResponse(q, d.rcode));
+    via.send(errorResponse(q, d.rcode), port, address);
     this.#answered(d.rcode === RCODE_REFUSED ? 'refused' : 'servfail', d.reason, receivedMs);
   }
 
@@ -513,11 +596,11 @@ export class DnsProxy {
    * One datagram from a pod, as the listening socket received it; `reply`
    * sends back to the pod. This is the socket's whole handler, public so the
    * fuzz test can feed the parser path without a network. Never throws.
-   * `msg` becomes the proxy's: a forwarded query is sent from it, with the
-   * upstream id written in.
+   * The proxy writes into `msg` (a forwarded query is sent from it, with the
+   * upstream id written in) and keeps nothing of it once this returns.
    */
   handleUdpQuery(msg: Buffer, from: Peer, reply: (m: Buffer) => void): void {
-    this.#guard(() => this.#onUdpQuery(msg, from, reply));
+    this.#udpQuery(msg, from.address, from.port, { send: (m) => reply(m) });
   }
 
   /**
@@ -525,14 +608,33 @@ export class DnsProxy {
    * pool: that socket's whole handler, public for the same reason. Never throws.
    */
   handleUpstreamUdp(family: 4 | 6, index: number, msg: Buffer, from: Peer): void {
-    this.#guard(() => this.#onUdpAnswer(poolSlot(family, index), msg, from));
+    this.#udpAnswer(poolSlot(family, index), msg, from.address, from.port);
   }
 
-  #onUdpQuery(msg: Buffer, from: Peer, reply: (m: Buffer) => void): void {
+  // The handlers of every datagram guard themselves (no closure per datagram for #guard).
+
+  #udpQuery(msg: Buffer, address: string, port: number, via: Replier): void {
+    try {
+      this.#onUdpQuery(msg, address, port, via);
+    } catch (err) {
+      this.#handlerError(err);
+    }
+  }
+
+  /** `address`: an IPv4 source as a number (a batched socket's), or any as text. */
+  #udpAnswer(slot: number, msg: Buffer, address: number | string, port: number): void {
+    try {
+      this.#onUdpAnswer(slot, msg, address, port);
+    } catch (err) {
+      this.#handlerError(err);
+    }
+  }
+
+  #onUdpQuery(msg: Buffer, address: string, port: number, via: Replier): void {
     const receivedMs = performance.now();
     this.stats.queries++;
     this.#observer?.query('udp');
-    const nat = this.#deps.nat(PROTO_UDP, from.address, from.port);
+    const nat = this.#deps.nat(PROTO_UDP, address, port);
     if (!nat) {
       this.stats.unattributed++;
       return;
@@ -543,8 +645,8 @@ export class DnsProxy {
     const q = this.#parseQuery(msg);
     if (!q) return;
     const d = this.#decide(nat, q);
-    if ('rcode' in d) return this.#refuse(q, d, reply, receivedMs);
-    this.#forwardUdp(msg, q, d.upstream, reply, pod, from.address, nat.ifindex, receivedMs);
+    if ('rcode' in d) return this.#refuse(q, d, via, port, address, receivedMs);
+    this.#forwardUdp(msg, q, d.upstream, via, port, address, pod, nat.ifindex, receivedMs);
   }
 
   #parseQuery(msg: Buffer): ParsedQuery | undefined {
@@ -565,7 +667,7 @@ export class DnsProxy {
     if (batch) {
       for (let i = 0; i < POOL_SIZE; i++) {
         const index = i;
-        pool.push(this.#batched(batch, batch.bind(family), (m, from) => this.handleUpstreamUdp(family, index, m, from)));
+        pool.push(this.#batched(batch, batch.bind(family), (m, address, port) => this.#udpAnswer(poolSlot(family, index), m, address, port)));
       }
       this.#pools.set(family, pool);
       return pool;
@@ -573,7 +675,7 @@ export class DnsProxy {
     for (let i = 0; i < POOL_SIZE; i++) {
       const s = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', recvBufferSize: RECV_BUFFER_BYTES });
       const index = i;
-      s.on('message', (m, r) => this.handleUpstreamUdp(family, index, m, r));
+      s.on('message', (m, r) => this.#udpAnswer(poolSlot(family, index), m, r.address, r.port));
       s.on('error', (err) => this.#rlog.warn('upstream-socket', { err }, 'DNS proxy upstream socket error'));
       s.bind(0); // a kernel-chosen (randomized) port
       pool.push(s);
@@ -591,8 +693,8 @@ export class DnsProxy {
     const src = this.#deps.podSource;
     // `address` is a datagram's source (an address): a colon means IPv6.
     if (!src || address.includes(':') !== (family === 6) || !src.appliesTo(upstream)) return undefined;
-    const mapKey = `${address}|${upstream}`;
-    let ps = this.#podSockets.get(mapKey);
+    let byAddress = this.#podSockets.get(upstream);
+    let ps = byAddress?.get(address);
     if (!ps) {
       let fd: number;
       try {
@@ -606,24 +708,27 @@ export class DnsProxy {
       let sock: UdpLike;
       const batch = this.#deps.batch;
       if (batch) {
-        sock = this.#batched(batch, fd, (m, from) => this.#guard(() => this.#onUdpAnswer(slot, m, from)));
+        sock = this.#batched(batch, fd, (m, address, port) => this.#udpAnswer(slot, m, address, port));
       } else {
         const d = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
-        d.on('message', (m, r) => this.#guard(() => this.#onUdpAnswer(slot, m, r)));
+        d.on('message', (m, r) => this.#udpAnswer(slot, m, r.address, r.port));
         d.on('error', (err) => this.#rlog.warn('upstream-socket', { err }, 'DNS proxy upstream socket error'));
         d.bind({ fd });
         sock = d;
       }
-      ps = { sock, address, slot, ifindex, lastUsed: 0 };
-      this.#podSockets.set(mapKey, ps);
+      ps = { sock, address, upstream, slot, ifindex, lastUsed: 0 };
+      if (!byAddress) this.#podSockets.set(upstream, (byAddress = new Map()));
+      byAddress.set(address, ps);
     }
     ps.ifindex = ifindex; // an address a new pod took over
     ps.lastUsed = Date.now();
     return ps;
   }
 
-  #closePodSocket(mapKey: string, ps: PodSocket): void {
-    this.#podSockets.delete(mapKey);
+  #closePodSocket(ps: PodSocket): void {
+    const byAddress = this.#podSockets.get(ps.upstream);
+    byAddress?.delete(ps.address);
+    if (byAddress?.size === 0) this.#podSockets.delete(ps.upstream);
     try {
       ps.sock.close();
     } catch {
@@ -631,7 +736,7 @@ export class DnsProxy {
     }
   }
 
-  #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, reply: (m: Buffer) => void, pod: PodDnsStats, podAddress: string, ifindex: number, receivedMs: number): void {
+  #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, via: Replier, podPort: number, podAddress: string, pod: PodDnsStats, ifindex: number, receivedMs: number): void {
     const family = upstream.includes(':') ? 6 : 4; // a valid address (the NAT entry's, or a trusted one)
     const ps = this.#podSocket(family, podAddress, upstream, ifindex);
     let sock: UdpLike;
@@ -647,20 +752,23 @@ export class DnsProxy {
     }
     let id = this.#ids.next();
     for (let tries = 0; this.#pending.has(slot * 65536 + id); tries++) {
-      if (tries > 64) return void this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight', reason: 'busy' }, reply, receivedMs);
+      if (tries > 64) return void this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight', reason: 'busy' }, via, podPort, podAddress, receivedMs);
       id = this.#ids.next();
     }
-    // The datagram is ours (each arrives in its own Buffer, and nothing else
-    // keeps it): the upstream's id goes in place, no copy.
+    // The datagram is ours until the handler returns (a send copies it): the
+    // upstream's id goes in place, no copy.
     const out = msg;
     out.writeUInt16BE(id, 0);
     this.#pending.set(slot * 65536 + id, {
       deadline: Date.now() + this.#upstreamTimeoutMs,
       upstream,
+      upstream4: ipv4Number(upstream),
       question: q.question,
       questionWire: q.questionWire,
       clientId: q.id,
-      reply,
+      via,
+      clientPort: podPort,
+      clientAddress: podAddress,
       maxBytes: MAX_UDP_ANSWER,
       pod,
       receivedMs,
@@ -671,14 +779,14 @@ export class DnsProxy {
     sock.send(out, this.#upstreamPort, upstream);
   }
 
-  #onUdpAnswer(slot: number, msg: Buffer, rinfo: Peer): void {
+  #onUdpAnswer(slot: number, msg: Buffer, address: number | string, port: number): void {
     if (msg.length < 12) {
       this.stats.malformed++;
       return;
     }
     const key = slot * 65536 + ((msg[0]! << 8) | msg[1]!);
     const p = this.#pending.get(key);
-    if (!p || rinfo.address !== p.upstream || rinfo.port !== this.#upstreamPort) {
+    if (!p || port !== this.#upstreamPort || (typeof address === 'number' ? address !== p.upstream4 : address !== p.upstream)) {
       this.stats.spoofed++;
       return;
     }
@@ -712,7 +820,7 @@ export class DnsProxy {
       } catch (err) {
         this.#rlog.error('learn-failed', { err, dns: { qname: p.question.name } }, 'could not program what a DNS answer allows: answering SERVFAIL');
         this.stats.servfail++;
-        p.reply(errorResponse({ id: p.clientId, flags: msg.readUInt16BE(2) & 0x7900, questionWire: p.questionWire }, RCODE_SERVFAIL));
+        p.via.send(errorResponse({ id: p.clientId, flags: msg.readUInt16BE(2) & 0x7900, questionWire: p.questionWire }, RCODE_SERVFAIL), p.clientPort, p.clientAddress);
         this.#answered('servfail', 'learn-failed', p.receivedMs);
         return true;
       }
@@ -720,12 +828,12 @@ export class DnsProxy {
     this.stats.answered++;
     if (p.maxBytes !== undefined && msg.length > p.maxBytes) {
       this.stats.truncated++;
-      p.reply(truncatedResponse(p.clientId, msg.readUInt16BE(2), p.questionWire));
+      p.via.send(truncatedResponse(p.clientId, msg.readUInt16BE(2), p.questionWire), p.clientPort, p.clientAddress);
       this.#answered('truncated', 'too-big', p.receivedMs);
       return true;
     }
     msg.writeUInt16BE(p.clientId, 0);
-    p.reply(msg);
+    p.via.send(msg, p.clientPort, p.clientAddress);
     this.#answered('forwarded', 'upstream', p.receivedMs);
     return true;
   }
@@ -745,7 +853,7 @@ export class DnsProxy {
     for (const pending of this.#tcpPending) expire(pending);
     // Idle pod sockets go (a pod that asked once does not hold a descriptor for
     // its lifetime); one with queries still waiting would have been used since.
-    for (const [key, ps] of this.#podSockets) if (now - ps.lastUsed > POD_SOCKET_IDLE_MS) this.#closePodSocket(key, ps);
+    for (const ps of this.#eachPodSocket()) if (now - ps.lastUsed > POD_SOCKET_IDLE_MS) this.#closePodSocket(ps);
   }
 
   // ------------------------------------------------------------------ TCP
@@ -776,7 +884,7 @@ export class DnsProxy {
     c.setTimeout(TCP_IDLE_MS, () => c.destroy());
     const framer = new Framer();
     const upstreams = new Map<string, { sock: net.Socket; pending: Map<number, Pending> }>();
-    const reply = (m: Buffer): void => void (c.writable && c.write(frame(m)));
+    const reply: Replier = { send: (m) => void (c.writable && c.write(frame(m))) };
     c.on('data', (chunk) =>
       this.#guard(() =>
         framer.push(chunk, (msg) =>
@@ -789,7 +897,7 @@ export class DnsProxy {
             const q = this.#parseQuery(msg);
             if (!q) return;
             const d = this.#decide(nat, q);
-            if ('rcode' in d) return this.#refuse(q, d, reply, receivedMs);
+            if ('rcode' in d) return this.#refuse(q, d, reply, 0, '', receivedMs);
             let up = upstreams.get(d.upstream);
             if (!up) {
               up = this.#tcpUpstream(d.upstream, c);
@@ -798,12 +906,12 @@ export class DnsProxy {
             // Bounded like UDP: with every id in flight on this connection, an unbounded retry never ends.
             let id = this.#ids.next();
             for (let tries = 0; up.pending.has(id); tries++) {
-              if (tries > 64) return this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight', reason: 'busy' }, reply, receivedMs);
+              if (tries > 64) return this.#refuse(q, { rcode: RCODE_SERVFAIL, why: 'too many queries in flight', reason: 'busy' }, reply, 0, '', receivedMs);
               id = this.#ids.next();
             }
             const out = Buffer.from(msg);
             out.writeUInt16BE(id, 0);
-            up.pending.set(id, { deadline: Date.now() + this.#upstreamTimeoutMs, upstream: d.upstream, question: q.question, questionWire: q.questionWire, clientId: q.id, reply, pod, receivedMs });
+            up.pending.set(id, { deadline: Date.now() + this.#upstreamTimeoutMs, upstream: d.upstream, upstream4: -1, question: q.question, questionWire: q.questionWire, clientId: q.id, via: reply, clientPort: 0, clientAddress: '', pod, receivedMs });
             pod.inflight++;
             this.stats.forwarded++;
             up.sock.write(frame(out));

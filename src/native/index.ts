@@ -333,9 +333,10 @@ export interface NativeAddon {
    * out with the socket's other queued ones in one sendmmsg when the callback
    * returns (true; a datagram the kernel refuses then is counted to
    * `onSendFailed`); any other send() is one synchronous sendto (false: the
-   * kernel refused it). See native/udpbatch.cc.
+   * kernel refused it). Each batch comes as UdpBatchData, which allocates
+   * nothing per datagram. See native/udpbatch.cc.
    */
-  UdpBatch: new (fd: number, onBatch: (bufs: Buffer[], addresses: string[], ports: number[]) => void, onSendFailed?: (count: number) => void) => UdpBatchSocket;
+  UdpBatch: new (fd: number, onBatch: UdpBatchData, onSendFailed?: (count: number) => void) => UdpBatchSocket;
 
   // --- handing the proxy's sockets to a successor agent (native/handover.cc)
   /** A copy of `fd` (close-on-exec): the socket lives on while either is open. */
@@ -350,6 +351,15 @@ export interface NativeAddon {
    */
   handoverRequest(path: string, request: string, timeoutMs: number): { payload: string; fds: number[] } | null;
 }
+
+/**
+ * One batch of `count` datagrams: datagram i is data[meta[4i], meta[4i] +
+ * meta[4i+1]), from port meta[4i+2] & 0xffff; with bit 16 (1 << 16) set in
+ * meta[4i+2] its source is hosts6![i] (text), else meta[4i+3] is its IPv4
+ * source as a number (a.b.c.d = a << 24 | b << 16 | c << 8 | d). `data` and
+ * `meta` are reused by the next batch: valid only during the call.
+ */
+export type UdpBatchData = (count: number, data: Buffer, meta: Uint32Array, hosts6: string[] | undefined) => void;
 
 export interface UdpBatchSocket {
   send(buf: Buffer, address: string, port: number): boolean;

@@ -1,21 +1,44 @@
 // The DNS proxy's batched UDP socket (native/udpbatch.cc) against the real
 // kernel on loopback: a burst arrives in few calls with each datagram's own
-// bytes, source address and port; a send() during a batch callback is queued
+// bytes, source address and port (IPv4 as a number, IPv6 as text, in one
+// reused buffer and array); a send() during a batch callback is queued
 // and goes out with the others (sendmmsg) once it returns, any other is one
 // sendto; IPv6 too; a closed socket reads and sends nothing more and closes
 // its fd.
 import dgram from 'node:dgram';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { native, type UdpBatchSocket } from '../../src/native/index.js';
+import { native, type UdpBatchData, type UdpBatchSocket } from '../../src/native/index.js';
 
 const open: Array<UdpBatchSocket | dgram.Socket> = [];
 afterEach(() => {
   for (const s of open.splice(0)) s.close();
 });
 
+const FROM_V6 = 1 << 16;
+
+/** A batch's datagrams as copies, with their sources as text (what the proxy reads, spelled out). */
+function unpack(onBatch: (bufs: Buffer[], hosts: string[], ports: number[]) => void): UdpBatchData {
+  return (count, data, meta, hosts6) => {
+    const bufs: Buffer[] = [];
+    const hosts: string[] = [];
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const [offset, length, port, v4] = [meta[4 * i]!, meta[4 * i + 1]!, meta[4 * i + 2]!, meta[4 * i + 3]!];
+      bufs.push(Buffer.from(data.subarray(offset, offset + length)));
+      hosts.push(port & FROM_V6 ? hosts6![i]! : [v4 >>> 24, (v4 >>> 16) & 255, (v4 >>> 8) & 255, v4 & 255].join('.'));
+      ports.push(port & 0xffff);
+    }
+    onBatch(bufs, hosts, ports);
+  };
+}
+
 /** A batched socket on a kernel-chosen loopback port, and its port. */
 function batched(family: 4 | 6, onBatch: (bufs: Buffer[], hosts: string[], ports: number[]) => void, onSendFailed?: (count: number) => void): { sock: UdpBatchSocket; port: number; fd: number } {
+  return batchedRaw(family, unpack(onBatch), onSendFailed);
+}
+
+function batchedRaw(family: 4 | 6, onBatch: UdpBatchData, onSendFailed?: (count: number) => void): { sock: UdpBatchSocket; port: number; fd: number } {
   const n = native();
   const fd = n.socketBind(family, 'udp', family === 4 ? '127.0.0.1' : '::1', 0);
   const sock = new n.UdpBatch(fd, onBatch, onSendFailed);
@@ -71,6 +94,47 @@ describe('UdpBatch', () => {
     expect(answers.sort()).toEqual(Array.from({ length: 200 }, (_, i) => `re:q${i}`).sort());
     expect(calls).toBeLessThan(50); // batches, not a call per datagram
     expect(sock.truncated).toBe(0);
+  });
+
+  it.each([4, 6] as const)('IPv%s: each batch is one shared buffer and one reused meta array: offsets, lengths, the source as a number (IPv4) or text (IPv6)', async (family) => {
+    const seen: Array<{ data: Buffer; meta: Uint32Array; rows: number[][]; hosts6: string[] | undefined; texts: string[] }> = [];
+    const { port } = batchedRaw(family, (count, data, meta, hosts6) => {
+      const rows: number[][] = [];
+      const texts: string[] = [];
+      for (let i = 0; i < count; i++) {
+        rows.push([...meta.subarray(4 * i, 4 * i + 4)]);
+        texts.push(data.toString('latin1', meta[4 * i]!, meta[4 * i]! + meta[4 * i + 1]!));
+      }
+      seen.push({ data, meta, rows, hosts6: hosts6 && [...hosts6], texts });
+    });
+    const c = await client(family);
+    const sizes = [1, 0, 300, 1232, 4000]; // an empty datagram too
+    for (let round = 0; round < 2; round++) {
+      const at = seen.length;
+      for (const [i, size] of sizes.entries()) c.send(Buffer.alloc(size, 97 + i + round), port, family === 4 ? '127.0.0.1' : '::1');
+      await until(() => seen.slice(at).reduce((n, b) => n + b.rows.length, 0) === sizes.length);
+    }
+    const rows = seen.flatMap((b) => b.rows);
+    expect(seen.flatMap((b) => b.texts)).toEqual([0, 1].flatMap((round) => sizes.map((size, i) => String.fromCharCode(97 + i + round).repeat(size))));
+    expect(rows.map((r) => r[1])).toEqual([...sizes, ...sizes]);
+    const clientPort = c.address().port;
+    if (family === 4) {
+      expect(rows.every((r) => r[2] === clientPort && r[3] === 0x7f000001)).toBe(true);
+      expect(seen.every((b) => b.hosts6 === undefined)).toBe(true);
+    } else {
+      expect(rows.every((r) => r[2] === (clientPort | FROM_V6))).toBe(true);
+      expect(seen.flatMap((b) => b.hosts6!.slice(0, b.rows.length))).toEqual(rows.map(() => '::1'));
+    }
+    // Made once: every batch hands over the same buffer and array.
+    expect(new Set(seen.map((b) => b.data)).size).toBe(1);
+    expect(new Set(seen.map((b) => b.meta)).size).toBe(1);
+    // The buffer is every socket's (one receive area); the array is each socket's own.
+    let other: { data: Buffer; meta: Uint32Array } | undefined;
+    const second = batchedRaw(family, (_count, data, meta) => (other = { data, meta }));
+    c.send('x', second.port, family === 4 ? '127.0.0.1' : '::1');
+    await until(() => other !== undefined);
+    expect(other!.data).toBe(seen[0]!.data);
+    expect(other!.meta).not.toBe(seen[0]!.meta);
   });
 
   it('close() stops reading, makes send() false and closes the fd', async () => {
