@@ -15,18 +15,33 @@
 // connection attempt that sees the new verdict for good; then the same edits
 // again once the 10,000 rules (4 files) also select the server (the issue's
 // "p99 < 100 ms at 1,000 pods with 10,000 rules in force").
-// BENCH_DATAPATH_ONLY=propagation skips the datapath scenarios, =datapath the propagation rounds;
-// BENCH_PROP_RULES=0 skips the propagation round with the 10,000 rules;
-// BENCH_LOG_DIR=<dir> keeps the propagation agent's log.
 // (b')/(c') are (b)/(c) with --datapath-redirect false (the kill switch: every
 // pod-to-pod packet through the node's stack and both veths' programs), run in
 // the same window for the A/B; BENCH_REDIRECT_AB=0 leaves them out.
 // Latency: request/response round trips over one connection (netload rr).
+// Pods on two nodes (issue 18's "same for pods on two nodes, direct routing"),
+// a table of its own, the same metrics: two node netns joined by one veth
+// pair (the link, each end the node's address), client pod on node 1, server
+// pod on node 2, each node routing the other's pod CIDR via the other's link
+// address (the route the agent installs with --routing direct in Kubernetes
+// mode; standalone agents install none, so the bench does: bench/lib/node-link.ts):
+//   (e) bare: both nodes wired as sluice-cni wires pods, no eBPF — the baseline;
+//   (f) Sluice on both nodes, no NetworkPolicy;
+//   (g) Sluice on both nodes, (c)'s 10,000 rules selecting the server, the last
+//       one allowing the client — a pod of the other node, known to node 2's
+//       agent from its Pod object (spec.nodeName, status.podIPs).
+// All of them cross the same hops: pod veth, node 1, link, node 2, pod veth.
+// Part of the default run (they add ~2 minutes: 122 s with BENCH_RUNS=5, 84 s
+// with 3). BENCH_DATAPATH_ONLY=datapath|twonode|propagation runs only the
+// one-node scenarios, the two-node ones or the propagation rounds;
+// BENCH_PROP_RULES=0 skips the propagation round with the 10,000 rules;
+// BENCH_LOG_DIR=<dir> keeps the propagation agent's log.
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { BareNode } from '../lib/bare-node.js';
 import { BenchCleanup, sweepStaleBenchNetns } from '../lib/bench-netns.js';
+import { linkNodes } from '../lib/node-link.js';
 import { buildNetload, check, connRate, iperf, Prober, rrLatency, startIperfServer, startServer, type ProbeSample } from '../lib/load.js';
 import { formatTable, quantile, ratio, stats, type Row } from '../lib/table.js';
 import { cni, cniAsync, podArgs, TestNode, type Netns } from '../../test/helpers/agent.js';
@@ -73,16 +88,20 @@ interface Scenario {
   /** The benchmark port must give this to a port not allowed. */
   blockedVerdict: 'refused' | 'timeout';
   baseline?: boolean;
+  /** Judged against issue 18's targets; `contrast`: marked as a contrast, not a candidate. */
+  target?: boolean;
+  contrast?: boolean;
   connNext: number;
   conn: number[];
   gbps: number[];
   /** Round-trip latency per repetition, µs. */
   p50: number[];
   p99: number[];
-  agentPid?: number;
+  /** The agents of its nodes (none: bare). */
+  agentPids: number[];
   agentCpu: number[];
-  /** The node netns (where the host veths and their tc programs are). */
-  nodeNs: Netns;
+  /** The node netns (where the host veths and their tc programs are), the client's first. */
+  nodes: Netns[];
   failed?: string;
 }
 
@@ -224,10 +243,33 @@ function iptablesRestore(rules: readonly Rule[], client: string, server: string)
 }
 
 const namespaceYaml = (name: string) => `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${name}\n  labels: {team: ${name}}\n`;
-const podYaml = (ns: string, name: string, labels: Record<string, string>) =>
+/** `placed`: the node the pod runs on and, once wired, its address, as the API server shows them. */
+const podYaml = (ns: string, name: string, labels: Record<string, string>, placed?: { node: string; ip?: string }) =>
   `---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: ${ns}\n  labels: {${Object.entries(labels)
     .map(([k, v]) => `${k}: ${v}`)
-    .join(', ')}}\n`;
+    .join(', ')}}\n${placed ? `spec:\n  nodeName: ${placed.node}\n` : ''}${placed?.ip ? `status:\n  podIPs:\n  - ip: ${placed.ip}\n` : ''}`;
+
+const RULE_FILES = [0, 1, 2, 3].map((k) => `np-${k}.yaml`);
+
+/** The rules as NetworkPolicies in RULE_FILES, 2,500 rules each. */
+function writeRules(node: TestNode, rules: readonly Rule[], ns = 'bench'): void {
+  RULE_FILES.forEach((f, k) => node.writeManifest(f, policyYaml(`rules-${k}`, rules.slice(k * 2500, (k + 1) * 2500), ns)));
+}
+
+/**
+ * Waits until RULE_FILES, written after log line `from`, are programmed:
+ * each file's objects are compiled and programmed as the file is stored, and
+ * a store change only marks the agent's reconciler dirty, so the sync that
+ * programs the last file is logged after its "manifest applied". Returns the
+ * agent's syncs since `from`; the last one has all the rules.
+ */
+async function rulesProgrammed(node: TestNode, from: number): Promise<LogLine[]> {
+  const past = await waitApplied(node, RULE_FILES, from, 150_000);
+  return waitFor('the last file programmed', () => {
+    const lines = logLines(node);
+    return lines.slice(past).some((l) => l.msg === 'policy programmed') && lines.slice(from).filter((l) => l.msg === 'policy programmed');
+  }, 30_000);
+}
 
 // ----------------------------------------------------------------- topology
 
@@ -236,20 +278,60 @@ function barePair(clientIp: string, serverIp: string): { node: BareNode; client:
   return { node, client: node.addPod(clientIp), server: node.addPod(serverIp) };
 }
 
+/** Pod bench/`name` on `node`, wired by the real sluice-cni. */
+function cniPod(node: TestNode, name: string): Pod {
+  const ns = cleanup.netns('pod');
+  const r = cni({ command: 'ADD', containerId: `bench-${name}-${ns.name}`, netns: ns.path, ifname: 'eth0', args: podArgs('bench', name), config: node.conf() });
+  const address = (r.json?.ips as Array<{ address: string }> | undefined)?.[0]?.address;
+  if (r.status !== 0 || !address) throw new Error(`CNI ADD ${name} failed: ${r.stdout}`);
+  return { ns, ip: address.split('/')[0]! };
+}
+
 async function sluicePair(podCidr: string, redirect = true): Promise<{ node: TestNode; client: Pod; server: Pod }> {
   const node = new TestNode(cleanup, { podCidr, extraArgs: ['--datapath-redirect', String(redirect)] });
   await node.start();
   node.writeManifest('00-namespace.yaml', namespaceYaml('bench'));
   node.writeManifest('01-pods.yaml', podYaml('bench', 'client', { role: 'client' }) + podYaml('bench', 'server', { role: 'server' }));
   await waitApplied(node, ['00-namespace.yaml', '01-pods.yaml'], 0);
-  const pod = (name: string): Pod => {
-    const ns = cleanup.netns('pod');
-    const r = cni({ command: 'ADD', containerId: `bench-${name}-${ns.name}`, netns: ns.path, ifname: 'eth0', args: podArgs('bench', name), config: node.conf() });
-    const address = (r.json?.ips as Array<{ address: string }> | undefined)?.[0]?.address;
-    if (r.status !== 0 || !address) throw new Error(`CNI ADD ${name} failed: ${r.stdout}`);
-    return { ns, ip: address.split('/')[0]! };
-  };
-  return { node, client: pod('client'), server: pod('server') };
+  return { node, client: cniPod(node, 'client'), server: cniPod(node, 'server') };
+}
+
+// Two nodes on `net` (a /16 prefix, e.g. '10.218'): node k's pods in net.k.0/24, the link net.255.0/24.
+const podCidrOf = (net: string, k: 1 | 2) => `${net}.${k}.0/24`;
+
+function bareTwoNodes(net: string): { nodes: Netns[]; client: Pod; server: Pod } {
+  const [n1, n2] = [new BareNode(cleanup), new BareNode(cleanup)];
+  linkNodes({ ns: n1.ns, podCidr: podCidrOf(net, 1) }, { ns: n2.ns, podCidr: podCidrOf(net, 2) }, `${net}.255`);
+  return { nodes: [n1.ns, n2.ns], client: n1.addPod(`${net}.1.2`), server: n2.addPod(`${net}.2.2`) };
+}
+
+/**
+ * Client pod on node 1, server pod on node 2, each node with its own agent
+ * (named after its netns: TestNode passes --node-name). Both agents get both
+ * Pod objects with spec.nodeName and, once sluice-cni has wired them,
+ * status.podIPs, as every agent of a cluster sees them: so node 2's agent
+ * knows the client as a pod of another node, which the rules' label peers
+ * select.
+ */
+async function sluiceTwoNodes(net: string): Promise<{ nodes: readonly TestNode[]; client: Pod; server: Pod }> {
+  const nodes = [new TestNode(cleanup, { podCidr: podCidrOf(net, 1) }), new TestNode(cleanup, { podCidr: podCidrOf(net, 2) })] as const;
+  const [n1, n2] = nodes;
+  // Linked before the agents start, so each attaches its node-link program at once.
+  linkNodes({ ns: n1.ns, podCidr: n1.opts.podCidr }, { ns: n2.ns, podCidr: n2.opts.podCidr }, `${net}.255`);
+  await Promise.all(nodes.map((n) => n.start()));
+  const pods = (clientIp?: string, serverIp?: string) =>
+    podYaml('bench', 'client', { role: 'client' }, { node: n1.ns.name, ip: clientIp }) + podYaml('bench', 'server', { role: 'server' }, { node: n2.ns.name, ip: serverIp });
+  for (const n of nodes) {
+    n.writeManifest('00-namespace.yaml', namespaceYaml('bench'));
+    n.writeManifest('01-pods.yaml', pods());
+  }
+  await Promise.all(nodes.map((n) => waitApplied(n, ['00-namespace.yaml', '01-pods.yaml'], 0)));
+  const client = cniPod(n1, 'client');
+  const server = cniPod(n2, 'server');
+  const from = nodes.map((n) => logLines(n).length);
+  for (const n of nodes) n.writeManifest('01-pods.yaml', pods(client.ip, server.ip));
+  await Promise.all(nodes.map((n, k) => waitApplied(n, ['01-pods.yaml'], from[k]!)));
+  return { nodes, client, server };
 }
 
 async function serve(s: Pick<Scenario, 'server'>): Promise<void> {
@@ -267,8 +349,11 @@ async function verify(s: Scenario): Promise<void> {
 
 // ----------------------------------------------------------------- measuring
 
+/** CPU ticks of all the scenario's agents. */
+const agentTicks = (s: Scenario) => s.agentPids.reduce((sum, pid) => sum + cpuTicks(pid), 0);
+
 async function measureConn(s: Scenario, durationMs: number): Promise<number> {
-  const before = s.agentPid ? cpuTicks(s.agentPid) : NaN;
+  const before = agentTicks(s);
   const r = await connRate(s.client.ns, s.server.ip, {
     dportFirst: CONN_PORT,
     dportCount: CONN_PORTS,
@@ -279,9 +364,41 @@ async function measureConn(s: Scenario, durationMs: number): Promise<number> {
     workers: WORKERS,
   });
   s.connNext = r.next;
-  if (s.agentPid) s.agentCpu.push((cpuTicks(s.agentPid) - before) / r.seconds); // % of one CPU
+  if (s.agentPids.length) s.agentCpu.push((agentTicks(s) - before) / r.seconds); // % of one CPU
   if (r.fail > r.ok / 1000) throw new Error(`${r.fail} of ${r.ok + r.fail} connections failed`);
   return r.ok / r.seconds;
+}
+
+/** What makes a scenario; its measurements start empty. */
+type ScenarioSpec = Pick<Scenario, 'key' | 'name' | 'client' | 'server' | 'nodes' | 'blockedVerdict'> & Partial<Pick<Scenario, 'baseline' | 'target' | 'contrast'>>;
+
+function agentPid(node: TestNode): number {
+  const pid = logLines(node).find((l) => l.msg === 'agent ready')?.pid;
+  if (!pid) throw new Error(`no "agent ready" in the log of ${node.ns.name}`);
+  return pid;
+}
+
+function scenario(spec: ScenarioSpec, agents: readonly TestNode[] = []): Scenario {
+  return { ...spec, agentPids: agents.map(agentPid), connNext: 0, conn: [], gbps: [], p50: [], p99: [], agentCpu: [] };
+}
+
+/**
+ * The 10k rules in force on `servers` (nodes with the server pod, written to
+ * all at once; the note's syncs are the first one's) and applied on `others`
+ * (which have no pod they select, so nothing to program: no "policy programmed").
+ */
+async function applyRules(key: string, servers: readonly TestNode[], rules: readonly Rule[], others: readonly TestNode[] = []): Promise<void> {
+  const nodes = [...servers, ...others];
+  const from = nodes.map((n) => logLines(n).length);
+  const t0 = Date.now();
+  for (const n of nodes) writeRules(n, rules);
+  const [compiles] = await Promise.all(servers.map((n, k) => rulesProgrammed(n, from[k]!)));
+  const programmed = compiles!.at(-1)!;
+  notes.push(
+    `${key}: ${RULES} rules in 4 files programmed ${((Date.now() - t0) / 1000).toFixed(1)} s after the write: ${programmed.entries} policy entries; ` +
+      `the agent synced ${compiles!.length}x, the last taking ${programmed.ms} ms (log "policy programmed").`,
+  );
+  await Promise.all(others.map((n, k) => waitApplied(n, RULE_FILES, from[servers.length + k]!, 150_000)));
 }
 
 async function runDatapath(): Promise<Row[]> {
@@ -289,8 +406,6 @@ async function runDatapath(): Promise<Row[]> {
   notes.push(
     '(a)/(d) are wired exactly as sluice-cni wires pods (two veth pairs through a node netns, pod /32 + link-local gateway, node /32 routes), ' +
       'so all four scenarios cross the same hops; (b)/(c) add the tc programs on both host veths.',
-    `conn/s: ${WORKERS} client threads, each connection = bind + connect + 1-byte request/response + RST close; 5-tuples never repeat within a scenario ` +
-      '(so Sluice\'s conntrack never waives a policy check); scenarios interleaved, order reversed every other repetition; warm-up 1 s each.',
   );
   const a = barePair('10.214.0.2', '10.214.0.3');
   const d = barePair('10.215.0.2', '10.215.0.3');
@@ -305,41 +420,46 @@ async function runDatapath(): Promise<Row[]> {
   const c = await sluicePair('10.212.0.0/24');
   const b0 = REDIRECT_AB ? await sluicePair('10.216.0.0/24', false) : undefined;
   const c0 = REDIRECT_AB ? await sluicePair('10.217.0.0/24', false) : undefined;
-  const files = [0, 1, 2, 3].map((k) => `np-${k}.yaml`);
-  const from = logLines(c.node).length;
-  const t0 = Date.now();
-  if (c0) files.forEach((f, k) => c0.node.writeManifest(f, policyYaml(`rules-${k}`, rules.slice(k * 2500, (k + 1) * 2500))));
-  files.forEach((f, k) => c.node.writeManifest(f, policyYaml(`rules-${k}`, rules.slice(k * 2500, (k + 1) * 2500))));
-  // Each file's objects are compiled and programmed as the file is stored,
-  // so the last "policy programmed" before the last "manifest applied" is
-  // the one with all 10k rules.
-  const past = await waitApplied(c.node, files, from, 150_000);
-  // A store change only marks the agent's reconciler dirty: the sync that
-  // programs the last file is logged after its "manifest applied".
-  const compiles = await waitFor('the last file programmed', () => {
-    const lines = logLines(c.node);
-    return lines.slice(past).some((l) => l.msg === 'policy programmed') && lines.slice(from).filter((l) => l.msg === 'policy programmed');
-  }, 30_000);
-  const programmed = compiles.at(-1);
-  if (!programmed) throw new Error('no "policy programmed" after the 10k rules');
-  if (c0) {
-    const past0 = await waitApplied(c0.node, files, 0, 150_000);
-    await waitFor('(c\') programmed', () => logLines(c0.node).slice(past0).some((l) => l.msg === 'policy programmed'), 30_000);
-  }
-  notes.push(
-    `(c): ${RULES} rules in 4 files programmed ${((Date.now() - t0) / 1000).toFixed(1)} s after the write: ${programmed.entries} policy entries; ` +
-      `the agent synced ${compiles.length}x, the last taking ${programmed.ms} ms (log "policy programmed").`,
-  );
+  await applyRules('(c)', c0 ? [c.node, c0.node] : [c.node], rules);
+  if (REDIRECT_AB) notes.push("(b')/(c'): the same as (b)/(c) with --datapath-redirect false (today's path: the node's routing and netfilter, sluice_to_pod on the server's veth), measured in the same window, interleaved.");
 
-  const agentPid = (n: TestNode) => logLines(n).find((l) => l.msg === 'agent ready')?.pid;
-  const scenarios: Scenario[] = [
-    { key: 'a', name: '(a) bare veth, no eBPF', ...a, nodeNs: a.node.ns, blockedVerdict: 'refused', baseline: true, connNext: 0, conn: [], gbps: [], p50: [], p99: [], agentCpu: [] },
-    { key: 'b', name: '(b) Sluice, no policy', ...b, nodeNs: b.node.ns, blockedVerdict: 'refused', agentPid: agentPid(b.node), connNext: 0, conn: [], gbps: [], p50: [], p99: [], agentCpu: [] },
-    { key: 'c', name: `(c) Sluice, ${RULES / 1000}k rules`, ...c, nodeNs: c.node.ns, blockedVerdict: 'timeout', agentPid: agentPid(c.node), connNext: 0, conn: [], gbps: [], p50: [], p99: [], agentCpu: [] },
-    ...(b0 ? [{ key: 'b0', name: "(b') Sluice, no policy, redirect off", ...b0, nodeNs: b0.node.ns, blockedVerdict: 'refused' as const, agentPid: agentPid(b0.node), connNext: 0, conn: [], gbps: [], p50: [], p99: [], agentCpu: [] }] : []),
-    ...(c0 ? [{ key: 'c0', name: `(c') Sluice, ${RULES / 1000}k rules, redirect off`, ...c0, nodeNs: c0.node.ns, blockedVerdict: 'timeout' as const, agentPid: agentPid(c0.node), connNext: 0, conn: [], gbps: [], p50: [], p99: [], agentCpu: [] }] : []),
-    { key: 'd', name: `(d) bare + ${RULES / 1000}k iptables`, ...d, nodeNs: d.node.ns, blockedVerdict: 'timeout', connNext: 0, conn: [], gbps: [], p50: [], p99: [], agentCpu: [] },
+  const scenarios = [
+    scenario({ key: 'a', name: '(a) bare veth, no eBPF', ...a, nodes: [a.node.ns], blockedVerdict: 'refused', baseline: true }),
+    scenario({ key: 'b', name: '(b) Sluice, no policy', ...b, nodes: [b.node.ns], blockedVerdict: 'refused' }, [b.node]),
+    scenario({ key: 'c', name: `(c) Sluice, ${RULES / 1000}k rules`, ...c, nodes: [c.node.ns], blockedVerdict: 'timeout', target: true }, [c.node]),
+    ...(b0 ? [scenario({ key: 'b0', name: "(b') Sluice, no policy, redirect off", ...b0, nodes: [b0.node.ns], blockedVerdict: 'refused' }, [b0.node])] : []),
+    ...(c0 ? [scenario({ key: 'c0', name: `(c') Sluice, ${RULES / 1000}k rules, redirect off`, ...c0, nodes: [c0.node.ns], blockedVerdict: 'timeout' }, [c0.node])] : []),
+    scenario({ key: 'd', name: `(d) bare + ${RULES / 1000}k iptables`, ...d, nodes: [d.node.ns], blockedVerdict: 'timeout', contrast: true }),
   ];
+  return measure(scenarios, ['b', 'c', 'c0']);
+}
+
+async function runTwoNode(): Promise<Row[]> {
+  const rules = tenThousandRules();
+  notes.push(
+    '(e)-(g): client pod on node 1, server pod on node 2, the nodes joined by one veth pair (the node addresses, .1 and .2 of a /24), each routing the ' +
+      'other\'s pod CIDR via the other\'s link address (metric 4242, the route --routing direct installs in Kubernetes mode; installed by the bench, ' +
+      'as standalone agents install none); (e) is wired as sluice-cni wires pods, so all three cross pod veth, node 1, link, node 2, pod veth; ' +
+      '(f)/(g) add the tc programs on both nodes (pod veths, and sluice_from_node on each node\'s link end).',
+  );
+  const e = bareTwoNodes('10.218');
+  const f = await sluiceTwoNodes('10.219');
+  const g = await sluiceTwoNodes('10.220');
+  await applyRules('(g) node 2', [g.nodes[1]!], rules, [g.nodes[0]!]);
+  const scenarios = [
+    scenario({ key: 'e', name: '(e) bare, two nodes, no eBPF', ...e, blockedVerdict: 'refused', baseline: true }),
+    scenario({ key: 'f', name: '(f) Sluice, two nodes, no policy', ...f, nodes: f.nodes.map((n) => n.ns), blockedVerdict: 'refused' }, f.nodes),
+    scenario({ key: 'g', name: `(g) Sluice, two nodes, ${RULES / 1000}k rules`, ...g, nodes: g.nodes.map((n) => n.ns), blockedVerdict: 'timeout', target: true }, g.nodes),
+  ];
+  return measure(scenarios, ['f', 'g']);
+}
+
+/**
+ * Serves, verifies and warms every scenario up, then measures them
+ * interleaved: conn/s, throughput, latency; then the diagnostics for the
+ * `diagnosed` ones; one row each, judged against the baseline scenario.
+ */
+async function measure(scenarios: Scenario[], diagnosed: readonly string[]): Promise<Row[]> {
   for (const s of scenarios) {
     try {
       await serve(s);
@@ -385,7 +505,7 @@ async function runDatapath(): Promise<Row[]> {
       }
     }
   }
-  // (c) must still enforce after the load (no conntrack shortcut, no fail-open).
+  // The rules must still be enforced after the load (no conntrack shortcut, no fail-open).
   for (const s of live()) {
     try {
       await verify(s);
@@ -393,18 +513,18 @@ async function runDatapath(): Promise<Row[]> {
       s.failed = `after load: ${(err as Error).message}`.slice(0, 120);
     }
   }
-  if (REDIRECT_AB) notes.push("(b')/(c'): the same as (b)/(c) with --datapath-redirect false (today's path: the node's routing and netfilter, sluice_to_pod on the server's veth), measured in the same window, interleaved.");
   for (const s of scenarios.filter((x) => x.agentCpu.length)) {
-    notes.push(`${s.name}: the agent used ${stats(s.agentCpu).median.toFixed(0)}% of a CPU during the conn/s runs (it consumes a flow event per new flow and enforcement point).`);
+    const [agents, consume] = s.agentPids.length > 1 ? [`the ${s.agentPids.length} agents`, 'they consume'] : ['the agent', 'it consumes'];
+    notes.push(`${s.name}: ${agents} used ${stats(s.agentCpu).median.toFixed(0)}% of a CPU during the conn/s runs (${consume} a flow event per new flow and enforcement point).`);
   }
+  const base = scenarios.find((x) => x.baseline)!;
+  const baseConn = stats(base.conn).median;
   try {
-    await diagnose(scenarios.filter((x) => !x.failed && (x.key === 'b' || x.key === 'c' || x.key === 'c0')), stats(scenarios[0]!.conn).median);
+    await diagnose(scenarios.filter((x) => !x.failed && diagnosed.includes(x.key)), baseConn);
   } catch (err) {
     notes.push(`diagnostics failed: ${(err as Error).message}`);
   }
 
-  const base = scenarios[0]!;
-  const baseConn = stats(base.conn).median;
   const baseGbps = stats(base.gbps).median;
   const baseP50 = stats(base.p50).median;
   const baseP99 = stats(base.p99).median;
@@ -417,8 +537,8 @@ async function runDatapath(): Promise<Row[]> {
     const rg = gbps.median / baseGbps;
     let target = '';
     // Issue 18: ≥1.0x the raw path's conn/s and throughput, latency not worse (5% run-to-run tolerance on latency).
-    if (s.key === 'c') target = `conn ≥1.0x ${rc >= 1 ? '✓' : '✗'}, tput ≥1.0x ${rg >= 1 ? '✓' : '✗'}, p50/p99 ≤1.05x ${p50.median <= baseP50 * 1.05 && p99.median <= baseP99 * 1.05 ? '✓' : '✗'}`;
-    if (s.key === 'd') target = '(contrast)';
+    if (s.target) target = `conn ≥1.0x ${rc >= 1 ? '✓' : '✗'}, tput ≥1.0x ${rg >= 1 ? '✓' : '✗'}, p50/p99 ≤1.05x ${p50.median <= baseP50 * 1.05 && p99.median <= baseP99 * 1.05 ? '✓' : '✗'}`;
+    if (s.contrast) target = '(contrast)';
     return {
       scenario: s.name,
       samples: Math.min(conn.n, gbps.n),
@@ -445,26 +565,28 @@ interface ProgStats {
   ns: number;
 }
 
-/** run_cnt and run_time_ns of the Sluice tc programs on a node's host veths. */
-function progStats(nodeNs: Netns): ProgStats {
-  const net = JSON.parse(nodeNs.exec('bpftool', ['-j', 'net', 'show'])) as Array<{ tc?: Array<{ name?: string; id?: number }> }>;
-  const ids = [...new Set(net.flatMap((n) => n.tc ?? []).filter((t) => t.name?.startsWith('sluice_') && t.id).map((t) => t.id!))];
-  if (ids.length === 0) throw new Error(`no sluice tc programs in ${nodeNs.name}`);
-  let runs = 0;
-  let ns = 0;
-  for (const id of ids) {
-    const p = JSON.parse(sh('bpftool', ['-j', 'prog', 'show', 'id', String(id)])) as { run_cnt?: number; run_time_ns?: number };
-    runs += p.run_cnt ?? 0;
-    ns += p.run_time_ns ?? 0;
-  }
-  return { runs, ns };
+/** run_cnt and run_time_ns of each Sluice tc program of the nodes (host veths, node links), by "node k program" (one node: by program). */
+function progStats(nodes: readonly Netns[]): Map<string, ProgStats> {
+  const out = new Map<string, ProgStats>();
+  nodes.forEach((node, k) => {
+    const net = JSON.parse(node.exec('bpftool', ['-j', 'net', 'show'])) as Array<{ tc?: Array<{ name?: string; id?: number }> }>;
+    const ids = [...new Set(net.flatMap((n) => n.tc ?? []).filter((t) => t.name?.startsWith('sluice_') && t.id).map((t) => t.id!))];
+    if (ids.length === 0) throw new Error(`no sluice tc programs in ${node.name}`);
+    for (const id of ids) {
+      const p = JSON.parse(sh('bpftool', ['-j', 'prog', 'show', 'id', String(id)])) as { name?: string; run_cnt?: number; run_time_ns?: number };
+      const key = `${nodes.length > 1 ? `node ${k + 1} ` : ''}${p.name ?? id}`;
+      const sum = out.get(key) ?? { runs: 0, ns: 0 };
+      out.set(key, { runs: sum.runs + (p.run_cnt ?? 0), ns: sum.ns + (p.run_time_ns ?? 0) });
+    }
+  });
+  return out;
 }
 
 /**
  * Where Sluice's per-connection cost goes, after the measured runs (so the
  * stats' own overhead never touches them): the tc programs' run time per
  * packet (kernel.bpf_stats_enabled, restored after), and conn/s with the
- * agent stopped (SIGSTOP), i.e. with nobody consuming the flow events.
+ * agents stopped (SIGSTOP), i.e. with nobody consuming the flow events.
  */
 async function diagnose(sluice: Scenario[], baseConn: number): Promise<void> {
   const STATS = '/proc/sys/kernel/bpf_stats_enabled';
@@ -474,38 +596,40 @@ async function diagnose(sluice: Scenario[], baseConn: number): Promise<void> {
   writeFileSync(STATS, '1');
   try {
     for (const s of sluice) {
-      const before = progStats(s.nodeNs);
+      const before = progStats(s.nodes);
       const start = s.connNext;
       await measureConn(s, 2000);
-      const after = progStats(s.nodeNs);
-      const runs = after.runs - before.runs;
-      notes.push(
-        `${s.name}: tc programs ${((after.ns - before.ns) / runs).toFixed(0)} ns per run, ${(runs / (s.connNext - start)).toFixed(1)} runs per connection (bpf_stats, separate 2 s run).`,
-      );
+      const conns = s.connNext - start;
+      const delta = [...progStats(s.nodes)].map(([prog, x]) => ({ prog, runs: x.runs - (before.get(prog)?.runs ?? 0), ns: x.ns - (before.get(prog)?.ns ?? 0) })).filter((x) => x.runs > 0);
+      const runs = delta.reduce((sum, x) => sum + x.runs, 0);
+      const ns = delta.reduce((sum, x) => sum + x.ns, 0);
+      const byProg = delta.map((x) => `${x.prog} ${(x.runs / conns).toFixed(1)} × ${(x.ns / x.runs).toFixed(0)} ns`).join(', ');
+      notes.push(`${s.name}: tc programs ${(ns / runs).toFixed(0)} ns per run, ${(runs / conns).toFixed(1)} runs per connection (${byProg}; bpf_stats, separate 2 s run).`);
     }
   } finally {
     restore();
   }
-  // Paired: agent running / stopped, alternating, 2 s each, twice.
+  // Paired: agents running / stopped, alternating, 2 s each, twice.
+  const signal = (s: Scenario, sig: NodeJS.Signals) => s.agentPids.forEach((pid) => process.kill(pid, sig));
   for (const s of sluice) {
-    if (!s.agentPid) continue;
+    if (!s.agentPids.length) continue;
     const running: number[] = [];
     const stopped: number[] = [];
     for (let k = 0; k < 2; k++) {
       running.push(await measureConn(s, 2000));
-      process.kill(s.agentPid, 'SIGSTOP');
+      signal(s, 'SIGSTOP');
       try {
         stopped.push(await measureConn(s, 2000));
       } finally {
-        process.kill(s.agentPid, 'SIGCONT');
+        signal(s, 'SIGCONT');
       }
-      await sleep(300); // let the agent drain the ring buffer
+      await sleep(300); // let the agents drain their ring buffers
     }
     const r = stats(running).median;
     const x = stats(stopped).median;
     notes.push(
-      `${s.name}: with the agent stopped (SIGSTOP: nobody consumes flow events) ${x.toFixed(0)} conn/s vs ${r.toFixed(0)} running ` +
-        `(${ratio(x, r)}; ${ratio(x, baseConn)} of (a)'s median), 2+2 alternating 2 s runs.`,
+      `${s.name}: with the agent${s.agentPids.length > 1 ? 's' : ''} stopped (SIGSTOP: nobody consumes flow events) ${x.toFixed(0)} conn/s vs ${r.toFixed(0)} running ` +
+        `(${ratio(x, r)}; ${ratio(x, baseConn)} of the baseline's median), 2+2 alternating 2 s runs.`,
     );
   }
   for (const s of sluice) s.agentCpu.length = 0;
@@ -632,11 +756,10 @@ async function runPropagation(): Promise<Row[]> {
   if (PROP_RULES && !plain.failed) {
     try {
       const rules = tenThousandRules();
-      const files = [0, 1, 2, 3].map((k) => `np-${k}.yaml`);
       const logFrom = logLines(node).length;
       const t0 = Date.now();
-      files.forEach((f, k) => node.writeManifest(f, policyYaml(`rules-${k}`, rules.slice(k * 2500, (k + 1) * 2500), 'prop')));
-      const past = await waitApplied(node, files, logFrom, 150_000);
+      writeRules(node, rules, 'prop');
+      const past = await waitApplied(node, RULE_FILES, logFrom, 150_000);
       // The sync that programs the last file comes after its "manifest applied".
       const last = await waitFor('the 10k rules programmed', () => logLines(node).slice(past).find((l) => l.msg === 'policy programmed'), 60_000);
       await sleep(500);
@@ -693,29 +816,33 @@ async function main(): Promise<void> {
   for (const tool of ['iperf3', 'iptables-legacy-restore']) {
     if (!sh('sh', ['-c', `command -v ${tool} || true`]).trim()) throw new Error(`${tool} missing: make deps (APT_TEST) installs it`);
   }
-  const rows: Row[] = [];
-  try {
-    if (ONLY !== 'propagation') rows.push(...(await runDatapath()));
-  } catch (err) {
-    rows.push({ scenario: 'datapath scenarios', samples: 0, results: {}, vsBaseline: '', failed: (err as Error).message.slice(0, 160) });
+  if (ONLY && !['datapath', 'twonode', 'propagation'].includes(ONLY)) throw new Error(`BENCH_DATAPATH_ONLY=${ONLY}: not datapath, twonode or propagation`);
+  if (ONLY !== 'propagation') {
+    notes.push(
+      `conn/s: ${WORKERS} client threads, each connection = bind + connect + 1-byte request/response + RST close; 5-tuples never repeat within a scenario ` +
+        '(so Sluice\'s conntrack never waives a policy check); scenarios interleaved, order reversed every other repetition; warm-up 1 s each.',
+    );
   }
-  cleanup.run(); // free the datapath nodes before the propagation node
-  if (ONLY !== 'datapath') {
+  /** One part of the bench (all of them unless BENCH_DATAPATH_ONLY names one); its nodes are freed before the next part's. */
+  const part = async (name: string, failedAs: string, run: () => Promise<Row[]>): Promise<Row[]> => {
+    if (ONLY && ONLY !== name) return [];
     try {
-      rows.push(...(await runPropagation()));
+      return await run();
     } catch (err) {
-      rows.push({ scenario: 'propagation', samples: 0, results: {}, vsBaseline: '', failed: (err as Error).message.slice(0, 160) });
+      return [{ scenario: failedAs, samples: 0, results: {}, vsBaseline: '', failed: (err as Error).message.slice(0, 160) }];
+    } finally {
+      cleanup.run();
     }
-  }
+  };
+  const oneNode = await part('datapath', 'datapath scenarios', runDatapath);
+  const twoNodes = await part('twonode', 'two-node scenarios', runTwoNode);
+  const propagation = await part('propagation', 'propagation', runPropagation);
+  const runs = `median of ${REPS} interleaved runs (conn/s: ${CONN_MS / 1000} s, ${WORKERS} workers; iperf3: ${IPERF_S} s, 1 stream)`;
   process.stdout.write(`${header}\n\n`);
-  process.stdout.write(
-    formatTable(
-      `Datapath: pod → pod on one node, median of ${REPS} interleaved runs (conn/s: ${CONN_MS / 1000} s, ${WORKERS} workers; iperf3: ${IPERF_S} s, 1 stream); policy propagation`,
-      rows,
-    ),
-  );
+  if (oneNode.length || propagation.length) process.stdout.write(formatTable(`Datapath: pod → pod on one node, ${runs}; policy propagation`, [...oneNode, ...propagation]));
+  if (twoNodes.length) process.stdout.write(`${oneNode.length || propagation.length ? '\n' : ''}${formatTable(`Datapath: pod → pod on two nodes (direct routing), ${runs}`, twoNodes)}`);
   process.stdout.write(`\n${notes.map((n) => `- ${n}`).join('\n')}\n`);
-  process.exitCode = rows.some((r) => r.failed) ? 1 : 0;
+  process.exitCode = [...oneNode, ...twoNodes, ...propagation].some((r) => r.failed) ? 1 : 0;
 }
 
 try {
