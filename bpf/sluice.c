@@ -328,15 +328,17 @@ static __always_inline int deliver_routed(struct __sk_buff *skb, const struct tu
 	ep = receiver(t, dst);
 	if (!ep)
 		return LOCAL_FALLBACK;
-	__builtin_memcpy(src.addr, t->saddr, 16);
-	if (ipcache_identity(t->family, t->saddr) == SLUICE_ID_HOST || bpf_map_lookup_elem(&sluice_local_v1, &src))
-		return LOCAL_FALLBACK;
 	now = ct_now();
 	if (ct_lookup(dst->ifindex, SLUICE_DIR_TO_POD, t, now, &ct_flags)) {
 		if (!(ct_flags & SLUICE_CT_F_ROUTED))
 			return LOCAL_FALLBACK;
 	} else {
 		if (!ct_opens(t))
+			return LOCAL_FALLBACK;
+		/* Checked when a flow opens: a routed flow's entry never has such a
+		 * source (its peer is a pod of another node). */
+		__builtin_memcpy(src.addr, t->saddr, 16);
+		if (ipcache_identity(t->family, t->saddr) == SLUICE_ID_HOST || bpf_map_lookup_elem(&sluice_local_v1, &src))
 			return LOCAL_FALLBACK;
 		if (admit(skb, t, ep, dst->ifindex, &audit) != SLUICE_REASON_FORWARDED)
 			return TC_ACT_SHOT;
