@@ -160,6 +160,32 @@ describe.skipIf(!isRoot)('Sluice on a real two-node cluster (kubectl apply -f de
     await expectMatrix([]);
   }, 180_000);
 
+  it('TCP between pods of the two nodes skips both nodes\' routing and netfilter (the routed path, --datapath-redirect)', async () => {
+    noteFailure();
+    const cl = c();
+    // A counting rule (no target) in each node's FORWARD chain for TCP between pod addresses.
+    const rule = ['FORWARD', '-p', 'tcp', '-s', '10.244.0.0/16', '-d', '10.244.0.0/16', '-m', 'comment', '--comment', 'sluice-test-routed'];
+    const forwarded = async (): Promise<number> => {
+      let n = 0;
+      for (const node of cl.nodes) {
+        const r = await cl.nodeExec(node, 'iptables', ['-w', '-L', 'FORWARD', '-v', '-n', '-x']);
+        for (const line of r.stdout.split('\n')) if (line.includes('sluice-test-routed')) n += Number(line.trim().split(/\s+/)[0]);
+      }
+      return n;
+    };
+    for (const node of cl.nodes) expect((await cl.nodeExec(node, 'iptables', ['-w', '-I', ...rule])).code).toBe(0);
+    try {
+      const before = await forwarded();
+      for (let i = 0; i < 3; i++) {
+        expect(await connects('x/a', ips.get('x/b')!)).toBe(true);
+        expect(await connects('y/d', ips.get('y/c')!)).toBe(true);
+      }
+      expect(await forwarded()).toBe(before);
+    } finally {
+      for (const node of cl.nodes) await cl.nodeExec(node, 'iptables', ['-w', '-D', ...rule]);
+    }
+  }, 60_000);
+
   it('enforces the NetworkPolicy truth table through the API, with peers on both nodes', async () => {
     noteFailure();
     const cl = c();
