@@ -22,6 +22,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../log/index.js';
+import { ipv4Number, ipv4Text } from '../net/index.js';
 import { RandomIds } from './ids.js';
 import { RateLimitedLog } from './log-limit.js';
 import { normalizeName, type DnsMode } from '../policy/index.js';
@@ -303,37 +304,6 @@ function frame(msg: Buffer): Buffer {
   const len = Buffer.alloc(2);
   len.writeUInt16BE(msg.length, 0);
   return Buffer.concat([len, msg]);
-}
-
-/** An IPv4 address as a batched socket reports it (a.b.c.d = a << 24 | b << 16 | c << 8 | d), as text. */
-export function ipv4Text(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}
-
-/**
- * ipv4Text's inverse, without allocating: -1 for anything else (an IPv6
- * address, or a dotted quad not written as ipv4Text writes it, which no
- * batched socket reports either).
- */
-export function ipv4Number(text: string): number {
-  let n = 0;
-  let octet = -1;
-  let dots = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x2e) {
-      if (octet < 0 || ++dots > 3) return -1;
-      n = n * 256 + octet;
-      octet = -1;
-    } else if (c >= 0x30 && c <= 0x39) {
-      if (octet === 0) return -1; // a leading zero
-      octet = (octet < 0 ? 0 : octet * 10) + c - 0x30;
-      if (octet > 255) return -1;
-    } else {
-      return -1;
-    }
-  }
-  return dots === 3 && octet >= 0 ? n * 256 + octet : -1;
 }
 
 export class DnsProxy {

@@ -33,14 +33,19 @@ export function addressToBytes(family: number, addr: string, buf: Buffer, offset
   for (let i = bytes - 1, v = parsed.value; i >= 0; i--, v >>= 8n) buf[offset + i] = Number(v & 0xffn);
 }
 
+/** An IPv4 address as a number (a.b.c.d = a << 24 | b << 16 | c << 8 | d), as text. */
+export function ipv4Text(n: number): string {
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
 /**
- * Writes `addr` when it is a dotted quad as Node's isIPv4 accepts it (four
- * decimal parts 0-255, no leading zeros, nothing else); false (nothing
- * written) for anything else, which the general path then judges.
+ * A dotted quad as Node's isIPv4 accepts it (four decimal parts 0-255, no
+ * leading zeros, nothing else) as a number, without allocating: ipv4Text's
+ * inverse; -1 for anything else (an IPv6 address included).
  */
-function dottedQuadInto(addr: string, buf: Buffer, offset: number): boolean {
+export function ipv4Number(addr: string): number {
   const n = addr.length;
-  if (n < 7 || n > 15) return false;
+  if (n < 7 || n > 15) return -1;
   let parts = 0;
   let value = 0;
   let digits = 0;
@@ -48,20 +53,26 @@ function dottedQuadInto(addr: string, buf: Buffer, offset: number): boolean {
   for (let i = 0; i <= n; i++) {
     const c = i < n ? addr.charCodeAt(i) : 46; // a '.' after the last part
     if (c === 46) {
-      if (digits === 0 || parts === 4) return false;
+      if (digits === 0 || parts === 4) return -1;
       quad = quad * 256 + value;
       parts++;
       value = 0;
       digits = 0;
       continue;
     }
-    if (c < 48 || c > 57) return false;
-    if (digits > 0 && value === 0) return false; // a leading zero
+    if (c < 48 || c > 57) return -1;
+    if (digits > 0 && value === 0) return -1; // a leading zero
     value = value * 10 + (c - 48);
-    if (value > 255) return false;
+    if (value > 255) return -1;
     digits++;
   }
-  if (parts !== 4) return false;
+  return parts === 4 ? quad : -1;
+}
+
+/** Writes `addr` when it is a dotted quad (ipv4Number); false (nothing written) for anything else, which the general path then judges. */
+function dottedQuadInto(addr: string, buf: Buffer, offset: number): boolean {
+  const quad = ipv4Number(addr);
+  if (quad < 0) return false;
   buf[offset] = quad >>> 24;
   buf[offset + 1] = (quad >>> 16) & 255;
   buf[offset + 2] = (quad >>> 8) & 255;

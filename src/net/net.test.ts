@@ -11,6 +11,8 @@ import {
   familyOf,
   formatIp,
   hostCidr,
+  ipv4Number,
+  ipv4Text,
   parseCidr,
   parseIp,
 } from './index.js';
@@ -252,6 +254,17 @@ describe('the datapath layout: 16 bytes, network order, IPv4 in the first 4', ()
       const text = addressFromBytes(6, a, 0);
       addressToBytes(6, text, buf, 0);
       expect(buf.equals(a), text).toBe(true);
+    }
+  });
+
+  it('IPv4 text and numbers (ipv4Text, ipv4Number): each the other\'s inverse, -1 for anything else', () => {
+    for (const text of ['0.0.0.0', '127.0.0.1', '10.128.3.255', '255.255.255.255', '192.0.2.10']) {
+      expect(ipv4Text(ipv4Number(text))).toBe(text);
+    }
+    expect(ipv4Number('127.0.0.1')).toBe(0x7f000001);
+    expect(ipv4Number('255.255.255.255')).toBe(0xffffffff);
+    for (const other of ['::1', '2001:db8::5', '127.0.0', '127.0.0.1.1', '1.2.3.256', '01.2.3.4', '1..2.3', '1.2.3.', '', 'a.b.c.d', '1.2.3.4 ']) {
+      expect(ipv4Number(other)).toBe(-1);
     }
   });
 });
