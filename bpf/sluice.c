@@ -317,7 +317,6 @@ static __always_inline int deliver_local(struct __sk_buff *skb, const struct tup
 static __always_inline int deliver_routed(struct __sk_buff *skb, const struct tuple *t)
 {
 	const struct sluice_local_ep *dst = local_candidate(t);
-	struct sluice_ipcache_key src = { .family = t->family };
 	struct sluice_endpoint *ep;
 	__u32 ct_flags = 0;
 	__u8 audit = 0;
@@ -337,8 +336,7 @@ static __always_inline int deliver_routed(struct __sk_buff *skb, const struct tu
 			return LOCAL_FALLBACK;
 		/* Checked when a flow opens: a routed flow's entry never has such a
 		 * source (its peer is a pod of another node). */
-		__builtin_memcpy(src.addr, t->saddr, 16);
-		if (ipcache_identity(t->family, t->saddr) == SLUICE_ID_HOST || bpf_map_lookup_elem(&sluice_local_v1, &src))
+		if (ipcache_identity(t->family, t->saddr) == SLUICE_ID_HOST || local_lookup(t->family, t->saddr))
 			return LOCAL_FALLBACK;
 		if (admit(skb, t, ep, dst->ifindex, &audit) != SLUICE_REASON_FORWARDED)
 			return TC_ACT_SHOT;

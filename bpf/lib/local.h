@@ -43,10 +43,17 @@ static __always_inline int redirect_enabled(void)
  * socket), and not IPv6 neighbour discovery or MLD (judged as link plumbing
  * only with the hop limit the stack would have decremented).
  */
+/* The local pod that owns `addr`, or NULL. */
+static __always_inline struct sluice_local_ep *local_lookup(__u8 family, const __u8 *addr)
+{
+	struct sluice_ipcache_key key = { .family = family };
+
+	__builtin_memcpy(key.addr, addr, 16);
+	return bpf_map_lookup_elem(&sluice_local_v1, &key);
+}
+
 static __always_inline struct sluice_local_ep *local_candidate(const struct tuple *t)
 {
-	struct sluice_ipcache_key key = { .family = t->family };
-
 	if (t->arp || (t->family != 4 && t->family != 6) || t->frag != FRAG_NONE || t->hop_limit <= 1)
 		return NULL;
 	switch (t->protocol) {
@@ -67,8 +74,7 @@ static __always_inline struct sluice_local_ep *local_candidate(const struct tupl
 	}
 	if (!redirect_enabled())
 		return NULL;
-	__builtin_memcpy(key.addr, t->daddr, 16);
-	return bpf_map_lookup_elem(&sluice_local_v1, &key);
+	return local_lookup(t->family, t->daddr);
 }
 
 /* The hop limit decremented, as the forwarding stack would (IPv4 checksum
