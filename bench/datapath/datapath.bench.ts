@@ -24,7 +24,7 @@
 // pair (the link, each end the node's address), client pod on node 1, server
 // pod on node 2, each node routing the other's pod CIDR via the other's link
 // address (the route the agent installs with --routing direct in Kubernetes
-// mode; standalone agents install none, so the bench does: bench/lib/node-link.ts):
+// mode; standalone agents install none, so the bench does: test/helpers/node-link.ts):
 //   (e) bare: both nodes wired as sluice-cni wires pods, no eBPF — the baseline;
 //   (f) Sluice on both nodes, no NetworkPolicy;
 //   (g) Sluice on both nodes, (c)'s 10,000 rules selecting the server, the last
@@ -40,12 +40,12 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { BareNode } from '../lib/bare-node.js';
-import { BenchCleanup, sweepStaleBenchNetns } from '../lib/bench-netns.js';
-import { linkNodes } from '../lib/node-link.js';
+import { BENCH_PREFIX, BenchCleanup, sweepStaleBenchNetns } from '../lib/bench-netns.js';
 import { buildNetload, check, connRate, iperf, Prober, rrLatency, startIperfServer, startServer, type ProbeSample } from '../lib/load.js';
 import { formatTable, quantile, ratio, stats, type Row } from '../lib/table.js';
 import { cni, cniAsync, podArgs, TestNode, type Netns } from '../../test/helpers/agent.js';
 import { sh } from '../../test/helpers/netns.js';
+import { linkNodes } from '../../test/helpers/node-link.js';
 
 const REPS = Number(process.env.BENCH_RUNS ?? 5);
 const CONN_MS = Number(process.env.BENCH_CONN_MS ?? 3000);
@@ -301,7 +301,7 @@ const podCidrOf = (net: string, k: 1 | 2) => `${net}.${k}.0/24`;
 
 function bareTwoNodes(net: string): { nodes: Netns[]; client: Pod; server: Pod } {
   const [n1, n2] = [new BareNode(cleanup), new BareNode(cleanup)];
-  linkNodes({ ns: n1.ns, podCidr: podCidrOf(net, 1) }, { ns: n2.ns, podCidr: podCidrOf(net, 2) }, `${net}.255`);
+  linkNodes({ ns: n1.ns, podCidr: podCidrOf(net, 1) }, { ns: n2.ns, podCidr: podCidrOf(net, 2) }, { v4: `${net}.255` }, BENCH_PREFIX);
   return { nodes: [n1.ns, n2.ns], client: n1.addPod(`${net}.1.2`), server: n2.addPod(`${net}.2.2`) };
 }
 
@@ -317,7 +317,7 @@ async function sluiceTwoNodes(net: string): Promise<{ nodes: readonly TestNode[]
   const nodes = [new TestNode(cleanup, { podCidr: podCidrOf(net, 1) }), new TestNode(cleanup, { podCidr: podCidrOf(net, 2) })] as const;
   const [n1, n2] = nodes;
   // Linked before the agents start, so each attaches its node-link program at once.
-  linkNodes({ ns: n1.ns, podCidr: n1.opts.podCidr }, { ns: n2.ns, podCidr: n2.opts.podCidr }, `${net}.255`);
+  linkNodes({ ns: n1.ns, podCidr: n1.opts.podCidr }, { ns: n2.ns, podCidr: n2.opts.podCidr }, { v4: `${net}.255` }, BENCH_PREFIX);
   await Promise.all(nodes.map((n) => n.start()));
   const pods = (clientIp?: string, serverIp?: string) =>
     podYaml('bench', 'client', { role: 'client' }, { node: n1.ns.name, ip: clientIp }) + podYaml('bench', 'server', { role: 'server' }, { node: n2.ns.name, ip: serverIp });

@@ -14,16 +14,17 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Reply } from '../../src/api/index.js';
 import { callAgent } from '../../src/cli/client.js';
-import { Cleanup, podIps, TestNode, uniqueName, type Netns } from '../helpers/agent.js';
-import { isRoot, sh } from '../helpers/netns.js';
+import { Cleanup, podIps, TestNode, type Netns } from '../helpers/agent.js';
+import { isRoot } from '../helpers/netns.js';
+import { linkNodes, type NodeLink } from '../helpers/node-link.js';
 import { holdConnection, reach, startEchoServers, talk } from '../helpers/servers.js';
 import { until } from '../helpers/wait.js';
 
 const FORGE = new URL('../helpers/forge.py', import.meta.url).pathname;
 
 const NODES = {
-  n1: { podCidr: '10.78.1.0/24,fd00:78:1::/64', nodeIp: '10.78.255.1/32', link: ['10.78.254.1', 'fd00:78:254::1'] },
-  n2: { podCidr: '10.78.2.0/24,fd00:78:2::/64', nodeIp: '10.78.255.2/32', link: ['10.78.254.2', 'fd00:78:254::2'] },
+  n1: { podCidr: '10.78.1.0/24,fd00:78:1::/64', nodeIp: '10.78.255.1/32' },
+  n2: { podCidr: '10.78.2.0/24,fd00:78:2::/64', nodeIp: '10.78.255.2/32' },
 } as const;
 type NodeName = keyof typeof NODES;
 
@@ -43,7 +44,7 @@ type MetricRow = Reply<'metrics'>[number];
 
 const cleanup = new Cleanup();
 const nodes = {} as Record<NodeName, TestNode>;
-const links = {} as Record<NodeName, string>;
+let link: NodeLink;
 const pods: Record<string, Netns> = {};
 const v4: Record<string, string> = {};
 const v6: Record<string, string> = {};
@@ -89,18 +90,8 @@ describe.skipIf(!isRoot)('routed delivery: pod to pod across two nodes skips bot
       nodes[name] = new TestNode(cleanup, { podCidr, nodeIp, extraArgs: ['--node-name', name, '--datapath-redirect', 'true'] });
     }
     // The link between the nodes, before the agents start (they attach sluice_from_node to it).
-    links.n1 = uniqueName('rl');
-    links.n2 = uniqueName('rl');
-    sh('ip', ['-n', nodes.n1.ns.name, 'link', 'add', links.n1, 'type', 'veth', 'peer', 'name', links.n2, 'netns', nodes.n2.ns.name]);
-    for (const [self, peer] of [['n1', 'n2'], ['n2', 'n1']] as const) {
-      const ns = nodes[self].ns;
-      ns.exec('ip', ['link', 'set', links[self], 'up']);
-      ns.exec('ip', ['addr', 'add', `${NODES[self].link[0]}/24`, 'dev', links[self]]);
-      ns.exec('ip', ['addr', 'add', `${NODES[self].link[1]}/64`, 'dev', links[self], 'nodad']);
-      const [peer4, peer6] = NODES[peer].podCidr.split(',');
-      ns.exec('ip', ['route', 'add', peer4!, 'via', NODES[peer].link[0]]);
-      ns.exec('ip', ['-6', 'route', 'add', peer6!, 'via', NODES[peer].link[1]]);
-      ns.exec('sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
+    link = linkNodes({ ns: nodes.n1.ns, podCidr: NODES.n1.podCidr }, { ns: nodes.n2.ns, podCidr: NODES.n2.podCidr }, { v4: '10.78.254', v6: 'fd00:78:254::' });
+    for (const { ns } of Object.values(nodes)) {
       // Counting rules (no target) for the forwarded TCP packets between the pod CIDRs.
       ns.exec('iptables', ['-w', '-I', 'FORWARD', '-p', 'tcp', '-s', '10.78.0.0/16', '-d', '10.78.0.0/16', '-m', 'comment', '--comment', 'sluice-test-routed']);
       ns.exec('ip6tables', ['-w', '-I', 'FORWARD', '-p', 'tcp', '-s', 'fd00:78::/32', '-d', 'fd00:78::/32', '-m', 'comment', '--comment', 'sluice-test-routed']);
@@ -164,9 +155,9 @@ describe.skipIf(!isRoot)('routed delivery: pod to pod across two nodes skips bot
   it('a SYN from the link claiming the node\'s own address is never taken for the node\'s traffic', async () => {
     // n1 writes frames on its link to n2's: web's policy would admit n2's own
     // address (kubelet probes), but a packet from outside with it is a martian.
-    nodes.n1.ns.exec('ip', ['neigh', 'replace', NODES.n2.link[0], 'lladdr', JSON.parse(nodes.n2.ns.exec('ip', ['-j', 'link', 'show', links.n2]))[0].address, 'dev', links.n1, 'nud', 'permanent']);
+    nodes.n1.ns.exec('ip', ['neigh', 'replace', link.b[0]!, 'lladdr', JSON.parse(nodes.n2.ns.exec('ip', ['-j', 'link', 'show', link.ifnames.b]))[0].address, 'dev', link.ifnames.a, 'nud', 'permanent']);
     const forge = (src: string, sport: number) => {
-      const r = spawnSync('nsenter', [`--net=${nodes.n1.ns.path}`, 'python3', FORGE, links.n1], {
+      const r = spawnSync('nsenter', [`--net=${nodes.n1.ns.path}`, 'python3', FORGE, link.ifnames.a], {
         input: JSON.stringify([{ family: 4, src, dst: v4.web, proto: 'tcp', sport, dport: 8080, flags: 'S', ttl: 63 }]),
         encoding: 'utf8',
       });
