@@ -35,8 +35,11 @@
 // with 3). BENCH_DATAPATH_ONLY=datapath|twonode|propagation runs only the
 // one-node scenarios, the two-node ones or the propagation rounds;
 // BENCH_PROP_RULES=0 skips the propagation round with the 10,000 rules;
-// BENCH_LOG_DIR=<dir> keeps the propagation agent's log.
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+// BENCH_LOG_DIR=<dir> keeps the propagation agent's log; BENCH_PERF_DIR=<dir>
+// records a system-wide `perf record -a -g` of each conn/s run there
+// (<key>-<rep>.data), for profiling a scenario under its own load.
+import { spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { BareNode } from '../lib/bare-node.js';
@@ -58,6 +61,7 @@ const SETUP_BUDGET_MS = 60_000;
 const ONLY = process.env.BENCH_DATAPATH_ONLY;
 const PROP_RULES = process.env.BENCH_PROP_RULES !== '0';
 const REDIRECT_AB = process.env.BENCH_REDIRECT_AB !== '0';
+const PERF_DIR = process.env.BENCH_PERF_DIR;
 const RR_COUNT = Number(process.env.BENCH_RR ?? 5000);
 
 // Ports. The netload servers listen on [CONN_PORT, +CONN_PORTS); iperf3 on
@@ -352,8 +356,18 @@ async function verify(s: Scenario): Promise<void> {
 /** CPU ticks of all the scenario's agents. */
 const agentTicks = (s: Scenario) => s.agentPids.reduce((sum, pid) => sum + cpuTicks(pid), 0);
 
-async function measureConn(s: Scenario, durationMs: number): Promise<number> {
+/** `perf record -a -g` for `seconds` into BENCH_PERF_DIR (when set), resolved once it has written its file. */
+function perfRecord(name: string, seconds: number): Promise<void> {
+  if (!PERF_DIR) return Promise.resolve();
+  mkdirSync(PERF_DIR, { recursive: true });
+  const child = spawn('perf', ['record', '-a', '-g', '-q', '-o', join(PERF_DIR, `${name}.data`), '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+  return new Promise((resolve) => child.on('close', () => resolve()));
+}
+
+async function measureConn(s: Scenario, durationMs: number, rep?: number): Promise<number> {
   const before = agentTicks(s);
+  // The profile covers the middle of the run, not its ramp-up and drain.
+  const perf = rep === undefined ? Promise.resolve() : perfRecord(`${s.key}-${rep + 1}`, Math.max(1, Math.floor(durationMs / 1000) - 1));
   const r = await connRate(s.client.ns, s.server.ip, {
     dportFirst: CONN_PORT,
     dportCount: CONN_PORTS,
@@ -364,6 +378,7 @@ async function measureConn(s: Scenario, durationMs: number): Promise<number> {
     workers: WORKERS,
   });
   s.connNext = r.next;
+  await perf;
   if (s.agentPids.length) s.agentCpu.push((agentTicks(s) - before) / r.seconds); // % of one CPU
   if (r.fail > r.ok / 1000) throw new Error(`${r.fail} of ${r.ok + r.fail} connections failed`);
   return r.ok / r.seconds;
@@ -476,7 +491,7 @@ async function measure(scenarios: Scenario[], diagnosed: readonly string[]): Pro
   for (let rep = 0; rep < REPS; rep++) {
     for (const s of order(rep)) {
       try {
-        s.conn.push(await measureConn(s, CONN_MS));
+        s.conn.push(await measureConn(s, CONN_MS, rep));
         log(`conn/s rep ${rep + 1} ${s.name}: ${s.conn.at(-1)!.toFixed(0)}`);
       } catch (err) {
         s.failed = `conn: ${(err as Error).message}`.slice(0, 120);
