@@ -316,19 +316,23 @@ static __always_inline int deliver_local(struct __sk_buff *skb, const struct tup
  */
 static __always_inline int deliver_routed(struct __sk_buff *skb, const struct tuple *t)
 {
-	const struct sluice_local_ep *dst = local_candidate(t);
+	const struct sluice_local_ep *dst;
 	struct sluice_endpoint *ep;
 	__u32 ct_flags = 0;
 	__u8 audit = 0;
 	__u64 now;
 
+	/* Routed flows are TCP: anything else takes the stack, no lookup made. */
+	if (t->protocol != IPPROTO_TCP)
+		return LOCAL_FALLBACK;
+	dst = local_candidate(t);
 	if (!dst)
 		return LOCAL_FALLBACK;
 	ep = receiver(t, dst);
 	if (!ep)
 		return LOCAL_FALLBACK;
 	now = ct_now();
-	if (ct_lookup(dst->ifindex, SLUICE_DIR_TO_POD, t, now, &ct_flags)) {
+	if (ct_lookup_inbound(dst->ifindex, t, now, &ct_flags)) {
 		if (!(ct_flags & SLUICE_CT_F_ROUTED))
 			return LOCAL_FALLBACK;
 	} else {
@@ -340,7 +344,7 @@ static __always_inline int deliver_routed(struct __sk_buff *skb, const struct tu
 			return LOCAL_FALLBACK;
 		if (admit(skb, t, ep, dst->ifindex, &audit) != SLUICE_REASON_FORWARDED)
 			return TC_ACT_SHOT;
-		ct_create(dst->ifindex, SLUICE_DIR_TO_POD, t, now, SLUICE_CT_F_ROUTED);
+		ct_create_inbound(dst->ifindex, t, now, SLUICE_CT_F_ROUTED);
 	}
 	return into_pod(skb, t, dst, audit);
 }
@@ -370,7 +374,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 				ct_create(skb->ifindex, direction, &t, fw.now, 0);
 		}
 		if (fw.state == FWD_ROUTED || fw.state == FWD_NEW_ROUTED) {
-			ret = routed_send(skb, &t);
+			ret = routed_send(skb, &t, fw.now);
 			if (fw.state == FWD_NEW_ROUTED)
 				ct_create(skb->ifindex, direction, &t, fw.now, ret == ROUTED_FALLBACK ? 0 : SLUICE_CT_F_ROUTED);
 			if (ret == ROUTED_BROKEN) {

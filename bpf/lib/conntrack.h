@@ -83,34 +83,52 @@ static __always_inline int ct_opens(const struct tuple *t)
 	return t->protocol == IPPROTO_TCP && (t->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 }
 
+/* 1 if `key` is a live flow, refreshed by packet `t`; `reverse`: the key
+ * is `t`'s tuple reversed (the packet comes from the key's daddr side).
+ * *flags (if not NULL) gets the entry's SLUICE_CT_F_* after this packet. */
+static __always_inline int ct_match(const struct sluice_ct_key *key, const struct tuple *t, int reverse, __u64 now, __u32 *flags)
+{
+	struct sluice_ct_value *v = bpf_map_lookup_elem(&sluice_ct_v1, key);
+
+	if (!v || v->expires_ns <= now)
+		return 0;
+	/* A reply comes from the side that did not open the flow. */
+	ct_refresh(v, t, reverse != !!(v->flags & SLUICE_CT_F_INIT_DST), now);
+	if (flags)
+		*flags = v->flags;
+	return 1;
+}
+
+/* The flows of a veth: the packet's orientation under `direction`, then the
+ * reply's (the flow opened in the other direction); `reply_first` looks
+ * the reply's up first. */
+static __always_inline int ct_lookup_order(__u32 ifindex, __u8 direction, const struct tuple *t, __u64 now, __u32 *flags, int reply_first)
+{
+	struct sluice_ct_key key;
+
+	if (ct_opens(t))
+		return 0;
+	ct_key_fill(&key, ifindex, reply_first ? direction ^ 1 : direction, t, reply_first);
+	if (ct_match(&key, t, reply_first, now, flags))
+		return 1;
+	ct_key_fill(&key, ifindex, reply_first ? direction : direction ^ 1, t, !reply_first);
+	return ct_match(&key, t, !reply_first, now, flags);
+}
+
 /* 1 if the packet belongs to a flow already allowed at this point (the
  * entry refreshed by it); *flags (if not NULL) gets the entry's
  * SLUICE_CT_F_* after this packet. */
 static __always_inline int ct_lookup(__u32 ifindex, __u8 direction, const struct tuple *t, __u64 now, __u32 *flags)
 {
-	struct sluice_ct_key key;
-	struct sluice_ct_value *v;
+	return ct_lookup_order(ifindex, direction, t, now, flags, 0);
+}
 
-	if (ct_opens(t))
-		return 0;
-	ct_key_fill(&key, ifindex, direction, t, 0);
-	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
-	if (v && v->expires_ns > now) {
-		ct_refresh(v, t, 0, now);
-		if (flags)
-			*flags = v->flags;
-		return 1;
-	}
-	/* A reply: the flow was opened in the other direction. */
-	ct_key_fill(&key, ifindex, direction ^ 1, t, 1);
-	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
-	if (v && v->expires_ns > now) {
-		ct_refresh(v, t, 1, now);
-		if (flags)
-			*flags = v->flags;
-		return 1;
-	}
-	return 0;
+/* ct_lookup() for a packet into the pod of `ifindex` from the node's link:
+ * the pod's egress orientation first, where every routed flow is kept
+ * (ct_create_inbound()), so a routed flow's packet finds it at once. */
+static __always_inline int ct_lookup_inbound(__u32 ifindex, const struct tuple *t, __u64 now, __u32 *flags)
+{
+	return ct_lookup_order(ifindex, SLUICE_DIR_TO_POD, t, now, flags, 1);
 }
 
 /* extra: more SLUICE_CT_F_* for the new entry. */
@@ -133,6 +151,19 @@ static __always_inline void ct_create(__u32 ifindex, __u8 direction, const struc
 
 	ct_key_fill(&key, ifindex, direction, t, 0);
 	ct_store(&key, t, now, extra);
+}
+
+/* A flow opened by packet `t` into the pod of `ifindex`, kept in the pod's
+ * egress orientation (SLUICE_CT_F_INIT_DST: the peer opened it), so that
+ * the pod's own packets find it with their first lookup, as its replies do
+ * (ct_lookup_inbound()). Any lookup of the veth finds it: ct_lookup tries
+ * both orientations. */
+static __always_inline void ct_create_inbound(__u32 ifindex, const struct tuple *t, __u64 now, __u32 extra)
+{
+	struct sluice_ct_key key;
+
+	ct_key_fill(&key, ifindex, SLUICE_DIR_FROM_POD, t, 1);
+	ct_store(&key, t, now, extra | SLUICE_CT_F_INIT_DST);
 }
 
 /*
@@ -166,18 +197,12 @@ static __always_inline int ct_local_key(struct sluice_ct_key *k, const struct tu
 static __always_inline int ct_local_lookup(const struct tuple *t, __u64 now)
 {
 	struct sluice_ct_key key;
-	struct sluice_ct_value *v;
 	int from_hi;
 
 	if (ct_opens(t))
 		return 0;
 	from_hi = ct_local_key(&key, t);
-	v = bpf_map_lookup_elem(&sluice_ct_v1, &key);
-	if (!v || v->expires_ns <= now)
-		return 0;
-	/* A reply comes from the side that did not open the flow. */
-	ct_refresh(v, t, from_hi != !!(v->flags & SLUICE_CT_F_INIT_HI), now);
-	return 1;
+	return ct_match(&key, t, from_hi, now, NULL);
 }
 
 /* The one entry of a local flow whose first packet is `t` (both pods'
@@ -187,6 +212,6 @@ static __always_inline void ct_local_create(const struct tuple *t, __u64 now)
 	struct sluice_ct_key key;
 	int from_hi = ct_local_key(&key, t);
 
-	ct_store(&key, t, now, from_hi ? SLUICE_CT_F_INIT_HI : 0);
+	ct_store(&key, t, now, from_hi ? SLUICE_CT_F_INIT_DST : 0);
 }
 #endif

@@ -10,6 +10,7 @@
  * See docs/datapath.md. */
 #ifndef SLUICE_LIB_ROUTED_H
 #define SLUICE_LIB_ROUTED_H
+#include "../shared/routed.h"
 #include "common.h"
 #include "parse.h"
 #include "conntrack.h"
@@ -35,20 +36,53 @@ static __always_inline int routed_candidate(const struct tuple *t)
 	return ipcache_identity(t->family, t->daddr) > SLUICE_ID_HOST;
 }
 
+/* How long a next hop found by the FIB is used without asking it again:
+ * route and neighbour changes reach flows already routed within this. */
+#define NH_VALID_NS (100ULL * 1000 * 1000)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct sluice_nh_key);
+	__type(value, struct sluice_nh);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_nh_v1 SEC(".maps");
+
+static __always_inline void nh_key(struct sluice_nh_key *k, const struct tuple *t)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->family = t->family;
+	__builtin_memcpy(k->saddr, t->saddr, 16);
+	__builtin_memcpy(k->daddr, t->daddr, 16);
+}
+
 /*
  * The packet routed by the node's FIB as its forwarding would (the pod's
  * host veth as the input interface) and sent out of the link the route
  * names, with the next hop's MACs and the hop limit decremented. Only out of
  * the node: a route to a pod's veth (one the local index does not know yet),
  * a route that needs the stack (local, blackhole, prohibited, fragmentation
- * needed) is ROUTED_FALLBACK.
+ * needed) is ROUTED_FALLBACK. A next hop found is kept for the pod pair
+ * (sluice_nh_v1) and used for NH_VALID_NS without a FIB lookup; one whose
+ * neighbour is not resolved yet is not kept.
  */
-static __always_inline int routed_send(struct __sk_buff *skb, const struct tuple *t)
+static __always_inline int routed_send(struct __sk_buff *skb, const struct tuple *t, __u64 now)
 {
 	struct bpf_fib_lookup fib = {};
 	struct bpf_redir_neigh nh = {};
+	struct sluice_nh_key key;
+	struct sluice_nh *hop;
+	struct sluice_nh found = {};
 	long rc;
 
+	/* A next hop the FIB gave this pod pair less than NH_VALID_NS ago. */
+	nh_key(&key, t);
+	hop = bpf_map_lookup_elem(&sluice_nh_v1, &key);
+	if (hop && now - hop->found_ns < NH_VALID_NS) {
+		if (forward_rewrite(skb, t, hop->dmac, hop->smac) < 0)
+			return ROUTED_BROKEN;
+		return bpf_redirect(hop->ifindex, 0);
+	}
 	fib.ifindex = skb->ifindex;
 	fib.l4_protocol = t->protocol;
 	fib.sport = t->sport_be;
@@ -68,6 +102,11 @@ static __always_inline int routed_send(struct __sk_buff *skb, const struct tuple
 	if (fib.ifindex == skb->ifindex || endpoint_lookup(fib.ifindex))
 		return ROUTED_FALLBACK;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		found.found_ns = now;
+		found.ifindex = fib.ifindex;
+		__builtin_memcpy(found.dmac, fib.dmac, 6);
+		__builtin_memcpy(found.smac, fib.smac, 6);
+		bpf_map_update_elem(&sluice_nh_v1, &key, &found, BPF_ANY);
 		if (forward_rewrite(skb, t, fib.dmac, fib.smac) < 0)
 			return ROUTED_BROKEN;
 		return bpf_redirect(fib.ifindex, 0);

@@ -16,9 +16,12 @@
  * pod with bpf_redirect_peer. Only a flow whose entry carries it is sent
  * that way later (the stack never sees half of a flow). */
 #define SLUICE_CT_F_ROUTED   (1U << 7)
-/* A local flow's entry (SLUICE_CT_DIR_LOCAL): the side that opened the flow
- * is the key's daddr/dport side (see ct_local_key()). */
-#define SLUICE_CT_F_INIT_HI  (1U << 6)
+/* The side that opened the flow is the key's daddr/dport side: a local
+ * flow's higher endpoint (SLUICE_CT_DIR_LOCAL, see ct_local_key()), or the
+ * pod of another node that opened a routed flow (its entry is kept in the
+ * local pod's egress orientation, see ct_create_inbound()). Without it the
+ * opener is the key's saddr side. */
+#define SLUICE_CT_F_INIT_DST (1U << 6)
 
 /*
  * The direction of a local flow's one entry: a flow between two of this

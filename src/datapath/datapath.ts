@@ -38,6 +38,8 @@ export const MAP_CONFIG = 'sluice_config_v2';
 export const MAP_LOCAL = 'sluice_local_v1';
 export const MAP_DNS_BUDGET = 'sluice_dns_budget_v1';
 export const MAP_FRAG = 'sluice_frag_v1';
+/** Routed flows' next hops (kernel-only; counted by `sluice status`). */
+export const MAP_NEXTHOP = 'sluice_nh_v1';
 export const MAP_LB_SVC = 'sluice_lb_svc_v1';
 export const MAP_LB_BE = 'sluice_lb_be_v1';
 export const MAP_LB_NETNS = 'sluice_lb_netns_v1';

@@ -9,7 +9,7 @@
 // A map that changes under the count gives an approximate number, never
 // more than its capacity (a walk whose key vanished restarts at the first).
 import type { Datapath } from './datapath.js';
-import { MAP_CIDR, MAP_CONNTRACK, MAP_DNS_BUDGET, MAP_DNS_NAT, MAP_ENDPOINTS, MAP_FQDN, MAP_FQDN_RULES, MAP_FRAG, MAP_IPCACHE, MAP_LB_AFF, MAP_LB_BE, MAP_LB_FLOW, MAP_LB_NETNS, MAP_LB_REV, MAP_LB_SVC, MAP_METRICS, MAP_POLICY } from './datapath.js';
+import { MAP_CIDR, MAP_CONNTRACK, MAP_DNS_BUDGET, MAP_DNS_NAT, MAP_ENDPOINTS, MAP_FQDN, MAP_FQDN_RULES, MAP_FRAG, MAP_IPCACHE, MAP_LB_AFF, MAP_LB_BE, MAP_LB_FLOW, MAP_LB_NETNS, MAP_LB_REV, MAP_LB_SVC, MAP_METRICS, MAP_NEXTHOP, MAP_POLICY } from './datapath.js';
 
 /** Every map with entries to count (not the ring buffer, nor the one-slot config array). */
 const FILL_MAPS: readonly string[] = [
@@ -23,6 +23,7 @@ const FILL_MAPS: readonly string[] = [
   MAP_DNS_NAT,
   MAP_DNS_BUDGET,
   MAP_FRAG,
+  MAP_NEXTHOP,
   MAP_LB_SVC,
   MAP_LB_BE,
   MAP_LB_NETNS,

@@ -12,6 +12,7 @@ import * as lb from './lb.js';
 import * as local from './local.js';
 import * as metrics from './metrics.js';
 import * as policy from './policy.js';
+import * as routed from './routed.js';
 
 export interface StructLayout {
   cName: string;
@@ -50,6 +51,8 @@ export const SHARED_STRUCTS: readonly StructLayout[] = [
   { cName: 'sluice_lb_sock', header: 'lb.h', size: lb.SOCK_SIZE, offsets: lb.SOCK_OFFSETS },
   { cName: 'sluice_local_ep', header: 'local.h', size: local.SIZE, offsets: local.OFFSETS },
   { cName: 'sluice_lb_flow_key', header: 'lb.h', size: lb.FLOW_KEY_SIZE, offsets: lb.FLOW_KEY_OFFSETS },
+  { cName: 'sluice_nh_key', header: 'routed.h', size: routed.KEY_SIZE, offsets: routed.KEY_OFFSETS },
+  { cName: 'sluice_nh', header: 'routed.h', size: routed.SIZE, offsets: routed.OFFSETS },
 ];
 
-export { conntrack, dns, endpoint, flowEvent, frag, fqdn, ipcache, lb, local, metrics, policy };
+export { conntrack, dns, endpoint, flowEvent, frag, fqdn, ipcache, lb, local, metrics, policy, routed };
