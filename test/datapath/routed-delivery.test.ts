@@ -16,6 +16,7 @@ import type { Reply } from '../../src/api/index.js';
 import { callAgent } from '../../src/cli/client.js';
 import { Cleanup, podIps, TestNode, type Netns } from '../helpers/agent.js';
 import { isRoot } from '../helpers/netns.js';
+import { PEER_ROUTE_METRIC } from '../../src/agent/routes.js';
 import { linkNodes, type NodeLink } from '../helpers/node-link.js';
 import { holdConnection, reach, startEchoServers, talk } from '../helpers/servers.js';
 import { until } from '../helpers/wait.js';
@@ -69,6 +70,9 @@ function forwardedTcp(node: NodeName): number {
   return n;
 }
 const forwardedBoth = () => forwardedTcp('n1') + forwardedTcp('n2');
+
+/** Packets sent out of a node's link. */
+const txPackets = (node: NodeName, ifname: string): number => JSON.parse(nodes[node].ns.exec('ip', ['-s', '-j', 'link', 'show', ifname]))[0].stats64.tx.packets;
 
 async function counted(node: NodeName, reason: string, direction: string): Promise<number> {
   const rows = (await callAgent(nodes[node].runDir, 'metrics')) as MetricRow[];
@@ -170,6 +174,37 @@ describe.skipIf(!isRoot)('routed delivery: pod to pod across two nodes skips bot
     forge(v4.other!, 41002);
     await until('the control\'s drop', async () => (await flows('n2', 'dropped')).some((f) => f.pod === 'rd/web' && f.srcPort === 41002));
     expect(await fromNode()).toEqual([]);
+  });
+
+  it('a routed flow follows a route change within 100 ms: the next hop cached per pod pair is asked of the FIB again', async () => {
+    const held = holdConnection(pods.client!, v4.web!);
+    const restore = (node: NodeName, peer: NodeName, gateway: string, ifname: string) =>
+      nodes[node].ns.exec('ip', ['route', 'replace', NODES[peer].podCidr.split(',')[0]!, 'via', gateway, 'dev', ifname, 'metric', String(PEER_ROUTE_METRIC)]);
+    let second: NodeLink | undefined;
+    try {
+      expect(await held.roundTrip()).toBe(true);
+      // A second link: both nodes' IPv4 routes to the other's pods move to it (same prefix and metric).
+      second = linkNodes({ ns: nodes.n1.ns, podCidr: NODES.n1.podCidr }, { ns: nodes.n2.ns, podCidr: NODES.n2.podCidr }, { v4: '10.78.253' });
+      const ends = second.ifnames;
+      await until('both agents attached sluice_from_node to the second link', async () => {
+        const [s1, s2] = await Promise.all([callAgent(nodes.n1.runDir, 'status'), callAgent(nodes.n2.runDir, 'status')]);
+        return !!(s1 as Reply<'status'>).datapath?.nodeLinks.includes(ends.a) && !!(s2 as Reply<'status'>).datapath?.nodeLinks.includes(ends.b);
+      });
+      const before = { tx: txPackets('n1', ends.a), forwarded: forwardedBoth() };
+      await new Promise((r) => setTimeout(r, 250));
+      expect(await held.roundTrip()).toBe(true);
+      expect(talk(pods.client!, v4.web!)).toMatch(/^\d+$/);
+      // The held flow's and the new connection's packets left by the second link, still routed.
+      expect(txPackets('n1', ends.a) - before.tx).toBeGreaterThanOrEqual(5);
+      expect(forwardedBoth()).toBe(before.forwarded);
+    } finally {
+      held.close();
+      if (second) {
+        nodes.n1.ns.exec('ip', ['link', 'del', second.ifnames.a]);
+        restore('n1', 'n2', link.b[0]!, link.ifnames.a);
+        restore('n2', 'n1', link.a[0]!, link.ifnames.b);
+      }
+    }
   });
 
   it('--datapath-redirect false on both nodes: TCP crosses both FORWARD chains again, policy holds, open connections keep flowing', async () => {
