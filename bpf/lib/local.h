@@ -35,14 +35,6 @@ static __always_inline int redirect_enabled(void)
 	return cfg && (cfg->flags & SLUICE_CFG_F_REDIRECT);
 }
 
-/*
- * The local pod a packet leaving a pod may be delivered to directly, or NULL:
- * the normal path. Only whole IPv4/IPv6 TCP, UDP, SCTP and ICMP packets (no
- * fragments: the stack may reassemble them), with a hop limit left, not a
- * resolver's answer (UDP from port 53, which may be for the DNS proxy's
- * socket), and not IPv6 neighbour discovery or MLD (judged as link plumbing
- * only with the hop limit the stack would have decremented).
- */
 /* The local pod that owns `addr`, or NULL. */
 static __always_inline struct sluice_local_ep *local_lookup(__u8 family, const __u8 *addr)
 {
@@ -51,6 +43,15 @@ static __always_inline struct sluice_local_ep *local_lookup(__u8 family, const _
 	__builtin_memcpy(key.addr, addr, 16);
 	return bpf_map_lookup_elem(&sluice_local_v1, &key);
 }
+
+/*
+ * The local pod a packet leaving a pod may be delivered to directly, or NULL:
+ * the normal path. Only whole IPv4/IPv6 TCP, UDP, SCTP and ICMP packets (no
+ * fragments: the stack may reassemble them), with a hop limit left, not a
+ * resolver's answer (UDP from port 53, which may be for the DNS proxy's
+ * socket), and not IPv6 neighbour discovery or MLD (judged as link plumbing
+ * only with the hop limit the stack would have decremented).
+ */
 
 static __always_inline struct sluice_local_ep *local_candidate(const struct tuple *t)
 {
@@ -77,36 +78,44 @@ static __always_inline struct sluice_local_ep *local_candidate(const struct tupl
 	return local_lookup(t->family, t->daddr);
 }
 
-/* The hop limit decremented, as the forwarding stack would (IPv4 checksum
- * fixed). 0 on success. */
-static __always_inline int hop_decrement(struct __sk_buff *skb, const struct tuple *t)
-{
-	if (t->family == 4) {
-		/* TTL and protocol share one 16-bit checksum word. */
-		__u16 old_word = bpf_htons(((__u16)t->hop_limit << 8) | t->protocol);
-		__u16 new_word = bpf_htons(((__u16)(t->hop_limit - 1) << 8) | t->protocol);
-		__u8 ttl = t->hop_limit - 1;
+/* The frame's head through the IPv4 header checksum (the IPv6 hop limit
+ * comes earlier): all a forwarding hop changes. */
+#define FWD_HEAD_LEN (IPV4_CHECK_OFF + 2)
 
-		if (bpf_l3_csum_replace(skb, IPV4_CHECK_OFF, old_word, new_word, 2) < 0)
-			return -1;
-		return bpf_skb_store_bytes(skb, IPV4_TTL_OFF, &ttl, 1, 0) < 0 ? -1 : 0;
-	}
-	__u8 hl = t->hop_limit - 1;
-
-	return bpf_skb_store_bytes(skb, IPV6_HOPLIMIT_OFF, &hl, 1, 0) < 0 ? -1 : 0;
-}
-
-/* What the forwarding stack would have done to the frame: the next hop's
- * MACs, the hop limit decremented. 0 on success. */
+/*
+ * What the forwarding stack would have done to the frame, in one store: the
+ * hop limit decremented (the IPv4 header checksum updated as the kernel's
+ * ip_decrease_ttl does: TTL is the high byte of its 16-bit word) and, unless
+ * dmac is NULL, the next hop's MACs. 0 on success; on failure nothing was
+ * written.
+ */
 static __always_inline int forward_rewrite(struct __sk_buff *skb, const struct tuple *t, const __u8 *dmac, const __u8 *smac)
 {
-	__u8 macs[12];
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u8 head[FWD_HEAD_LEN];
+	__u32 sum;
+	__u16 check;
 
-	__builtin_memcpy(macs, dmac, 6);
-	__builtin_memcpy(macs + 6, smac, 6);
-	if (hop_decrement(skb, t) < 0)
+	/* Every IPv4 or IPv6 frame is at least this long (parse_packet). */
+	if (data + FWD_HEAD_LEN <= data_end)
+		__builtin_memcpy(head, data, FWD_HEAD_LEN);
+	else if (bpf_skb_load_bytes(skb, 0, head, FWD_HEAD_LEN) < 0)
 		return -1;
-	return bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0 ? -1 : 0;
+	if (dmac) {
+		__builtin_memcpy(head, dmac, 6);
+		__builtin_memcpy(head + 6, smac, 6);
+	}
+	if (t->family == 4) {
+		head[IPV4_TTL_OFF] -= 1;
+		__builtin_memcpy(&check, head + IPV4_CHECK_OFF, 2);
+		sum = (__u32)check + bpf_htons(0x0100);
+		check = sum + (sum >= 0xFFFF);
+		__builtin_memcpy(head + IPV4_CHECK_OFF, &check, 2);
+		return bpf_skb_store_bytes(skb, 0, head, FWD_HEAD_LEN, 0) < 0 ? -1 : 0;
+	}
+	head[IPV6_HOPLIMIT_OFF] -= 1;
+	return bpf_skb_store_bytes(skb, 0, head, IPV6_HOPLIMIT_OFF + 1, 0) < 0 ? -1 : 0;
 }
 
 /* Into a local pod: its eth0 MAC, from its host veth's. */

@@ -23,7 +23,7 @@
 
 /* routed_send(): not sent; the packet takes the normal path. */
 #define ROUTED_FALLBACK (-1)
-/* routed_send(): the frame was half rewritten and must be dropped. */
+/* routed_send(): the frame could not be made writable; it is dropped. */
 #define ROUTED_BROKEN (-2)
 
 /* Whether a packet leaving a pod, allowed by its egress and for no local
@@ -113,7 +113,7 @@ static __always_inline int routed_send(struct __sk_buff *skb, const struct tuple
 	}
 	/* The next hop (the gateway, or the destination itself) is resolved
 	 * by the neighbour subsystem, which also fills in the MACs. */
-	if (hop_decrement(skb, t) < 0)
+	if (forward_rewrite(skb, t, NULL, NULL) < 0)
 		return ROUTED_BROKEN;
 	nh.nh_family = fib.family;
 	if (t->family == 4)
