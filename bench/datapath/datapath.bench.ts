@@ -104,6 +104,8 @@ interface Scenario {
   /** The agents of its nodes (none: bare). */
   agentPids: number[];
   agentCpu: number[];
+  /** The whole machine's busy CPU time per connection during each conn/s run, µs. */
+  cpuPerConn: number[];
   /** The node netns (where the host veths and their tc programs are), the client's first. */
   nodes: Netns[];
   failed?: string;
@@ -171,10 +173,13 @@ async function waitApplied(node: TestNode, files: string[], from: number, timeou
   );
 }
 
+/** USER_HZ: the unit of /proc's CPU times. */
+const CLK_TCK = 100;
+
 function cpuTicks(pid: number): number {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (100/s)
+    return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (CLK_TCK)
   } catch {
     return NaN;
   }
@@ -364,8 +369,17 @@ function perfRecord(name: string, seconds: number): Promise<void> {
   return new Promise((resolve) => child.on('close', () => resolve()));
 }
 
+/** Busy CPU time of the whole machine so far (every CPU, /proc/stat: all but idle and iowait), µs. */
+function busyMicros(): number {
+  const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).map(Number);
+  // Not idle, iowait nor steal (another guest's time on this VM's host).
+  const [user, nice, system, , , irq, softirq] = ticks as number[];
+  return ((user! + nice! + system! + irq! + softirq!) * 1e6) / CLK_TCK;
+}
+
 async function measureConn(s: Scenario, durationMs: number, rep?: number): Promise<number> {
   const before = agentTicks(s);
+  const busyBefore = busyMicros();
   // The profile covers the middle of the run, not its ramp-up and drain.
   const perf = rep === undefined ? Promise.resolve() : perfRecord(`${s.key}-${rep + 1}`, Math.max(1, Math.floor(durationMs / 1000) - 1));
   const r = await connRate(s.client.ns, s.server.ip, {
@@ -378,6 +392,7 @@ async function measureConn(s: Scenario, durationMs: number, rep?: number): Promi
     workers: WORKERS,
   });
   s.connNext = r.next;
+  if (rep !== undefined) s.cpuPerConn.push((busyMicros() - busyBefore) / Math.max(1, r.ok));
   await perf;
   if (s.agentPids.length) s.agentCpu.push((agentTicks(s) - before) / r.seconds); // % of one CPU
   if (r.fail > r.ok / 1000) throw new Error(`${r.fail} of ${r.ok + r.fail} connections failed`);
@@ -394,7 +409,7 @@ function agentPid(node: TestNode): number {
 }
 
 function scenario(spec: ScenarioSpec, agents: readonly TestNode[] = []): Scenario {
-  return { ...spec, agentPids: agents.map(agentPid), connNext: 0, conn: [], gbps: [], p50: [], p99: [], agentCpu: [] };
+  return { ...spec, agentPids: agents.map(agentPid), connNext: 0, conn: [], gbps: [], p50: [], p99: [], agentCpu: [], cpuPerConn: [] };
 }
 
 /**
@@ -564,6 +579,7 @@ async function measure(scenarios: Scenario[], diagnosed: readonly string[]): Pro
         '± Gbit/s': gbps.spread.toFixed(2),
         'p50 µs': p50.median.toFixed(1),
         'p99 µs': p99.median.toFixed(1),
+        'CPU µs/conn': s.cpuPerConn.length ? stats(s.cpuPerConn).median.toFixed(1) : '',
         target,
       },
       vsBaseline: s.baseline ? '' : `${ratio(conn.median, baseConn)} conn, ${ratio(gbps.median, baseGbps)} tput, ${ratio(p50.median, baseP50)} p50, ${ratio(p99.median, baseP99)} p99`,
@@ -835,7 +851,9 @@ async function main(): Promise<void> {
   if (ONLY !== 'propagation') {
     notes.push(
       `conn/s: ${WORKERS} client threads, each connection = bind + connect + 1-byte request/response + RST close; 5-tuples never repeat within a scenario ` +
-        '(so Sluice\'s conntrack never waives a policy check); scenarios interleaved, order reversed every other repetition; warm-up 1 s each.',
+        '(so Sluice\'s conntrack never waives a policy check); scenarios interleaved, order reversed every other repetition; warm-up 1 s each. ' +
+        'CPU µs/conn: the whole machine\'s busy CPU time (/proc/stat: every CPU, not idle, iowait or steal) during a conn/s run, per connection made: ' +
+        'client, server, both paths and the agents; what a connection costs, where conn/s is also bound by wake-ups (the CPUs are not saturated).',
     );
   }
   /** One part of the bench (all of them unless BENCH_DATAPATH_ONLY names one); its nodes are freed before the next part's. */

@@ -24,7 +24,7 @@ export const PROG_TO_POD = 'sluice_to_pod';
 /** On the node's own links (tc ingress): steers resolvers' answers to the DNS proxy's per-pod sockets. */
 export const PROG_FROM_NODE = 'sluice_from_node';
 export const MAP_ENDPOINTS = 'sluice_endpoints_v3';
-export const MAP_METRICS = 'sluice_metrics_v1';
+export const MAP_METRICS = 'sluice_metrics_v2';
 export const MAP_EVENTS = 'sluice_events_v1';
 export const MAP_IPCACHE = 'sluice_ipcache_v1';
 export const MAP_CIDR = 'sluice_cidr_v1';
@@ -63,7 +63,9 @@ export const LB_PROGS: ReadonlyArray<[CgroupAttach, string]> = [
  * version keep them alive (and keep enforcing) until the agent re-attaches
  * its own; then they are removed (removeRetiredPins).
  */
-const RETIRED_PINS = ['sluice_endpoints_v1', 'sluice_endpoints_v2', 'sluice_config_v1'];
+// sluice_metrics_v1 (a per-CPU hash): its counts are not carried over, the
+// datapath's counters start again from zero once (as after a node reboot).
+const RETIRED_PINS = ['sluice_endpoints_v1', 'sluice_endpoints_v2', 'sluice_config_v1', 'sluice_metrics_v1'];
 
 /** tc filter slot we own on each veth; replaced in place on re-attach. */
 const TC_PRIORITY = 1;
@@ -444,7 +446,7 @@ export class Datapath {
     return new Map(this.#map(MAP_DNS_BUDGET, budgetMapCodec).entries());
   }
 
-  /** Per-(reason, direction) counters summed over CPUs. */
+  /** Per-(reason, direction, audit) counters summed over CPUs, the ones that counted a packet. */
   metrics(): MetricsRow[] {
     const cpus = this.#cpus;
     // Per-CPU: one value slot per possible CPU, summed here.
@@ -458,8 +460,10 @@ export class Datapath {
       },
       decodeValue: (b) => metricsCodec.decodePerCpu(b, cpus),
     });
+    // Every slot of the array exists: the ones never counted are left out.
     return perCpu
       .dump()
+      .filter(([, v]) => v.packets > 0n)
       .map(([key, v]) => ({ ...key, audit: key.audit ?? 0, ...v }))
       .sort((a, b) => a.reason - b.reason || a.direction - b.direction || a.audit - b.audit);
   }

@@ -2,9 +2,8 @@
 // tries, the per-CPU map's value size, and a walk that cannot run away.
 import { describe, expect, it } from 'vitest';
 import { fakeDatapath, sluiceMapSpecs } from '../../test/fakes/bpf-addon.js';
-import * as metricsCodec from './codec/metrics.js';
 import * as policyCodec from './codec/policy.js';
-import { MAP_METRICS, MAP_POLICY } from './datapath.js';
+import { MAP_POLICY } from './datapath.js';
 import { mapFillSteps, type MapFill } from './map-fill.js';
 
 function run(steps: Generator<void, MapFill[], void>): { fill: Map<string, MapFill>; yields: number } {
@@ -32,16 +31,12 @@ describe('mapFillSteps', () => {
     dp.ipcache.set('10.0.0.2', 301);
     dp.ipcache.set('fd00::1', 300);
     for (const k of policyKeys(5)) addon.map(MAP_POLICY).entries.set(k, Buffer.alloc(policyCodec.SIZE));
-    // Per-CPU: the batch lookup must ask for one slot per CPU, or the fake (like the kernel) refuses.
-    const perCpu = Buffer.concat(Array.from({ length: addon.cpus }, () => metricsCodec.encode({ packets: 1n, bytes: 60n })));
-    addon.map(MAP_METRICS).entries.set(metricsCodec.encodeKey({ reason: 0, direction: 0 }).toString('hex'), perCpu);
     const { fill } = run(mapFillSteps(dp));
     expect(fill.get('ipcache')).toEqual({ map: 'ipcache', entries: 3, capacity: 64 });
     expect(fill.get('policy')).toEqual({ map: 'policy', entries: 5, capacity: 64 });
-    expect(fill.get('metrics')).toEqual({ map: 'metrics', entries: 1, capacity: 64 });
     expect(fill.get('dns_nat')).toEqual({ map: 'dns_nat', entries: 0, capacity: 64 });
-    // Every map the fake declares but the ring buffer and the config array (it has no conntrack or fragment map).
-    expect([...fill.keys()].sort()).toEqual(['cidr', 'dns_budget', 'dns_nat', 'endpoints', 'fqdn', 'fqdn_rules', 'ipcache', 'lb_aff', 'lb_be', 'lb_flow', 'lb_netns', 'lb_rev', 'lb_svc', 'metrics', 'policy']);
+    // Every map the fake declares but the ring buffer and the arrays (it has no conntrack, fragment or next-hop map).
+    expect([...fill.keys()].sort()).toEqual(['cidr', 'dns_budget', 'dns_nat', 'endpoints', 'fqdn', 'fqdn_rules', 'ipcache', 'lb_aff', 'lb_be', 'lb_flow', 'lb_netns', 'lb_rev', 'lb_svc', 'policy']);
   });
 
   it('yields between maps and within a long trie walk', () => {

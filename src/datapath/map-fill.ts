@@ -9,9 +9,9 @@
 // A map that changes under the count gives an approximate number, never
 // more than its capacity (a walk whose key vanished restarts at the first).
 import type { Datapath } from './datapath.js';
-import { MAP_CIDR, MAP_CONNTRACK, MAP_DNS_BUDGET, MAP_DNS_NAT, MAP_ENDPOINTS, MAP_FQDN, MAP_FQDN_RULES, MAP_FRAG, MAP_IPCACHE, MAP_LB_AFF, MAP_LB_BE, MAP_LB_FLOW, MAP_LB_NETNS, MAP_LB_REV, MAP_LB_SVC, MAP_METRICS, MAP_NEXTHOP, MAP_POLICY } from './datapath.js';
+import { MAP_CIDR, MAP_CONNTRACK, MAP_DNS_BUDGET, MAP_DNS_NAT, MAP_ENDPOINTS, MAP_FQDN, MAP_FQDN_RULES, MAP_FRAG, MAP_IPCACHE, MAP_LB_AFF, MAP_LB_BE, MAP_LB_FLOW, MAP_LB_NETNS, MAP_LB_REV, MAP_LB_SVC, MAP_NEXTHOP, MAP_POLICY } from './datapath.js';
 
-/** Every map with entries to count (not the ring buffer, nor the one-slot config array). */
+/** Every map with entries to count (not the ring buffer, nor the arrays: the config slot and the counters, whose slots always exist). */
 const FILL_MAPS: readonly string[] = [
   MAP_ENDPOINTS,
   MAP_IPCACHE,
@@ -30,11 +30,9 @@ const FILL_MAPS: readonly string[] = [
   MAP_LB_AFF,
   MAP_LB_REV,
   MAP_LB_FLOW,
-  MAP_METRICS,
 ];
 
 const TRIES = new Set([MAP_POLICY, MAP_CIDR]);
-const PER_CPU = new Set([MAP_METRICS]);
 /** Keys walked between two yields. */
 const WALK_STEP = 1024;
 
@@ -72,9 +70,7 @@ export function* mapFillSteps(dp: Datapath, maps: readonly string[] = FILL_MAPS)
         if (++entries % WALK_STEP === 0) yield;
       }
     } else {
-      // A per-CPU value comes as one 8-byte-aligned slot per possible CPU.
-      const valueSize = PER_CPU.has(name) ? Math.ceil(info.valueSize / 8) * 8 * n.numPossibleCpus() : info.valueSize;
-      entries = Math.min(n.mapLookupBatch(fd, info.keySize, valueSize, info.maxEntries).count, info.maxEntries);
+      entries = Math.min(n.mapLookupBatch(fd, info.keySize, info.valueSize, info.maxEntries).count, info.maxEntries);
     }
     out.push({ map: mapLabel(name), entries, capacity: info.maxEntries });
     yield;

@@ -1,5 +1,5 @@
 // The metric definitions and their collectors over fakes: the datapath's
-// counters from the in-memory addon's sluice_metrics_v1, the DNS proxy's
+// counters from the in-memory addon's sluice_metrics_v2, the DNS proxy's
 // hooks, syncs, CNI operations, flow events and map fill levels. Values are
 // read back with prom-client's own JSON view of the registry.
 import pino from 'pino';
@@ -45,7 +45,7 @@ async function value(m: AgentMetrics, name: string, labels: Record<string, strin
 }
 
 describe('datapath counters', () => {
-  it('come from sluice_metrics_v1 summed over CPUs at each scrape, with verdict, reason and direction', async () => {
+  it('come from sluice_metrics_v2 summed over CPUs at each scrape, with verdict, reason and direction', async () => {
     const { addon, dp } = fakeDatapath();
     const map = addon.map(MAP_METRICS).entries;
     const put = (key: metricsCodec.MetricsKey, perCpu: Array<[number, number]>) =>

@@ -1,7 +1,7 @@
 // The agent's Prometheus metrics: one prom-client Registry, served as
 // /metrics on --metrics-addr (src/agent/health.ts). Two kinds of metric:
 //  - read at scrape time from what already counts (collect callbacks): the
-//    datapath's per-CPU counters (sluice_metrics_v1), the DNS proxy's
+//    datapath's per-CPU counters (sluice_metrics_v2), the DNS proxy's
 //    counters, the FQDN state, the map fill levels — never counted twice;
 //  - observed as it happens, through hooks the agent wires: DNS queries and
 //    answers with their latency (the proxy's ProxyObserver), policy syncs,
@@ -20,7 +20,7 @@ import type { Logger } from '../log/index.js';
 import { FLOW_CHANNEL, type Flow } from '../observe/index.js';
 import { MapFillCache } from './map-fill-cache.js';
 
-/** One row of sluice_metrics_v1, summed over CPUs. */
+/** One row of sluice_metrics_v2, summed over CPUs. */
 export interface DatapathCounter {
   reason: number;
   /** 0: from the pod (egress), 1: to the pod (ingress). */
@@ -139,7 +139,7 @@ export class AgentMetrics {
     // registration order, so the others are set before they are rendered.
     new Counter({
       name: 'sluice_datapath_packets_total',
-      help: 'Packets the datapath judged, by verdict, reason and direction (from sluice_metrics_v1).',
+      help: 'Packets the datapath judged, by verdict, reason and direction (from sluice_metrics_v2).',
       labelNames: ['verdict', 'reason', 'direction'],
       registers,
       collect() {
@@ -154,7 +154,7 @@ export class AgentMetrics {
         });
       },
     });
-    const bytes = new Counter({ name: 'sluice_datapath_bytes_total', help: 'Bytes the datapath judged, by verdict, reason and direction (from sluice_metrics_v1).', labelNames: ['verdict', 'reason', 'direction'], registers });
+    const bytes = new Counter({ name: 'sluice_datapath_bytes_total', help: 'Bytes the datapath judged, by verdict, reason and direction (from sluice_metrics_v2).', labelNames: ['verdict', 'reason', 'direction'], registers });
 
     this.#flows = new Counter({ name: 'sluice_flow_events_total', help: 'Flow events the flow log decoded from the datapath, by verdict.', labelNames: ['verdict'], registers });
     subscribe(FLOW_CHANNEL.name, this.#onFlow);

@@ -70,7 +70,7 @@ describe('shared struct layouts', () => {
   const fromBtf = btfStructs();
 
   it('the eBPF objects carry BTF for the map keys and values', () => {
-    for (const name of ['sluice_endpoint_key', 'sluice_endpoint', 'sluice_metrics_key', 'sluice_metrics_value']) {
+    for (const name of ['sluice_endpoint_key', 'sluice_endpoint', 'sluice_metrics_value']) {
       expect(fromBtf.has(name), name).toBe(true);
     }
   });
@@ -155,6 +155,7 @@ const CHECKED_PREFIXES: Record<string, string> = {
   SLUICE_FQDN_MAX_RULES: 'FQDN rule cap (below)',
   SLUICE_ID_: 'identities (below)',
   SLUICE_DIR_: 'directions (below)',
+  SLUICE_METRICS_: 'metrics slots (below)',
   SLUICE_CFG_F_: 'config flags (below)',
   SLUICE_DROP_: 'drop reasons (above)',
   SLUICE_REASON_FORWARDED: 'drop reasons (above)',
@@ -253,6 +254,22 @@ describe('shared constants', () => {
 
   it('identities: SLUICE_ID_ANY and SLUICE_ID_HOST are the compiler\'s ID_ANY and ID_HOST', () => {
     expect(definesWithPrefix(defines, 'SLUICE_ID_')).toEqual({ ANY: ID_ANY, HOST: ID_HOST });
+  });
+
+  it('metrics slots: SLUICE_METRICS_* are the metrics codec METRICS_*, and every (reason, direction, audit) has its own slot', () => {
+    expect(definesWithPrefix(defines, 'SLUICE_METRICS_')).toEqual(exportsWithPrefix(metricsCodec, 'METRICS_'));
+    const slots = new Set<number>();
+    for (let reason = 0; reason < 256; reason++) {
+      for (const direction of [metricsCodec.DIR_FROM_POD, metricsCodec.DIR_TO_POD]) {
+        for (const audit of [0, 1]) {
+          const key = metricsCodec.encodeKey({ reason, direction, audit });
+          expect(metricsCodec.decodeKey(key)).toEqual({ reason, direction, audit });
+          slots.add(key.readUInt32LE(0));
+        }
+      }
+    }
+    expect(slots.size).toBe(1024);
+    expect(Math.max(...slots)).toBeLessThan(metricsCodec.METRICS_SLOTS);
   });
 
   it('directions: SLUICE_DIR_* are the metrics codec DIR_* (flow events and policy keys use the same)', () => {

@@ -24,7 +24,6 @@ export interface StructLayout {
 export const SHARED_STRUCTS: readonly StructLayout[] = [
   { cName: 'sluice_endpoint_key', header: 'endpoint.h', size: endpoint.KEY_SIZE, offsets: endpoint.KEY_OFFSETS },
   { cName: 'sluice_endpoint', header: 'endpoint.h', size: endpoint.SIZE, offsets: endpoint.OFFSETS },
-  { cName: 'sluice_metrics_key', header: 'metrics.h', size: metrics.KEY_SIZE, offsets: metrics.KEY_OFFSETS },
   { cName: 'sluice_metrics_value', header: 'metrics.h', size: metrics.SIZE, offsets: metrics.OFFSETS },
   { cName: 'sluice_flow_event', header: 'flow_event.h', size: flowEvent.SIZE, offsets: flowEvent.OFFSETS },
   { cName: 'sluice_ipcache_key', header: 'ipcache.h', size: ipcache.KEY_SIZE, offsets: ipcache.KEY_OFFSETS },

@@ -1,7 +1,11 @@
-// Mirror of bpf/shared/metrics.h (struct sluice_metrics_key, sluice_metrics_value).
+// Mirror of bpf/shared/metrics.h (the slot of a (reason, direction, audit)
+// in the per-CPU counter array; struct sluice_metrics_value).
 
+/** The array's key: the slot, a u32. */
 export const KEY_SIZE = 4;
-export const KEY_OFFSETS = { reason: 0, direction: 1, audit: 2, pad: 3 } as const;
+export const METRICS_DIR_SHIFT = 8;
+export const METRICS_AUDIT_SHIFT = 9;
+export const METRICS_SLOTS = 1024;
 
 export const SIZE = 16;
 export const OFFSETS = { packets: 0, bytes: 8 } as const;
@@ -23,14 +27,13 @@ export interface MetricsValue {
 
 export function encodeKey(key: MetricsKey): Buffer {
   const buf = Buffer.alloc(KEY_SIZE);
-  buf.writeUInt8(key.reason, KEY_OFFSETS.reason);
-  buf.writeUInt8(key.direction, KEY_OFFSETS.direction);
-  buf.writeUInt8(key.audit ?? 0, KEY_OFFSETS.audit);
+  buf.writeUInt32LE(key.reason | (key.direction << METRICS_DIR_SHIFT) | ((key.audit ?? 0) << METRICS_AUDIT_SHIFT));
   return buf;
 }
 
 export function decodeKey(buf: Buffer): MetricsKey {
-  return { reason: buf.readUInt8(KEY_OFFSETS.reason), direction: buf.readUInt8(KEY_OFFSETS.direction), audit: buf.readUInt8(KEY_OFFSETS.audit) };
+  const slot = buf.readUInt32LE(0);
+  return { reason: slot & 0xff, direction: (slot >> METRICS_DIR_SHIFT) & 1, audit: (slot >> METRICS_AUDIT_SHIFT) & 1 };
 }
 
 export function encode(v: MetricsValue): Buffer {
