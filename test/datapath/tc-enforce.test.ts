@@ -3,7 +3,7 @@
 // and drop on a veth with no endpoint entry (fail closed).
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Datapath, DropReason, endpointCodec, MAP_ENDPOINTS, metricsCodec, REASON_FORWARDED } from '../../src/datapath/index.js';
+import { Datapath, DropReason, endpointCodec, MAP_ENDPOINTS, MAP_METRICS, metricsCodec, REASON_FORWARDED } from '../../src/datapath/index.js';
 import { native } from '../../src/native/index.js';
 import { Cleanup, uniqueName, type Netns } from '../helpers/netns.js';
 
@@ -110,12 +110,15 @@ describe('tc datapath on a veth', () => {
     }
   });
 
-  it('unpins the maps of retired layouts (an upgrade from sluice_endpoints_v2), and nothing else', () => {
+  it('unpins the maps of retired layouts (an upgrade from sluice_endpoints_v2 and sluice_metrics_v1), and nothing else', () => {
     native().objPin(dp.mapFd(MAP_ENDPOINTS), `${bpffs}/sluice_endpoints_v2`);
+    native().objPin(dp.mapFd(MAP_METRICS), `${bpffs}/sluice_metrics_v1`);
     expect(existsSync(`${bpffs}/sluice_endpoints_v2`)).toBe(true);
-    expect(Datapath.removeRetiredPins(bpffs)).toEqual(['sluice_endpoints_v2']);
+    expect(Datapath.removeRetiredPins(bpffs)).toEqual(['sluice_endpoints_v2', 'sluice_metrics_v1']);
     expect(existsSync(`${bpffs}/sluice_endpoints_v2`)).toBe(false);
+    expect(existsSync(`${bpffs}/sluice_metrics_v1`)).toBe(false);
     expect(existsSync(`${bpffs}/sluice_endpoints_v3`)).toBe(true);
+    expect(existsSync(`${bpffs}/${MAP_METRICS}`)).toBe(true);
     expect(Datapath.removeRetiredPins(bpffs)).toEqual([]);
   });
 
