@@ -331,13 +331,15 @@ Napi::Value MapLookup(const Napi::CallbackInfo& info) {
 //   new MapHandle(fd)                 dups fd
 //   lookup(key, out) → boolean        the value into `out` (value_size bytes); false: no such key
 //   update(key, value, flags)         throws NativeError (E2BIG: full)
+//   updateBatch(keys, values, count, flags, errors: Int32Array) → how many failed
+//                                     entry i is written or not on its own: errors[i] its errno, 0 = written
 //   close()
 class MapHandle : public Napi::ObjectWrap<MapHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "MapHandle",
                        {InstanceMethod("lookup", &MapHandle::Lookup), InstanceMethod("update", &MapHandle::Update),
-                        InstanceMethod("close", &MapHandle::Close)});
+                        InstanceMethod("updateBatch", &MapHandle::UpdateBatch), InstanceMethod("close", &MapHandle::Close)});
   }
 
   explicit MapHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MapHandle>(info) {
@@ -397,6 +399,64 @@ class MapHandle : public Napi::ObjectWrap<MapHandle> {
     int r = bpf_map_update_elem(fd_, key, value, flags);
     if (r < 0) return ThrowSys(env, SysError::Make(-r, "bpf_map_update_elem"));
     return env.Undefined();
+  }
+
+  // The proxy's allow writes of one receive batch, in one BPF_MAP_UPDATE_BATCH.
+  // The kernel writes in order and stops at the first entry it cannot write
+  // (a new key in a full map), saying how many it wrote before it; the call
+  // then goes on from the entry after, so every entry is tried once and one
+  // that fails does not take the others with it (a refresh of a known key
+  // still succeeds in a full map). Where the kernel or the map type has no
+  // batch update, one update per entry.
+  Napi::Value UpdateBatch(const Napi::CallbackInfo& info) {
+    Args a(info);
+    Napi::Env env = a.env();
+    const uint8_t *keys, *values;
+    size_t klen, vlen;
+    uint32_t count, flags;
+    if (!a.Buf(0, "keys", &keys, &klen) || !a.Buf(1, "values", &values, &vlen) || !a.U32(2, "count", &count) ||
+        !a.U32(3, "flags", &flags) || !Open(env)) {
+      return env.Undefined();
+    }
+    if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      return ThrowType(env, "argument 'errors' must be an Int32Array");
+    }
+    Napi::Int32Array errors = info[4].As<Napi::Int32Array>();
+    const size_t ks = shape_.key_size, vs = shape_.value_size;
+    // The buffers are reused and may be longer than this batch.
+    if (klen < count * ks || vlen < count * vs || errors.ElementLength() < count) {
+      return ThrowRange(env, "updateBatch: keys, values or errors shorter than count entries");
+    }
+    int32_t* err = errors.Data();
+    uint32_t failed = 0;
+    bool batch = true;
+    for (uint32_t at = 0; at < count;) {
+      if (!batch) {
+        int r = bpf_map_update_elem(fd_, keys + at * ks, values + at * vs, flags);
+        err[at] = r < 0 ? -r : 0;
+        failed += r < 0;
+        at++;
+        continue;
+      }
+      bpf_map_batch_opts bo;
+      memset(&bo, 0, sizeof bo);
+      bo.sz = sizeof bo;
+      bo.elem_flags = flags;
+      __u32 n = count - at;
+      int r = bpf_map_update_batch(fd_, keys + at * ks, values + at * vs, &n, &bo);
+      if (r == 0) n = count - at;
+      n = std::min<__u32>(n, count - at);
+      for (uint32_t i = 0; i < n; i++) err[at + i] = 0;
+      at += n;
+      if (r == 0 || at == count) break;
+      if (n == 0 && BatchUnsupported(-r)) {
+        batch = false;
+        continue;
+      }
+      err[at++] = -r;  // the entry the kernel stopped at
+      failed++;
+    }
+    return Napi::Number::New(env, failed);
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -7,7 +7,6 @@ import {
   FqdnAllows,
   FqdnCache,
   FqdnJournal,
-  monoMsToNs,
   monoNowMs,
   monoNsToMs,
   PROXY_PORT,
@@ -98,7 +97,11 @@ class MapSink implements AllowSink {
   }
   put(rule: number, ip: string, expiresMs: number): void {
     if (this.retained.size) this.retained.delete(`${rule}|${ip}`); // managed from the cache again (no key string per write when none is kept)
-    this.#map.put(rule, ip, monoMsToNs(expiresMs)); // a full map: SLUICE_MAP_FULL
+    this.#map.putMs(rule, ip, expiresMs); // a full map: SLUICE_MAP_FULL
+  }
+  putMany(rules: readonly number[], ips: readonly string[], expiresMs: readonly number[], count: number): ReadonlyMap<number, unknown> | undefined {
+    if (this.retained.size) for (let i = 0; i < count; i++) this.retained.delete(`${rules[i]}|${ips[i]}`);
+    return this.#map.putMany(rules, ips, expiresMs, count);
   }
   delete(rule: number, ip: string): void {
     const kept = this.retained.get(`${rule}|${ip}`);
@@ -135,6 +138,14 @@ export class FqdnService {
   readonly #unprogrammed = new Set<string>();
   /** The addresses one answer touched (#learn's, cleared for each: no Set per answer). */
   readonly #touched = new Set<string>();
+  // The #deferredCount learns since the last #flushLearned (one receive batch
+  // of answers), entry i in each: the answer, its addresses, whether it
+  // changed anything (then it is journaled once its writes are in). Kept
+  // across batches: emptying an array gives its storage up.
+  readonly #deferredLearned: Array<Learned | undefined> = [];
+  readonly #deferredAddresses: Array<ReadonlyArray<{ ip: string; expiresMs: number }> | undefined> = [];
+  readonly #deferredChanged: boolean[] = [];
+  #deferredCount = 0;
   #compiled: CompiledPolicy | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   readonly #sink: MapSink;
@@ -176,10 +187,11 @@ export class FqdnService {
     const nat = dp.dnsNat;
     this.#proxy = new DnsProxy(
       {
-        nat: (protocol, ip, port) => nat.lookup(protocol, ip, port),
+        nat: (protocol, ip, port) => nat.find(protocol, ip, port),
         client: (ifindex) => this.#clients.get(ifindex),
         rulesFor: (name) => this.#allows.rulesFor(name),
-        learn: (l) => this.#learn(l),
+        learn: (l, deferred) => this.#learn(l, deferred),
+        flushLearned: () => this.#flushLearned(),
         trusted: cfg.trusted,
         trustedBackend: cfg.backendsOf && ((ip) => cfg.trusted.some((t) => cfg.backendsOf!(t).includes(ip))),
         untrusted: cfg.untrusted,
@@ -267,31 +279,76 @@ export class FqdnService {
   /**
    * One trusted answer: cache, then the map, then the journal — an answer
    * that only repeats what is known (within REFRESH_SLACK_MS) writes nothing.
+   * `deferred`: the map writes are queued and #flushLearned settles the
+   * answer (it may depend on a write an earlier answer of its batch queued).
    */
-  #learn(l: Learned): void {
+  #learn(l: Learned, deferred: boolean): void {
     const now = monoNowMs();
     const backendsOf = this.#cfg.backendsOf;
-    // Each answered address, then the backends of the Service it is the frontend of (its TTL too).
-    const addresses: Array<{ ip: string; expiresMs: number }> = [];
+    // Each answered address, then the backends of the Service it is the frontend of (its TTL too),
+    // in an array of the exact size (one grown by push reserves room for ~17).
+    let count = l.addresses.length;
+    if (backendsOf) for (const a of l.addresses) count += backendsOf(a.ip).length;
+    const addresses = new Array<{ ip: string; expiresMs: number }>(count);
+    let n = 0;
     for (const a of l.addresses) {
       const expiresMs = now + this.cache.lifetimeMs(a.ttl);
-      addresses.push({ ip: a.ip, expiresMs });
-      if (backendsOf) for (const ip of backendsOf(a.ip)) addresses.push({ ip, expiresMs });
+      addresses[n++] = { ip: a.ip, expiresMs };
+      if (backendsOf) for (const ip of backendsOf(a.ip)) addresses[n++] = { ip, expiresMs };
     }
     const touched = this.#touched;
     touched.clear();
     this.cache.learnAbsolute(l.names, addresses, now, touched);
     // Addresses a failed write (map full) left behind go again with every answer.
     if (this.#unprogrammed.size) for (const ip of this.#unprogrammed) touched.add(ip);
-    if (!touched.size) return;
-    try {
-      this.#allows.update(touched);
-    } catch (err) {
-      for (const ip of touched) this.#unprogrammed.add(ip);
-      throw err;
+    const changed = touched.size > 0;
+    if (changed) {
+      try {
+        this.#allows.update(touched, deferred);
+      } catch (err) {
+        for (const ip of touched) this.#unprogrammed.add(ip);
+        throw err;
+      }
+      this.#unprogrammed.clear(); // deferred: #flushLearned adds back what failed
     }
-    this.#unprogrammed.clear();
-    this.#journal.appendSoon(l.names, addresses);
+    if (deferred) {
+      // Settled by #flushLearned even when it changed nothing: its addresses may wait on a write queued before it.
+      const i = this.#deferredCount++;
+      this.#deferredLearned[i] = l;
+      this.#deferredAddresses[i] = addresses;
+      this.#deferredChanged[i] = changed;
+    } else if (changed) {
+      this.#journal.appendSoon(l.names, addresses);
+    }
+  }
+
+  /**
+   * Writes the deferred learns' allows (one map update for the batch); an
+   * answer with an address that could not be programmed gets SERVFAIL (the
+   * proxy's), the others are journaled — before the proxy sends any of them.
+   */
+  #flushLearned(): ReadonlyMap<Learned, unknown> | undefined {
+    const count = this.#deferredCount;
+    this.#deferredCount = 0;
+    let failed: Map<Learned, unknown> | undefined;
+    const failure = this.#allows.flush();
+    if (failure) for (const ip of failure.ips) this.#unprogrammed.add(ip);
+    for (let i = 0; i < count; i++) {
+      const l = this.#deferredLearned[i]!;
+      const addresses = this.#deferredAddresses[i]!;
+      this.#deferredLearned[i] = this.#deferredAddresses[i] = undefined;
+      if (failure && addresses.some((a) => failure.ips.has(a.ip))) {
+        (failed ??= new Map()).set(l, failure.error);
+        continue;
+      }
+      if (!this.#deferredChanged[i]) continue;
+      try {
+        this.#journal.appendSoon(l.names, addresses);
+      } catch (err) {
+        (failed ??= new Map()).set(l, err);
+      }
+    }
+    return failed;
   }
 
   #sweep(): void {

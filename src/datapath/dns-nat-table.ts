@@ -3,17 +3,38 @@
 // proxy looks it up to learn which pod asked and where the query was going.
 // The datapath writes it; userspace only reads.
 import type { BpfMapHandle, BpfMapOps } from '../native/index.js';
+import { ipv4Text } from '../net/index.js';
+import { formatAddress, parseAddressInto } from './codec/address.js';
 import * as dnsCodec from './codec/dns.js';
 
 export type { NatEntry } from './codec/dns.js';
+
+/** What find() found: one object, overwritten by the next find. */
+export interface NatFound {
+  /** Where the pod sent the query. */
+  daddr: string;
+  /** The pod's host-side veth. */
+  ifindex: number;
+}
+
+/**
+ * find()'s IPv4 destinations as text, at most this many (they are the
+ * resolvers pods ask: few; beyond it the table starts over).
+ */
+const MAX_DADDR_TEXTS = 1024;
 
 export class DnsNatTable {
   readonly #n: BpfMapOps;
   readonly #fd: number;
   /** One syscall per lookup (the proxy makes one per query); absent with a fake addon. */
   readonly #handle: BpfMapHandle | undefined;
+  /** Each lookup's key, written in place (no Buffer per query). */
+  readonly #key = Buffer.alloc(dnsCodec.NAT_KEY_SIZE);
   /** The handle's lookups land here (decoded at once, never kept). */
   readonly #value = Buffer.alloc(dnsCodec.NAT_SIZE);
+  readonly #found: NatFound = { daddr: '', ifindex: 0 };
+  /** An IPv4 destination (as a number) → its text: the same few, for every query. */
+  readonly #daddrTexts = new Map<number, string>();
 
   constructor(addon: BpfMapOps, fd: number) {
     this.#n = addon;
@@ -32,10 +53,46 @@ export class DnsNatTable {
    * redirected it (or the entry aged out).
    */
   lookup(protocol: number, ip: string, port: number): dnsCodec.NatEntry | undefined {
-    const key = dnsCodec.encodeNatKey(protocol, ip, port);
-    const v = this.#handle ? (this.#handle.lookup(key, this.#value) ? this.#value : undefined) : this.#n.mapLookup(this.#fd, key, dnsCodec.NAT_SIZE);
-    // The value carries no family: the original destination has the client's
-    // (and `ip`, which encodeNatKey accepted, is an address: a colon means IPv6).
+    const v = this.#read(protocol, ip, port);
     return v ? dnsCodec.decodeNat(v, ip.includes(':') ? 6 : 4) : undefined;
+  }
+
+  /**
+   * lookup() for the proxy's query path, allocating nothing for IPv4: the
+   * result is one object that the next find overwrites (read it at once, copy
+   * what is kept), its IPv4 destination text from a table by number.
+   */
+  find(protocol: number, ip: string, port: number): NatFound | undefined {
+    const v = this.#read(protocol, ip, port);
+    if (!v) return undefined;
+    const found = this.#found;
+    found.ifindex = v.readUInt32LE(dnsCodec.NAT_OFFSETS.ifindex);
+    found.daddr = ip.includes(':') ? formatAddress(6, v, dnsCodec.NAT_OFFSETS.daddr) : this.#daddrText(v.readUInt32BE(dnsCodec.NAT_OFFSETS.daddr));
+    return found;
+  }
+
+  /** The value of the flow's entry (valid until the next read), or undefined. */
+  #read(protocol: number, ip: string, port: number): Buffer | undefined {
+    // The value carries no family: the original destination has the client's
+    // (and `ip`, an address, is IPv6 when it has a colon).
+    const family = ip.includes(':') ? 6 : 4;
+    const key = this.#key;
+    key.fill(0); // an IPv4 address fills 4 of the 16 address bytes
+    key[dnsCodec.NAT_KEY_OFFSETS.family] = family;
+    key[dnsCodec.NAT_KEY_OFFSETS.protocol] = protocol;
+    key.writeUInt16BE(port, dnsCodec.NAT_KEY_OFFSETS.port_be);
+    parseAddressInto(family, ip, key, dnsCodec.NAT_KEY_OFFSETS.addr);
+    if (!this.#handle) return this.#n.mapLookup(this.#fd, key, dnsCodec.NAT_SIZE);
+    return this.#handle.lookup(key, this.#value) ? this.#value : undefined;
+  }
+
+  #daddrText(daddr: number): string {
+    let text = this.#daddrTexts.get(daddr);
+    if (text === undefined) {
+      if (this.#daddrTexts.size >= MAX_DADDR_TEXTS) this.#daddrTexts.clear();
+      text = ipv4Text(daddr);
+      this.#daddrTexts.set(daddr, text);
+    }
+    return text;
   }
 }

@@ -222,3 +222,87 @@ describe('FqdnAllows.adopt (agent restart)', () => {
     expect(allows.programmed('192.0.2.1').size).toBe(0);
   });
 });
+
+/** A sink that also writes many puts at once, as the datapath's one syscall: each batch logged as its size. */
+class BatchSink extends MemorySink {
+  putMany(rules: readonly number[], ips: readonly string[], expiresMs: readonly number[], count: number): ReadonlyMap<number, unknown> | undefined {
+    this.log.push(`batch of ${count}`);
+    let failed: Map<number, unknown> | undefined;
+    for (let i = 0; i < count; i++) {
+      try {
+        this.put(rules[i]!, ips[i]!, expiresMs[i]!);
+      } catch (err) {
+        (failed ??= new Map()).set(i, err);
+      }
+    }
+    return failed;
+  }
+}
+
+describe('FqdnAllows.update deferred (one receive batch of answers) and flush', () => {
+  function setupBatch(rules: FqdnRuleSpec[], opts: { maxIpsPerName?: number } = {}) {
+    const cache = new FqdnCache({ minTtlMs: 0, graceMs: 0, maxIpsPerName: opts.maxIpsPerName ?? 8, maxNames: 100 });
+    const sink = new BatchSink();
+    const allows = new FqdnAllows(cache, sink);
+    allows.setRules(rules);
+    /** What the agent's deferred learn does: cache, then queue what changed. */
+    const learn = (names: string[], ips: string[], nowMs: number, ttl = 60) => allows.update(cache.learn(names, ips.map((ip) => ({ ip, ttl })), nowMs), true);
+    return { cache, sink, allows, learn };
+  }
+
+  it('queues the puts of many answers and writes them in one batch, each (rule, address) once with its latest expiry', () => {
+    const { sink, learn, allows } = setupBatch([GITHUB, CONTENT]);
+    expect(learn(['api.github.com'], ['140.82.112.5'], 0)).toBe(1);
+    expect(learn(['raw.githubusercontent.com'], ['185.199.108.133'], 0)).toBe(1);
+    expect(learn(['api.github.com'], ['140.82.112.5', '140.82.112.6'], 5_000)).toBe(2); // moves .5's expiry: queued once
+    expect(sink.log).toEqual([]); // nothing written before the flush
+    expect(allows.programmed('140.82.112.5')).toEqual(new Map([[1, 5_000 + LIFETIME_MS]])); // recorded already
+    expect(allows.flush()).toBeUndefined();
+    expect(sink.take()).toEqual(['batch of 3', `put 1 140.82.112.5 ${5_000 + LIFETIME_MS}`, `put 2 185.199.108.133 ${LIFETIME_MS}`, `put 1 140.82.112.6 ${5_000 + LIFETIME_MS}`]);
+    expect(allows.flush()).toBeUndefined();
+    expect(sink.log).toEqual([]); // nothing left
+  });
+
+  it('undoes the record of a put the sink refused, reports its address, and a later update writes it again', () => {
+    const { sink, learn, allows } = setupBatch([GITHUB]);
+    learn(['api.github.com'], ['140.82.112.5'], 0);
+    allows.flush();
+    sink.take();
+    sink.full = (_rule, ip) => ip !== '140.82.112.7';
+    learn(['api.github.com'], ['140.82.112.5', '140.82.112.6', '140.82.112.7'], 5_000); // a refresh and two new addresses
+    const failure = allows.flush();
+    expect(failure?.ips).toEqual(new Set(['140.82.112.5', '140.82.112.6']));
+    expect(failure?.error).toMatchObject({ message: 'map full' });
+    // What the map still holds: the old expiry of the refresh, nothing for the new one that failed.
+    expect(allows.programmed('140.82.112.5')).toEqual(new Map([[1, LIFETIME_MS]]));
+    expect(allows.programmed('140.82.112.6').size).toBe(0);
+    expect(allows.programmed('140.82.112.7')).toEqual(new Map([[1, 5_000 + LIFETIME_MS]]));
+    expect(allows.flush()).toBeUndefined(); // reported once
+    sink.full = () => false;
+    sink.take();
+    expect(allows.update(['140.82.112.5', '140.82.112.6', '140.82.112.7'])).toBe(2);
+    expect(sink.state()).toEqual({ '1/140.82.112.5': 5_000 + LIFETIME_MS, '1/140.82.112.6': 5_000 + LIFETIME_MS, '1/140.82.112.7': 5_000 + LIFETIME_MS });
+  });
+
+  it('writes the queue before a delete of a queued key, so the map never keeps what was deleted', () => {
+    const { sink, learn, allows } = setupBatch([GITHUB], { maxIpsPerName: 1 });
+    learn(['api.github.com'], ['140.82.112.5'], 0);
+    learn(['api.github.com'], ['140.82.112.6'], 1); // evicts .5, queued a moment ago
+    // The delete of .5 comes after the put queued for it (with .6's, queued just before).
+    expect(sink.take()).toEqual(['batch of 2', `put 1 140.82.112.5 ${LIFETIME_MS}`, `put 1 140.82.112.6 ${1 + LIFETIME_MS}`, 'delete 1 140.82.112.5']);
+    expect(allows.flush()).toBeUndefined();
+    expect(sink.log).toEqual([]);
+    expect(sink.state()).toEqual({ '1/140.82.112.6': 1 + LIFETIME_MS });
+    expect(allows.entries).toBe(1);
+  });
+
+  it('with a sink that has no putMany, writes at once and throws as update does', () => {
+    const { sink, cache, allows } = setup([GITHUB]);
+    expect(allows.update(cache.learn(['api.github.com'], [{ ip: '140.82.112.5', ttl: 60 }], 0), true)).toBe(1);
+    expect(sink.take()).toEqual([`put 1 140.82.112.5 ${LIFETIME_MS}`]);
+    sink.full = () => true;
+    expect(() => allows.update(cache.learn(['api.github.com'], [{ ip: '140.82.112.6', ttl: 60 }], 0), true)).toThrow('map full');
+    expect(allows.programmed('140.82.112.6').size).toBe(0);
+    expect(allows.flush()).toBeUndefined();
+  });
+});

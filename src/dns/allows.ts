@@ -8,7 +8,22 @@ import type { FqdnCache } from './cache.js';
 export interface AllowSink {
   put(rule: number, ip: string, expiresMs: number): void;
   delete(rule: number, ip: string): void;
+  /**
+   * Puts i < count at once (the datapath's: one syscall), each written or not
+   * on its own; returns the failed ones' errors by index, undefined when all
+   * were written. Absent: update(…, true) writes at once.
+   */
+  putMany?(rules: readonly number[], ips: readonly string[], expiresMs: readonly number[], count: number): ReadonlyMap<number, unknown> | undefined;
 }
+
+/** What flush() could not write: the addresses, and one of the errors (for the log). */
+export interface AllowFailure {
+  ips: ReadonlySet<string>;
+  error: unknown;
+}
+
+/** Deferred puts queued at most this many before they are written anyway (the sink's buffers stay small). */
+const MAX_QUEUED = 1024;
 
 export interface FqdnRuleSpec {
   id: number;
@@ -53,6 +68,22 @@ export class FqdnAllows {
       this.#wantLength += 2;
     }
   };
+
+  // Deferred puts (update(…, true)) not yet in the sink, entry i in each
+  // array: flush() writes them with one putMany. Each (rule, address) is
+  // queued once (a later answer's expiry replaces the queued one), with what
+  // #programmed said before it, so a failed write is undone exactly.
+  readonly #queuedRules: number[] = [];
+  readonly #queuedIps: string[] = [];
+  readonly #queuedExpiries: number[] = [];
+  /** The expiry recorded before the queued write; NaN: none (the map has no such key). */
+  readonly #queuedBefore: number[] = [];
+  #queued = 0;
+  /** The addresses with a queued put (so most puts find no earlier one without a scan). */
+  readonly #queuedAddresses = new Set<string>();
+  /** What the deferred writes since the last flush() could not write. */
+  #failedIps: Set<string> | undefined;
+  #failure: unknown;
 
   constructor(cache: FqdnCache, sink: AllowSink) {
     this.#cache = cache;
@@ -103,8 +134,15 @@ export class FqdnAllows {
    * Brings the sink in line for these addresses. Throws on the first failed
    * write (map full): what was written stays recorded, so a later update
    * retries the rest; the caller answers SERVFAIL.
+   *
+   * `deferred` (with a sink that has putMany): the puts are queued for
+   * flush(), which writes them at once and says which addresses failed;
+   * they are recorded now and undone there if their write fails. Deletes
+   * are not deferred: one of a key with a queued put writes the queue first,
+   * so the map sees the two in the order they were made.
    */
-  update(ips: Iterable<string>): number {
+  update(ips: Iterable<string>, deferred = false): number {
+    const defer = deferred && this.#sink.putMany !== undefined;
     let writes = 0;
     for (const ip of ips) {
       const want = this.#wanted(ip);
@@ -113,13 +151,25 @@ export class FqdnAllows {
       for (let i = 0; i < wantLength; i += 2) {
         const rule = want[i]!;
         const exp = want[i + 1]!;
-        if (have !== undefined && getPair(have, rule) === exp) continue;
-        this.#sink.put(rule, ip, exp);
-        this.#record(ip, rule, exp);
+        const now = have && this.#programmed.get(ip); // a full queue's write may have undone a pair
+        const before = now ? getPair(now, rule) : undefined;
+        if (before === exp) continue;
+        if (defer) {
+          this.#record(ip, rule, exp); // before the queue: its write may happen (and fail) at once
+          this.#queue(rule, ip, exp, before);
+        } else {
+          this.#sink.put(rule, ip, exp);
+          this.#record(ip, rule, exp);
+        }
         writes++;
       }
       if (!have) continue;
-      const pairs = this.#programmed.get(ip)!; // #record may have replaced it
+      let pairs = this.#programmed.get(ip); // #record may have replaced it, a full queue's write undone it
+      if (pairs && this.#queuedAddresses.has(ip) && hasOtherRule(pairs, want, wantLength)) {
+        this.#writeQueued();
+        pairs = this.#programmed.get(ip);
+      }
+      if (!pairs) continue;
       for (let i = 0; i < pairs.length; ) {
         const rule = pairs[i]!;
         if (indexOfRule(want, wantLength, rule) >= 0) {
@@ -133,6 +183,61 @@ export class FqdnAllows {
       if (!pairs.length) this.#programmed.delete(ip);
     }
     return writes;
+  }
+
+  /**
+   * Writes the deferred puts; returns what could not be written since the
+   * last call (undefined: everything was), their records undone so a later
+   * update writes them again.
+   */
+  flush(): AllowFailure | undefined {
+    if (this.#queued) this.#writeQueued();
+    const ips = this.#failedIps;
+    if (!ips) return undefined;
+    const failure = { ips, error: this.#failure };
+    this.#failedIps = undefined;
+    this.#failure = undefined;
+    return failure;
+  }
+
+  #queue(rule: number, ip: string, expiresMs: number, before: number | undefined): void {
+    if (this.#queuedAddresses.has(ip)) {
+      for (let i = 0; i < this.#queued; i++) {
+        if (this.#queuedRules[i] !== rule || this.#queuedIps[i] !== ip) continue;
+        this.#queuedExpiries[i] = expiresMs; // the map only needs the latest; what it held before stays #queuedBefore
+        return;
+      }
+    }
+    const i = this.#queued++;
+    this.#queuedRules[i] = rule;
+    this.#queuedIps[i] = ip;
+    this.#queuedExpiries[i] = expiresMs;
+    this.#queuedBefore[i] = before ?? NaN;
+    this.#queuedAddresses.add(ip);
+    if (this.#queued >= MAX_QUEUED) this.#writeQueued();
+  }
+
+  /** One putMany for the queue; a failed put's record goes back to what the map still holds. */
+  #writeQueued(): void {
+    const count = this.#queued;
+    this.#queued = 0;
+    this.#queuedAddresses.clear();
+    let failed: ReadonlyMap<number, unknown> | undefined;
+    try {
+      failed = this.#sink.putMany!(this.#queuedRules, this.#queuedIps, this.#queuedExpiries, count);
+    } catch (err) {
+      // Not one known written: every record undone (a write that did land is rewritten by a later update).
+      failed = new Map(Array.from({ length: count }, (_, i) => [i, err]));
+    }
+    if (!failed) return;
+    for (const [i, err] of failed) {
+      const ip = this.#queuedIps[i]!;
+      const before = this.#queuedBefore[i]!;
+      if (Number.isNaN(before)) this.#unrecord(ip, this.#queuedRules[i]!);
+      else this.#record(ip, this.#queuedRules[i]!, before);
+      (this.#failedIps ??= new Set()).add(ip);
+      if (this.#failure === undefined) this.#failure = err;
+    }
   }
 
   /** Every address the cache or the sink knows (after a rule change or a restart). */
@@ -172,6 +277,21 @@ export class FqdnAllows {
     }
     this.#programmed.set(ip, [...pairs, rule, expiresMs]); // same key: keeps its place
   }
+
+  /** Forgets one pair (its write failed: the map has no such key). */
+  #unrecord(ip: string, rule: number): void {
+    const pairs = this.#programmed.get(ip);
+    const at = pairs === undefined ? -1 : indexOfRule(pairs, pairs.length, rule);
+    if (at < 0) return;
+    if (pairs!.length === 2) this.#programmed.delete(ip);
+    else pairs!.splice(at, 2);
+  }
+}
+
+/** Whether `pairs` holds a rule that is not among the first `length` elements of `want` (update deletes it). */
+function hasOtherRule(pairs: readonly number[], want: readonly number[], length: number): boolean {
+  for (let i = 0; i < pairs.length; i += 2) if (indexOfRule(want, length, pairs[i]!) < 0) return true;
+  return false;
 }
 
 // [rule, expiry, …] pairs, each rule at most once, in first-write order (as the Map per address was).

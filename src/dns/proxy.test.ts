@@ -199,8 +199,8 @@ interface Harness {
   rules: Map<string, number[]>;
   rulesForCalls: string[];
   learned: Learned[];
-  /** Runs inside learn, before it records. */
-  onLearn: (l: Learned) => void;
+  /** Runs inside learn, before it records; `deferred`: the proxy holds the answer for flushLearned. */
+  onLearn: (l: Learned, deferred: boolean) => void;
   errors: string[];
 }
 
@@ -225,7 +225,7 @@ const nativeBatch = (): UdpSockets => ({
   bind: (family) => native().socketBind(family, 'udp', family === 6 ? '::' : '0.0.0.0', 0),
 });
 
-async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs' | 'podSource' | 'trustedBackend' | 'observer' | 'batch'> = {}): Promise<Harness> {
+async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs' | 'podSource' | 'trustedBackend' | 'observer' | 'batch' | 'flushLearned'> = {}): Promise<Harness> {
   const trusted = await retry(() => FakeResolver.start(loopback()));
   const trusted2 = await retry(() => FakeResolver.start(loopback(), trusted.port));
   const rogue = await retry(() => FakeResolver.start(loopback(), trusted.port));
@@ -261,8 +261,8 @@ async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: P
       h.rulesForCalls.push(name);
       return h.rules.get(name) ?? [];
     },
-    learn: (l) => {
-      h.onLearn(l);
+    learn: (l, deferred) => {
+      h.onLearn(l, deferred);
       h.learned.push(l);
     },
     trusted: [trusted.address, trusted2.address],
@@ -672,6 +672,88 @@ describe('DnsProxy on batched sockets (the agent\'s native UdpBatch)', () => {
     const pod = await UdpPod.open(h, h.rogue.address);
     expect(await pod.ask(h, query('api.github.com', 7))).toMatchObject({ id: 7, rcode: 'REFUSED' });
     expect(h.natCalls).toEqual([[UDP, '127.0.0.1', pod.port]]);
+  });
+});
+
+describe('DnsProxy learning a batch of answers at once (flushLearned)', () => {
+  /** nativeBatch, with every send to `port` logged in `order`. */
+  const loggedBatch = (order: string[], port: () => number): UdpSockets => {
+    const batch = nativeBatch();
+    return {
+      ...batch,
+      open: (fd, onBatch, onSendFailed) => {
+        const s = batch.open(fd, onBatch, onSendFailed);
+        return {
+          send: (buf, address, p) => {
+            if (p === port()) order.push(`send ${dnsPacket.decode(buf).id}`);
+            return s.send(buf, address, p);
+          },
+          pause: () => s.pause(),
+          close: () => s.close(),
+        };
+      },
+    };
+  };
+  const NAMES = ['a.example', 'b.example', 'c.example'];
+
+  /**
+   * A pod with three queries whose answers the resolver sends back to back:
+   * they reach the pod's one upstream socket together and are read as one batch.
+   */
+  async function batchOfThree(flushLearned: (h: Harness) => ReturnType<NonNullable<ProxyDeps['flushLearned']>>) {
+    const order: string[] = [];
+    let pod: UdpPod | undefined;
+    let h: Harness | undefined;
+    h = await startProxy('refuse', {
+      batch: loggedBatch(order, () => pod?.port ?? -1),
+      podSource: { appliesTo: () => true, socket: (f, a) => native().socketBind(f, 'udp', a, 0) },
+      flushLearned: () => {
+        order.push(`flush ${h!.learned.length}`);
+        return flushLearned(h!);
+      },
+    });
+    h.onLearn = (l, deferred) => order.push(`learn ${l.names[0]}${deferred ? ' deferred' : ''}`);
+    for (const [i, name] of NAMES.entries()) {
+      h.trusted.zone.set(name, [{ name, type: 'A', ttl: 60, data: `192.0.2.${i + 1}` }]);
+      h.trusted.hold.add(name);
+    }
+    pod = await UdpPod.open(h, h.trusted.address, POD, loopback());
+    for (const [i, name] of NAMES.entries()) pod.send(h, query(name, i + 1));
+    const held = [await h.trusted.received.next(), await h.trusted.received.next(), await h.trusted.received.next()];
+    for (const fwd of held) fwd.reply(answer(fwd.packet, h.trusted.zone.get(fwd.packet.questions![0]!.name)!));
+    const answers = new Map<number, dnsPacket.DecodedPacket>();
+    for (let i = 0; i < 3; i++) {
+      const res = dnsPacket.decode(await pod.inbox.next('an answer'));
+      answers.set(res.id!, res);
+    }
+    return { h, order, answers };
+  }
+
+  it('holds every answer of the batch until flushLearned has programmed what they teach, then sends each', async () => {
+    const { h, order, answers } = await batchOfThree(() => undefined);
+    // The three answers were read together: learned (deferred), one flush, then sent.
+    expect(order.slice(0, 3).sort()).toEqual(['learn a.example deferred', 'learn b.example deferred', 'learn c.example deferred']);
+    expect(order.slice(3)).toEqual(['flush 3', ...order.slice(4)]);
+    expect(order.slice(4).sort()).toEqual(['send 1', 'send 2', 'send 3']);
+    for (const [i, name] of NAMES.entries()) expect(answers.get(i + 1)).toMatchObject({ rcode: 'NOERROR', answers: [{ name, data: `192.0.2.${i + 1}` }] });
+    expect(h.proxy.stats).toMatchObject({ answered: 3, learnedAnswers: 3, servfail: 0, errors: 0 });
+  });
+
+  it('answers SERVFAIL for just the answers flushLearned could not program, the others of the batch as usual', async () => {
+    const { h, answers } = await batchOfThree((harness) => new Map([[harness.learned.find((l) => l.names[0] === 'b.example')!, new Error('sluice_fqdn_v1 is full')]]));
+    expect(answers.get(1)).toMatchObject({ rcode: 'NOERROR', answers: [{ data: '192.0.2.1' }] });
+    expect(answers.get(2)).toMatchObject({ rcode: 'SERVFAIL', answers: [], questions: [{ name: 'b.example' }] });
+    expect(answers.get(3)).toMatchObject({ rcode: 'NOERROR', answers: [{ data: '192.0.2.3' }] });
+    expect(h.proxy.stats).toMatchObject({ answered: 2, learnedAnswers: 2, servfail: 1, errors: 0 });
+    expect(h.errors.join('')).toContain('could not program');
+  });
+
+  it('answers SERVFAIL for the whole batch when flushLearned throws (nothing known programmed)', async () => {
+    const { h, answers } = await batchOfThree(() => {
+      throw new Error('the flush broke');
+    });
+    for (const id of [1, 2, 3]) expect(answers.get(id)).toMatchObject({ rcode: 'SERVFAIL' });
+    expect(h.proxy.stats).toMatchObject({ answered: 0, learnedAnswers: 0, servfail: 3, errors: 0 });
   });
 });
 

@@ -80,12 +80,24 @@ export interface ClientPolicy {
 }
 
 export interface ProxyDeps {
+  /** The NAT entry of a pod's flow; the object may be the next call's too (the proxy copies what it keeps). */
   nat(protocol: number, ip: string, port: number): NatInfo | undefined;
   client(ifindex: number): ClientPolicy | undefined;
   /** Rule ids matching a normalized name. */
   rulesFor(name: string): readonly number[];
-  /** Programs what an answer teaches; throws if it cannot (the pod gets SERVFAIL). */
-  learn(learned: Learned): void;
+  /**
+   * Programs what an answer teaches; throws if it cannot (the pod gets
+   * SERVFAIL). `deferred` (only with flushLearned): the writes may wait for
+   * flushLearned(), which the proxy calls before it sends that answer.
+   */
+  learn(learned: Learned, deferred: boolean): void;
+  /**
+   * Writes what the deferred learn() calls since the last flush left queued
+   * (the answers of one receive batch: one map update for all of them);
+   * returns the answers that could not be programmed, with why (they get
+   * SERVFAIL), or undefined when every one was. Absent: learn() writes at once.
+   */
+  flushLearned?(): ReadonlyMap<Learned, unknown> | undefined;
   trusted: readonly string[];
   /**
    * Also trusted: a backend of a trusted Service address. A pod's query to
@@ -271,7 +283,8 @@ interface Pending {
 }
 
 type Refusal = { rcode: number; why: string; reason: AnswerReason };
-type Decision = { upstream: string } | Refusal;
+/** The upstream a query goes to, or why it does not (no object per forwarded query). */
+type Decision = string | Refusal;
 
 function newStats(): ProxyStats {
   return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0, sendFailed: 0 };
@@ -343,6 +356,19 @@ export class DnsProxy {
   readonly #upstreamTimeoutMs: number;
   readonly #observer: ProxyObserver | undefined;
   #sweeper: NodeJS.Timeout | undefined;
+  /** A batched socket's datagrams are being handled: learning may be deferred to the batch's end. */
+  #inBatch = false;
+  /** This batch called learn() deferred: #releaseHeld flushes. */
+  #learnDeferred = false;
+  /**
+   * The #heldCount answers of this batch waiting for their map writes
+   * (#releaseHeld), each with its view and what it taught: arrays kept
+   * across batches (emptying one gives its storage up, and each batch grew it again).
+   */
+  readonly #held: Array<Pending | undefined> = [];
+  readonly #heldAnswers: Array<Buffer | undefined> = [];
+  readonly #heldLearned: Array<Learned | undefined> = [];
+  #heldCount = 0;
 
   constructor(deps: ProxyDeps, log: Logger) {
     this.#deps = deps;
@@ -470,10 +496,16 @@ export class DnsProxy {
     const bs = batch.open(
       fd,
       (count, data, meta, hosts6) => {
-        for (let i = 0, at = 0; i < count; i++, at += 4) {
-          const offset = meta[at]!;
-          const port = meta[at + 2]!;
-          onDatagram(data.subarray(offset, offset + meta[at + 1]!), port & UDP_FROM_V6 ? hosts6![i]! : meta[at + 3]!, port & 0xffff);
+        this.#inBatch = true;
+        try {
+          for (let i = 0, at = 0; i < count; i++, at += 4) {
+            const offset = meta[at]!;
+            const port = meta[at + 2]!;
+            onDatagram(data.subarray(offset, offset + meta[at + 1]!), port & UDP_FROM_V6 ? hosts6![i]! : meta[at + 3]!, port & 0xffff);
+          }
+        } finally {
+          this.#inBatch = false;
+          this.#releaseHeld();
         }
       },
       (count) => {
@@ -541,9 +573,9 @@ export class DnsProxy {
       const rules = this.#deps.rulesFor(normalizeName(q.question.name));
       if (!rules.some((r) => client.rules.includes(r))) return { rcode: RCODE_REFUSED, why: 'name matches no rule (dns: MatchedOnly)', reason: 'name-not-allowed' };
     }
-    if (this.#deps.trusted.includes(nat.daddr) || this.#deps.trustedBackend?.(nat.daddr)) return { upstream: nat.daddr };
+    if (this.#deps.trusted.includes(nat.daddr) || this.#deps.trustedBackend?.(nat.daddr)) return nat.daddr;
     const first = this.#deps.trusted[0];
-    if (this.#deps.untrusted === 'redirect' && first) return { upstream: first };
+    if (this.#deps.untrusted === 'redirect' && first) return first;
     return { rcode: RCODE_REFUSED, why: `${nat.daddr} is not a trusted resolver`, reason: 'untrusted-resolver' };
   }
 
@@ -615,8 +647,8 @@ export class DnsProxy {
     const q = this.#parseQuery(msg);
     if (!q) return;
     const d = this.#decide(nat, q);
-    if ('rcode' in d) return this.#refuse(q, d, via, port, address, receivedMs);
-    this.#forwardUdp(msg, q, d.upstream, via, port, address, pod, nat.ifindex, receivedMs);
+    if (typeof d !== 'string') return this.#refuse(q, d, via, port, address, receivedMs);
+    this.#forwardUdp(msg, q, d, via, port, address, pod, nat.ifindex, receivedMs);
   }
 
   #parseQuery(msg: Buffer): ParsedQuery | undefined {
@@ -784,28 +816,83 @@ export class DnsProxy {
     }
     const learned = learnFrom(res);
     if (learned.addresses.length) {
+      // In a batch of upstream answers, the map writes wait for the batch's end, and so does the answer.
+      const hold = this.#inBatch && this.#deps.flushLearned !== undefined;
+      this.#learnDeferred ||= hold; // even if it throws: what it queued is written at the batch's end
       try {
-        this.#deps.learn(learned);
-        this.stats.learnedAnswers++;
+        this.#deps.learn(learned, hold);
       } catch (err) {
-        this.#rlog.error('learn-failed', { err, dns: { qname: p.question.name } }, 'could not program what a DNS answer allows: answering SERVFAIL');
-        this.stats.servfail++;
-        p.via.send(errorResponse({ id: p.clientId, flags: msg.readUInt16BE(2) & 0x7900, questionWire: p.questionWire }, RCODE_SERVFAIL), p.clientPort, p.clientAddress);
-        this.#answered('servfail', 'learn-failed', p.receivedMs);
+        this.#learnFailed(msg, p, err);
         return true;
       }
+      if (hold) {
+        const i = this.#heldCount++;
+        this.#held[i] = p;
+        this.#heldAnswers[i] = msg;
+        this.#heldLearned[i] = learned;
+        return true;
+      }
+      this.stats.learnedAnswers++;
     }
+    this.#sendAnswer(msg, p);
+    return true;
+  }
+
+  /**
+   * The end of a batch: the held answers' writes go to the map (one update for
+   * all), then each answer goes to its pod, or SERVFAIL where its addresses
+   * could not be programmed. `msg` views are still valid (the batch's
+   * callback has not returned).
+   */
+  #releaseHeld(): void {
+    if (!this.#learnDeferred) return;
+    this.#learnDeferred = false;
+    const count = this.#heldCount;
+    this.#heldCount = 0;
+    let failed: ReadonlyMap<Learned, unknown> | undefined;
+    let flushError: unknown;
+    try {
+      failed = this.#deps.flushLearned!();
+    } catch (err) {
+      flushError = err ?? new Error('flushLearned threw'); // fail closed: nothing of the batch is known to be programmed
+    }
+    for (let i = 0; i < count; i++) {
+      const p = this.#held[i]!;
+      const msg = this.#heldAnswers[i]!;
+      const learned = this.#heldLearned[i]!;
+      this.#held[i] = this.#heldAnswers[i] = this.#heldLearned[i] = undefined;
+      try {
+        if (flushError !== undefined || failed?.has(learned)) {
+          this.#learnFailed(msg, p, flushError ?? failed!.get(learned));
+          continue;
+        }
+        this.stats.learnedAnswers++;
+        this.#sendAnswer(msg, p);
+      } catch (err) {
+        this.#handlerError(err);
+      }
+    }
+  }
+
+  #learnFailed(msg: Buffer, p: Pending, err: unknown): void {
+    this.#rlog.error('learn-failed', { err, dns: { qname: p.question.name } }, 'could not program what a DNS answer allows: answering SERVFAIL');
+    this.stats.servfail++;
+    p.via.send(errorResponse({ id: p.clientId, flags: msg.readUInt16BE(2) & 0x7900, questionWire: p.questionWire }, RCODE_SERVFAIL), p.clientPort, p.clientAddress);
+    this.#answered('servfail', 'learn-failed', p.receivedMs);
+  }
+
+  /** The upstream's answer to the pod (truncated if it does not fit the pod's UDP path). */
+  #sendAnswer(msg: Buffer, p: Pending): void {
     this.stats.answered++;
     if (p.maxBytes !== undefined && msg.length > p.maxBytes) {
       this.stats.truncated++;
       p.via.send(truncatedResponse(p.clientId, msg.readUInt16BE(2), p.questionWire), p.clientPort, p.clientAddress);
       this.#answered('truncated', 'too-big', p.receivedMs);
-      return true;
+      return;
     }
     msg.writeUInt16BE(p.clientId, 0);
     p.via.send(msg, p.clientPort, p.clientAddress);
     this.#answered('forwarded', 'upstream', p.receivedMs);
-    return true;
   }
 
   /** Queries nobody answered in time, UDP and TCP alike: dropped, their budget given back. */
@@ -829,12 +916,13 @@ export class DnsProxy {
   // ------------------------------------------------------------------ TCP
 
   #onTcpClient(c: net.Socket): void {
-    const nat = this.#deps.nat(PROTO_TCP, c.remoteAddress ?? '', c.remotePort ?? 0);
-    if (!nat) {
+    const found = this.#deps.nat(PROTO_TCP, c.remoteAddress ?? '', c.remotePort ?? 0);
+    if (!found) {
       this.stats.unattributed++;
       c.destroy();
       return;
     }
+    const nat: NatInfo = { daddr: found.daddr, ifindex: found.ifindex }; // the connection's, for its lifetime
     // Each connection holds a descriptor (two, with its upstream) in the
     // process that also serves CNI: bounded per pod and in total.
     const pod = this.#pod(nat.ifindex);
@@ -866,12 +954,12 @@ export class DnsProxy {
             if (this.#overInflight(pod, nat.ifindex)) return;
             const q = this.#parseQuery(msg);
             if (!q) return;
-            const d = this.#decide(nat, q);
-            if ('rcode' in d) return this.#refuse(q, d, reply, 0, '', receivedMs);
-            let up = upstreams.get(d.upstream);
+            const upstream = this.#decide(nat, q);
+            if (typeof upstream !== 'string') return this.#refuse(q, upstream, reply, 0, '', receivedMs);
+            let up = upstreams.get(upstream);
             if (!up) {
-              up = this.#tcpUpstream(d.upstream, c);
-              upstreams.set(d.upstream, up);
+              up = this.#tcpUpstream(upstream, c);
+              upstreams.set(upstream, up);
             }
             // Bounded like UDP: with every id in flight on this connection, an unbounded retry never ends.
             let id = this.#ids.next();
@@ -881,7 +969,7 @@ export class DnsProxy {
             }
             const out = Buffer.from(msg);
             out.writeUInt16BE(id, 0);
-            up.pending.set(id, { deadline: Date.now() + this.#upstreamTimeoutMs, upstream: d.upstream, upstream4: -1, question: q.question, questionWire: q.questionWire, clientId: q.id, via: reply, clientPort: 0, clientAddress: '', pod, receivedMs });
+            up.pending.set(id, { deadline: Date.now() + this.#upstreamTimeoutMs, upstream, upstream4: -1, question: q.question, questionWire: q.questionWire, clientId: q.id, via: reply, clientPort: 0, clientAddress: '', pod, receivedMs });
             pod.inflight++;
             this.stats.forwarded++;
             up.sock.write(frame(out));

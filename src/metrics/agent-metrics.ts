@@ -203,8 +203,8 @@ export class AgentMetrics {
     // The query path only adds to plain numbers (a labelled prom-client
     // counter hashes its labels on every inc: ~0.3 µs); the counters read them at scrape.
     const queryCounts = { udp: 0, tcp: 0 };
-    /** "result reason" → answers. */
-    const answerCounts = new Map<string, number>();
+    /** result → reason → answers (no label string per answer). */
+    const answerCounts = new Map<string, Map<string, number>>();
     new Counter({
       name: 'sluice_dns_queries_total',
       help: 'DNS queries intercepted pods sent to the proxy, by protocol.',
@@ -222,10 +222,7 @@ export class AgentMetrics {
       registers,
       collect() {
         this.reset();
-        for (const [key, n] of answerCounts) {
-          const [result, reason] = key.split(' ');
-          this.inc({ result, reason }, n);
-        }
+        for (const [result, byReason] of answerCounts) for (const [reason, n] of byReason) this.inc({ result, reason }, n);
       },
     });
     const latency = new Histogram({
@@ -261,8 +258,9 @@ export class AgentMetrics {
     return {
       query: (protocol) => void queryCounts[protocol]++,
       answered: (result, reason: AnswerReason, seconds) => {
-        const key = `${result} ${reason}`;
-        answerCounts.set(key, (answerCounts.get(key) ?? 0) + 1);
+        let byReason = answerCounts.get(result);
+        if (!byReason) answerCounts.set(result, (byReason = new Map()));
+        byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
         latencyBy[result].observe(seconds);
       },
     };

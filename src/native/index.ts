@@ -423,6 +423,14 @@ export interface BpfMapHandle {
   lookup(key: Buffer, out: Buffer): boolean;
   /** Throws NativeError (E2BIG: the map is full). */
   update(key: Buffer, value: Buffer, flags: number): void;
+  /**
+   * Entries i < count of `keys` and `values` (packed, key and value size each;
+   * the buffers may be longer) with one BPF_MAP_UPDATE_BATCH where the kernel
+   * has it. Each entry is tried once and written or not on its own:
+   * errors[i] is its errno (E2BIG: the map is full), 0 when written. Returns
+   * how many failed.
+   */
+  updateBatch(keys: Buffer, values: Buffer, count: number, flags: number, errors: Int32Array): number;
   close(): void;
 }
 
