@@ -3,7 +3,7 @@
 // proxy looks it up to learn which pod asked and where the query was going.
 // The datapath writes it; userspace only reads.
 import type { BpfMapHandle, BpfMapOps } from '../native/index.js';
-import { ipv4Text } from '../net/index.js';
+import { Ipv4Texts } from '../net/index.js';
 import { formatAddress, parseAddressInto } from './codec/address.js';
 import * as dnsCodec from './codec/dns.js';
 
@@ -34,7 +34,7 @@ export class DnsNatTable {
   readonly #value = Buffer.alloc(dnsCodec.NAT_SIZE);
   readonly #found: NatFound = { daddr: '', ifindex: 0 };
   /** An IPv4 destination (as a number) → its text: the same few, for every query. */
-  readonly #daddrTexts = new Map<number, string>();
+  readonly #daddrTexts = new Ipv4Texts(MAX_DADDR_TEXTS);
 
   constructor(addon: BpfMapOps, fd: number) {
     this.#n = addon;
@@ -67,7 +67,7 @@ export class DnsNatTable {
     if (!v) return undefined;
     const found = this.#found;
     found.ifindex = v.readUInt32LE(dnsCodec.NAT_OFFSETS.ifindex);
-    found.daddr = ip.includes(':') ? formatAddress(6, v, dnsCodec.NAT_OFFSETS.daddr) : this.#daddrText(v.readUInt32BE(dnsCodec.NAT_OFFSETS.daddr));
+    found.daddr = ip.includes(':') ? formatAddress(6, v, dnsCodec.NAT_OFFSETS.daddr) : this.#daddrTexts.of(v.readUInt32BE(dnsCodec.NAT_OFFSETS.daddr));
     return found;
   }
 
@@ -84,15 +84,5 @@ export class DnsNatTable {
     parseAddressInto(family, ip, key, dnsCodec.NAT_KEY_OFFSETS.addr);
     if (!this.#handle) return this.#n.mapLookup(this.#fd, key, dnsCodec.NAT_SIZE);
     return this.#handle.lookup(key, this.#value) ? this.#value : undefined;
-  }
-
-  #daddrText(daddr: number): string {
-    let text = this.#daddrTexts.get(daddr);
-    if (text === undefined) {
-      if (this.#daddrTexts.size >= MAX_DADDR_TEXTS) this.#daddrTexts.clear();
-      text = ipv4Text(daddr);
-      this.#daddrTexts.set(daddr, text);
-    }
-    return text;
   }
 }

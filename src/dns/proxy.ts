@@ -22,7 +22,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../log/index.js';
-import { ipv4Number, ipv4Text } from '../net/index.js';
+import { ipv4Number, Ipv4Texts } from '../net/index.js';
 import { RandomIds } from './ids.js';
 import { RateLimitedLog } from './log-limit.js';
 import { normalizeName, type DnsMode } from '../policy/index.js';
@@ -347,7 +347,7 @@ export class DnsProxy {
    * lookup and the answer: a node has few pods, and each query made its
    * string again. Bounded: cleared when it reaches MAX_POD_STATES.
    */
-  readonly #podAddressTexts = new Map<number, string>();
+  readonly #podAddressTexts = new Ipv4Texts(MAX_POD_STATES);
   /** Query ids and pool socket picks (CSPRNG values, fetched in bulk). */
   readonly #ids = new RandomIds();
   /** Each TCP upstream connection's pending queries (id → query), for the sweeper. */
@@ -412,16 +412,6 @@ export class DnsProxy {
     return [...this.#podSockets.values()].flatMap((byAddress) => [...byAddress.values()]);
   }
 
-  #podAddressText(address: number): string {
-    let text = this.#podAddressTexts.get(address);
-    if (text === undefined) {
-      if (this.#podAddressTexts.size >= MAX_POD_STATES) this.#podAddressTexts.clear();
-      text = ipv4Text(address);
-      this.#podAddressTexts.set(address, text);
-    }
-    return text;
-  }
-
   #pod(ifindex: number): PodDnsStats {
     let p = this.#pods.get(ifindex);
     if (p) return p;
@@ -470,7 +460,7 @@ export class DnsProxy {
     const fd = bindFd?.(family, 'udp', address, port);
     const batch = this.#deps.batch;
     if (batch && fd !== undefined) {
-      const sock: UdpLike = this.#batched(batch, fd, (msg, address, port) => this.#udpQuery(msg, typeof address === 'number' ? this.#podAddressText(address) : address, port, sock));
+      const sock: UdpLike = this.#batched(batch, fd, (msg, address, port) => this.#udpQuery(msg, typeof address === 'number' ? this.#podAddressTexts.of(address) : address, port, sock));
       return sock;
     }
     const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });

@@ -39,6 +39,30 @@ export function ipv4Text(n: number): string {
 }
 
 /**
+ * ipv4Text remembered, for a hot path that formats the same few addresses
+ * again and again (a node's pods, the resolvers they ask): no string per
+ * call. Bounded: it starts over when it holds `max`.
+ */
+export class Ipv4Texts {
+  readonly #texts = new Map<number, string>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  of(n: number): string {
+    let text = this.#texts.get(n);
+    if (text === undefined) {
+      if (this.#texts.size >= this.#max) this.#texts.clear();
+      text = ipv4Text(n);
+      this.#texts.set(n, text);
+    }
+    return text;
+  }
+}
+
+/**
  * A dotted quad as Node's isIPv4 accepts it (four decimal parts 0-255, no
  * leading zeros, nothing else) as a number, without allocating: ipv4Text's
  * inverse; -1 for anything else (an IPv6 address included).

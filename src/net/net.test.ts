@@ -13,6 +13,7 @@ import {
   hostCidr,
   ipv4Number,
   ipv4Text,
+  Ipv4Texts,
   parseCidr,
   parseIp,
 } from './index.js';
@@ -266,5 +267,16 @@ describe('the datapath layout: 16 bytes, network order, IPv4 in the first 4', ()
     for (const other of ['::1', '2001:db8::5', '127.0.0', '127.0.0.1.1', '1.2.3.256', '01.2.3.4', '1..2.3', '1.2.3.', '', 'a.b.c.d', '1.2.3.4 ']) {
       expect(ipv4Number(other)).toBe(-1);
     }
+  });
+
+  it('Ipv4Texts: the same string each time for a number (ipv4Text\'s), and still right once full and started over', () => {
+    const texts = new Ipv4Texts(2);
+    const a = texts.of(0x0a000001);
+    expect(a).toBe('10.0.0.1');
+    expect(texts.of(0x0a000001)).toBe(a);
+    expect(texts.of(0xc0000205)).toBe('192.0.2.5');
+    // Full: it starts over, and still answers right.
+    expect(texts.of(0x7f000001)).toBe('127.0.0.1');
+    expect(texts.of(0x0a000001)).toBe('10.0.0.1');
   });
 });

@@ -215,7 +215,7 @@ describe.skipIf(!isRoot)('operator interface: /metrics, sluice status and sluice
     expect(value(s, 'sluice_policy_sync_failures_total')).toBe(0);
     const entries = samples(s, 'sluice_map_entries');
     expect(entries.map((x) => x.labels.map).sort()).toEqual(
-      ['cidr', 'ct', 'dns_budget', 'dns_nat', 'endpoints', 'fqdn', 'fqdn_rules', 'frag', 'ipcache', 'lb_aff', 'lb_be', 'lb_flow', 'lb_netns', 'lb_rev', 'lb_svc', 'metrics', 'policy'].sort(),
+      ['cidr', 'ct', 'dns_budget', 'dns_nat', 'endpoints', 'fqdn', 'fqdn_rules', 'frag', 'ipcache', 'lb_aff', 'lb_be', 'lb_flow', 'lb_netns', 'lb_rev', 'lb_svc', 'nh', 'policy'].sort(),
     );
     for (const e of entries) {
       const capacity = value(s, 'sluice_map_capacity', { map: e.labels.map! });
