@@ -52,7 +52,6 @@ static __always_inline struct sluice_local_ep *local_lookup(__u8 family, const _
  * socket), and not IPv6 neighbour discovery or MLD (judged as link plumbing
  * only with the hop limit the stack would have decremented).
  */
-
 static __always_inline struct sluice_local_ep *local_candidate(const struct tuple *t)
 {
 	if (t->arp || (t->family != 4 && t->family != 6) || t->frag != FRAG_NONE || t->hop_limit <= 1)

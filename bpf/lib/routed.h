@@ -71,55 +71,54 @@ static __always_inline int routed_send(struct __sk_buff *skb, const struct tuple
 	struct bpf_fib_lookup fib = {};
 	struct bpf_redir_neigh nh = {};
 	struct sluice_nh_key key;
-	struct sluice_nh *hop;
 	struct sluice_nh found = {};
+	struct sluice_nh *hop;
 	long rc;
 
 	/* A next hop the FIB gave this pod pair less than NH_VALID_NS ago. */
 	nh_key(&key, t);
 	hop = bpf_map_lookup_elem(&sluice_nh_v1, &key);
-	if (hop && now - hop->found_ns < NH_VALID_NS) {
-		if (forward_rewrite(skb, t, hop->dmac, hop->smac) < 0)
-			return ROUTED_BROKEN;
-		return bpf_redirect(hop->ifindex, 0);
-	}
-	fib.ifindex = skb->ifindex;
-	fib.l4_protocol = t->protocol;
-	fib.sport = t->sport_be;
-	fib.dport = t->dport_be;
-	if (t->family == 4) {
-		fib.family = SLUICE_AF_INET;
-		__builtin_memcpy(&fib.ipv4_src, t->saddr, 4);
-		__builtin_memcpy(&fib.ipv4_dst, t->daddr, 4);
-	} else {
-		fib.family = SLUICE_AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, t->saddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, t->daddr, 16);
-	}
-	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-		return ROUTED_FALLBACK;
-	if (fib.ifindex == skb->ifindex || endpoint_lookup(fib.ifindex))
-		return ROUTED_FALLBACK;
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+	if (!hop || now - hop->found_ns >= NH_VALID_NS) {
+		fib.ifindex = skb->ifindex;
+		fib.l4_protocol = t->protocol;
+		fib.sport = t->sport_be;
+		fib.dport = t->dport_be;
+		if (t->family == 4) {
+			fib.family = SLUICE_AF_INET;
+			__builtin_memcpy(&fib.ipv4_src, t->saddr, 4);
+			__builtin_memcpy(&fib.ipv4_dst, t->daddr, 4);
+		} else {
+			fib.family = SLUICE_AF_INET6;
+			__builtin_memcpy(fib.ipv6_src, t->saddr, 16);
+			__builtin_memcpy(fib.ipv6_dst, t->daddr, 16);
+		}
+		rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+			return ROUTED_FALLBACK;
+		if (fib.ifindex == skb->ifindex || endpoint_lookup(fib.ifindex))
+			return ROUTED_FALLBACK;
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+			/* The next hop (the gateway, or the destination itself) is
+			 * resolved by the neighbour subsystem, which also fills in
+			 * the MACs; not kept. */
+			if (forward_rewrite(skb, t, NULL, NULL) < 0)
+				return ROUTED_BROKEN;
+			nh.nh_family = fib.family;
+			if (t->family == 4)
+				nh.ipv4_nh = fib.ipv4_dst;
+			else
+				__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
+			return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+		}
 		found.found_ns = now;
 		found.ifindex = fib.ifindex;
 		__builtin_memcpy(found.dmac, fib.dmac, 6);
 		__builtin_memcpy(found.smac, fib.smac, 6);
 		bpf_map_update_elem(&sluice_nh_v1, &key, &found, BPF_ANY);
-		if (forward_rewrite(skb, t, fib.dmac, fib.smac) < 0)
-			return ROUTED_BROKEN;
-		return bpf_redirect(fib.ifindex, 0);
+		hop = &found;
 	}
-	/* The next hop (the gateway, or the destination itself) is resolved
-	 * by the neighbour subsystem, which also fills in the MACs. */
-	if (forward_rewrite(skb, t, NULL, NULL) < 0)
+	if (forward_rewrite(skb, t, hop->dmac, hop->smac) < 0)
 		return ROUTED_BROKEN;
-	nh.nh_family = fib.family;
-	if (t->family == 4)
-		nh.ipv4_nh = fib.ipv4_dst;
-	else
-		__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
-	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+	return bpf_redirect(hop->ifindex, 0);
 }
 #endif
