@@ -4,7 +4,7 @@
 // The datapath writes it; userspace only reads.
 import type { BpfMapHandle, BpfMapOps } from '../native/index.js';
 import { Ipv4Texts } from '../net/index.js';
-import { formatAddress, parseAddressInto } from './codec/address.js';
+import { formatAddress } from './codec/address.js';
 import * as dnsCodec from './codec/dns.js';
 
 export type { NatEntry } from './codec/dns.js';
@@ -75,13 +75,9 @@ export class DnsNatTable {
   #read(protocol: number, ip: string, port: number): Buffer | undefined {
     // The value carries no family: the original destination has the client's
     // (and `ip`, an address, is IPv6 when it has a colon).
-    const family = ip.includes(':') ? 6 : 4;
     const key = this.#key;
     key.fill(0); // an IPv4 address fills 4 of the 16 address bytes
-    key[dnsCodec.NAT_KEY_OFFSETS.family] = family;
-    key[dnsCodec.NAT_KEY_OFFSETS.protocol] = protocol;
-    key.writeUInt16BE(port, dnsCodec.NAT_KEY_OFFSETS.port_be);
-    parseAddressInto(family, ip, key, dnsCodec.NAT_KEY_OFFSETS.addr);
+    dnsCodec.encodeNatKeyInto(key, ip.includes(':') ? 6 : 4, protocol, ip, port);
     if (!this.#handle) return this.#n.mapLookup(this.#fd, key, dnsCodec.NAT_SIZE);
     return this.#handle.lookup(key, this.#value) ? this.#value : undefined;
   }

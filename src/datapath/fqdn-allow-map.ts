@@ -3,7 +3,6 @@
 // the datapath reads it for every new flow an FQDN rule may allow.
 import { constants } from 'node:os';
 import { NativeError, type BpfMapHandle, type BpfMapOps } from '../native/index.js';
-import { parseAddressInto } from './codec/address.js';
 import * as fqdnCodec from './codec/fqdn.js';
 import { DatapathError } from './errors.js';
 import { BpfMap, isMapFull, type MapCodec } from './maps.js';
@@ -100,7 +99,7 @@ export class FqdnAllowMap {
     const keys = this.#keys;
     keys.fill(0, 0, count * fqdnCodec.KEY_SIZE);
     for (let i = 0; i < count; i++) {
-      encodeKeyInto(keys, i * fqdnCodec.KEY_SIZE, rules[i]!, ips[i]!);
+      keyInto(keys, i * fqdnCodec.KEY_SIZE, rules[i]!, ips[i]!);
       writeMsAsNs(this.#values, i * fqdnCodec.SIZE + fqdnCodec.OFFSETS.expires_ns, expiresMs[i]!);
     }
     if (!handle.updateBatch(keys, this.#values, count, BPF_ANY, this.#errors)) return undefined;
@@ -140,7 +139,7 @@ export class FqdnAllowMap {
   /** The handle's write of #value under (rule, ip). */
   #update(rule: number, ip: string): void {
     this.#key.fill(0);
-    encodeKeyInto(this.#key, 0, rule, ip);
+    keyInto(this.#key, 0, rule, ip);
     try {
       this.#handle!.update(this.#key, this.#value, BPF_ANY);
     } catch (err) {
@@ -153,13 +152,9 @@ export class FqdnAllowMap {
   }
 }
 
-/** fqdnCodec.encodeKey into `buf` at `offset` (whose bytes are zero), not a Buffer of its own. */
-function encodeKeyInto(buf: Buffer, offset: number, rule: number, ip: string): void {
-  // `ip` is an address: a colon means IPv6.
-  const family = ip.includes(':') ? 6 : 4;
-  buf.writeUInt32LE(rule >>> 0, offset + fqdnCodec.KEY_OFFSETS.rule);
-  buf[offset + fqdnCodec.KEY_OFFSETS.family] = family;
-  parseAddressInto(family, ip, buf, offset + fqdnCodec.KEY_OFFSETS.addr);
+/** fqdnCodec.encodeKeyInto for an address as the proxy has it (a colon means IPv6). */
+function keyInto(buf: Buffer, offset: number, rule: number, ip: string): void {
+  fqdnCodec.encodeKeyInto(buf, offset, ip.includes(':') ? 6 : 4, rule, ip);
 }
 
 /**

@@ -19,12 +19,16 @@ export interface NatEntry {
 /** The client side of an intercepted flow: the pod's address and source port. */
 export function encodeNatKey(protocol: number, ip: string, port: number): Buffer {
   const buf = Buffer.alloc(NAT_KEY_SIZE);
-  const family = isIPv4(ip) ? 4 : 6;
-  buf.writeUInt8(family, NAT_KEY_OFFSETS.family);
-  buf.writeUInt8(protocol, NAT_KEY_OFFSETS.protocol);
+  encodeNatKeyInto(buf, isIPv4(ip) ? 4 : 6, protocol, ip, port);
+  return buf;
+}
+
+/** encodeNatKey into `buf`, whose NAT_KEY_SIZE bytes are zero (a hot path's reused buffer). */
+export function encodeNatKeyInto(buf: Buffer, family: 4 | 6, protocol: number, ip: string, port: number): void {
+  buf[NAT_KEY_OFFSETS.family] = family;
+  buf[NAT_KEY_OFFSETS.protocol] = protocol;
   buf.writeUInt16BE(port, NAT_KEY_OFFSETS.port_be);
   parseAddressInto(family, ip, buf, NAT_KEY_OFFSETS.addr);
-  return buf;
 }
 
 export function decodeNat(buf: Buffer, family: 4 | 6): NatEntry {

@@ -24,11 +24,15 @@ export const RULES_SIZE = RULES_OFFSETS.rules + 4 * MAX_RULES;
 
 export function encodeKey(rule: number, ip: string): Buffer {
   const buf = Buffer.alloc(KEY_SIZE);
-  const family = isIPv4(ip) ? 4 : 6;
-  buf.writeUInt32LE(rule >>> 0, KEY_OFFSETS.rule);
-  buf.writeUInt8(family, KEY_OFFSETS.family);
-  parseAddressInto(family, ip, buf, KEY_OFFSETS.addr);
+  encodeKeyInto(buf, 0, isIPv4(ip) ? 4 : 6, rule, ip);
   return buf;
+}
+
+/** encodeKey into `buf` at `offset`, whose KEY_SIZE bytes are zero (a hot path's reused buffer). */
+export function encodeKeyInto(buf: Buffer, offset: number, family: 4 | 6, rule: number, ip: string): void {
+  buf.writeUInt32LE(rule >>> 0, offset + KEY_OFFSETS.rule);
+  buf[offset + KEY_OFFSETS.family] = family;
+  parseAddressInto(family, ip, buf, offset + KEY_OFFSETS.addr);
 }
 
 export function decodeKey(buf: Buffer): { rule: number; ip: string } {
