@@ -45,6 +45,7 @@ import { join } from 'node:path';
 import { BareNode } from '../lib/bare-node.js';
 import { BENCH_PREFIX, BenchCleanup, sweepStaleBenchNetns } from '../lib/bench-netns.js';
 import { buildNetload, check, connRate, iperf, Prober, rrLatency, startIperfServer, startServer, type ProbeSample } from '../lib/load.js';
+import { cpuSeconds, machineBusySeconds } from '../lib/pin.js';
 import { formatTable, quantile, ratio, stats, type Row } from '../lib/table.js';
 import { cni, cniAsync, podArgs, TestNode, type Netns } from '../../test/helpers/agent.js';
 import { sh } from '../../test/helpers/netns.js';
@@ -171,18 +172,6 @@ async function waitApplied(node: TestNode, files: string[], from: number, timeou
     },
     timeoutMs,
   );
-}
-
-/** USER_HZ: the unit of /proc's CPU times. */
-const CLK_TCK = 100;
-
-function cpuTicks(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (CLK_TCK)
-  } catch {
-    return NaN;
-  }
 }
 
 // ------------------------------------------------------------- 10,000 rules
@@ -358,8 +347,8 @@ async function verify(s: Scenario): Promise<void> {
 
 // ----------------------------------------------------------------- measuring
 
-/** CPU ticks of all the scenario's agents. */
-const agentTicks = (s: Scenario) => s.agentPids.reduce((sum, pid) => sum + cpuTicks(pid), 0);
+/** CPU seconds of all the scenario's agents. */
+const agentSeconds = (s: Scenario) => s.agentPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
 
 /** `perf record -a -g` for `seconds` into BENCH_PERF_DIR (when set), resolved once it has written its file. */
 function perfRecord(name: string, seconds: number): Promise<void> {
@@ -369,17 +358,9 @@ function perfRecord(name: string, seconds: number): Promise<void> {
   return new Promise((resolve) => child.on('close', () => resolve()));
 }
 
-/** Busy CPU time of the whole machine so far (every CPU, /proc/stat: all but idle and iowait), µs. */
-function busyMicros(): number {
-  const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).map(Number);
-  // Not idle, iowait nor steal (another guest's time on this VM's host).
-  const [user, nice, system, , , irq, softirq] = ticks as number[];
-  return ((user! + nice! + system! + irq! + softirq!) * 1e6) / CLK_TCK;
-}
-
 async function measureConn(s: Scenario, durationMs: number, rep?: number): Promise<number> {
-  const before = agentTicks(s);
-  const busyBefore = busyMicros();
+  const before = agentSeconds(s);
+  const busyBefore = machineBusySeconds();
   // The profile covers the middle of the run, not its ramp-up and drain.
   const perf = rep === undefined ? Promise.resolve() : perfRecord(`${s.key}-${rep + 1}`, Math.max(1, Math.floor(durationMs / 1000) - 1));
   const r = await connRate(s.client.ns, s.server.ip, {
@@ -392,9 +373,9 @@ async function measureConn(s: Scenario, durationMs: number, rep?: number): Promi
     workers: WORKERS,
   });
   s.connNext = r.next;
-  if (rep !== undefined) s.cpuPerConn.push((busyMicros() - busyBefore) / Math.max(1, r.ok));
+  if (rep !== undefined) s.cpuPerConn.push(((machineBusySeconds() - busyBefore) * 1e6) / Math.max(1, r.ok));
   await perf;
-  if (s.agentPids.length) s.agentCpu.push((agentTicks(s) - before) / r.seconds); // % of one CPU
+  if (s.agentPids.length) s.agentCpu.push(((agentSeconds(s) - before) * 100) / r.seconds); // % of one CPU
   if (r.fail > r.ok / 1000) throw new Error(`${r.fail} of ${r.ok + r.fail} connections failed`);
   return r.ok / r.seconds;
 }

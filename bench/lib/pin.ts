@@ -31,11 +31,14 @@ export function usableCpus(): number[] {
   });
 }
 
+/** The unit of /proc's CPU times (clock ticks a second). */
+const USER_HZ = 100;
+
 /** user + system CPU seconds of a process (its threads, not its children). */
 export function cpuSeconds(pid: number): number {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // clock ticks, USER_HZ = 100
+    return (Number(f[11]) + Number(f[12])) / USER_HZ;
   } catch {
     return NaN;
   }
@@ -73,17 +76,24 @@ export function pinNetns(ns: Netns, cpus: string): number[] {
   return pids;
 }
 
-/** Busy (non-idle, non-iowait) jiffies and total jiffies of each CPU, from /proc/stat. */
-export function cpuTimes(): Map<number, { busy: number; total: number }> {
-  const out = new Map<number, { busy: number; total: number }>();
+/** Busy (non-idle, non-iowait) jiffies, of them steal (another guest's time on this VM's host), and total jiffies of each CPU, from /proc/stat. */
+export function cpuTimes(): Map<number, { busy: number; steal: number; total: number }> {
+  const out = new Map<number, { busy: number; steal: number; total: number }>();
   for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
     const m = /^cpu(\d+)\s+(.*)$/.exec(line);
     if (!m) continue;
     const f = m[2]!.trim().split(/\s+/).map(Number);
     const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user … steal (guest is inside user)
-    out.set(Number(m[1]), { busy: total - f[3]! - f[4]!, total });
+    out.set(Number(m[1]), { busy: total - f[3]! - f[4]!, steal: f[7]!, total });
   }
   return out;
+}
+
+/** The whole machine's busy CPU seconds so far: every CPU, steal left out (not this guest's work). */
+export function machineBusySeconds(): number {
+  let jiffies = 0;
+  for (const t of cpuTimes().values()) jiffies += t.busy - t.steal;
+  return jiffies / USER_HZ;
 }
 
 /** % busy of a CPU list (taskset syntax) between two cpuTimes() readings. */
