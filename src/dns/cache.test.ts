@@ -101,15 +101,27 @@ describe('FqdnCache refreshes', () => {
     expect(expiry(c, 'example.com', '192.0.2.1')).toBe(REFRESH_SLACK_MS + 60_000 + GRACE_MS);
   });
 
-  it('still counts such an answer for the per-name cap order, and a new name of the chain is recorded', () => {
+  it('leaves the order as it is for such an answer (ORDER), and still records a new name of the chain', () => {
     const c = cache({ maxIpsPerName: 2 });
     c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
     c.learn(['example.com'], [{ ip: '192.0.2.2', ttl: 60 }], 1);
-    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 2);
+    expect(c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 2)).toEqual(new Set()); // within the slack: stays first
+    expect(ips(c, 'example.com')).toEqual(['192.0.2.1', '192.0.2.2']);
     c.learn(['example.com'], [{ ip: '192.0.2.3', ttl: 60 }], 3);
-    expect(ips(c, 'example.com')).toEqual(['192.0.2.1', '192.0.2.3']);
-    expect(c.learn(['www.example.com', 'example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 4)).toEqual(new Set(['192.0.2.1']));
+    expect(ips(c, 'example.com')).toEqual(['192.0.2.2', '192.0.2.3']);
+    expect(c.learn(['www.example.com', 'example.com'], [{ ip: '192.0.2.2', ttl: 60 }], 4)).toEqual(new Set(['192.0.2.2']));
     expect(names(c)).toContain('www.example.com');
+    expect(ips(c, 'example.com')).toEqual(['192.0.2.2', '192.0.2.3']); // unchanged for the known name
+  });
+
+  it('does not move a name an answer changed nothing for, and moves one it changed', () => {
+    const c = cache();
+    c.learn(['a.example'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
+    c.learn(['b.example'], [{ ip: '192.0.2.2', ttl: 60 }], 1);
+    c.learn(['a.example'], [{ ip: '192.0.2.1', ttl: 60 }], REFRESH_SLACK_MS - 1);
+    expect(names(c)).toEqual(['a.example', 'b.example']);
+    c.learn(['a.example'], [{ ip: '192.0.2.1', ttl: 60 }], REFRESH_SLACK_MS);
+    expect(names(c)).toEqual(['b.example', 'a.example']);
   });
 });
 
@@ -137,8 +149,8 @@ describe('FqdnCache per-name address cap', () => {
     const c = cache({ maxIpsPerName: 2 });
     c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
     c.learn(['example.com'], [{ ip: '192.0.2.2', ttl: 60 }], 1);
-    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 2);
-    c.learn(['example.com'], [{ ip: '192.0.2.3', ttl: 60 }], 3);
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], REFRESH_SLACK_MS);
+    c.learn(['example.com'], [{ ip: '192.0.2.3', ttl: 60 }], REFRESH_SLACK_MS + 1);
     expect(ips(c, 'example.com')).toEqual(['192.0.2.1', '192.0.2.3']);
   });
 
@@ -164,8 +176,8 @@ describe('FqdnCache name cap', () => {
     const c = cache({ maxNames: 2 });
     c.learn(['a.example'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
     c.learn(['b.example'], [{ ip: '192.0.2.2', ttl: 60 }, { ip: '192.0.2.9', ttl: 60 }], 1);
-    c.learn(['a.example'], [{ ip: '192.0.2.1', ttl: 60 }], 2); // a is now the most recent
-    const touched = c.learn(['c.example'], [{ ip: '192.0.2.3', ttl: 60 }, { ip: '192.0.2.9', ttl: 60 }], 3);
+    c.learn(['a.example'], [{ ip: '192.0.2.1', ttl: 60 }], REFRESH_SLACK_MS); // a is now the most recent
+    const touched = c.learn(['c.example'], [{ ip: '192.0.2.3', ttl: 60 }, { ip: '192.0.2.9', ttl: 60 }], REFRESH_SLACK_MS + 1);
     expect(names(c)).toEqual(['a.example', 'c.example']);
     expect(touched).toEqual(new Set(['192.0.2.3', '192.0.2.9', '192.0.2.2']));
     expect(c.namesOf('192.0.2.2')).toEqual([]);

@@ -1,7 +1,7 @@
 // What the DNS proxy has learned: name → addresses, each with its own
 // lifetime (max(TTL, --fqdn-min-ttl) + --fqdn-grace from the last trusted
 // answer that contained it), at most --fqdn-max-ips-per-name per name (the
-// least recently answered goes first). Pure bookkeeping: no I/O, times in
+// least recently answered goes first, to within a second: ORDER). Pure bookkeeping: no I/O, times in
 // monotonic milliseconds passed in by the caller.
 //
 // The cache is keyed by name, never by rule: which rules an address is
@@ -17,11 +17,20 @@
  */
 export const REFRESH_SLACK_MS = 1000;
 
+/*
+ * ORDER: names, and each name's addresses, are kept least recently answered
+ * first, to within REFRESH_SLACK_MS: an answer that changes nothing leaves
+ * them where they are (the answers of a name asked without pause move it at
+ * least once a slack, as its expiries move). Moving a name on every answer
+ * cost two operations on a Map of up to --fqdn-max-names keys, and a rehash
+ * of it every few thousand answers, on the proxy's thread.
+ */
+
 export interface CacheOptions {
   minTtlMs: number;
   graceMs: number;
   maxIpsPerName: number;
-  /** Names kept at most; the least recently answered name goes first. */
+  /** Names kept at most; the least recently answered name goes first (ORDER). */
   maxNames: number;
 }
 
@@ -32,7 +41,7 @@ export interface NameEntry {
 
 export class FqdnCache {
   readonly opts: CacheOptions;
-  /** name → (ip → expiry); both maps in least-recently-answered-first order. */
+  /** name → (ip → expiry); both maps in least-recently-answered-first order (ORDER). */
   readonly #names = new Map<string, Map<string, number>>();
   /**
    * ip → the names that map to it: the name itself while there is one (the
@@ -78,19 +87,22 @@ export class FqdnCache {
     if (!addresses.length) return touched;
     for (const name of names) {
       let ips = this.#names.get(name);
-      if (ips) this.#names.delete(name);
-      else ips = new Map();
-      this.#names.set(name, ips); // most recently answered last
+      const known = ips !== undefined;
+      ips ??= new Map();
+      let changed = !known;
       for (const { ip, expiresMs } of addresses) {
         const had = ips.get(ip);
-        ips.delete(ip); // most recently answered last, changed or not
-        if (had !== undefined && expiresMs >= had && expiresMs - had < REFRESH_SLACK_MS) {
-          ips.set(ip, had);
-          continue;
-        }
+        // Within the refresh slack: left as it is, in place (see ORDER).
+        if (had !== undefined && expiresMs >= had && expiresMs - had < REFRESH_SLACK_MS) continue;
+        if (had !== undefined) ips.delete(ip); // to the end: most recently answered last
         ips.set(ip, expiresMs);
-        this.#index(ip, name);
+        if (had === undefined) this.#index(ip, name);
         touched.add(ip);
+        changed = true;
+      }
+      if (changed) {
+        if (known) this.#names.delete(name); // to the end, as its addresses
+        this.#names.set(name, ips);
       }
       if (ips.size > this.opts.maxIpsPerName) {
         for (const [ip, exp] of ips) {

@@ -17,7 +17,7 @@ import { monoFromWall, monoNowMs, wallFromMono } from './clock.js';
 
 interface Snapshot {
   version: 1;
-  /** In least-recently-answered-first order. */
+  /** In least-recently-answered-first order (cache.ts, ORDER). */
   names: Array<[string, Array<[string, number]>]>;
 }
 
