@@ -384,10 +384,14 @@ export function sameQuestion(a: Question, b: Question | undefined): boolean {
 export function learnFrom(res: ParsedResponse): Learned {
   if (res.rcode !== RCODE_NOERROR || !res.question) return { names: [], addresses: [] };
   const answers = res.answers;
+  // The parser gives an owner that points at the question the question's own
+  // string: its normal form is worked out once, not per record.
+  const question = res.question.name;
+  const normal = normalizeName(question);
   // At most MAX_CHAIN + 1 names: scanning them costs less than a Set (this runs for every answer).
-  const chain = [normalizeName(res.question.name)];
+  const chain = [normal];
   for (let hops = 0; hops < MAX_CHAIN; hops++) {
-    const cname = cnameOf(answers, chain[chain.length - 1]!);
+    const cname = cnameOf(answers, chain[chain.length - 1]!, question, normal);
     if (!cname || typeof cname.data !== 'string') break;
     const next = normalizeName(cname.data);
     if (chain.includes(next)) break;
@@ -395,7 +399,7 @@ export function learnFrom(res: ParsedResponse): Learned {
   }
   const addresses: Learned['addresses'] = [];
   for (const rr of answers) {
-    if ((rr.type === 'A' || rr.type === 'AAAA') && typeof rr.data === 'string' && chain.includes(normalizeName(rr.name))) {
+    if ((rr.type === 'A' || rr.type === 'AAAA') && typeof rr.data === 'string' && chain.includes(ownerOf(rr, question, normal))) {
       addresses.push({ ip: rr.data, ttl: ttlOf(rr.ttl) });
     }
   }
@@ -403,9 +407,14 @@ export function learnFrom(res: ParsedResponse): Learned {
 }
 
 /** The first CNAME record owned by `name` (normalized). */
-function cnameOf(answers: readonly AnswerRecord[], name: string): AnswerRecord | undefined {
-  for (const rr of answers) if (rr.type === 'CNAME' && normalizeName(rr.name) === name) return rr;
+function cnameOf(answers: readonly AnswerRecord[], name: string, question: string, normal: string): AnswerRecord | undefined {
+  for (const rr of answers) if (rr.type === 'CNAME' && ownerOf(rr, question, normal) === name) return rr;
   return undefined;
+}
+
+/** A record's owner, normalized: `normal` if it is the question's own string. */
+function ownerOf(rr: AnswerRecord, question: string, normal: string): string {
+  return rr.name === question ? normal : normalizeName(rr.name);
 }
 
 /** RFC 2181 8: a TTL with the top bit set is treated as zero. */
