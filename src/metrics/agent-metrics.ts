@@ -18,6 +18,7 @@ import { reasonName, REASON_FORWARDED, type MapFill } from '../datapath/index.js
 import type { AnswerReason, ProxyObserver, ProxyStats } from '../dns/index.js';
 import type { Logger } from '../log/index.js';
 import { FLOW_CHANNEL, type Flow } from '../observe/index.js';
+import { LabelledHistogram } from './histogram.js';
 import { MapFillCache } from './map-fill-cache.js';
 
 /** One row of sluice_metrics_v2, summed over CPUs. */
@@ -225,10 +226,11 @@ export class AgentMetrics {
         for (const [result, byReason] of answerCounts) for (const [reason, n] of byReason) this.inc({ result, reason }, n);
       },
     });
-    const latency = new Histogram({
+    // Observed for every answer the proxy releases: a histogram whose observe() allocates nothing.
+    const latency = new LabelledHistogram({
       name: 'sluice_dns_proxy_latency_seconds',
       help: 'From a query\'s arrival from the pod to its answer\'s release to the pod (the upstream and the learning included), by result.',
-      labelNames: ['result'],
+      labelName: 'result',
       buckets: DNS_LATENCY_BUCKETS,
       registers,
     });
@@ -254,14 +256,14 @@ export class AgentMetrics {
     const names = new Gauge({ name: 'sluice_fqdn_names', help: 'Names in the node-wide FQDN cache.', registers });
     const addresses = new Gauge({ name: 'sluice_fqdn_addresses', help: 'Addresses learned under those names.', registers });
     const entries = new Gauge({ name: 'sluice_fqdn_datapath_entries', help: '(FQDN rule, address) allows in the datapath (sluice_fqdn_v1).', registers });
-    const latencyBy = { forwarded: latency.labels('forwarded'), truncated: latency.labels('truncated'), refused: latency.labels('refused'), servfail: latency.labels('servfail') };
+    const latencyBy = { forwarded: latency.child('forwarded'), truncated: latency.child('truncated'), refused: latency.child('refused'), servfail: latency.child('servfail') };
     return {
       query: (protocol) => void queryCounts[protocol]++,
       answered: (result, reason: AnswerReason, seconds) => {
         let byReason = answerCounts.get(result);
         if (!byReason) answerCounts.set(result, (byReason = new Map()));
         byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
-        latencyBy[result].observe(seconds);
+        latencyBy[result](seconds);
       },
     };
   }
