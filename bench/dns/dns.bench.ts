@@ -31,7 +31,8 @@
 // Env: BENCH_RUNS (3), BENCH_DNS_SECONDS (5 per qps run), BENCH_DNS_CPUS
 // ("server=0,forwarder=1,client=2"), BENCH_DNS_LEARN_QPS / _SECONDS,
 // BENCH_DNS_ONLY (qps|learn), BENCH_DNS_PROF=<dir> (V8 CPU profiles of the
-// agents). The machine's other load is not ours to control: run it idle.
+// agents), BENCH_DNS_AGENT_ARGS (extra flags for the qps table's agent,
+// space-separated). The machine's other load is not ours to control: run it idle.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus as osCpus, release, tmpdir } from 'node:os';
@@ -559,7 +560,7 @@ async function main(): Promise<void> {
 
   const rows1: Row[] = [];
   let latQps = 0;
-  const s1 = await sluiceNode(world, '10.73.0.0/24', '10.73.255.1/32', [], L.forwarder);
+  const s1 = await sluiceNode(world, '10.73.0.0/24', '10.73.255.1/32', (env.BENCH_DNS_AGENT_ARGS ?? '').split(' ').filter(Boolean), L.forwarder);
   if (ONLY === 'learn') {
     rows1.push({ scenario: 'skipped (BENCH_DNS_ONLY=learn)', samples: 0, results: {}, vsBaseline: '' });
   } else {
