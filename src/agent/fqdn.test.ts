@@ -118,6 +118,22 @@ describe('FqdnService over an in-memory datapath', () => {
     expect(allowed(dp)).toEqual([`${API} 192.0.2.10`, `${API} 192.0.2.11`]);
   });
 
+  it('a sweep forgets what expired over a minute ago, from the cache and then the map, in slices', async () => {
+    const { svc, dp } = service({ maxEntries: 1024 });
+    const now = monoNowMs();
+    // 300 names of one address each (the cache's walk and the map's deletes both take several steps), half long expired.
+    for (let i = 0; i < 300; i++) {
+      const ip = i < 250 ? `198.51.100.${i}` : `203.0.113.${i - 250}`;
+      svc.cache.learnAbsolute([`n${i}.example.com`], [{ ip, expiresMs: i % 2 ? now - 120_000 : now + 60_000 }]);
+    }
+    svc.setPolicy(compiled([{ ...rule(API, 'x'), selectors: [{ kind: 'pattern', text: '*.example.com' }] }]), ENDPOINTS);
+    expect(allowed(dp)).toHaveLength(300);
+    await svc.sweep();
+    expect(svc.cache.size).toEqual({ names: 150, ips: 150 });
+    expect(allowed(dp)).toHaveLength(150);
+    expect([...dp.fqdnAllows.entries()].every((e) => Number(e.expiresNs) > Number(monoMsToNs(now)))).toBe(true);
+  });
+
   it('status reports the datapath\'s DNS budget drops per pod', () => {
     const { svc, addon } = service();
     svc.setPolicy(compiled([]), ENDPOINTS);

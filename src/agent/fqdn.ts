@@ -26,7 +26,17 @@ import { nativeProxyHost, type ProxyHost } from './proxy-host.js';
 
 /** An expired address stays (drops say "expired", not "never learned") this long. */
 const KEEP_EXPIRED_MS = 60_000;
-const SWEEP_MS = 1000;
+/**
+ * How often the cache is swept. Nothing waits for it (an expired allow stops
+ * matching in the datapath by its own expiry; the sweep only forgets what
+ * expired KEEP_EXPIRED_MS ago), and a sliced walk costs ~1.8x one at once:
+ * every 2 s it costs what a walk at once every second did.
+ */
+const SWEEP_MS = 2000;
+/** A sweep runs in slices this short beside the proxy (a walk of 100,000 names at once held lookups ~3–5 ms). */
+const SWEEP_SLICE_MS = 1;
+/** The allows of the addresses a sweep forgot are brought in line this many at a time (deletes: a syscall each). */
+const SWEEP_ALLOWS_STEP = 64;
 /** The journal's compaction runs in slices this short: the proxy's lookups wait for no longer. */
 const COMPACT_SLICE_MS = 1;
 
@@ -155,6 +165,9 @@ export class FqdnService {
   readonly #listeners: Array<ProxyListener & { fd: number }> = [];
   /** The journal compaction under way, if one is. */
   #compaction: Promise<unknown> | undefined;
+  /** The sweep under way (in slices), if one is. */
+  #sweeping: Promise<unknown> | undefined;
+  #stopped = false;
 
   /** `host`: the node's routes and sockets for the proxy (a fake in unit tests). */
   constructor(dp: FqdnDatapath, cfg: FqdnConfig, log: Logger, host: ProxyHost = nativeProxyHost) {
@@ -222,7 +235,7 @@ export class FqdnService {
       this.#listeners.push({ type, address, port, fd });
       return fd;
     });
-    this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
+    this.#sweeper = setInterval(() => void this.sweep(), SWEEP_MS);
     this.#sweeper.unref();
     this.#log.info({ addresses, port: PROXY_PORT, trusted: this.#cfg.trusted, untrusted: this.#cfg.untrusted, upstreamSource: this.#cfg.podSource ? 'pod' : 'node' }, 'DNS proxy listening');
   }
@@ -247,6 +260,7 @@ export class FqdnService {
   /** With `drainMs`: the queries already forwarded get that long to be answered (and learned). */
   async stop(drainMs = 0): Promise<void> {
     if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#stopped = true; // a sweep under way ends at its next step
     await this.#proxy.close(drainMs);
     this.#journal.close();
   }
@@ -351,23 +365,44 @@ export class FqdnService {
     return failed;
   }
 
-  #sweep(): void {
-    try {
-      const touched = this.cache.sweep(monoNowMs(), KEEP_EXPIRED_MS);
-      if (touched.size) this.#allows.update(touched);
-      if (this.#damage.length && this.#sink.sweepRetained(monoNowMs()) === 0) {
-        this.#journal.clearQuarantine();
-        this.#damage = [];
-        this.#log.info('every allow kept from before the damaged FQDN restore has expired: the quarantined files are removed');
-      }
-      // In slices: rewriting the snapshot of 100k names at once held every lookup for tens of ms.
-      if (!this.#compaction && this.#journal.wantsCompaction(this.cache)) {
-        this.#compaction = runSliced(this.#journal.compactSteps(this.cache), COMPACT_SLICE_MS)
-          .catch((err: unknown) => this.#log.error({ err }, 'compacting the learned FQDN journal failed; retried at the next sweep'))
-          .finally(() => (this.#compaction = undefined));
-      }
-    } catch (err) {
-      this.#log.error({ err }, 'FQDN sweep failed');
+  /**
+   * Forgets what expired KEEP_EXPIRED_MS ago, from the cache and then the
+   * map, in slices beside the proxy (every SWEEP_MS; resolves when done, or
+   * with the sweep already under way).
+   */
+  sweep(): Promise<unknown> {
+    if (this.#stopped) return Promise.resolve();
+    this.#sweeping ??= runSliced(this.#sweepSteps(), SWEEP_SLICE_MS)
+      .catch((err: unknown) => this.#log.error({ err }, 'FQDN sweep failed'))
+      .finally(() => (this.#sweeping = undefined));
+    return this.#sweeping;
+  }
+
+  /** One sweep, in steps: the cache's walk, then the allows of what it forgot a chunk at a time. */
+  *#sweepSteps(): Generator<void, void, void> {
+    const touched = yield* this.cache.sweepSteps(monoNowMs(), KEEP_EXPIRED_MS);
+    if (this.#stopped) return;
+    const chunk: string[] = [];
+    for (const ip of touched) {
+      chunk.push(ip);
+      if (chunk.length < SWEEP_ALLOWS_STEP) continue;
+      if (this.#stopped) return;
+      this.#allows.update(chunk);
+      chunk.length = 0;
+      yield;
+    }
+    if (this.#stopped) return;
+    if (chunk.length) this.#allows.update(chunk);
+    if (this.#damage.length && this.#sink.sweepRetained(monoNowMs()) === 0) {
+      this.#journal.clearQuarantine();
+      this.#damage = [];
+      this.#log.info('every allow kept from before the damaged FQDN restore has expired: the quarantined files are removed');
+    }
+    // In slices: rewriting the snapshot of 100k names at once held every lookup for tens of ms.
+    if (!this.#compaction && this.#journal.wantsCompaction(this.cache)) {
+      this.#compaction = runSliced(this.#journal.compactSteps(this.cache), COMPACT_SLICE_MS)
+        .catch((err: unknown) => this.#log.error({ err }, 'compacting the learned FQDN journal failed; retried at the next sweep'))
+        .finally(() => (this.#compaction = undefined));
     }
   }
 

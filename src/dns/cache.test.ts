@@ -204,6 +204,28 @@ describe('FqdnCache name cap', () => {
 });
 
 describe('FqdnCache sweep', () => {
+  it('sweeps in steps of `step` names, following the live cache between them', () => {
+    const c = cache();
+    for (let i = 0; i < 10; i++) c.learnAbsolute([`n${i}.example`], [{ ip: `192.0.2.${i}`, expiresMs: i % 2 ? 1_000 : 9_000 }]);
+    const steps = c.sweepSteps(5_000, 1_000, 3);
+    let yields = 0;
+    expect(steps.next().done).toBe(false); // 3 names walked
+    yields++;
+    // Between steps: a name learned now comes at the end of the walk, one removed never comes.
+    c.learnAbsolute(['late.example'], [{ ip: '192.0.2.100', expiresMs: 1_000 }]);
+    c.learnAbsolute(['n9.example'], [{ ip: '192.0.2.9', expiresMs: 500 }], 0); // shorter: changed, to the end
+    let r = steps.next();
+    while (!r.done) {
+      yields++;
+      r = steps.next();
+    }
+    expect(yields).toBe(3); // 11 names: after 3, 6, 9
+    expect(r.value).toEqual(new Set(['192.0.2.1', '192.0.2.3', '192.0.2.5', '192.0.2.7', '192.0.2.9', '192.0.2.100']));
+    expect(names(c)).toEqual(['n0.example', 'n2.example', 'n4.example', 'n6.example', 'n8.example']);
+    expect(c.size).toEqual({ names: 5, ips: 5 });
+  });
+
+
   it('forgets addresses expired more than keepMs ago, and names left empty', () => {
     const c = cache();
     c.learnAbsolute(['a.example'], [{ ip: '192.0.2.1', expiresMs: 1_000 }, { ip: '192.0.2.2', expiresMs: 5_000 }]);
