@@ -2,9 +2,8 @@
 // bpftool, pinned for this file and removed after), through the addon's
 // MapHandle as the agent reads it: find() (the proxy's, one reused key and
 // result) agrees with lookup() in both families, whatever was looked up before.
-import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scratchHashMap, type ScratchMap } from '../../test/helpers/scratch-map.js';
 import { BPF_ANY, native } from '../native/index.js';
 import { parseAddressInto } from './codec/address.js';
 import * as dnsCodec from './codec/dns.js';
@@ -22,14 +21,13 @@ function natValue(daddr: string, ifindex: number): Buffer {
 }
 
 describe.skipIf(process.getuid?.() !== 0)('DnsNatTable on a real map', () => {
-  const pin = `/sys/fs/bpf/sluice-test-nat-${process.pid}`;
+  let scratch: ScratchMap | undefined;
   let fd = -1;
   let nat: DnsNatTable;
 
   beforeAll(() => {
-    rmSync(pin, { force: true });
-    execFileSync('bpftool', ['map', 'create', pin, 'type', 'hash', 'key', String(dnsCodec.NAT_KEY_SIZE), 'value', String(dnsCodec.NAT_SIZE), 'entries', '16', 'name', 'sluice_nat_t']);
-    fd = native().objGet(pin)!;
+    scratch = scratchHashMap('nat', dnsCodec.NAT_KEY_SIZE, dnsCodec.NAT_SIZE, 16);
+    fd = scratch.fd;
     const put = (protocol: number, ip: string, port: number, daddr: string, ifindex: number) => native().mapUpdate(fd, dnsCodec.encodeNatKey(protocol, ip, port), natValue(daddr, ifindex), BPF_ANY);
     put(UDP, '10.1.0.5', 40000, '10.96.0.10', 12);
     put(UDP, '10.1.0.6', 40000, '10.96.0.10', 13);
@@ -40,8 +38,7 @@ describe.skipIf(process.getuid?.() !== 0)('DnsNatTable on a real map', () => {
 
   afterAll(() => {
     nat?.close();
-    if (fd >= 0) native().close(fd);
-    rmSync(pin, { force: true });
+    scratch?.remove();
   });
 
   it('finds the flow by protocol, client address and port into one reused result, in both families', () => {

@@ -3,9 +3,8 @@
 // putMany wrote reads back, with the expiry monoMsToNs would have written; a
 // map that fills part-way through a batch fails exactly the entries it
 // refused and still takes the rest (a refresh of a key it holds included).
-import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scratchHashMap, type ScratchMap } from '../../test/helpers/scratch-map.js';
 import { monoMsToNs } from '../dns/clock.js';
 import { BPF_ANY, native } from '../native/index.js';
 import * as fqdnCodec from './codec/fqdn.js';
@@ -15,21 +14,19 @@ const CAPACITY = 4;
 const E2BIG = 7;
 
 describe.skipIf(process.getuid?.() !== 0)('FqdnAllowMap on a real map', () => {
-  const pin = `/sys/fs/bpf/sluice-test-fqdn-${process.pid}`;
+  let scratch: ScratchMap | undefined;
   let fd = -1;
   let map: FqdnAllowMap;
 
   beforeAll(() => {
-    rmSync(pin, { force: true });
-    execFileSync('bpftool', ['map', 'create', pin, 'type', 'hash', 'key', String(fqdnCodec.KEY_SIZE), 'value', String(fqdnCodec.SIZE), 'entries', String(CAPACITY), 'name', 'sluice_fqdn_t']);
-    fd = native().objGet(pin)!;
+    scratch = scratchHashMap('fqdn', fqdnCodec.KEY_SIZE, fqdnCodec.SIZE, CAPACITY);
+    fd = scratch.fd;
     map = new FqdnAllowMap(native(), fd, 'sluice_fqdn_t');
   });
 
   afterAll(() => {
     map?.close();
-    if (fd >= 0) native().close(fd);
-    rmSync(pin, { force: true });
+    scratch?.remove();
   });
 
   it('writes a batch at once: every entry reads back, its expiry in ns exactly as monoMsToNs makes it', () => {
