@@ -1,8 +1,8 @@
 // sluice_fqdn_v1: which destination addresses each FQDN rule allows, until
 // when. The DNS proxy's learning writes it (through the agent's FqdnService),
 // the datapath reads it for every new flow an FQDN rule may allow.
-import { constants } from 'node:os';
-import { NativeError, type BpfMapHandle, type BpfMapOps } from '../native/index.js';
+import { getSystemErrorName } from 'node:util';
+import { BPF_ANY, NativeError, type BpfMapHandle, type BpfMapOps } from '../native/index.js';
 import * as fqdnCodec from './codec/fqdn.js';
 import { DatapathError } from './errors.js';
 import { BpfMap, isMapFull, type MapCodec } from './maps.js';
@@ -27,7 +27,6 @@ const codec: MapCodec<FqdnAllowKey, bigint> = {
   decodeValue: fqdnCodec.decode,
 };
 
-const BPF_ANY = 0;
 const TWO_32 = 2 ** 32;
 
 export class FqdnAllowMap {
@@ -106,7 +105,7 @@ export class FqdnAllowMap {
     const failed = new Map<number, Error>();
     for (let i = 0; i < count; i++) {
       const errno = this.#errors[i]!;
-      if (errno) failed.set(i, this.#mapError(new NativeError({ code: errnoName(errno), errno, syscall: 'bpf_map_update_batch' })));
+      if (errno) failed.set(i, this.#mapError(new NativeError({ code: getSystemErrorName(-errno), errno, syscall: 'bpf_map_update_batch' })));
     }
     return failed;
   }
@@ -169,9 +168,4 @@ function writeMsAsNs(buf: Buffer, offset: number, ms: number): void {
   const carry = Math.floor(lowNs / TWO_32);
   buf.writeUInt32LE(lowNs - carry * TWO_32, offset);
   buf.writeUInt32LE(usHigh * 1000 + carry, offset + 4);
-}
-
-function errnoName(errno: number): string {
-  for (const [name, n] of Object.entries(constants.errno)) if (n === errno) return name;
-  return `E${errno}`;
 }
