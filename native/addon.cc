@@ -363,6 +363,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   RegisterProbe(env, exports);
   RegisterUdpBatch(env, exports);
   RegisterHandover(env, exports);
+  RegisterAnswerMemo(env, exports);
   return exports;
 }
 }  // namespace

@@ -56,6 +56,8 @@ struct AddonData {
   Resources* res = nullptr;
   // The UDP sockets' receive area as one Buffer, made by the first UdpBatch (native/udpbatch.cc).
   Napi::Reference<Napi::Buffer<char>> udp_read_area;
+  // The AnswerMemo class (native/answermemo.cc), to recognize its instances.
+  Napi::FunctionReference answer_memo;
 };
 
 AddonData* Data(Napi::Env env);
@@ -128,6 +130,19 @@ void RegisterSock(Napi::Env env, Napi::Object exports);
 void RegisterProbe(Napi::Env env, Napi::Object exports);
 void RegisterUdpBatch(Napi::Env env, Napi::Object exports);
 void RegisterHandover(Napi::Env env, Napi::Object exports);
+void RegisterAnswerMemo(Napi::Env env, Napi::Object exports);
+
+// The DNS proxy's memo of answers that change nothing (native/answermemo.cc),
+// judged by the upstream sockets as they read (native/udpbatch.cc).
+class AnswerMemoCore;
+constexpr uint32_t kMemoHit = 1;
+constexpr uint32_t kMemoAddresses = 2;
+// The memo behind a JS AnswerMemo, or null when `v` is not one.
+AnswerMemoCore* AnswerMemoOf(Napi::Env env, Napi::Value v);
+// 0, or kMemoHit (| kMemoAddresses: it has A/AAAA records) when `msg` repeats a
+// remembered answer and changes nothing at `nowMs` (CLOCK_MONOTONIC ms).
+uint32_t AnswerMemoCheck(AnswerMemoCore* memo, const uint8_t* msg, size_t len, double nowMs);
+double AnswerMemoNowMs();
 
 // libbpf log capture: while a LibbpfLog is alive on a thread, libbpf's
 // messages from that thread are appended to it instead of going to stderr.

@@ -4,11 +4,13 @@
 // datagram; this is the per-packet overhead the proxy's profile showed
 // (docs/benchmarks.md › dns).
 //
-//   new UdpBatch(fd, onBatch[, onSendFailed])   takes ownership of a bound, non-blocking UDP fd
+//   new UdpBatch(fd, onBatch[, onSendFailed[, memo]])   takes ownership of a bound, non-blocking UDP fd
 //   onBatch(count, data: Buffer, meta: Uint32Array, hosts6: string[] | undefined)
 //     datagram i is data[meta[4i], meta[4i] + meta[4i+1]); meta[4i+2] its source port, with
 //     bit 16 (kFromV6) set when it came from IPv6: then hosts6[i] is the address as text;
-//     else meta[4i+3] is the IPv4 address as a number (a.b.c.d = a << 24 | b << 16 | c << 8 | d)
+//     else meta[4i+3] is the IPv4 address as a number (a.b.c.d = a << 24 | b << 16 | c << 8 | d);
+//     with an AnswerMemo (native/answermemo.cc), bits 17 and up of meta[4i+2] are its
+//     verdict on the datagram, judged as it was read
 //   send(buf, address, port) → boolean   false: the kernel refused it (the datagram is lost, as UDP may be)
 //   pause()                              stops reading (datagrams wait in the socket's queue); send() still works
 //   close()
@@ -56,6 +58,8 @@ constexpr int kRecvBuffer = 4 << 20;
 // meta: offset, length, port (| kFromV6), IPv4 address; per datagram.
 constexpr int kMetaFields = 4;
 constexpr uint32_t kFromV6 = 1u << 16;
+// Where the memo's verdict goes in the port field.
+constexpr int kMemoShift = 17;
 
 // The receive area every UdpBatch reads into (loop thread only): 64 × 64 KiB.
 std::vector<char>& ReadArea() {
@@ -88,6 +92,10 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
       ThrowType(env, "new UdpBatch(fd, onBatch): a socket fd and a function");
       return;
     }
+    if (info.Length() > 3 && !info[3].IsUndefined() && !(memo_ = AnswerMemoOf(env, info[3]))) {
+      ThrowType(env, "new UdpBatch(fd, onBatch, onSendFailed, memo): memo must be an AnswerMemo");
+      return;
+    }
     int fd = info[0].As<Napi::Number>().Int32Value();
     uv_loop_t* loop = nullptr;
     if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
@@ -109,6 +117,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
     poll_->data = this;
     cb_ = Napi::Persistent(info[1].As<Napi::Function>());
     if (info.Length() > 2 && info[2].IsFunction()) onSendFailed_ = Napi::Persistent(info[2].As<Napi::Function>());
+    if (memo_) memoRef_ = Napi::Persistent(info[3].As<Napi::Object>());
     env_ = env;
     AddonData* d = Data(env);
     if (d->udp_read_area.IsEmpty()) {
@@ -225,6 +234,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
       int n = recvmmsg(fd_, msgs, kBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return;  // EAGAIN, or an error the next readiness reports again
       Napi::Value hosts6 = env.Undefined();
+      double nowMs = memo_ ? AnswerMemoNowMs() : 0;
       uint32_t k = 0;
       for (int i = 0; i < n; i++) {
         if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
@@ -249,6 +259,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
         }
         m[0] = static_cast<uint32_t>(i * kMaxDatagram);
         m[1] = msgs[i].msg_len;
+        if (memo_) m[2] |= AnswerMemoCheck(memo_, reinterpret_cast<const uint8_t*>(area.data()) + m[0], m[1], nowMs) << kMemoShift;
         k++;
       }
       if (k) {
@@ -316,6 +327,9 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference cb_;
   Napi::FunctionReference onSendFailed_;
+  // The answers' memo this socket judges its datagrams by (upstream sockets), kept alive here.
+  AnswerMemoCore* memo_ = nullptr;
+  Napi::ObjectReference memoRef_;
   // What onBatch is handed beside the receive area: this socket's meta array (and its data).
   Napi::Reference<Napi::Uint32Array> meta_;
   uint32_t* metaData_ = nullptr;

@@ -30,7 +30,8 @@
 //
 // Env: BENCH_RUNS (3), BENCH_DNS_SECONDS (5 per qps run), BENCH_DNS_CPUS
 // ("server=0,forwarder=1,client=2"), BENCH_DNS_LEARN_QPS / _SECONDS,
-// BENCH_DNS_ONLY (qps|learn), BENCH_DNS_PROF=<dir> (V8 CPU profiles of the
+// BENCH_DNS_ONLY (qps|learn), BENCH_DNS_NAMES (10000: the qps table's distinct names;
+// fewer, and each comes back sooner), BENCH_DNS_PROF=<dir> (V8 CPU profiles of the
 // agents), BENCH_DNS_AGENT_ARGS (extra flags for the qps table's agent,
 // space-separated). The machine's other load is not ours to control: run it idle.
 import { spawnSync } from 'node:child_process';
@@ -59,7 +60,7 @@ const LEARN_QPS = Number(env.BENCH_DNS_LEARN_QPS ?? 5000);
 const LEARN_S = Number(env.BENCH_DNS_LEARN_SECONDS ?? 10);
 const PRELOAD = 10_000;
 const PRELOAD_IPS = 5;
-const PLAN = { main: 10_000, preload: PRELOAD, preloadIps: PRELOAD_IPS, learn: LEARN_QPS * LEARN_S + 5_000 };
+const PLAN = { main: Number(env.BENCH_DNS_NAMES ?? 10_000), preload: PRELOAD, preloadIps: PRELOAD_IPS, learn: LEARN_QPS * LEARN_S + 5_000 };
 /** Profile the agents into this directory (see profilerPreload): they are stopped with SIGTERM so the profile is written. */
 const PROF_DIR = env.BENCH_DNS_PROF;
 /** qps or learn: run one table only (development). */
@@ -362,7 +363,7 @@ async function table1(
   const p0 = s0.proxy;
   notes.push(
     `Sluice proxy during the qps runs (learning and diag): ${px.queries! - p0.queries!} queries, ${px.answered! - p0.answered!} answered, ` +
-      `${px.learnedAnswers! - p0.learnedAnswers!} learned answers, servfail ${px.servfail! - p0.servfail!}, refused ${px.refused! - p0.refused!}, ` +
+      `${px.learnedAnswers! - p0.learnedAnswers!} learned answers (${(px.unchanged ?? 0) - (p0.unchanged ?? 0)} released unchanged by the answer memo), servfail ${px.servfail! - p0.servfail!}, refused ${px.refused! - p0.refused!}, ` +
       `upstream timeouts ${px.upstreamTimeouts! - p0.upstreamTimeouts!}, unattributed ${px.unattributed! - p0.unattributed!}, ` +
       `UDP receive-buffer drops in the node netns ${drops1 - drops0}; ` +
       `agent after them: ${s1.names} names, ${s1.ips} addresses, ${s1.entries} map entries (${s0.entries} after the warm-up).`,

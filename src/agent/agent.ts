@@ -739,7 +739,11 @@ export class Agent {
         if (!set) backends.set(f.key.ip, (set = new Set()));
         for (const b of f.backends) set.add(b.ip);
       }
-      this.#backendsByFrontend = new Map([...backends].map(([ip, set]) => [ip, [...set]]));
+      const byFrontend = new Map([...backends].map(([ip, set]) => [ip, [...set]]));
+      const before = this.#backendsByFrontend;
+      this.#backendsByFrontend = byFrontend;
+      // What a name resolving to a frontend opens moved: the proxy learns such answers again.
+      if (byFrontend.size !== before.size || [...byFrontend].some(([ip, b]) => before.get(ip)?.join() !== b.join())) this.#fqdn?.backendsChanged();
       if (changed) this.#log.info({ frontends: frontends.length, changed }, 'Service frontends programmed');
     } catch (err) {
       this.#log.error({ err }, 'programming Service frontends failed');

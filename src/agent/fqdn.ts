@@ -12,6 +12,7 @@ import {
   PROXY_PORT,
   PROXY_V4,
   PROXY_V6,
+  REFRESH_SLACK_MS,
   type AllowSink,
   type ClientPolicy,
   type Learned,
@@ -20,9 +21,17 @@ import {
   type ProxyStats,
 } from '../dns/index.js';
 import type { Logger } from '../log/index.js';
+import type { NativeAnswerMemo } from '../native/index.js';
 import type { CompiledPolicy, RuleRef } from '../policy/index.js';
 import { runSliced } from './policy-engine.js';
 import { nativeProxyHost, type ProxyHost } from './proxy-host.js';
+
+/**
+ * How much earlier than the cache's refresh slack a memo window closes: the
+ * proxy judges an answer as it is read, the cache when it learns one, a
+ * moment later (src/dns/proxy.ts, MEMO).
+ */
+const MEMO_MARGIN_MS = 50;
 
 /** An expired address stays (drops say "expired", not "never learned") this long. */
 const KEEP_EXPIRED_MS = 60_000;
@@ -168,6 +177,10 @@ export class FqdnService {
   /** The sweep under way (in slices), if one is. */
   #sweeping: Promise<unknown> | undefined;
   #stopped = false;
+  /** The proxy's memo of answers that change nothing (MEMO in src/dns/proxy.ts), with a batched host. */
+  readonly #memo: NativeAnswerMemo | undefined;
+  /** cache.evictedNames when the memo last heard of it. */
+  #memoEvictions = 0;
 
   /** `host`: the node's routes and sockets for the proxy (a fake in unit tests). */
   constructor(dp: FqdnDatapath, cfg: FqdnConfig, log: Logger, host: ProxyHost = nativeProxyHost) {
@@ -198,6 +211,9 @@ export class FqdnService {
       );
     }
     const nat = dp.dnsNat;
+    this.#memo = host.batch ? host.answerMemo?.(cfg.minTtlMs, cfg.graceMs) : undefined;
+    this.#memoEvictions = this.cache.evictedNames;
+    const memo = this.#memo;
     this.#proxy = new DnsProxy(
       {
         nat: (protocol, ip, port) => nat.find(protocol, ip, port),
@@ -215,6 +231,7 @@ export class FqdnService {
         },
         observer: cfg.observer,
         ...(host.batch ? { batch: host.batch } : {}),
+        ...(memo ? { answerMemo: { memo, windows: (l: Learned, into: Float64Array) => this.#windows(l, into) } } : {}),
       },
       log.child({ component: 'dns-proxy' }),
     );
@@ -283,6 +300,7 @@ export class FqdnService {
     // A resync that failed part-way (a full map) is redone by the next call
     // (the policy engine retries), not only after the next rule change.
     if (this.#allows.setRules([...compiled.fqdnRules.values()]) || this.#resyncPending) {
+      this.#memo?.clear(); // what an answer allows is re-derived: it is learned again before it is trusted as unchanged
       this.#resyncPending = true;
       const writes = this.#allows.resync();
       this.#resyncPending = false;
@@ -313,6 +331,7 @@ export class FqdnService {
     const touched = this.#touched;
     touched.clear();
     this.cache.learnAbsolute(l.names, addresses, now, touched);
+    if (this.#memo) this.#memoHears(l, touched.size > 0);
     // Addresses a failed write (map full) left behind go again with every answer.
     if (this.#unprogrammed.size) for (const ip of this.#unprogrammed) touched.add(ip);
     const changed = touched.size > 0;
@@ -321,6 +340,7 @@ export class FqdnService {
         this.#allows.update(touched, deferred);
       } catch (err) {
         for (const ip of touched) this.#unprogrammed.add(ip);
+        this.#memo?.clear();
         throw err;
       }
       this.#unprogrammed.clear(); // deferred: #flushLearned adds back what failed
@@ -337,6 +357,57 @@ export class FqdnService {
   }
 
   /**
+   * MEMO: what the memo must forget after `l` was learned: its names' answers
+   * when it changed the cache (their windows moved), every answer when a name
+   * was evicted (its allows go).
+   */
+  #memoHears(l: Learned, changed: boolean): void {
+    const memo = this.#memo!;
+    if (this.cache.evictedNames !== this.#memoEvictions) {
+      this.#memoEvictions = this.cache.evictedNames;
+      memo.clear();
+    } else if (changed) {
+      for (const name of l.names) memo.forget(name);
+    }
+  }
+
+  /**
+   * MEMO: for each address of `l` (just programmed), the window its next
+   * expiry may fall in and change nothing: at or after what the cache holds
+   * for it under every name of the chain (and for the backends it opens), and
+   * less than the refresh slack past the earliest of those. False while
+   * anything is left unprogrammed (every answer must then be learned again).
+   */
+  #windows(l: Learned, into: Float64Array): boolean {
+    if (this.#unprogrammed.size || this.#resyncPending) return false;
+    const backendsOf = this.#cfg.backendsOf;
+    for (let k = 0; k < l.addresses.length; k++) {
+      const ip = l.addresses[k]!.ip;
+      let lo = -Infinity;
+      let hi = Infinity;
+      for (const name of l.names) {
+        for (let b = -1, backends = backendsOf?.(ip); b < (backends?.length ?? 0); b++) {
+          const had = this.cache.expiryOf(name, b < 0 ? ip : backends![b]!);
+          if (had === undefined) return false;
+          if (had > lo) lo = had;
+          if (had + REFRESH_SLACK_MS - MEMO_MARGIN_MS < hi) hi = had + REFRESH_SLACK_MS - MEMO_MARGIN_MS;
+        }
+      }
+      into[2 * k] = lo;
+      into[2 * k + 1] = hi;
+    }
+    return true;
+  }
+
+  /**
+   * Every answer the proxy remembers is learned again: the Services' backends
+   * changed (a name resolving to a frontend opens its backends).
+   */
+  backendsChanged(): void {
+    this.#memo?.clear();
+  }
+
+  /**
    * Writes the deferred learns' allows (one map update for the batch); an
    * answer with an address that could not be programmed gets SERVFAIL (the
    * proxy's), the others are journaled — before the proxy sends any of them.
@@ -346,7 +417,10 @@ export class FqdnService {
     this.#deferredCount = 0;
     let failed: Map<Learned, unknown> | undefined;
     const failure = this.#allows.flush();
-    if (failure) for (const ip of failure.ips) this.#unprogrammed.add(ip);
+    if (failure) {
+      for (const ip of failure.ips) this.#unprogrammed.add(ip);
+      this.#memo?.clear();
+    }
     for (let i = 0; i < count; i++) {
       const l = this.#deferredLearned[i]!;
       const addresses = this.#deferredAddresses[i]!;

@@ -4,7 +4,7 @@
 import { isIPv6 } from 'node:net';
 import { DNS_PORT, MARK_MASK, MARK_PROXY_SOCK, MARK_TO_PROXY, PROXY_RULE_PRIORITY, PROXY_TABLE } from '../dns/constants.js';
 import type { UdpSockets } from '../dns/index.js';
-import { native } from '../native/index.js';
+import { native, type NativeAnswerMemo } from '../native/index.js';
 
 export interface ProxyHost {
   /** Makes the proxy's addresses reachable on the node (never as a source the node picks). */
@@ -21,7 +21,12 @@ export interface ProxyHost {
   transparentSocket(family: 4 | 6, address: string): number;
   /** The proxy's UDP sockets, read in batches (native UdpBatch); absent: Node's dgram. */
   batch?: UdpSockets;
+  /** The memo of answers that change nothing, for `batch`'s upstream sockets (src/dns/proxy.ts, MEMO); absent: none. */
+  answerMemo?(minTtlMs: number, graceMs: number): NativeAnswerMemo;
 }
+
+/** Answers the proxy's memo keeps at most (one per slot: a newer answer takes its slot). */
+const ANSWER_MEMO_SLOTS = 32_768;
 
 /**
  * The proxy's addresses are `local` routes on lo, not interface addresses:
@@ -60,7 +65,8 @@ export const nativeProxyHost: ProxyHost = {
     return native().socketTransparent(family, address, MARK_PROXY_SOCK);
   },
   batch: {
-    open: (fd, onBatch, onSendFailed) => new (native().UdpBatch)(fd, onBatch, onSendFailed),
+    open: (fd, onBatch, onSendFailed, memo) => new (native().UdpBatch)(fd, onBatch, onSendFailed, memo as NativeAnswerMemo | undefined),
     bind: (family) => native().socketBind(family, 'udp', family === 6 ? '::' : '0.0.0.0', 0),
   },
+  answerMemo: (minTtlMs, graceMs) => new (native().AnswerMemo)(ANSWER_MEMO_SLOTS, minTtlMs, graceMs),
 };

@@ -51,6 +51,8 @@ export class FqdnCache {
    * addresses), a Set (in insertion order) once there are more.
    */
   readonly #byIp = new Map<string, string | Set<string>>();
+  /** Names evicted so far to stay within maxNames (the DNS proxy's memo forgets on a change). */
+  evictedNames = 0;
 
   constructor(opts: CacheOptions) {
     this.opts = opts;
@@ -125,6 +127,7 @@ export class FqdnCache {
     while (this.#names.size > this.opts.maxNames) {
       const [oldest, ips] = this.#names.entries().next().value as [string, Map<string, number>];
       this.#names.delete(oldest);
+      this.evictedNames++;
       for (const ip of ips.keys()) {
         this.#unindex(ip, oldest);
         touched.add(ip);
@@ -166,6 +169,11 @@ export class FqdnCache {
       if (++n % step === 0) yield;
     }
     return touched;
+  }
+
+  /** The expiry of `ip` under `name`, or undefined when the name does not map to it. */
+  expiryOf(name: string, ip: string): number | undefined {
+    return this.#names.get(name)?.get(ip);
   }
 
   /** namesOf without the arrays: `fn` for each name that maps to `ip`, with that mapping's expiry. */

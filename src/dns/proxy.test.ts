@@ -9,7 +9,7 @@ import net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { native } from '../native/index.js';
+import { native, type NativeAnswerMemo } from '../native/index.js';
 import type { Learned } from './message.js';
 import { DnsProxy, type ClientPolicy, type NatInfo, type ProxyDeps, type ProxyObserver, type UdpSockets } from './proxy.js';
 
@@ -221,11 +221,11 @@ async function retry<T>(fn: () => Promise<T>): Promise<T> {
 
 /** The agent's batched UDP sockets (native/udpbatch.cc), as src/agent/proxy-host.ts makes them. */
 const nativeBatch = (): UdpSockets => ({
-  open: (fd, onBatch, onSendFailed) => new (native().UdpBatch)(fd, onBatch, onSendFailed),
+  open: (fd, onBatch, onSendFailed, memo) => new (native().UdpBatch)(fd, onBatch, onSendFailed, memo as NativeAnswerMemo | undefined),
   bind: (family) => native().socketBind(family, 'udp', family === 6 ? '::' : '0.0.0.0', 0),
 });
 
-async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs' | 'podSource' | 'trustedBackend' | 'observer' | 'batch' | 'flushLearned'> = {}): Promise<Harness> {
+async function startProxy(untrusted: ProxyDeps['untrusted'] = 'refuse', extra: Pick<ProxyDeps, 'limits' | 'upstreamTimeoutMs' | 'podSource' | 'trustedBackend' | 'observer' | 'batch' | 'flushLearned' | 'answerMemo'> = {}): Promise<Harness> {
   const trusted = await retry(() => FakeResolver.start(loopback()));
   const trusted2 = await retry(() => FakeResolver.start(loopback(), trusted.port));
   const rogue = await retry(() => FakeResolver.start(loopback(), trusted.port));
@@ -754,6 +754,79 @@ describe('DnsProxy learning a batch of answers at once (flushLearned)', () => {
     });
     for (const id of [1, 2, 3]) expect(answers.get(id)).toMatchObject({ rcode: 'SERVFAIL' });
     expect(h.proxy.stats).toMatchObject({ answered: 0, learnedAnswers: 0, servfail: 3, errors: 0 });
+  });
+});
+
+describe('DnsProxy releasing repeats of a learned answer (MEMO)', () => {
+  /** A proxy on batched sockets with a real memo; `vouch` says whether the windows may be given (then unbounded). */
+  async function withMemo(vouch: () => boolean = () => true) {
+    const memo = new (native().AnswerMemo)(64, 0, 0);
+    const windowsAsked: string[][] = [];
+    const h = await startProxy('refuse', {
+      batch: nativeBatch(),
+      answerMemo: {
+        memo,
+        windows: (l, into) => {
+          windowsAsked.push(l.names);
+          into.fill(Infinity, 0, 2 * l.addresses.length);
+          for (let k = 0; k < l.addresses.length; k++) into[2 * k] = -Infinity;
+          return vouch();
+        },
+      },
+    });
+    h.trusted.zone.set('api.github.com', [{ name: 'api.github.com', type: 'A', ttl: 60, data: '192.0.2.10' }]);
+    const pod = await UdpPod.open(h, h.trusted.address);
+    return { h, memo, pod, windowsAsked };
+  }
+
+  it('learns an answer once, then releases its repeats as they come (the pod\'s id in place), counted as unchanged', async () => {
+    const { h, pod, windowsAsked } = await withMemo();
+    for (let id = 1; id <= 3; id++) {
+      const res = await pod.ask(h, query('api.github.com', id));
+      expect(res).toMatchObject({ id, rcode: 'NOERROR', answers: [{ name: 'api.github.com', data: '192.0.2.10' }] });
+    }
+    expect(h.learned.map((l) => l.names)).toEqual([['api.github.com']]);
+    expect(windowsAsked).toEqual([['api.github.com']]);
+    expect(h.proxy.stats).toMatchObject({ forwarded: 3, answered: 3, learnedAnswers: 3, unchanged: 2, spoofed: 0, errors: 0 });
+  });
+
+  it('learns every answer while nothing may be remembered, and any answer that differs', async () => {
+    let vouch = false;
+    const { h, pod, memo } = await withMemo(() => vouch);
+    await pod.ask(h, query('api.github.com', 1));
+    await pod.ask(h, query('api.github.com', 2));
+    expect(h.learned).toHaveLength(2);
+    vouch = true;
+    await pod.ask(h, query('api.github.com', 3));
+    await pod.ask(h, query('api.github.com', 4));
+    expect(h.learned).toHaveLength(3);
+    // Another address: other bytes, learned.
+    h.trusted.zone.set('api.github.com', [{ name: 'api.github.com', type: 'A', ttl: 60, data: '192.0.2.11' }]);
+    expect(await pod.ask(h, query('api.github.com', 5))).toMatchObject({ answers: [{ data: '192.0.2.11' }] });
+    expect(h.learned.map((l) => l.addresses[0]!.ip)).toEqual(['192.0.2.10', '192.0.2.10', '192.0.2.10', '192.0.2.11']);
+    // Forgotten (what the agent does when another answer moved the name's expiries): learned again.
+    memo.forget('api.github.com');
+    await pod.ask(h, query('api.github.com', 6));
+    expect(h.learned).toHaveLength(5);
+    expect(h.proxy.stats).toMatchObject({ answered: 6, unchanged: 1, errors: 0 });
+  });
+
+  it('never releases a remembered answer for another question: one echoing the wrong question is spoofed', async () => {
+    const { h, pod } = await withMemo();
+    h.trusted.zone.set('other.github.com', [{ name: 'other.github.com', type: 'A', ttl: 60, data: '192.0.2.20' }]);
+    await pod.ask(h, query('api.github.com', 1)); // remembered
+    h.trusted.hold.add('other.github.com');
+    pod.send(h, query('other.github.com', 2));
+    let fwd = await h.trusted.received.next('the forwarded query');
+    if (fwd.packet.questions![0]!.name === 'api.github.com') fwd = await h.trusted.received.next('the forwarded query'); // the first ask's
+    expect(fwd.packet.questions![0]!.name).toBe('other.github.com');
+    // The remembered answer's bytes under this query's id: a hit for the memo, not this query's answer.
+    const wrong = answer({ ...fwd.packet, questions: [{ name: 'api.github.com', type: 'A', class: 'IN' }] }, h.trusted.zone.get('api.github.com')!);
+    fwd.reply(wrong);
+    await until('the wrong answer is dropped', () => h.proxy.stats.spoofed === 1);
+    fwd.reply(answer(fwd.packet, h.trusted.zone.get('other.github.com')!));
+    expect(dnsPacket.decode(await pod.inbox.next('the answer'))).toMatchObject({ id: 2, answers: [{ name: 'other.github.com', data: '192.0.2.20' }] });
+    expect(h.proxy.stats).toMatchObject({ unchanged: 0, spoofed: 1 });
   });
 });
 

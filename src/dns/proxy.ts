@@ -19,6 +19,19 @@
 // packet is even parsed. The queries-per-second budget is enforced earlier,
 // in eBPF (datapath setDnsRateLimit), so a flood never reaches our sockets.
 // Log lines a pod can trigger are rate-limited and carry names under `dns`.
+//
+// MEMO: most upstream answers repeat one already learned (the same bytes but
+// for the id and the TTLs) and move no expiry by the cache's refresh slack:
+// they teach nothing. With `answerMemo`, every answer learned and programmed
+// is remembered in a native memo (native/answermemo.cc) with, per address, the
+// window its expiry may fall in and change nothing; the upstream sockets judge
+// each datagram against it as they read it, and an answer judged unchanged is
+// only matched to its query (id, source, the question's bytes) and released —
+// no parse, no learning. Hits of a batch go first, so every verdict holds for
+// the cache as it was when it was made: what the batch's other answers change
+// (FqdnService forgets their names' memo entries) cannot have happened yet.
+// A hit writes nothing, so a wrong one could only release an answer whose
+// allows the agent would have written again: fail closed.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../log/index.js';
@@ -98,6 +111,17 @@ export interface ProxyDeps {
    * SERVFAIL), or undefined when every one was. Absent: learn() writes at once.
    */
   flushLearned?(): ReadonlyMap<Learned, unknown> | undefined;
+  /** MEMO (with `batch` only): the memo the upstream sockets judge answers by, and what to remember in it. */
+  answerMemo?: {
+    readonly memo: AnswerMemo;
+    /**
+     * After `learned` was programmed (and before anything else is learned):
+     * into[2k], into[2k + 1] is the window [lo, hi) of monotonic ms within
+     * which a repeat's expiry for learned.addresses[k] changes nothing; false
+     * when nothing may be remembered now.
+     */
+    windows(learned: Learned, into: Float64Array): boolean;
+  };
   trusted: readonly string[];
   /**
    * Also trusted: a backend of a trusted Service address. A pod's query to
@@ -141,6 +165,8 @@ export interface UdpSockets {
     fd: number,
     onBatch: (count: number, data: Buffer, meta: Uint32Array, hosts6: string[] | undefined) => void,
     onSendFailed?: (count: number) => void,
+    /** Judges every datagram read (its verdict in the port field, from bit UDP_MEMO_SHIFT). */
+    memo?: AnswerMemo,
   ): { send(buf: Buffer, address: string, port: number): boolean; pause(): void; close(): void };
   /** A bound UDP socket fd on a kernel-chosen port (the upstream pool's). */
   bind(family: 4 | 6): number;
@@ -148,6 +174,19 @@ export interface UdpSockets {
 
 /** In a UdpSockets batch's port field: the datagram came from IPv6. */
 export const UDP_FROM_V6 = 1 << 16;
+/** In a UdpSockets batch's port field, from this bit: the memo's verdict (MEMO_HIT, MEMO_ADDRESSES). */
+export const UDP_MEMO_SHIFT = 17;
+/** The memo's verdict: the answer repeats a remembered one and changes nothing. */
+export const MEMO_HIT = 1;
+/** … and it has addresses (it counts as learned). */
+export const MEMO_ADDRESSES = 2;
+
+/** The native memo of answers that change nothing, as the proxy uses it (src/native NativeAnswerMemo). */
+export interface AnswerMemo {
+  remember(msg: Buffer, ranges: Float64Array, count: number): boolean;
+}
+/** Windows of at most this many addresses are remembered (the native memo's limit on records). */
+const MEMO_MAX_ADDRESSES = 32;
 
 /**
  * Where an answer goes back: the socket a UDP query came in on (to the pod's
@@ -245,6 +284,8 @@ export interface ProxyStats {
   fromPodFailed: number;
   /** UDP datagrams (queries or answers) the kernel refused to send: lost, as UDP may lose them. */
   sendFailed: number;
+  /** Trusted answers released without parsing or learning: they repeated a learned one and changed nothing (MEMO). */
+  unchanged: number;
 }
 
 /**
@@ -287,7 +328,7 @@ type Refusal = { rcode: number; why: string; reason: AnswerReason };
 type Decision = string | Refusal;
 
 function newStats(): ProxyStats {
-  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0, sendFailed: 0 };
+  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0, sendFailed: 0, unchanged: 0 };
 }
 
 /** The pending-key slot of socket `index` of the IPv`family` pool. */
@@ -369,6 +410,8 @@ export class DnsProxy {
   readonly #heldAnswers: Array<Buffer | undefined> = [];
   readonly #heldLearned: Array<Learned | undefined> = [];
   #heldCount = 0;
+  /** MEMO: the windows of one answer to remember (reused). */
+  readonly #windows = new Float64Array(2 * MEMO_MAX_ADDRESSES);
 
   constructor(deps: ProxyDeps, log: Logger) {
     this.#deps = deps;
@@ -482,17 +525,24 @@ export class DnsProxy {
    * view of the batch's (valid until the handler returns); a send the kernel
    * refuses (its queue full) loses the datagram, as UDP may, and is counted.
    */
-  #batched(batch: UdpSockets, fd: number, onDatagram: (msg: Buffer, address: number | string, port: number) => void): UdpLike {
+  #batched(batch: UdpSockets, fd: number, onDatagram: (msg: Buffer, address: number | string, port: number, verdict: number) => void, memo?: AnswerMemo): UdpLike {
+    // With a memo, its hits first (MEMO), then the rest; without, one pass.
+    const pass = (count: number, data: Buffer, meta: Uint32Array, hosts6: string[] | undefined, hits: boolean): void => {
+      for (let i = 0, at = 0; i < count; i++, at += 4) {
+        const port = meta[at + 2]!;
+        const verdict = port >>> UDP_MEMO_SHIFT;
+        if (memo && (verdict & MEMO_HIT) !== 0 !== hits) continue;
+        const offset = meta[at]!;
+        onDatagram(data.subarray(offset, offset + meta[at + 1]!), port & UDP_FROM_V6 ? hosts6![i]! : meta[at + 3]!, port & 0xffff, verdict);
+      }
+    };
     const bs = batch.open(
       fd,
       (count, data, meta, hosts6) => {
         this.#inBatch = true;
         try {
-          for (let i = 0, at = 0; i < count; i++, at += 4) {
-            const offset = meta[at]!;
-            const port = meta[at + 2]!;
-            onDatagram(data.subarray(offset, offset + meta[at + 1]!), port & UDP_FROM_V6 ? hosts6![i]! : meta[at + 3]!, port & 0xffff);
-          }
+          if (memo) pass(count, data, meta, hosts6, true);
+          pass(count, data, meta, hosts6, false);
         } finally {
           this.#inBatch = false;
           this.#releaseHeld();
@@ -501,6 +551,7 @@ export class DnsProxy {
       (count) => {
         this.stats.sendFailed += count;
       },
+      memo,
     );
     return {
       send: (m, port, address) => {
@@ -613,10 +664,10 @@ export class DnsProxy {
     }
   }
 
-  /** `address`: an IPv4 source as a number (a batched socket's), or any as text. */
-  #udpAnswer(slot: number, msg: Buffer, address: number | string, port: number): void {
+  /** `address`: an IPv4 source as a number (a batched socket's), or any as text; `verdict`: the memo's (MEMO). */
+  #udpAnswer(slot: number, msg: Buffer, address: number | string, port: number, verdict = 0): void {
     try {
-      this.#onUdpAnswer(slot, msg, address, port);
+      this.#onUdpAnswer(slot, msg, address, port, verdict);
     } catch (err) {
       this.#handlerError(err);
     }
@@ -659,7 +710,7 @@ export class DnsProxy {
     if (batch) {
       for (let i = 0; i < POOL_SIZE; i++) {
         const index = i;
-        pool.push(this.#batched(batch, batch.bind(family), (m, address, port) => this.#udpAnswer(poolSlot(family, index), m, address, port)));
+        pool.push(this.#batched(batch, batch.bind(family), (m, address, port, verdict) => this.#udpAnswer(poolSlot(family, index), m, address, port, verdict), this.#deps.answerMemo?.memo));
       }
       this.#pools.set(family, pool);
       return pool;
@@ -700,7 +751,7 @@ export class DnsProxy {
       let sock: UdpLike;
       const batch = this.#deps.batch;
       if (batch) {
-        sock = this.#batched(batch, fd, (m, address, port) => this.#udpAnswer(slot, m, address, port));
+        sock = this.#batched(batch, fd, (m, address, port, verdict) => this.#udpAnswer(slot, m, address, port, verdict), this.#deps.answerMemo?.memo);
       } else {
         const d = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
         d.on('message', (m, r) => this.#udpAnswer(slot, m, r.address, r.port));
@@ -771,7 +822,7 @@ export class DnsProxy {
     sock.send(out, this.#upstreamPort, upstream);
   }
 
-  #onUdpAnswer(slot: number, msg: Buffer, address: number | string, port: number): void {
+  #onUdpAnswer(slot: number, msg: Buffer, address: number | string, port: number, verdict: number): void {
     if (msg.length < 12) {
       this.stats.malformed++;
       return;
@@ -782,7 +833,13 @@ export class DnsProxy {
       this.stats.spoofed++;
       return;
     }
-    if (!this.#release(msg, p)) return;
+    // MEMO: the memo vouches for everything after the question; the question's bytes are the query's.
+    const qw = p.questionWire;
+    if (verdict & MEMO_HIT && msg.length >= 12 + qw.length && msg.compare(qw, 0, qw.length, 12, 12 + qw.length) === 0) {
+      this.stats.unchanged++;
+      if (verdict & MEMO_ADDRESSES) this.stats.learnedAnswers++;
+      this.#sendAnswer(msg, p);
+    } else if (!this.#release(msg, p)) return;
     this.#pending.delete(key);
     p.pod.inflight--;
   }
@@ -824,8 +881,17 @@ export class DnsProxy {
       }
       this.stats.learnedAnswers++;
     }
+    this.#remember(msg, learned);
     this.#sendAnswer(msg, p);
     return true;
+  }
+
+  /** MEMO: an answer whose learning is programmed, for its repeats to be released as they are. */
+  #remember(msg: Buffer, learned: Learned): void {
+    const m = this.#deps.answerMemo;
+    const count = learned.addresses.length;
+    if (!m || count > MEMO_MAX_ADDRESSES || !m.windows(learned, this.#windows)) return;
+    m.memo.remember(msg, this.#windows, count);
   }
 
   /**
@@ -857,6 +923,7 @@ export class DnsProxy {
           continue;
         }
         this.stats.learnedAnswers++;
+        this.#remember(msg, learned);
         this.#sendAnswer(msg, p);
       } catch (err) {
         this.#handlerError(err);

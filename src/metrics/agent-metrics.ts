@@ -246,6 +246,8 @@ export class AgentMetrics {
           for (const [reason, key] of DNS_DROPS) this.inc({ reason }, f.proxy[key]);
           learned.reset();
           learned.inc(f.proxy.learnedAnswers);
+          unchanged.reset();
+          unchanged.inc(f.proxy.unchanged);
           names.set(f.names);
           addresses.set(f.ips);
           entries.set(f.entries);
@@ -253,6 +255,11 @@ export class AgentMetrics {
       },
     });
     const learned = new Counter({ name: 'sluice_fqdn_learned_answers_total', help: 'Trusted DNS answers whose addresses were learned and programmed before release.', registers });
+    const unchanged = new Counter({
+      name: 'sluice_dns_unchanged_answers_total',
+      help: 'Trusted DNS answers released as they came, without parsing or learning: they repeated an answer learned before and changed nothing.',
+      registers,
+    });
     const names = new Gauge({ name: 'sluice_fqdn_names', help: 'Names in the node-wide FQDN cache.', registers });
     const addresses = new Gauge({ name: 'sluice_fqdn_addresses', help: 'Addresses learned under those names.', registers });
     const entries = new Gauge({ name: 'sluice_fqdn_datapath_entries', help: '(FQDN rule, address) allows in the datapath (sluice_fqdn_v1).', registers });

@@ -336,7 +336,14 @@ export interface NativeAddon {
    * kernel refused it). Each batch comes as UdpBatchData, which allocates
    * nothing per datagram. See native/udpbatch.cc.
    */
-  UdpBatch: new (fd: number, onBatch: UdpBatchData, onSendFailed?: (count: number) => void) => UdpBatchSocket;
+  UdpBatch: new (fd: number, onBatch: UdpBatchData, onSendFailed?: (count: number) => void, memo?: NativeAnswerMemo) => UdpBatchSocket;
+  /**
+   * The DNS proxy's memo of answers that change nothing (native/answermemo.cc):
+   * `slots` a power of two; the lifetime of an address is max(TTL s × 1000,
+   * minTtlMs) + graceMs, as the FQDN cache's. A UdpBatch given one judges
+   * each datagram it reads by it (the verdict in bits 17 and up of its port field).
+   */
+  AnswerMemo: new (slots: number, minTtlMs: number, graceMs: number) => NativeAnswerMemo;
 
   // --- handing the proxy's sockets to a successor agent (native/handover.cc)
   /** A copy of `fd` (close-on-exec): the socket lives on while either is open. */
@@ -360,6 +367,21 @@ export interface NativeAddon {
  * `meta` are reused by the next batch: valid only during the call.
  */
 export type UdpBatchData = (count: number, data: Buffer, meta: Uint32Array, hosts6: string[] | undefined) => void;
+
+/** See native/answermemo.cc and src/dns/proxy.ts (MEMO). */
+export interface NativeAnswerMemo {
+  /** After `msg` was learned and programmed: ranges[2k], ranges[2k + 1] is the window [lo, hi) (monotonic ms) of the k-th A/AAAA record's expiry; false: not memoizable. */
+  remember(msg: Buffer, ranges: Float64Array, count: number): boolean;
+  /** 0, or MEMO_HIT (| MEMO_ADDRESSES) when `msg` repeats a remembered answer and changes nothing at `nowMs`. */
+  check(msg: Buffer, nowMs: number): number;
+  /** The remembered answers whose question or a CNAME target is `name` (normalized) miss from now on. */
+  forget(name: string): void;
+  /** Every remembered answer misses from now on. */
+  clear(): void;
+  readonly hits: number;
+  readonly misses: number;
+  readonly stored: number;
+}
 
 export interface UdpBatchSocket {
   send(buf: Buffer, address: string, port: number): boolean;

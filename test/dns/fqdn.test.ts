@@ -50,6 +50,7 @@ const fqZone: Zone = {
     { name: 'after', type: 'A', value: '198.18.1.81' },
     { name: 'strict', type: 'A', value: '198.18.1.85' },
     { name: 'many', type: 'A', value: '198.18.1.86' },
+    { name: 'nagain', type: 'A', value: '198.18.1.87' },
     ...Array.from({ length: LOOP_TRIES }, (_, i) => ({ name: `n${i}`, type: 'A' as const, value: `198.18.2.${i + 1}` })),
     ...Array.from({ length: 40 }, (_, i) => ({ name: 'wide', type: 'A' as const, value: `198.18.5.${i + 1}` })),
   ],
@@ -392,6 +393,28 @@ print(json.dumps({'a':a.decode(),'b':b.decode(),'fresh':fresh}))`;
     // A new lookup opens it again.
     await lookup(client, 'short.fq.test');
     expect(reach(client, '198.18.1.40', 80)).toBe(true);
+  }, 30_000);
+
+  it('releases a repeat of a learned answer as it came (the answer memo), and learns one that moves the expiry', async () => {
+    const first = await lookup(client, 'nagain.fq.test');
+    expect(addresses(first)).toEqual(['198.18.1.87']);
+    const s0 = await proxyStats();
+    const expiry = async () => (await learned('fq/client')).find((n) => n.name === 'nagain.fq.test')!.ips[0]!.expiresInMs;
+    const e0 = await expiry();
+    // Within the refresh slack: nothing to learn, released from the memo.
+    expect(addresses(await lookup(client, 'nagain.fq.test'))).toEqual(['198.18.1.87']);
+    const s1 = await proxyStats();
+    expect(s1.unchanged! - s0.unchanged!).toBe(1);
+    expect(s1.learnedAnswers! - s0.learnedAnswers!).toBe(1);
+    expect(reach(client, '198.18.1.87', 80)).toBe(true);
+    // Past it: learned again, the expiry moved by about the time that passed.
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(addresses(await lookup(client, 'nagain.fq.test'))).toEqual(['198.18.1.87']);
+    const s2 = await proxyStats();
+    expect(s2.unchanged).toBe(s1.unchanged);
+    const e2 = await expiry();
+    expect(e2).toBeGreaterThan(e0 - 500); // unrefreshed it would have counted down ≥1.5 s; refreshed it is back near the full lifetime
+    expect(reach(client, '198.18.1.87', 80)).toBe(true);
   }, 30_000);
 
   it('survives malformed and truncated packets from pods', async () => {

@@ -1,0 +1,233 @@
+// The DNS proxy's memo of answers that change nothing (native/answermemo.cc),
+// on real answers made with dns-packet: a repeat (another id, other TTLs)
+// hits only while every address's new expiry stays inside its window, any
+// other byte makes it miss, forgetting one of its names (the question or a
+// CNAME target) or clearing makes it miss, and what the proxy's parser would
+// read differently from the memo (other record types, compression pointers
+// into a TTL, names with escapes) is never remembered. A socket given a memo
+// reports its verdict per datagram.
+import dgram from 'node:dgram';
+import * as dnsPacket from 'dns-packet';
+import { afterEach, describe, expect, it } from 'vitest';
+import { native, type NativeAnswerMemo, type UdpBatchSocket } from '../../src/native/index.js';
+import { MEMO_ADDRESSES, MEMO_HIT, UDP_MEMO_SHIFT } from '../../src/dns/proxy.js';
+
+const HIT = MEMO_HIT | MEMO_ADDRESSES;
+const MIN_TTL_MS = 2_000;
+const GRACE_MS = 500;
+
+function response(opts: { id?: number; name?: string; answers?: dnsPacket.Answer[]; rcode?: string; authorities?: dnsPacket.Answer[] } = {}): Buffer {
+  const name = opts.name ?? 'api.example';
+  return dnsPacket.encode({
+    type: 'response',
+    id: opts.id ?? 1,
+    flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | (opts.rcode === 'NXDOMAIN' ? 3 : 0),
+    questions: [{ type: 'A', name }],
+    answers: opts.answers ?? [
+      { type: 'A', name, ttl: 60, data: '192.0.2.1' },
+      { type: 'A', name, ttl: 30, data: '192.0.2.2' },
+    ],
+    authorities: opts.authorities ?? [],
+  });
+}
+
+/** The windows of an answer's addresses, flat (lo, hi per address). */
+const windows = (...w: Array<[number, number]>): Float64Array => Float64Array.from(w.flat());
+
+/** The expiry the memo computes for a TTL at `now`, as the FQDN cache does. */
+const expiry = (now: number, ttl: number): number => now + Math.max(ttl * 1000, MIN_TTL_MS) + GRACE_MS;
+
+let memo: NativeAnswerMemo;
+const memoOf = (slots = 64): NativeAnswerMemo => (memo = new (native().AnswerMemo)(slots, MIN_TTL_MS, GRACE_MS));
+
+describe('AnswerMemo', () => {
+  const NOW = 1_000_000;
+
+  it('hits a repeat of a remembered answer (another id, other TTLs) while each expiry stays in its window', () => {
+    memoOf();
+    const first = response();
+    // Windows as the cache would give them right after learning at NOW: [expiry, expiry + slack).
+    expect(memo.remember(first, windows([expiry(NOW, 60), expiry(NOW, 60) + 950], [expiry(NOW, 30), expiry(NOW, 30) + 950]), 2)).toBe(true);
+    expect(memo.stored).toBe(1);
+    expect(memo.check(response({ id: 999 }), NOW + 500)).toBe(HIT);
+    // A TTL counting down (a caching resolver): the same expiry, still a hit.
+    const later = response({ id: 2, answers: [{ type: 'A', name: 'api.example', ttl: 55, data: '192.0.2.1' }, { type: 'A', name: 'api.example', ttl: 25, data: '192.0.2.2' }] });
+    expect(memo.check(later, NOW + 5_000)).toBe(HIT);
+    // Past the window of one address (its expiry would move by the slack): a miss.
+    expect(memo.check(response(), NOW + 950)).toBe(0);
+    // Before it (a shorter TTL would shorten the expiry): a miss.
+    const shorter = response({ answers: [{ type: 'A', name: 'api.example', ttl: 10, data: '192.0.2.1' }, { type: 'A', name: 'api.example', ttl: 30, data: '192.0.2.2' }] });
+    expect(memo.check(shorter, NOW)).toBe(0);
+    expect(memo.hits).toBe(2);
+    expect(memo.misses).toBe(2);
+  });
+
+  it('computes a TTL under the minimum, and one with the top bit set, as the cache does (max(TTL, min TTL) + grace; RFC 2181: 0)', () => {
+    memoOf();
+    const at = (ttl: number) => response({ answers: [{ type: 'A', name: 'api.example', ttl, data: '192.0.2.1' }] });
+    // Remembered with the window of a minimum-TTL expiry at NOW.
+    expect(memo.remember(at(1), windows([NOW + MIN_TTL_MS + GRACE_MS, NOW + MIN_TTL_MS + GRACE_MS + 100]), 1)).toBe(true);
+    expect(memo.check(at(0), NOW + 50)).toBe(HIT);
+    expect(memo.check(at(0x80000001), NOW + 50)).toBe(HIT);
+    expect(memo.check(at(3), NOW + 50)).toBe(0); // 3 s > the 2 s minimum: beyond the window
+  });
+
+  it('misses on any other byte: another address, another name, another record, another flag or an authority record', () => {
+    memoOf();
+    const wide = windows([-Infinity, Infinity], [-Infinity, Infinity]);
+    expect(memo.remember(response(), wide, 2)).toBe(true);
+    expect(memo.check(response(), NOW)).toBe(HIT);
+    const other = (answers: dnsPacket.Answer[]) => response({ answers });
+    expect(memo.check(other([{ type: 'A', name: 'api.example', ttl: 60, data: '192.0.2.1' }, { type: 'A', name: 'api.example', ttl: 30, data: '192.0.2.3' }]), NOW)).toBe(0);
+    expect(memo.check(other([{ type: 'A', name: 'api.example', ttl: 60, data: '192.0.2.1' }]), NOW)).toBe(0);
+    expect(memo.check(response({ name: 'api.examplf' }), NOW)).toBe(0);
+    const flags = response();
+    flags[3]! ^= 0x80; // RA
+    expect(memo.check(flags, NOW)).toBe(0);
+    expect(memo.check(response({ authorities: [{ type: 'NS', name: 'example', ttl: 60, data: 'ns.example' }] }), NOW)).toBe(0);
+    expect(memo.check(response().subarray(0, 60), NOW)).toBe(0);
+  });
+
+  it('misses once one of its names is forgotten: the question or a CNAME target, in any case; not for another name', () => {
+    memoOf();
+    const chain = response({
+      answers: [
+        { type: 'CNAME', name: 'api.example', ttl: 60, data: 'Edge.CDN.example' },
+        { type: 'A', name: 'Edge.CDN.example', ttl: 60, data: '192.0.2.9' },
+      ],
+    });
+    expect(memo.remember(chain, windows([-Infinity, Infinity]), 1)).toBe(true);
+    memo.forget('unrelated.example');
+    expect(memo.check(chain, NOW)).toBe(HIT);
+    memo.forget('edge.cdn.example');
+    expect(memo.check(chain, NOW)).toBe(0);
+    expect(memo.remember(chain, windows([-Infinity, Infinity]), 1)).toBe(true);
+    expect(memo.check(chain, NOW)).toBe(HIT);
+    memo.forget('api.example');
+    expect(memo.check(chain, NOW)).toBe(0);
+    expect(memo.remember(chain, windows([-Infinity, Infinity]), 1)).toBe(true);
+    memo.clear();
+    expect(memo.check(chain, NOW)).toBe(0);
+  });
+
+  it('remembers an answer without addresses (NXDOMAIN) as a hit without MEMO_ADDRESSES', () => {
+    memoOf();
+    const nx = response({ rcode: 'NXDOMAIN', answers: [] });
+    expect(memo.remember(nx, new Float64Array(0), 0)).toBe(true);
+    expect(memo.check(nx, NOW)).toBe(MEMO_HIT);
+  });
+
+  it('remembers nothing the proxy\'s parser could read differently, nor with the wrong number of windows', () => {
+    memoOf();
+    const wide = windows([-Infinity, Infinity], [-Infinity, Infinity]);
+    expect(memo.remember(response(), wide, 1)).toBe(false); // two addresses
+    expect(memo.remember(response({ answers: [{ type: 'TXT', name: 'api.example', ttl: 60, data: 'x' }] }), wide, 0)).toBe(false);
+    expect(memo.remember(response({ answers: [{ type: 'A', name: 'a\\.b.example', ttl: 60, data: '192.0.2.1' }] }), wide, 1)).toBe(false);
+    // A CNAME whose target is a compression pointer into the A record's TTL field.
+    const q = Buffer.from('03617069076578616d706c650000010001', 'hex'); // api.example A IN
+    const header = Buffer.from('00018180000100020000' + '0000', 'hex');
+    const cname = Buffer.concat([Buffer.from('c00c000500010000003c0002', 'hex'), Buffer.alloc(2)]);
+    const a = Buffer.from('c00c00010001000000' + '3c0004c0000201', 'hex');
+    const msg = Buffer.concat([header, q, cname, a]);
+    const aTtl = header.length + q.length + cname.length + 2 + 2 + 2; // owner, type, class
+    msg.writeUInt16BE(0xc000 | aTtl, header.length + q.length + 12);
+    expect(memo.remember(msg, wide, 1)).toBe(false);
+    // The same shape with the pointer at the question's name: remembered.
+    msg.writeUInt16BE(0xc00c, header.length + q.length + 12);
+    expect(memo.remember(msg, wide, 1)).toBe(true);
+    expect(memo.check(msg, NOW)).toBe(HIT);
+    // A question with a pointer: never.
+    const pq = Buffer.concat([header, Buffer.from('c00c00010001', 'hex')]);
+    pq.writeUInt16BE(0, 6);
+    expect(memo.remember(pq, new Float64Array(0), 0)).toBe(false);
+  });
+
+  it('survives any bytes: truncations and garbage never hit and never throw', () => {
+    memoOf();
+    const good = response();
+    memo.remember(good, windows([-Infinity, Infinity], [-Infinity, Infinity]), 2);
+    for (let n = 0; n < good.length; n++) expect(memo.check(good.subarray(0, n), NOW)).toBe(0);
+    let seed = 7;
+    const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
+    for (let i = 0; i < 2_000; i++) {
+      const junk = Buffer.from(good);
+      for (let k = 0; k < 4; k++) junk[rand() % junk.length] = rand() & 255;
+      const v = memo.check(junk, NOW);
+      // A hit only when the bytes it compares are the remembered ones (the changes hit the id or a TTL).
+      if (v) expect(junk.subarray(2, 40).equals(good.subarray(2, 40))).toBe(true);
+      memo.remember(junk, new Float64Array(64), 2);
+    }
+  });
+
+  it('keeps two answers per set: the older goes when a third comes', () => {
+    memoOf(2); // one set of two
+    const a = response({ name: 'a.example', answers: [] });
+    const b = response({ name: 'b.example', answers: [] });
+    const c = response({ name: 'c.example', answers: [] });
+    const none = new Float64Array(0);
+    expect(memo.remember(a, none, 0) && memo.remember(b, none, 0)).toBe(true);
+    expect([memo.check(a, NOW), memo.check(b, NOW)]).toEqual([MEMO_HIT, MEMO_HIT]);
+    memo.remember(c, none, 0);
+    expect([memo.check(a, NOW), memo.check(b, NOW), memo.check(c, NOW)]).toEqual([0, MEMO_HIT, MEMO_HIT]);
+  });
+
+  it('rejects a slot count that is not a power of two', () => {
+    expect(() => new (native().AnswerMemo)(3, 0, 0)).toThrow(/power of two/);
+  });
+});
+
+describe('UdpBatch with an AnswerMemo', () => {
+  const open: Array<UdpBatchSocket | dgram.Socket> = [];
+  afterEach(() => {
+    for (const s of open.splice(0)) s.close();
+  });
+
+  it('reports the memo\'s verdict on each datagram in its port field', async () => {
+    memoOf();
+    const known = response({ name: 'known.example' });
+    memo.remember(known, windows([-Infinity, Infinity], [-Infinity, Infinity]), 2);
+    // A port of our own choosing (the addon has no getsockname): a few tries at a random one.
+    let fd = -1;
+    let target = 0;
+    for (let tries = 0; fd < 0; tries++) {
+      target = 20_000 + Math.floor(Math.random() * 40_000);
+      try {
+        fd = native().socketBind(4, 'udp', '127.0.0.1', target);
+      } catch (err) {
+        if (tries > 10) throw err;
+      }
+    }
+    const verdicts = new Map<string, number>();
+    let port = 0;
+    const got = new Promise<void>((resolve) => {
+      const s = new (native().UdpBatch)(
+        fd,
+        (count, data, meta) => {
+          for (let i = 0; i < count; i++) {
+            const msg = data.subarray(meta[4 * i]!, meta[4 * i]! + meta[4 * i + 1]!);
+            verdicts.set(dnsPacket.decode(Buffer.from(msg)).questions![0]!.name, meta[4 * i + 2]! >>> UDP_MEMO_SHIFT);
+            if ((meta[4 * i + 2]! & 0xffff) !== port) throw new Error('the port field lost its port');
+          }
+          if (verdicts.size === 2) resolve();
+        },
+        undefined,
+        memo,
+      );
+      open.push(s);
+    });
+    const client = dgram.createSocket('udp4');
+    open.push(client);
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+    port = client.address().port;
+    client.send(response({ id: 77, name: 'known.example' }), target, '127.0.0.1');
+    client.send(response({ name: 'unknown.example' }), target, '127.0.0.1');
+    await got;
+    expect(Object.fromEntries(verdicts)).toEqual({ 'known.example': HIT, 'unknown.example': 0 });
+  });
+
+  it('refuses a memo that is not an AnswerMemo', () => {
+    const fd = native().socketBind(4, 'udp', '127.0.0.1', 0);
+    expect(() => new (native().UdpBatch)(fd, () => {}, undefined, {} as NativeAnswerMemo)).toThrow(/AnswerMemo/);
+    native().fdClose(fd);
+  });
+});
