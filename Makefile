@@ -77,14 +77,20 @@ native: npm
 
 # Single-file CommonJS bundles with a shebang. import.meta.url is mapped to
 # the bundle's own file URL so module-relative paths (the addon) resolve.
-# AGENT_NODE_FLAGS go into the shebang (`env -S node FLAGS`); whoever runs the
-# bundle with `node` reads them back from there (src/config/node-flags.ts).
+# AGENT_NODE_ENV and AGENT_NODE_FLAGS go into the shebang (`env -S ENV node
+# FLAGS`); whoever runs the bundle with `node` reads them back from there
+# (src/config/node-flags.ts).
 # A 4 MiB young generation: V8's default grows to 2 x 16 MiB under the
 # agent's compile garbage and never gives it back (docs/benchmarks.md, memory).
 AGENT_NODE_FLAGS := --max-semi-space-size=4
+# glibc's malloc arenas capped at two: each thread that meets contention (V8's
+# and libuv's workers) otherwise keeps an arena of its own, and what it frees
+# stays resident (~16 MiB at 1,000 endpoints; docs/benchmarks.md, memory). Read
+# at process start, so it goes in the shebang too (`env -S NAME=value node`).
+AGENT_NODE_ENV := MALLOC_ARENA_MAX=2
 ESBUILD_FLAGS := --bundle --platform=node --target=node20 --format=cjs --log-level=warning \
   --define:import.meta.url=__sluice_import_meta_url --define:SLUICE_VERSION='"$(VERSION)"' \
-  --banner:js=$$'\#!/usr/bin/env -S node $(AGENT_NODE_FLAGS)\nconst __sluice_import_meta_url = require("url").pathToFileURL(__filename).href;'
+  --banner:js=$$'\#!/usr/bin/env -S $(AGENT_NODE_ENV) node $(AGENT_NODE_FLAGS)\nconst __sluice_import_meta_url = require("url").pathToFileURL(__filename).href;'
 
 $(BUILD)/package.json:
 	@mkdir -p $(@D)

@@ -204,15 +204,18 @@ uint64_t Key(const uint8_t* b, size_t len) {
 // A repeat is judged without walking it: equal to the remembered bytes at
 // every offset but the id and those TTL fields, it has the same records at
 // the same places (the walk at remember() vouched for them, pointers too).
+//
+// 32 bytes, all zero when empty: the table is calloc'ed, so its pages become
+// resident only as answers fill them.
 struct Entry {
-  uint64_t hash = 0;
-  uint64_t stamp = 0;  // when remembered (the older of a set's two goes first)
-  uint32_t generation = 0;  // 0: empty
-  uint16_t len = 0;
-  uint8_t records = 0;
-  uint8_t names = 0;
-  bool addresses = false;
-  std::vector<uint8_t> blob;
+  uint64_t hash;
+  uint32_t stamp;  // when remembered (the older of a set's two goes first)
+  uint32_t generation;  // 0: empty
+  uint8_t* blob;  // malloc'ed
+  uint16_t len;
+  uint8_t records;
+  uint8_t names;
+  bool addresses;
 
   size_t TtlAt(int i) const { return len + 2u * i; }
   size_t RangeAt(int i) const { return len + 2u * records + 16u * i; }
@@ -228,7 +231,7 @@ struct Entry {
   template <typename T>
   T At(size_t offset) const {
     T v;
-    memcpy(&v, blob.data() + offset, sizeof v);
+    memcpy(&v, blob + offset, sizeof v);
     return v;
   }
 };
@@ -244,10 +247,21 @@ double MonotonicMs() {
 class AnswerMemoCore {
  public:
   AnswerMemoCore(uint32_t slots, double minTtlMs, double graceMs)
-      : entries_(slots), mask_(slots - 1), minTtlMs_(minTtlMs), graceMs_(graceMs), names_(kNameGenerations, 0) {}
+      : entries_(static_cast<Entry*>(calloc(slots, sizeof(Entry)))), mask_(slots - 1), minTtlMs_(minTtlMs), graceMs_(graceMs), names_(kNameGenerations, 0) {
+    if (!entries_) mask_ = 0, disabled_ = true;  // no table: every answer misses
+  }
+
+  ~AnswerMemoCore() {
+    if (!entries_) return;
+    for (uint32_t i = 0; i <= mask_; i++) free(entries_[i].blob);
+    free(entries_);
+  }
+
+  AnswerMemoCore(const AnswerMemoCore&) = delete;
+  AnswerMemoCore& operator=(const AnswerMemoCore&) = delete;
 
   uint32_t Check(const uint8_t* b, size_t len, double nowMs) {
-    uint64_t h = Key(b, len);
+    uint64_t h = disabled_ ? 0 : Key(b, len);
     if (!h) return Miss();
     const Entry* found = nullptr;
     for (size_t i = (h & mask_) & ~size_t{1}, k = 0; k < 2; k++, i++)
@@ -258,10 +272,10 @@ class AnswerMemoCore {
     size_t from = 2;
     for (int i = 0; i < e.records; i++) {
       size_t ttl = e.Ttl(i) & ~kAddressRecord;
-      if (memcmp(b + from, e.blob.data() + from, ttl - from) != 0) return Miss();
+      if (memcmp(b + from, e.blob + from, ttl - from) != 0) return Miss();
       from = ttl + 4;
     }
-    if (memcmp(b + from, e.blob.data() + from, len - from) != 0) return Miss();
+    if (memcmp(b + from, e.blob + from, len - from) != 0) return Miss();
     for (int i = 0; i < e.names; i++)
       if (names_[e.NameSlot(i)] != e.NameGeneration(i)) return Miss();
     for (int i = 0; i < e.records; i++) {
@@ -280,7 +294,7 @@ class AnswerMemoCore {
 
   bool Remember(const uint8_t* b, size_t len, const double* ranges, size_t count) {
     Layout l;
-    if (!Walk(b, len, &l) || count != static_cast<size_t>(l.addresses)) return false;
+    if (disabled_ || !Walk(b, len, &l) || count != static_cast<size_t>(l.addresses)) return false;
     uint64_t h = Key(b, len);
     // Its own slot of the set if it is there, else an empty one, else the older.
     size_t set = (h & mask_) & ~size_t{1};
@@ -298,9 +312,12 @@ class AnswerMemoCore {
     e.records = static_cast<uint8_t>(l.records);
     e.names = static_cast<uint8_t>(l.names);
     e.addresses = l.addresses > 0;
-    e.blob.resize(len + 18u * l.records + 8u * l.names);
-    e.blob.shrink_to_fit();
-    uint8_t* p = e.blob.data();
+    auto* p = static_cast<uint8_t*>(realloc(e.blob, len + 18u * l.records + 8u * l.names));
+    if (!p) {
+      e.generation = 0;  // its old blob is still e.blob: freed with the table
+      return false;
+    }
+    e.blob = p;
     memcpy(p, b, len);
     for (int i = 0, k = 0; i < l.records; i++) {
       double lo = -1.0 / 0.0, hi = 1.0 / 0.0;
@@ -345,13 +362,14 @@ class AnswerMemoCore {
     return 0;
   }
 
-  std::vector<Entry> entries_;
+  Entry* entries_;
   uint32_t mask_;
   double minTtlMs_;
   double graceMs_;
   std::vector<uint32_t> names_;
   uint32_t generation_ = 1;
-  uint64_t stamp_ = 0;
+  uint32_t stamp_ = 0;
+  bool disabled_ = false;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
   uint64_t stored_ = 0;

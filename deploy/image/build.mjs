@@ -25,8 +25,8 @@
 //   /opt/sluice/package.json           {"type":"commonjs"} for the extension-less bundle
 //
 // Entrypoint: ["/usr/bin/node", <the node flags of the bundle's shebang>,
-// "/opt/sluice/bin/sluice"]; the DaemonSet passes the command as args
-// (`agent …`, `install-cni`).
+// "/opt/sluice/bin/sluice"], with the environment the shebang sets in Env;
+// the DaemonSet passes the command as args (`agent …`, `install-cni`).
 //
 //   node deploy/image/build.mjs [--out FILE] [--tag REF] [--build-dir DIR]
 import { createHash } from 'node:crypto';
@@ -42,8 +42,8 @@ export const IMAGE_NAME = 'sluice/sluice';
 export const PREFIX = '/opt/sluice';
 export const BUNDLE = `${PREFIX}/bin/sluice`;
 export const NODE = '/usr/bin/node';
-/** The same shebang src/config/node-flags.ts reads (the Makefile's AGENT_NODE_FLAGS). */
-const SHEBANG = /^#!\/usr\/bin\/env -S node((?: --[a-z0-9-]+(?:=[^\s]+)?)*)\s*$/;
+/** The same shebang src/config/node-flags.ts reads (the Makefile's AGENT_NODE_ENV and AGENT_NODE_FLAGS). */
+const SHEBANG = /^#!\/usr\/bin\/env -S((?: [A-Z_][A-Z0-9_]*=[^\s]*)*) node((?: --[a-z0-9-]+(?:=[^\s]+)?)*)\s*$/;
 /** Extra programs and where they go in the image: env for the bundle's shebang, mount for bpffs. */
 const PROGRAMS = [
   ['/usr/bin/env', '/usr/bin/env'],
@@ -87,10 +87,19 @@ function ociArch(arch = process.arch) {
 
 /** The node flags of the bundle's `#!/usr/bin/env -S node FLAGS` line. */
 export function shebangNodeFlags(bundle) {
+  return shebang(bundle)[2].trim().split(/\s+/).filter(Boolean);
+}
+
+/** The NAME=value pairs the bundle's shebang sets before node (the image's Env). */
+export function shebangNodeEnv(bundle) {
+  return shebang(bundle)[1].trim().split(/\s+/).filter(Boolean);
+}
+
+function shebang(bundle) {
   const first = readFileSync(bundle, 'utf8').split('\n', 1)[0];
   const m = SHEBANG.exec(first);
-  if (!m) throw new Error(`${bundle}: first line ${JSON.stringify(first)} is not "#!/usr/bin/env -S node [FLAGS]"`);
-  return m[1].trim().split(/\s+/).filter(Boolean);
+  if (!m) throw new Error(`${bundle}: first line ${JSON.stringify(first)} is not "#!/usr/bin/env -S [NAME=value …] node [FLAGS]"`);
+  return m;
 }
 
 /** Shared libraries of an ELF file as `ldd` reports them: [path ldd names, loader?]. */
@@ -295,6 +304,7 @@ function writeLayer(entries, path) {
 export function buildImage(opts) {
   const entries = rootfsEntries(opts);
   const nodeFlags = shebangNodeFlags(join(opts.buildDir, 'bin/sluice'));
+  const nodeEnv = shebangNodeEnv(join(opts.buildDir, 'bin/sluice'));
   mkdirSync(dirname(opts.out), { recursive: true });
   const layerTmp = `${opts.out}.layer.${process.pid}.tmp`;
   const outTmp = `${opts.out}.${process.pid}.tmp`;
@@ -310,7 +320,7 @@ export function buildImage(opts) {
       config: {
         Entrypoint: [NODE, ...nodeFlags, BUNDLE],
         Cmd: ['--help'],
-        Env: ['PATH=/usr/local/bin:/usr/bin:/bin'],
+        Env: ['PATH=/usr/local/bin:/usr/bin:/bin', ...nodeEnv],
         WorkingDir: '/',
         Labels: {
           'org.opencontainers.image.title': 'sluice',

@@ -111,6 +111,9 @@ function enforcement(isolated: boolean | undefined, audit: boolean | undefined):
   return audit ? 'audit' : 'none';
 }
 
+/** How often the C heap's free memory goes back to the system (malloc_trim: well under a millisecond). */
+const MALLOC_TRIM_MS = 10_000;
+
 /** What backendsOf answers for an address that is no Service frontend (one array, not one per learned address). */
 const NO_BACKENDS: readonly string[] = Object.freeze([]);
 
@@ -183,6 +186,7 @@ export class Agent {
   #routes: NodeRoutes | undefined;
   #stopTrustedWatch: (() => void) | undefined;
   #statusWriter: FqdnStatusWriter | undefined;
+  #trimmer: NodeJS.Timeout | undefined;
   #health: HttpServer | undefined;
   #metrics: AgentMetrics | undefined;
   readonly #startedAt = new Date();
@@ -394,6 +398,10 @@ export class Agent {
     this.#inherited = undefined;
     this.#handoverServer = await serveHandover(cfg.runDir, { give: (pid) => this.#handOver(pid), done: (ok, pid) => this.#handOverDone(ok, pid) }, this.#root.child({ subsystem: 'handover' }));
     this.#ready = true;
+    // What the C heap frees (libbpf's loads, netlink replies, on libuv's worker threads too) stays
+    // resident until trimmed: ~10 MiB at 1,000 endpoints (docs/benchmarks.md, memory).
+    this.#trimmer = setInterval(() => n.mallocTrim(), MALLOC_TRIM_MS);
+    this.#trimmer.unref();
     this.#log.info({ socket: this.socketPath, podCidrs: this.#ipam.cidrs, endpoints: this.#endpoints.list().length }, 'agent ready');
   }
 
@@ -880,6 +888,7 @@ export class Agent {
     this.#nodeLinks?.stop();
     this.#stopTrustedWatch?.();
     this.#statusWriter?.stop();
+    if (this.#trimmer) clearInterval(this.#trimmer);
     this.#policy?.stop();
     this.#flows?.stop();
     this.#metrics?.stop();

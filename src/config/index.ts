@@ -4,4 +4,4 @@
 export { envName, formatFlags, parseArgs, parseDurationMs, parseIntFlag, podFlag, UsageError } from './args.js';
 export type { FlagSpec, Parsed } from './args.js';
 export { VERSION } from './version.js';
-export { nodeFlagsOf } from './node-flags.js';
+export { nodeEnvOf, nodeFlagsOf } from './node-flags.js';

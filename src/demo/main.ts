@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isBpffs } from '../datapath/index.js';
-import { nodeFlagsOf } from '../config/index.js';
+import { nodeEnvOf, nodeFlagsOf } from '../config/index.js';
 
 const PREFIX = 'sdemo';
 const NODE_NS = `${PREFIX}-node`;
@@ -122,9 +122,9 @@ function stopSync(child: ChildProcess): void {
 }
 
 /** A long-running process inside a netns (nsenter execs it: same pid), stopped at cleanup. */
-function spawnInNs(ns: string, name: string, cmd: string, args: string[]): ChildProcess {
+function spawnInNs(ns: string, name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const log = openSync(join(work, `${name}.log`), 'a');
-  const child = spawn('nsenter', [`--net=/var/run/netns/${ns}`, cmd, ...args], { stdio: ['ignore', log, log] });
+  const child = spawn('nsenter', [`--net=/var/run/netns/${ns}`, cmd, ...args], { stdio: ['ignore', log, log], env });
   closeSync(log);
   cleanups.push(() => stopSync(child));
   return child;
@@ -285,7 +285,7 @@ async function startAgent(): Promise<void> {
     FQDN_MIN_TTL,
     '--fqdn-grace',
     FQDN_GRACE,
-  ]);
+  ], { ...process.env, ...nodeEnvOf(join(BIN, 'sluice')) });
   await waitFor('the agent', agent, 'agent', () => readyCount() > before);
 }
 async function stopAgent(signal: NodeJS.Signals): Promise<void> {

@@ -349,6 +349,10 @@ export interface NativeAddon {
   /** A copy of `fd` (close-on-exec): the socket lives on while either is open. */
   fdDup(fd: number): number;
   fdClose(fd: number): void;
+
+  // --- memory
+  /** malloc_trim(0): gives what the C heap's arenas hold free back to the system; true if any was. */
+  mallocTrim(): boolean;
   /** One line of `payload` (ending in a newline) on connected unix socket `connFd`, `fds` attached (SCM_RIGHTS). */
   handoverSend(connFd: number, payload: string, fds: number[]): void;
   /**

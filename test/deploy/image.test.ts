@@ -14,7 +14,7 @@ import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rm
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeFlagsOf } from '../../src/config/index.js';
+import { nodeEnvOf, nodeFlagsOf } from '../../src/config/index.js';
 import { Containerd } from '../helpers/containerd.js';
 import { Cleanup, uniqueName, type Netns } from '../helpers/netns.js';
 
@@ -81,11 +81,13 @@ describe('make image (deploy/image/build.mjs)', () => {
     expect(ctrd.ctrOk(['images', 'check'])).toMatch(new RegExp(`${REF.replace(/[.]/g, '\\.')}\\s.*complete`));
   });
 
-  it('has the node flags of the bundle\'s shebang in its entrypoint', () => {
+  it('has the node flags of the bundle\'s shebang in its entrypoint, and the environment it sets in Env', () => {
     const manifest = JSON.parse(spawnSync('tar', ['-xOf', archive, 'manifest.json'], { encoding: 'utf8' }).stdout) as Array<{ Config: string }>;
     const config = JSON.parse(spawnSync('tar', ['-xOf', archive, manifest[0]!.Config], { encoding: 'utf8' }).stdout);
     expect(nodeFlagsOf(SLUICE)).not.toEqual([]);
     expect(config.config.Entrypoint).toEqual(['/usr/bin/node', ...nodeFlagsOf(SLUICE), '/opt/sluice/bin/sluice']);
+    expect(nodeEnvOf(SLUICE)).toEqual({ MALLOC_ARENA_MAX: '2' });
+    expect(config.config.Env).toEqual(['PATH=/usr/local/bin:/usr/bin:/bin', 'MALLOC_ARENA_MAX=2']);
     expect(config.rootfs.diff_ids).toHaveLength(1);
   });
 });

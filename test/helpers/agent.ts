@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cleanup, Netns, sh, uniqueName } from './netns.js';
-import { nodeFlagsOf } from '../../src/config/index.js';
+import { nodeEnvOf, nodeFlagsOf } from '../../src/config/index.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const SLUICE = join(ROOT, 'build/bin/sluice');
@@ -90,7 +90,7 @@ export class TestNode {
       ...(process.env.SLUICE_TEST_DATAPATH_REDIRECT ? ['--datapath-redirect', process.env.SLUICE_TEST_DATAPATH_REDIRECT] : []),
       ...(this.opts.extraArgs ?? []),
     ];
-    const child = spawn('nsenter', args, { stdio: ['ignore', out, out] });
+    const child = spawn('nsenter', args, { stdio: ['ignore', out, out], env: { ...process.env, ...nodeEnvOf(SLUICE) } });
     this.#agent = child;
     this.#all.push(child);
     const deadline = Date.now() + 15_000;
