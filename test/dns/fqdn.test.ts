@@ -417,6 +417,26 @@ print(json.dumps({'a':a.decode(),'b':b.decode(),'fresh':fresh}))`;
     expect(reach(client, '198.18.1.87', 80)).toBe(true);
   }, 30_000);
 
+  it('learns a remembered answer again once another answer changed its name (the memo forgets the name)', async () => {
+    // The AAAA's window passes first, so the AAAA lookup below surely moves its expiry.
+    expect(addresses(await lookup(client, 'api.fq.test', NSD, { type: 'AAAA' }), 'AAAA')).toEqual(['fd00:18:1::10']);
+    await new Promise((r) => setTimeout(r, 1_500));
+    await lookup(client, 'api.fq.test');
+    const s0 = await proxyStats();
+    expect(addresses(await lookup(client, 'api.fq.test'))).toEqual(['198.18.1.10']);
+    const s1 = await proxyStats();
+    expect(s1.unchanged! - s0.unchanged!).toBe(1); // the A answer is remembered, its window open
+    // The AAAA answer changes what the cache holds for the name: its remembered answers are forgotten.
+    await lookup(client, 'api.fq.test', NSD, { type: 'AAAA' });
+    const s2 = await proxyStats();
+    expect(s2.unchanged).toBe(s1.unchanged);
+    expect(addresses(await lookup(client, 'api.fq.test'))).toEqual(['198.18.1.10']);
+    const s3 = await proxyStats();
+    expect(s3.unchanged).toBe(s1.unchanged); // learned again, though its own window is still open
+    expect(s3.learnedAnswers! - s2.learnedAnswers!).toBe(1);
+    expect(reach(client, '198.18.1.10', 443)).toBe(true);
+  }, 30_000);
+
   it('survives malformed and truncated packets from pods', async () => {
     const before = await proxyStats();
     const hex = ['', '00', 'ffff', '1234010000010000000000000377777700', 'c00c'.repeat(64), '0000'.repeat(300)];
