@@ -10,6 +10,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 namespace sluice {
 
@@ -40,6 +41,12 @@ std::string ErrnoDescription(int err) {
 // per-env state
 
 AddonData* Data(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
+
+double MonotonicMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) * 1000.0 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
 
 void Resources::CloseAll() {
   for (auto& kv : rings) {

@@ -142,7 +142,10 @@ AnswerMemoCore* AnswerMemoOf(Napi::Env env, Napi::Value v);
 // 0, or kMemoHit (| kMemoAddresses: it has A/AAAA records) when `msg` repeats a
 // remembered answer and changes nothing at `nowMs` (CLOCK_MONOTONIC ms).
 uint32_t AnswerMemoCheck(AnswerMemoCore* memo, const uint8_t* msg, size_t len, double nowMs);
-double AnswerMemoNowMs();
+
+// CLOCK_MONOTONIC in milliseconds (fractional): deadlines, and the clock the
+// agent's expiries are on (src/dns/clock.ts).
+double MonotonicMs();
 
 // libbpf log capture: while a LibbpfLog is alive on a thread, libbpf's
 // messages from that thread are appended to it instead of going to stderr.

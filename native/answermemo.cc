@@ -31,8 +31,6 @@
 //   inside its window;
 // - none of the answer's names forgotten since it was remembered: a
 //   generation per name hash (a collision only forgets more).
-#include <time.h>
-
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -236,12 +234,6 @@ struct Entry {
   }
 };
 
-double MonotonicMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) * 1000.0 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
-
 }  // namespace
 
 class AnswerMemoCore {
@@ -376,7 +368,6 @@ class AnswerMemoCore {
 };
 
 uint32_t AnswerMemoCheck(AnswerMemoCore* memo, const uint8_t* msg, size_t len, double nowMs) { return memo->Check(msg, len, nowMs); }
-double AnswerMemoNowMs() { return MonotonicMs(); }
 
 namespace {
 

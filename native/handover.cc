@@ -31,16 +31,10 @@ namespace {
 constexpr size_t kMaxFds = 32;
 constexpr size_t kMaxPayload = 64 * 1024;
 
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
 // Waits until fd is ready for `events` or `deadline` (monotonic ms) passes; false on timeout.
 bool WaitFor(int fd, short events, int64_t deadline) {
   for (;;) {
-    int64_t left = deadline - NowMs();
+    int64_t left = deadline - static_cast<int64_t>(MonotonicMs());
     if (left <= 0) return false;
     pollfd p{fd, events, 0};
     int r = poll(&p, 1, static_cast<int>(left));
@@ -85,7 +79,7 @@ Napi::Value HandoverSend(const Napi::CallbackInfo& info) {
     if (!v.IsNumber()) return ThrowType(env, "argument 'fds' must be an array of fds");
     fds.push_back(v.As<Napi::Number>().Int32Value());
   }
-  int64_t deadline = NowMs() + 5000;
+  int64_t deadline = static_cast<int64_t>(MonotonicMs()) + 5000;
   size_t sent = 0;
   while (sent < payload.size()) {
     iovec iov{const_cast<char*>(payload.data()) + sent, payload.size() - sent};
@@ -139,7 +133,7 @@ Napi::Value HandoverRequest(const Napi::CallbackInfo& info) {
     if (err == ENOENT || err == ECONNREFUSED) return env.Null();
     return ThrowSys(env, SysError::Make(err, "connect", path));
   }
-  int64_t deadline = NowMs() + timeout;
+  int64_t deadline = static_cast<int64_t>(MonotonicMs()) + timeout;
   if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) return fail(errno, "send");
   std::string payload;
   std::vector<int> fds;

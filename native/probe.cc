@@ -42,16 +42,10 @@ struct ProbeResult {
   int localPort = 0;
 };
 
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
 // poll() for `events` until the deadline, across EINTR: >0 ready, 0 timed out, <0 errno.
 int PollUntil(int fd, short events, int64_t deadline, short* revents) {
   for (;;) {
-    int64_t left = deadline - NowMs();
+    int64_t left = deadline - static_cast<int64_t>(MonotonicMs());
     if (left <= 0) return 0;
     pollfd p{fd, events, 0};
     int r = poll(&p, 1, static_cast<int>(left));
@@ -88,7 +82,7 @@ int SocketError(int fd) {
 
 // Runs in the pod's netns (helper thread). A SysError only when nothing could be tried.
 SysError RunProbe(const ProbeSpec& spec, ProbeResult* out) {
-  const int64_t deadline = NowMs() + spec.timeoutMs;
+  const int64_t deadline = static_cast<int64_t>(MonotonicMs()) + spec.timeoutMs;
   int fd = socket(spec.addr.ss_family, (spec.tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return SysError::Make(errno, "socket", "");
   int r = connect(fd, reinterpret_cast<const sockaddr*>(&spec.addr), spec.addrLen);

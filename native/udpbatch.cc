@@ -248,7 +248,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
       int n = recvmmsg(fd_, msgs, kBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return;  // EAGAIN, or an error the next readiness reports again
       Napi::Value hosts6 = env.Undefined();
-      double nowMs = memo_ ? AnswerMemoNowMs() : 0;
+      double nowMs = memo_ ? MonotonicMs() : 0;
       uint32_t k = 0;
       for (int i = 0; i < n; i++) {
         if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {

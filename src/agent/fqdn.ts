@@ -383,10 +383,12 @@ export class FqdnService {
     const backendsOf = this.#cfg.backendsOf;
     for (let k = 0; k < l.addresses.length; k++) {
       const ip = l.addresses[k]!.ip;
+      const backends = backendsOf?.(ip);
       let lo = -Infinity;
       let hi = Infinity;
       for (const name of l.names) {
-        for (let b = -1, backends = backendsOf?.(ip); b < (backends?.length ?? 0); b++) {
+        // The address itself (b = -1), then each backend it opens.
+        for (let b = -1; b < (backends?.length ?? 0); b++) {
           const had = this.cache.expiryOf(name, b < 0 ? ip : backends![b]!);
           if (had === undefined) return false;
           if (had > lo) lo = had;
