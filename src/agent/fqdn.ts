@@ -12,7 +12,6 @@ import {
   PROXY_PORT,
   PROXY_V4,
   PROXY_V6,
-  REFRESH_SLACK_MS,
   type AllowSink,
   type ClientPolicy,
   type Learned,
@@ -310,7 +309,7 @@ export class FqdnService {
 
   /**
    * One trusted answer: cache, then the map, then the journal — an answer
-   * that only repeats what is known (within REFRESH_SLACK_MS) writes nothing.
+   * that only repeats what is known (within the cache's refresh slack) writes nothing.
    * `deferred`: the map writes are queued and #flushLearned settles the
    * answer (it may depend on a write an earlier answer of its batch queued).
    */
@@ -381,6 +380,7 @@ export class FqdnService {
   #windows(l: Learned, into: Float64Array): boolean {
     if (this.#unprogrammed.size || this.#resyncPending) return false;
     const backendsOf = this.#cfg.backendsOf;
+    const slack = this.cache.refreshSlackMs - MEMO_MARGIN_MS;
     for (let k = 0; k < l.addresses.length; k++) {
       const ip = l.addresses[k]!.ip;
       const backends = backendsOf?.(ip);
@@ -392,7 +392,7 @@ export class FqdnService {
           const had = this.cache.expiryOf(name, b < 0 ? ip : backends![b]!);
           if (had === undefined) return false;
           if (had > lo) lo = had;
-          if (had + REFRESH_SLACK_MS - MEMO_MARGIN_MS < hi) hi = had + REFRESH_SLACK_MS - MEMO_MARGIN_MS;
+          if (had + slack < hi) hi = had + slack;
         }
       }
       into[2 * k] = lo;

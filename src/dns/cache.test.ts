@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { FqdnCache, REFRESH_SLACK_MS, type CacheOptions } from './cache.js';
+import { FqdnCache, refreshSlackMs, type CacheOptions } from './cache.js';
 
 const MIN_TTL_MS = 10_000;
 const GRACE_MS = 2_000;
+const REFRESH_SLACK_MS = refreshSlackMs(GRACE_MS);
 
 function cache(opts: Partial<CacheOptions> = {}): FqdnCache {
   return new FqdnCache({ minTtlMs: MIN_TTL_MS, graceMs: GRACE_MS, maxIpsPerName: 4, maxNames: 100, ...opts });
@@ -92,6 +93,18 @@ describe('FqdnCache names', () => {
 });
 
 describe('FqdnCache refreshes', () => {
+  it('has a refresh slack of half the grace, at least 1 s and at most 5 s', () => {
+    expect([0, 1_000, 2_000, 4_000, 10_000, 60_000].map(refreshSlackMs)).toEqual([1_000, 1_000, 1_000, 2_000, 5_000, 5_000]);
+    const c = cache({ graceMs: 10_000 });
+    expect(c.refreshSlackMs).toBe(5_000);
+    c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 0);
+    // With the default grace, an answer 4.999 s later changes nothing: the allow still outlasts max(TTL, min TTL) by 5 s.
+    expect(c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 4_999)).toEqual(new Set());
+    expect(expiry(c, 'example.com', '192.0.2.1')).toBe(70_000);
+    expect(c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 5_000)).toEqual(new Set(['192.0.2.1']));
+    expect(expiry(c, 'example.com', '192.0.2.1')).toBe(75_000);
+  });
+
   it('leaves an entry as it is for an answer that moves its expiry by less than REFRESH_SLACK_MS', () => {
     const c = cache();
     c.learn(['example.com'], [{ ip: '192.0.2.1', ttl: 60 }], 0);

@@ -10,18 +10,30 @@
 
 import { runSteps } from '../policy/index.js';
 
+const MIN_REFRESH_SLACK_MS = 1000;
+const MAX_REFRESH_SLACK_MS = 5000;
+
 /**
- * An answer that moves an address's expiry later by less than this leaves
- * the entry as it is: under load a name is answered many times a second, and
- * every change costs a map write (a syscall) and a journal line. Expiries
- * then trail the last answer by under a second: earlier, never later, than
- * the contract's lifetime (which --fqdn-grace pads anyway).
+ * The refresh slack: an answer that moves an address's expiry later by less
+ * than this leaves the entry as it is. Under load a name is answered many
+ * times a second, and every change costs a map write (a syscall), a journal
+ * line and, in the proxy, the answer's whole learning (a repeat within the
+ * slack is released by the answer memo unparsed). Expiries then trail the
+ * last answer by less than the slack: earlier, never later, than the
+ * contract's lifetime. The slack is half of --fqdn-grace (the padding the
+ * lifetime has for exactly such imprecision), at least 1 s and at most 5 s:
+ * with the default 10 s grace an allow lasts at least max(TTL, min TTL) + 5 s
+ * after the last answer, and a name asked without pause costs one write per
+ * 5 s.
  */
-export const REFRESH_SLACK_MS = 1000;
+export function refreshSlackMs(graceMs: number): number {
+  return Math.min(MAX_REFRESH_SLACK_MS, Math.max(MIN_REFRESH_SLACK_MS, graceMs / 2));
+}
+
 
 /*
  * ORDER: names, and each name's addresses, are kept least recently answered
- * first, to within REFRESH_SLACK_MS: an answer that changes nothing leaves
+ * first, to within the refresh slack: an answer that changes nothing leaves
  * them where they are (the answers of a name asked without pause move it at
  * least once a slack, as its expiries move). Moving a name on every answer
  * cost two operations on a Map of up to --fqdn-max-names keys, and a rehash
@@ -43,6 +55,8 @@ export interface NameEntry {
 
 export class FqdnCache {
   readonly opts: CacheOptions;
+  /** refreshSlackMs(opts.graceMs). */
+  readonly refreshSlackMs: number;
   /** name → (ip → expiry); both maps in least-recently-answered-first order (ORDER). */
   readonly #names = new Map<string, Map<string, number>>();
   /**
@@ -56,6 +70,7 @@ export class FqdnCache {
 
   constructor(opts: CacheOptions) {
     this.opts = opts;
+    this.refreshSlackMs = refreshSlackMs(opts.graceMs);
   }
 
   get size(): { names: number; ips: number } {
@@ -69,7 +84,7 @@ export class FqdnCache {
   /**
    * Records one trusted answer: every address for every name of the chain.
    * Returns the addresses whose allows may have changed (learned, refreshed
-   * by REFRESH_SLACK_MS or more, shortened, or evicted): empty when the
+   * by the refresh slack or more, shortened, or evicted): empty when the
    * answer changed nothing worth writing down.
    */
   learn(names: readonly string[], addresses: ReadonlyArray<{ ip: string; ttl: number }>, nowMs: number): Set<string> {
@@ -97,7 +112,7 @@ export class FqdnCache {
       for (const { ip, expiresMs } of addresses) {
         const had = ips.get(ip);
         // Within the refresh slack: left as it is, in place (see ORDER).
-        if (had !== undefined && expiresMs >= had && expiresMs - had < REFRESH_SLACK_MS) continue;
+        if (had !== undefined && expiresMs >= had && expiresMs - had < this.refreshSlackMs) continue;
         if (had !== undefined) ips.delete(ip); // to the end: most recently answered last
         ips.set(ip, expiresMs);
         if (had === undefined) this.#index(ip, name);

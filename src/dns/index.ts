@@ -2,7 +2,7 @@
 // derived allows, journal) and the wire format helpers. The agent wires it
 // to the datapath (src/agent/fqdn.ts).
 export { FqdnAllows, type AllowSink, type FqdnRuleSpec } from './allows.js';
-export { FqdnCache, REFRESH_SLACK_MS, type CacheOptions, type NameEntry } from './cache.js';
+export { FqdnCache, refreshSlackMs, type CacheOptions, type NameEntry } from './cache.js';
 export { monoMsToNs, monoNowMs, monoNsToMs } from './clock.js';
 export { DNS_PORT, PROXY_PORT, PROXY_V4, PROXY_V6 } from './constants.js';
 export { FqdnJournal } from './journal.js';
