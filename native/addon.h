@@ -58,6 +58,8 @@ struct AddonData {
   Napi::Reference<Napi::Buffer<char>> udp_read_area;
   // The AnswerMemo class (native/answermemo.cc), to recognize its instances.
   Napi::FunctionReference answer_memo;
+  // The UdpBatch class (native/udpbatch.cc), likewise.
+  Napi::FunctionReference udp_batch;
 };
 
 AddonData* Data(Napi::Env env);

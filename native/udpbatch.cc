@@ -12,6 +12,9 @@
 //     with an AnswerMemo (native/answermemo.cc), bits 17 and up of meta[4i+2] are its
 //     verdict on the datagram, judged as it was read
 //   send(buf, address, port) → boolean   false: the kernel refused it (the datagram is lost, as UDP may be)
+//   sendExpecting(buf, address, port, via, clientAddress, clientPort, clientId, questionLength, maxBytes) → boolean
+//                                        send(), and expect the answer (RELEASE below)
+//   unexpect(id)                         the query with that id is settled elsewhere: expect it no more
 //   pause()                              stops reading (datagrams wait in the socket's queue); send() still works
 //   close()
 //
@@ -30,6 +33,21 @@
 // says true (queued); a datagram the kernel refuses at the flush is counted
 // and reported to onSendFailed(n), when given. Outside a batch callback,
 // send() is one synchronous sendto, as before.
+//
+// RELEASE: an upstream socket with a memo sends the memo's hits to their pods
+// itself. A query forwarded with sendExpecting() is expected: (this socket,
+// the query's id) → the listener it came in on (`via`, a UdpBatch), the pod's
+// address, port and id, the question's bytes (buf[12, 12 + questionLength))
+// and the largest answer the pod's path carries. A datagram read here that
+// the memo judges a hit, with an expected id, from the address and port the
+// query went to, whose question bytes are the query's and that fits, is
+// queued on `via` to the pod with the pod's id in place (sent with the
+// batch's other sends) and is expected no more; its verdict then has
+// kReleased, and JavaScript only settles the query. Anything else is
+// JavaScript's, as without it. The expectations are a fixed table
+// (kExpectSlots, open addressing): a query that does not fit is not expected
+// and its answer takes JavaScript's path. Closing either socket forgets its
+// expectations.
 //
 // Reads and sends happen on the loop thread only. A datagram larger than
 // MAX_DATAGRAM arrives cut (MSG_TRUNC) and is dropped here, counted in
@@ -81,7 +99,101 @@ const Area& ReadArea() {
   return area;
 }
 
+// RELEASE: in the verdict, the datagram was sent to its pod here.
+constexpr uint32_t kReleased = 4;
+constexpr uint32_t kExpectSlots = 2048;  // a power of two
+constexpr uint32_t kExpectMaxFill = kExpectSlots * 3 / 4;
+constexpr size_t kMaxExpectedQuestion = 100;
+constexpr size_t kHeaderBytes = 12;
+
 class UdpBatch;
+
+// One expected answer (RELEASE); sock null: a free slot.
+struct Expected {
+  UdpBatch* sock;
+  UdpBatch* via;
+  uint16_t id;
+  uint16_t clientId;
+  uint16_t maxBytes;
+  uint8_t questionLen;
+  socklen_t clientLen;
+  sockaddr_in6 upstream;  // or a sockaddr_in, zero-padded (SockAddr)
+  sockaddr_in6 client;
+  uint8_t question[kMaxExpectedQuestion];
+};
+
+// The expectations of every socket (loop thread only): open addressing,
+// linear probing, deletion by backward shift. Allocated zeroed on first use,
+// so only the pages used become resident.
+class Expectations {
+ public:
+  static Expectations& Get() {
+    static Expectations e;
+    return e;
+  }
+
+  Expected* Find(const UdpBatch* sock, uint16_t id) {
+    if (!slots_) return nullptr;
+    for (uint32_t i = Home(sock, id);; i = (i + 1) & kMask) {
+      Expected& e = slots_[i];
+      if (!e.sock) return nullptr;
+      if (e.sock == sock && e.id == id) return &e;
+    }
+  }
+
+  // A free slot for (sock, id), or that key's own; null when the table is full enough.
+  Expected* Claim(UdpBatch* sock, uint16_t id) {
+    if (!slots_) {
+      slots_ = static_cast<Expected*>(calloc(kExpectSlots, sizeof(Expected)));
+      if (!slots_) return nullptr;
+    }
+    if (Expected* e = Find(sock, id)) return e;
+    if (fill_ >= kExpectMaxFill) return nullptr;
+    uint32_t i = Home(sock, id);
+    while (slots_[i].sock) i = (i + 1) & kMask;
+    fill_++;
+    slots_[i].sock = sock;
+    slots_[i].id = id;
+    return &slots_[i];
+  }
+
+  void Erase(Expected* e) {
+    uint32_t i = static_cast<uint32_t>(e - slots_);
+    slots_[i].sock = nullptr;
+    fill_--;
+    // Backward shift: move up each later entry of the run whose home is not in (i, j].
+    for (uint32_t j = (i + 1) & kMask; slots_[j].sock; j = (j + 1) & kMask) {
+      uint32_t home = Home(slots_[j].sock, slots_[j].id);
+      bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+      if (stays) continue;
+      slots_[i] = slots_[j];
+      slots_[j].sock = nullptr;
+      i = j;
+    }
+  }
+
+  // Every expectation of `b` (the socket the query went out on, or the one its answer goes back on).
+  void Forget(const UdpBatch* b) {
+    if (!slots_ || !fill_) return;
+    for (uint32_t i = 0; i < kExpectSlots;) {
+      Expected& e = slots_[i];
+      if (e.sock && (e.sock == b || e.via == b)) {
+        Erase(&e);  // a later entry may have moved into i: look at it again
+      } else {
+        i++;
+      }
+    }
+  }
+
+ private:
+  static constexpr uint32_t kMask = kExpectSlots - 1;
+  static uint32_t Home(const UdpBatch* sock, uint16_t id) {
+    uint64_t h = (reinterpret_cast<uintptr_t>(sock) >> 4) * 0x9E3779B97F4A7C15ull ^ id * 0xC2B2AE3Dull;
+    return static_cast<uint32_t>(h ^ (h >> 29)) & kMask;
+  }
+  Expected* slots_ = nullptr;
+  uint32_t fill_ = 0;
+};
 
 // Loop thread only: whether an onBatch callback is running (sends queue), and
 // the sockets with queued sends.
@@ -95,7 +207,8 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "UdpBatch",
-                       {InstanceMethod("send", &UdpBatch::Send), InstanceMethod("close", &UdpBatch::Close),
+                       {InstanceMethod("send", &UdpBatch::Send), InstanceMethod("sendExpecting", &UdpBatch::SendExpecting),
+                        InstanceMethod("unexpect", &UdpBatch::Unexpect), InstanceMethod("close", &UdpBatch::Close),
                         InstanceMethod("pause", &UdpBatch::Pause),
                         InstanceAccessor("truncated", &UdpBatch::Truncated, nullptr)});
   }
@@ -148,6 +261,13 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
   ~UdpBatch() override {
     Undirty();
     Stop();
+  }
+
+  // The UdpBatch behind a JS value, or null when it is not one.
+  static UdpBatch* Of(Napi::Env env, Napi::Value v) {
+    AddonData* d = Data(env);
+    if (!v.IsObject() || d->udp_batch.IsEmpty() || !v.As<Napi::Object>().InstanceOf(d->udp_batch.Value())) return nullptr;
+    return Unwrap(v.As<Napi::Object>());
   }
 
   // Sends every socket's queued datagrams (the end of a batch callback), then
@@ -222,6 +342,41 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
   }
 
 
+  // Adds a datagram to this socket's queue (sent at the end of the batch callback).
+  void Queue(const char* data, size_t length, const void* addr, socklen_t addrLen) {
+    size_t offset = sendArea_.size();
+    sendArea_.insert(sendArea_.end(), data, data + length);
+    Queued q{offset, length, {}, addrLen};
+    memcpy(&q.addr, addr, addrLen);
+    queue_.push_back(q);
+    if (queue_.size() == 1) Dirty().push_back(this);
+  }
+
+  // RELEASE: datagram `msg` from `from`, a memo hit, to its pod if it is an expected answer.
+  bool Release(const uint8_t* msg, size_t len, const sockaddr_storage& from) {
+    if (len < kHeaderBytes) return false;
+    Expectations& table = Expectations::Get();
+    Expected* e = table.Find(this, static_cast<uint16_t>(msg[0] << 8 | msg[1]));
+    if (!e || len > e->maxBytes || len < kHeaderBytes + e->questionLen) return false;
+    if (from.ss_family != e->upstream.sin6_family) return false;
+    if (from.ss_family == AF_INET) {
+      auto* a = reinterpret_cast<const sockaddr_in*>(&from);
+      auto* b = reinterpret_cast<const sockaddr_in*>(&e->upstream);
+      if (a->sin_port != b->sin_port || a->sin_addr.s_addr != b->sin_addr.s_addr) return false;
+    } else {
+      auto* a = reinterpret_cast<const sockaddr_in6*>(&from);
+      if (a->sin6_port != e->upstream.sin6_port || memcmp(&a->sin6_addr, &e->upstream.sin6_addr, sizeof a->sin6_addr) != 0) return false;
+    }
+    if (memcmp(msg + kHeaderBytes, e->question, e->questionLen) != 0) return false;
+    UdpBatch* via = e->via;
+    via->Queue(reinterpret_cast<const char*>(msg), len, &e->client, e->clientLen);
+    char* id = via->sendArea_.data() + via->queue_.back().offset;
+    id[0] = static_cast<char>(e->clientId >> 8);
+    id[1] = static_cast<char>(e->clientId & 0xff);
+    table.Erase(e);
+    return true;
+  }
+
   static void OnPoll(uv_poll_t* h, int status, int events) {
     auto* self = static_cast<UdpBatch*>(h->data);
     if (status < 0 || !(events & UV_READABLE) || self->fd_ < 0 || self->paused_) return;
@@ -273,7 +428,12 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
         }
         m[0] = static_cast<uint32_t>(i * kMaxDatagram);
         m[1] = msgs[i].msg_len;
-        if (memo_) m[2] |= AnswerMemoCheck(memo_, reinterpret_cast<const uint8_t*>(area.data) + m[0], m[1], nowMs) << kMemoShift;
+        if (memo_) {
+          const uint8_t* msg = reinterpret_cast<const uint8_t*>(area.data) + m[0];
+          uint32_t verdict = AnswerMemoCheck(memo_, msg, m[1], nowMs);
+          if ((verdict & kMemoHit) && Release(msg, m[1], addrs[i])) verdict |= kReleased;
+          m[2] |= verdict << kMemoShift;
+        }
         k++;
       }
       if (k) {
@@ -289,23 +449,71 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsBuffer() || !info[1].IsString() || !info[2].IsNumber()) return ThrowType(env, "send(buf, address, port)");
-    if (fd_ < 0) return Napi::Boolean::New(env, false);
     auto buf = info[0].As<Napi::Buffer<char>>();
     sockaddr_storage ss;
     socklen_t len;
     if (!SockAddr(env, 0, info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Number>().Uint32Value(), &ss, &len)) return env.Undefined();
+    return Napi::Boolean::New(env, SendTo(buf.Data(), buf.Length(), ss, len));
+  }
+
+  // send(), and the answer expected (RELEASE) when the query was accepted and fits.
+  Napi::Value SendExpecting(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsBuffer() || !info[1].IsString() || !info[2].IsNumber() || !info[4].IsString()) {
+      return ThrowType(env, "sendExpecting(buf, address, port, via, clientAddress, clientPort, clientId, questionLength, maxBytes)");
+    }
+    UdpBatch* via = Of(env, info[3]);
+    if (!via) return ThrowType(env, "sendExpecting: via must be a UdpBatch");
+    Args a(info);
+    uint32_t clientPort, clientId, questionLength, maxBytes;
+    if (!a.U32(5, "clientPort", &clientPort) || !a.U32(6, "clientId", &clientId) || !a.U32(7, "questionLength", &questionLength) || !a.U32(8, "maxBytes", &maxBytes)) return env.Undefined();
+    auto buf = info[0].As<Napi::Buffer<char>>();
+    sockaddr_storage upstream, client;
+    socklen_t upstreamLen, clientLen;
+    if (!SockAddr(env, 0, info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Number>().Uint32Value(), &upstream, &upstreamLen) ||
+        !SockAddr(env, 0, info[4].As<Napi::String>().Utf8Value(), clientPort, &client, &clientLen)) {
+      return env.Undefined();
+    }
+    if (!SendTo(buf.Data(), buf.Length(), upstream, upstreamLen)) return Napi::Boolean::New(env, false);
+    if (via->fd_ >= 0 && buf.Length() >= kHeaderBytes + questionLength && questionLength <= kMaxExpectedQuestion && clientId <= 0xffff && maxBytes <= 0xffff) {
+      auto id = static_cast<uint16_t>(static_cast<uint8_t>(buf.Data()[0]) << 8 | static_cast<uint8_t>(buf.Data()[1]));
+      if (Expected* e = Expectations::Get().Claim(this, id)) {
+        e->via = via;
+        e->clientId = static_cast<uint16_t>(clientId);
+        e->maxBytes = static_cast<uint16_t>(maxBytes);
+        e->questionLen = static_cast<uint8_t>(questionLength);
+        memcpy(&e->upstream, &upstream, upstreamLen);  // a sockaddr_in or a sockaddr_in6: both fit
+        memcpy(&e->client, &client, clientLen);
+        e->clientLen = clientLen;
+        memcpy(e->question, buf.Data() + kHeaderBytes, questionLength);
+      }
+    }
+    return Napi::Boolean::New(env, true);
+  }
+
+  Napi::Value Unexpect(const Napi::CallbackInfo& info) {
+    Args a(info);
+    uint32_t id;
+    if (!a.U32(0, "id", &id)) return info.Env().Undefined();
+    Expectations& table = Expectations::Get();
+    if (id <= 0xffff) {
+      if (Expected* e = table.Find(this, static_cast<uint16_t>(id))) table.Erase(e);
+    }
+    return info.Env().Undefined();
+  }
+
+  // Queued during a batch callback (true), else one sendto (false: the kernel refused it).
+  bool SendTo(const char* data, size_t length, const sockaddr_storage& ss, socklen_t len) {
+    if (fd_ < 0) return false;
     if (g_inBatch) {
-      size_t offset = sendArea_.size();
-      sendArea_.insert(sendArea_.end(), buf.Data(), buf.Data() + buf.Length());
-      queue_.push_back(Queued{offset, buf.Length(), ss, len});
-      if (queue_.size() == 1) Dirty().push_back(this);
-      return Napi::Boolean::New(env, true);
+      Queue(data, length, &ss, len);
+      return true;
     }
     ssize_t r;
     do {
-      r = sendto(fd_, buf.Data(), buf.Length(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&ss), len);
+      r = sendto(fd_, data, length, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&ss), len);
     } while (r < 0 && errno == EINTR);
-    return Napi::Boolean::New(env, r >= 0);
+    return r >= 0;
   }
 
   Napi::Value Truncated(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(truncated_)); }
@@ -328,6 +536,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
   }
 
   void Stop() {
+    Expectations::Get().Forget(this);
     if (poll_) {
       uv_poll_stop(poll_);
       uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
@@ -358,6 +567,10 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
 
 }  // namespace
 
-void RegisterUdpBatch(Napi::Env env, Napi::Object exports) { exports.Set("UdpBatch", UdpBatch::Define(env)); }
+void RegisterUdpBatch(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = UdpBatch::Define(env);
+  Data(env)->udp_batch = Napi::Persistent(ctor);
+  exports.Set("UdpBatch", ctor);
+}
 
 }  // namespace sluice

@@ -167,9 +167,26 @@ export interface UdpSockets {
     onSendFailed?: (count: number) => void,
     /** Judges every datagram read (its verdict in the port field, from bit UDP_MEMO_SHIFT). */
     memo?: AnswerMemo,
-  ): { send(buf: Buffer, address: string, port: number): boolean; pause(): void; close(): void };
+  ): BatchSocket;
   /** A bound UDP socket fd on a kernel-chosen port (the upstream pool's). */
   bind(family: 4 | 6): number;
+}
+
+/** A batched socket (native/udpbatch.cc's UdpBatch, or a test's stand-in). */
+export interface BatchSocket {
+  send(buf: Buffer, address: string, port: number): boolean;
+  /**
+   * RELEASE: send(), and the answer expected: one the socket's memo judges a
+   * hit, from address:port with the query's id and question bytes and at
+   * most maxBytes long, goes to clientAddress:clientPort through `via` (a
+   * socket of the same kind) with id clientId as it is read; its verdict then
+   * has MEMO_RELEASED.
+   */
+  sendExpecting?(buf: Buffer, address: string, port: number, via: BatchSocket, clientAddress: string, clientPort: number, clientId: number, questionLength: number, maxBytes: number): boolean;
+  /** The query with this id settled otherwise: its answer is expected no more. */
+  unexpect?(id: number): void;
+  pause(): void;
+  close(): void;
 }
 
 /** In a UdpSockets batch's port field: the datagram came from IPv6. */
@@ -180,6 +197,8 @@ export const UDP_MEMO_SHIFT = 17;
 export const MEMO_HIT = 1;
 /** … and it has addresses (it counts as learned). */
 export const MEMO_ADDRESSES = 2;
+/** … and the socket already sent it to its pod (RELEASE): the query is only settled. */
+export const MEMO_RELEASED = 4;
 
 /** The native memo of answers that change nothing, as the proxy uses it (src/native NativeAnswerMemo). */
 export interface AnswerMemo {
@@ -194,6 +213,8 @@ const MEMO_MAX_ADDRESSES = 32;
  */
 interface Replier {
   send(msg: Buffer, port: number, address: string): void;
+  /** A batched UDP socket's own socket, when it can release answers itself (RELEASE). */
+  batch?: BatchSocket & Required<Pick<BatchSocket, 'sendExpecting' | 'unexpect'>>;
 }
 
 /** What the proxy needs of a UDP socket: dgram's, or a batched one. */
@@ -321,6 +342,8 @@ interface Pending {
   pod: PodDnsStats;
   /** performance.now() when the query arrived from the pod. */
   receivedMs: number;
+  /** RELEASE: the socket that expects its answer (told when the query settles otherwise). */
+  expectedBy?: BatchSocket;
 }
 
 type Refusal = { rcode: number; why: string; reason: AnswerReason };
@@ -559,6 +582,7 @@ export class DnsProxy {
       },
       pause: () => bs.pause(),
       close: () => bs.close(),
+      ...(bs.sendExpecting && bs.unexpect ? { batch: bs as NonNullable<Replier['batch']> } : {}),
     };
   }
 
@@ -802,6 +826,8 @@ export class DnsProxy {
     // upstream's id goes in place, no copy.
     const out = msg;
     out.writeUInt16BE(id, 0);
+    // RELEASE: an answer the memo vouches for goes back from the upstream socket itself.
+    const expectedBy = sock.batch && via.batch ? sock.batch : undefined;
     this.#pending.set(slot * 65536 + id, {
       deadline: Date.now() + this.#upstreamTimeoutMs,
       upstream,
@@ -815,11 +841,13 @@ export class DnsProxy {
       maxBytes: MAX_UDP_ANSWER,
       pod,
       receivedMs,
+      expectedBy,
     });
     pod.inflight++;
     this.stats.forwarded++;
     if (ps) this.stats.fromPod++;
-    sock.send(out, this.#upstreamPort, upstream);
+    if (!expectedBy) return sock.send(out, this.#upstreamPort, upstream);
+    if (!expectedBy.sendExpecting(out, upstream, this.#upstreamPort, via.batch!, podAddress, podPort, q.id, q.questionWire.length, MAX_UDP_ANSWER)) this.stats.sendFailed++;
   }
 
   #onUdpAnswer(slot: number, msg: Buffer, address: number | string, port: number, verdict: number): void {
@@ -827,8 +855,20 @@ export class DnsProxy {
       this.stats.malformed++;
       return;
     }
-    const key = slot * 65536 + ((msg[0]! << 8) | msg[1]!);
+    const id = (msg[0]! << 8) | msg[1]!;
+    const key = slot * 65536 + id;
     const p = this.#pending.get(key);
+    if (verdict & MEMO_RELEASED) {
+      // Sent to its pod by the socket (RELEASE), which checked what the branch below checks: settled here.
+      if (!p) return;
+      this.#pending.delete(key);
+      p.pod.inflight--;
+      this.stats.unchanged++;
+      if (verdict & MEMO_ADDRESSES) this.stats.learnedAnswers++;
+      this.stats.answered++;
+      this.#answered('forwarded', 'upstream', p.receivedMs);
+      return;
+    }
     if (!p || port !== this.#upstreamPort || (typeof address === 'number' ? address !== p.upstream4 : address !== p.upstream)) {
       this.stats.spoofed++;
       return;
@@ -842,6 +882,7 @@ export class DnsProxy {
     } else if (!this.#release(msg, p)) return;
     this.#pending.delete(key);
     p.pod.inflight--;
+    p.expectedBy?.unexpect!(id);
   }
 
   /**
@@ -960,6 +1001,7 @@ export class DnsProxy {
         if (p.deadline > now) continue;
         pending.delete(key);
         p.pod.inflight--;
+        if (typeof key === 'number') p.expectedBy?.unexpect!(key % 65536);
         this.stats.upstreamTimeouts++;
       }
     };

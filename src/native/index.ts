@@ -389,6 +389,18 @@ export interface NativeAnswerMemo {
 
 export interface UdpBatchSocket {
   send(buf: Buffer, address: string, port: number): boolean;
+  /**
+   * send(), and (when the query was accepted and its question is at most 100
+   * bytes) its answer expected: an answer this socket's memo judges a hit,
+   * with the query's id (buf's first two bytes), from address:port, with the
+   * query's question bytes (buf[12, 12 + questionLength)) and at most
+   * maxBytes long, is sent to clientAddress:clientPort through `via` with id
+   * clientId as it is read, and its verdict has MEMO_RELEASED
+   * (native/udpbatch.cc, RELEASE).
+   */
+  sendExpecting(buf: Buffer, address: string, port: number, via: UdpBatchSocket, clientAddress: string, clientPort: number, clientId: number, questionLength: number, maxBytes: number): boolean;
+  /** The query with this id is settled otherwise: its answer is expected no more. */
+  unexpect(id: number): void;
   /** Stops reading: datagrams wait in the socket's queue (for whoever holds it next); send() still works. */
   pause(): void;
   close(): void;

@@ -5,12 +5,13 @@
 // CNAME target) or clearing makes it miss, and what the proxy's parser would
 // read differently from the memo (other record types, compression pointers
 // into a TTL, names with escapes) is never remembered. A socket given a memo
-// reports its verdict per datagram.
+// reports its verdict per datagram, and sends a hit that answers a query it
+// expects straight to the pod (RELEASE), and nothing else.
 import dgram from 'node:dgram';
 import * as dnsPacket from 'dns-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { native, type NativeAnswerMemo, type UdpBatchSocket } from '../../src/native/index.js';
-import { MEMO_ADDRESSES, MEMO_HIT, UDP_MEMO_SHIFT } from '../../src/dns/proxy.js';
+import { MEMO_ADDRESSES, MEMO_HIT, MEMO_RELEASED, UDP_MEMO_SHIFT } from '../../src/dns/proxy.js';
 
 const HIT = MEMO_HIT | MEMO_ADDRESSES;
 const MIN_TTL_MS = 2_000;
@@ -223,6 +224,84 @@ describe('UdpBatch with an AnswerMemo', () => {
     client.send(response({ name: 'unknown.example' }), target, '127.0.0.1');
     await got;
     expect(Object.fromEntries(verdicts)).toEqual({ 'known.example': HIT, 'unknown.example': 0 });
+  });
+
+  /** A UDP socket on 127.0.0.1 whose datagrams (and their sources) queue up. */
+  async function peer(): Promise<{ sock: dgram.Socket; port: number; inbox: Array<{ msg: Buffer; port: number }> }> {
+    const sock = dgram.createSocket('udp4');
+    open.push(sock);
+    const inbox: Array<{ msg: Buffer; port: number }> = [];
+    sock.on('message', (msg, r) => inbox.push({ msg, port: r.port }));
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+    return { sock, port: sock.address().port, inbox };
+  }
+
+  const settle = (ms = 100) => new Promise((r) => setTimeout(r, ms));
+  async function until(cond: () => boolean): Promise<void> {
+    for (let i = 0; i < 200 && !cond(); i++) await settle(10);
+  }
+
+  it('sends a hit that answers an expected query to its pod itself (RELEASE), once, and nothing else', async () => {
+    memoOf();
+    memo.remember(response({ name: 'known.example' }), windows([-Infinity, Infinity], [-Infinity, Infinity]), 2);
+    memo.remember(response({ name: 'other.example' }), windows([-Infinity, Infinity], [-Infinity, Infinity]), 2);
+    const [resolver, rogue, pod] = [await peer(), await peer(), await peer()];
+    const verdicts: Array<{ id: number; verdict: number }> = [];
+    const listener = new (native().UdpBatch)(native().socketBind(4, 'udp', '127.0.0.1', 0), () => {});
+    open.push(listener);
+    const upstream = new (native().UdpBatch)(
+      native().socketBind(4, 'udp', '127.0.0.1', 0),
+      (count, data, meta) => {
+        for (let i = 0; i < count; i++) verdicts.push({ id: data.readUInt16BE(meta[4 * i]!), verdict: meta[4 * i + 2]! >>> UDP_MEMO_SHIFT });
+      },
+      undefined,
+      memo,
+    );
+    open.push(upstream);
+    // The query goes out with the upstream's id; the answer is to reach the pod with the pod's (0x0042).
+    const expect_ = async (id: number, name = 'known.example', maxBytes = 1232): Promise<number> => {
+      const q = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
+      const before = resolver.inbox.length;
+      expect(upstream.sendExpecting(q, '127.0.0.1', resolver.port, listener, '127.0.0.1', pod.port, 0x0042, q.length - 12, maxBytes)).toBe(true);
+      await until(() => resolver.inbox.length > before);
+      return resolver.inbox.at(-1)!.port; // the upstream socket's port
+    };
+    const reply = async (from: { sock: dgram.Socket }, to: number, msg: Buffer): Promise<number> => {
+      const n = verdicts.length;
+      from.sock.send(msg, to, '127.0.0.1');
+      await until(() => verdicts.length > n);
+      return verdicts.at(-1)!.verdict;
+    };
+
+    // Expected, from the resolver, the query's question: to the pod with its id, through the listener.
+    const to = await expect_(0x1234);
+    expect(await reply(resolver, to, response({ id: 0x1234, name: 'known.example' }))).toBe(HIT | MEMO_RELEASED);
+    await until(() => pod.inbox.length === 1);
+    expect(pod.inbox).toHaveLength(1);
+    expect(pod.inbox[0]!.msg.readUInt16BE(0)).toBe(0x0042);
+    expect(pod.inbox[0]!.msg.subarray(2)).toEqual(response({ id: 0x1234, name: 'known.example' }).subarray(2));
+    // Once: a repeat of it is only a hit.
+    expect(await reply(resolver, to, response({ id: 0x1234, name: 'known.example' }))).toBe(HIT);
+    // From another port, or echoing another (remembered) question, or longer than the pod's path takes: not released.
+    await expect_(0x2345);
+    expect(await reply(rogue, to, response({ id: 0x2345, name: 'known.example' }))).toBe(HIT);
+    expect(await reply(resolver, to, response({ id: 0x2345, name: 'other.example' }))).toBe(HIT);
+    expect(await reply(resolver, to, response({ id: 0x2345, name: 'known.example' }))).toBe(HIT | MEMO_RELEASED); // still expected
+    await expect_(0x3456, 'known.example', 40);
+    expect(await reply(resolver, to, response({ id: 0x3456, name: 'known.example' }))).toBe(HIT);
+    // A miss is JavaScript's, expected or not.
+    await expect_(0x4567);
+    expect(await reply(resolver, to, response({ id: 0x4567, name: 'known.example', answers: [{ type: 'A', name: 'known.example', ttl: 60, data: '192.0.2.9' }] }))).toBe(0);
+    // Settled elsewhere (unexpect), or its listener closed: not released.
+    upstream.unexpect(0x4567);
+    expect(await reply(resolver, to, response({ id: 0x4567, name: 'known.example' }))).toBe(HIT);
+    await expect_(0x5678);
+    listener.close();
+    expect(await reply(resolver, to, response({ id: 0x5678, name: 'known.example' }))).toBe(HIT);
+    await settle();
+    expect(pod.inbox).toHaveLength(2);
+    expect(pod.inbox.map((m) => m.msg.readUInt16BE(0))).toEqual([0x0042, 0x0042]);
+    expect(() => upstream.sendExpecting(Buffer.alloc(12), '127.0.0.1', resolver.port, {} as UdpBatchSocket, '127.0.0.1', 1, 1, 0, 512)).toThrow(/UdpBatch/);
   });
 
   it('refuses a memo that is not an AnswerMemo', () => {
