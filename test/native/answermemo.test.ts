@@ -304,6 +304,44 @@ describe('UdpBatch with an AnswerMemo', () => {
     expect(() => upstream.sendExpecting(Buffer.alloc(12), '127.0.0.1', resolver.port, {} as UdpBatchSocket, '127.0.0.1', 1, 1, 0, 512)).toThrow(/UdpBatch/);
   });
 
+  it('keeps hundreds of expectations of one socket apart through expecting, unexpecting and releasing in any order', async () => {
+    memoOf();
+    memo.remember(response({ name: 'known.example' }), windows([-Infinity, Infinity], [-Infinity, Infinity]), 2);
+    const [resolver, pod] = [await peer(), await peer()];
+    const released = new Map<number, boolean>();
+    const listener = new (native().UdpBatch)(native().socketBind(4, 'udp', '127.0.0.1', 0), () => {});
+    const upstream = new (native().UdpBatch)(
+      native().socketBind(4, 'udp', '127.0.0.1', 0),
+      (count, data, meta) => {
+        for (let i = 0; i < count; i++) released.set(data.readUInt16BE(meta[4 * i]!), ((meta[4 * i + 2]! >>> UDP_MEMO_SHIFT) & MEMO_RELEASED) !== 0);
+      },
+      undefined,
+      memo,
+    );
+    open.push(listener, upstream);
+    // 600 distinct ids (a third of the table), expected in one order, a quarter unexpected, all answered in another.
+    const ids = [...new Set(Array.from({ length: 900 }, () => Math.floor(Math.random() * 65536)))].slice(0, 600);
+    for (const id of ids) {
+      const q = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'known.example' }] });
+      upstream.sendExpecting(q, '127.0.0.1', resolver.port, listener, '127.0.0.1', pod.port, id ^ 0xffff, q.length - 12, 1232);
+    }
+    await until(() => resolver.inbox.length === ids.length);
+    const to = resolver.inbox[0]!.port;
+    const shuffled = [...ids].sort(() => Math.random() - 0.5);
+    const dropped = new Set(shuffled.slice(0, 150));
+    for (const id of dropped) upstream.unexpect(id);
+    const answerOrder = [...ids].sort(() => Math.random() - 0.5);
+    for (let i = 0; i < answerOrder.length; i += 50) {
+      for (const id of answerOrder.slice(i, i + 50)) resolver.sock.send(response({ id, name: 'known.example' }), to, '127.0.0.1');
+      await until(() => released.size >= Math.min(i + 50, ids.length));
+    }
+    expect(released.size).toBe(ids.length);
+    expect(ids.filter((id) => released.get(id) !== !dropped.has(id))).toEqual([]);
+    await until(() => pod.inbox.length === ids.length - dropped.size);
+    await settle();
+    expect(pod.inbox.map((m) => m.msg.readUInt16BE(0) ^ 0xffff).sort()).toEqual(ids.filter((id) => !dropped.has(id)).sort());
+  });
+
   it('refuses a memo that is not an AnswerMemo', () => {
     const fd = native().socketBind(4, 'udp', '127.0.0.1', 0);
     expect(() => new (native().UdpBatch)(fd, () => {}, undefined, {} as NativeAnswerMemo)).toThrow(/AnswerMemo/);
