@@ -30,7 +30,6 @@ export function refreshSlackMs(graceMs: number): number {
   return Math.min(MAX_REFRESH_SLACK_MS, Math.max(MIN_REFRESH_SLACK_MS, graceMs / 2));
 }
 
-
 /*
  * ORDER: names, and each name's addresses, are kept least recently answered
  * first, to within the refresh slack: an answer that changes nothing leaves

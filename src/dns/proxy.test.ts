@@ -788,6 +788,9 @@ describe('DnsProxy releasing repeats of a learned answer (MEMO)', () => {
     expect(h.learned.map((l) => l.names)).toEqual([['api.github.com']]);
     expect(windowsAsked).toEqual([['api.github.com']]);
     expect(h.proxy.stats).toMatchObject({ forwarded: 3, answered: 3, learnedAnswers: 3, unchanged: 2, spoofed: 0, errors: 0 });
+    // The repeats went back from the upstream socket itself (RELEASE) and settled their queries: nothing in flight.
+    expect(h.proxy.inflight()).toBe(0);
+    expect([...h.proxy.podStats().values()].map((p) => p.inflight)).toEqual([0]);
   });
 
   it('learns every answer while nothing may be remembered, and any answer that differs', async () => {

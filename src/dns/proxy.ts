@@ -343,7 +343,7 @@ interface Pending {
   /** performance.now() when the query arrived from the pod. */
   receivedMs: number;
   /** RELEASE: the socket that expects its answer (told when the query settles otherwise). */
-  expectedBy?: BatchSocket;
+  expectedBy?: Replier['batch'];
 }
 
 type Refusal = { rcode: number; why: string; reason: AnswerReason };
@@ -548,7 +548,7 @@ export class DnsProxy {
    * view of the batch's (valid until the handler returns); a send the kernel
    * refuses (its queue full) loses the datagram, as UDP may, and is counted.
    */
-  #batched(batch: UdpSockets, fd: number, onDatagram: (msg: Buffer, address: number | string, port: number, verdict: number) => void, memo?: AnswerMemo): UdpLike {
+  #batched(batch: UdpSockets, fd: number, onDatagram: (msg: Buffer, address: number | string, port: number, verdict: number) => void, memo?: AnswerMemo, slot?: number): UdpLike {
     // With a memo, its hits first (MEMO), then the rest; without, one pass.
     const pass = (count: number, data: Buffer, meta: Uint32Array, hosts6: string[] | undefined, hits: boolean): void => {
       for (let i = 0, at = 0; i < count; i++, at += 4) {
@@ -556,6 +556,11 @@ export class DnsProxy {
         const verdict = port >>> UDP_MEMO_SHIFT;
         if (memo && (verdict & MEMO_HIT) !== 0 !== hits) continue;
         const offset = meta[at]!;
+        // Already at its pod (RELEASE): settled by the id alone, no view of it made.
+        if (verdict & MEMO_RELEASED && slot !== undefined) {
+          this.#settleReleased(slot, (data[offset]! << 8) | data[offset + 1]!, verdict);
+          continue;
+        }
         onDatagram(data.subarray(offset, offset + meta[at + 1]!), port & UDP_FROM_V6 ? hosts6![i]! : meta[at + 3]!, port & 0xffff, verdict);
       }
     };
@@ -734,7 +739,7 @@ export class DnsProxy {
     if (batch) {
       for (let i = 0; i < POOL_SIZE; i++) {
         const index = i;
-        pool.push(this.#batched(batch, batch.bind(family), (m, address, port, verdict) => this.#udpAnswer(poolSlot(family, index), m, address, port, verdict), this.#deps.answerMemo?.memo));
+        pool.push(this.#batched(batch, batch.bind(family), (m, address, port, verdict) => this.#udpAnswer(poolSlot(family, index), m, address, port, verdict), this.#deps.answerMemo?.memo, poolSlot(family, index)));
       }
       this.#pools.set(family, pool);
       return pool;
@@ -775,7 +780,7 @@ export class DnsProxy {
       let sock: UdpLike;
       const batch = this.#deps.batch;
       if (batch) {
-        sock = this.#batched(batch, fd, (m, address, port, verdict) => this.#udpAnswer(slot, m, address, port, verdict), this.#deps.answerMemo?.memo);
+        sock = this.#batched(batch, fd, (m, address, port, verdict) => this.#udpAnswer(slot, m, address, port, verdict), this.#deps.answerMemo?.memo, slot);
       } else {
         const d = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
         d.on('message', (m, r) => this.#udpAnswer(slot, m, r.address, r.port));
@@ -857,18 +862,8 @@ export class DnsProxy {
     }
     const id = (msg[0]! << 8) | msg[1]!;
     const key = slot * 65536 + id;
+    if (verdict & MEMO_RELEASED) return this.#settleReleased(slot, id, verdict);
     const p = this.#pending.get(key);
-    if (verdict & MEMO_RELEASED) {
-      // Sent to its pod by the socket (RELEASE), which checked what the branch below checks: settled here.
-      if (!p) return;
-      this.#pending.delete(key);
-      p.pod.inflight--;
-      this.stats.unchanged++;
-      if (verdict & MEMO_ADDRESSES) this.stats.learnedAnswers++;
-      this.stats.answered++;
-      this.#answered('forwarded', 'upstream', p.receivedMs);
-      return;
-    }
     if (!p || port !== this.#upstreamPort || (typeof address === 'number' ? address !== p.upstream4 : address !== p.upstream)) {
       this.stats.spoofed++;
       return;
@@ -882,7 +877,28 @@ export class DnsProxy {
     } else if (!this.#release(msg, p)) return;
     this.#pending.delete(key);
     p.pod.inflight--;
-    p.expectedBy?.unexpect!(id);
+    p.expectedBy?.unexpect(id);
+  }
+
+  /**
+   * RELEASE: the answer to query `id` on socket `slot` was sent to its pod by
+   * the socket, which checked what #onUdpAnswer checks (source, id, question,
+   * size) and the memo vouched for it: the query is only settled here.
+   */
+  #settleReleased(slot: number, id: number, verdict: number): void {
+    try {
+      const key = slot * 65536 + id;
+      const p = this.#pending.get(key);
+      if (!p) return;
+      this.#pending.delete(key);
+      p.pod.inflight--;
+      this.stats.unchanged++;
+      if (verdict & MEMO_ADDRESSES) this.stats.learnedAnswers++;
+      this.stats.answered++;
+      this.#answered('forwarded', 'upstream', p.receivedMs);
+    } catch (err) {
+      this.#handlerError(err);
+    }
   }
 
   /**
@@ -1001,7 +1017,7 @@ export class DnsProxy {
         if (p.deadline > now) continue;
         pending.delete(key);
         p.pod.inflight--;
-        if (typeof key === 'number') p.expectedBy?.unexpect!(key % 65536);
+        if (typeof key === 'number') p.expectedBy?.unexpect(key % 65536);
         this.stats.upstreamTimeouts++;
       }
     };
