@@ -227,12 +227,14 @@ describe('UdpBatch with an AnswerMemo', () => {
   });
 
   /** A UDP socket on 127.0.0.1 whose datagrams (and their sources) queue up. */
-  async function peer(): Promise<{ sock: dgram.Socket; port: number; inbox: Array<{ msg: Buffer; port: number }> }> {
-    const sock = dgram.createSocket('udp4');
+  const LOOPBACK = { 4: '127.0.0.1', 6: '::1' } as const;
+
+  async function peer(family: 4 | 6 = 4): Promise<{ sock: dgram.Socket; port: number; inbox: Array<{ msg: Buffer; port: number }> }> {
+    const sock = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
     open.push(sock);
     const inbox: Array<{ msg: Buffer; port: number }> = [];
     sock.on('message', (msg, r) => inbox.push({ msg, port: r.port }));
-    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+    await new Promise<void>((r) => sock.bind(0, LOOPBACK[family], r));
     return { sock, port: sock.address().port, inbox };
   }
 
@@ -241,16 +243,17 @@ describe('UdpBatch with an AnswerMemo', () => {
     for (let i = 0; i < 200 && !cond(); i++) await settle(10);
   }
 
-  it('sends a hit that answers an expected query to its pod itself (RELEASE), once, and nothing else', async () => {
+  it.each([4, 6] as const)('IPv%s: sends a hit that answers an expected query to its pod itself (RELEASE), once, and nothing else', async (family) => {
+    const lo = LOOPBACK[family];
     memoOf();
     memo.remember(response({ name: 'known.example' }), windows([-Infinity, Infinity], [-Infinity, Infinity]), 2);
     memo.remember(response({ name: 'other.example' }), windows([-Infinity, Infinity], [-Infinity, Infinity]), 2);
-    const [resolver, rogue, pod] = [await peer(), await peer(), await peer()];
+    const [resolver, rogue, pod] = [await peer(family), await peer(family), await peer(family)];
     const verdicts: Array<{ id: number; verdict: number }> = [];
-    const listener = new (native().UdpBatch)(native().socketBind(4, 'udp', '127.0.0.1', 0), () => {});
+    const listener = new (native().UdpBatch)(native().socketBind(family, 'udp', lo, 0), () => {});
     open.push(listener);
     const upstream = new (native().UdpBatch)(
-      native().socketBind(4, 'udp', '127.0.0.1', 0),
+      native().socketBind(family, 'udp', lo, 0),
       (count, data, meta) => {
         for (let i = 0; i < count; i++) verdicts.push({ id: data.readUInt16BE(meta[4 * i]!), verdict: meta[4 * i + 2]! >>> UDP_MEMO_SHIFT });
       },
@@ -262,13 +265,13 @@ describe('UdpBatch with an AnswerMemo', () => {
     const expect_ = async (id: number, name = 'known.example', maxBytes = 1232): Promise<number> => {
       const q = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
       const before = resolver.inbox.length;
-      expect(upstream.sendExpecting(q, '127.0.0.1', resolver.port, listener, '127.0.0.1', pod.port, 0x0042, q.length - 12, maxBytes)).toBe(true);
+      expect(upstream.sendExpecting(q, lo, resolver.port, listener, lo, pod.port, 0x0042, q.length - 12, maxBytes)).toBe(true);
       await until(() => resolver.inbox.length > before);
       return resolver.inbox.at(-1)!.port; // the upstream socket's port
     };
     const reply = async (from: { sock: dgram.Socket }, to: number, msg: Buffer): Promise<number> => {
       const n = verdicts.length;
-      from.sock.send(msg, to, '127.0.0.1');
+      from.sock.send(msg, to, lo);
       await until(() => verdicts.length > n);
       return verdicts.at(-1)!.verdict;
     };
@@ -301,7 +304,7 @@ describe('UdpBatch with an AnswerMemo', () => {
     await settle();
     expect(pod.inbox).toHaveLength(2);
     expect(pod.inbox.map((m) => m.msg.readUInt16BE(0))).toEqual([0x0042, 0x0042]);
-    expect(() => upstream.sendExpecting(Buffer.alloc(12), '127.0.0.1', resolver.port, {} as UdpBatchSocket, '127.0.0.1', 1, 1, 0, 512)).toThrow(/UdpBatch/);
+    expect(() => upstream.sendExpecting(Buffer.alloc(12), lo, resolver.port, {} as UdpBatchSocket, lo, 1, 1, 0, 512)).toThrow(/UdpBatch/);
   });
 
   it('keeps hundreds of expectations of one socket apart through expecting, unexpecting and releasing in any order', async () => {
