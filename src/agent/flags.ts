@@ -14,7 +14,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: 'max-policy-entries', help: 'size of the policy map (allow entries of all endpoints)', default: '262144' },
   { name: 'max-fqdn-entries', help: 'size of the FQDN allow map ((rule, address) pairs)', default: '131072' },
   { name: 'fqdn-min-ttl', help: 'shortest lifetime of a learned address (duration: 500ms, 30s, 1m30s or seconds)', default: '60s' },
-  { name: 'fqdn-grace', help: 'added to every learned address\'s lifetime', default: '10s' },
+  { name: 'fqdn-grace', help: 'added to every learned address\'s lifetime; half of it (1s to 5s) is the refresh slack: an answer moving an expiry by less writes nothing', default: '10s' },
   { name: 'fqdn-max-ips-per-name', help: 'addresses kept per name; expired ones go first, then the least recently answered', default: '64' },
   { name: 'dns-intercept', help: 'whose DNS goes through the proxy: selected (pods an FQDNPolicy selects) or all', default: 'selected' },
   { name: 'dns-trusted', help: 'resolvers whose answers may open traffic: IP[,IP…] (default: the kube-system/kube-dns Service\'s IPs and endpoints; standalone: the nameservers of /etc/resolv.conf)', default: '' },
