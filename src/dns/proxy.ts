@@ -547,8 +547,11 @@ export class DnsProxy {
    * source an IPv4 address as a number or an IPv6 one as text, its bytes a
    * view of the batch's (valid until the handler returns); a send the kernel
    * refuses (its queue full) loses the datagram, as UDP may, and is counted.
+   * An upstream socket (`upstream`: its slot, and the memo that judges what it
+   * reads) settles the answers it released itself (RELEASE) by their id.
    */
-  #batched(batch: UdpSockets, fd: number, onDatagram: (msg: Buffer, address: number | string, port: number, verdict: number) => void, memo?: AnswerMemo, slot?: number): UdpLike {
+  #batched(batch: UdpSockets, fd: number, onDatagram: (msg: Buffer, address: number | string, port: number, verdict: number) => void, upstream?: { slot: number; memo: AnswerMemo | undefined }): UdpLike {
+    const memo = upstream?.memo;
     // With a memo, its hits first (MEMO), then the rest; without, one pass.
     const pass = (count: number, data: Buffer, meta: Uint32Array, hosts6: string[] | undefined, hits: boolean): void => {
       for (let i = 0, at = 0; i < count; i++, at += 4) {
@@ -557,8 +560,8 @@ export class DnsProxy {
         if (memo && (verdict & MEMO_HIT) !== 0 !== hits) continue;
         const offset = meta[at]!;
         // Already at its pod (RELEASE): settled by the id alone, no view of it made.
-        if (verdict & MEMO_RELEASED && slot !== undefined) {
-          this.#settleReleased(slot, (data[offset]! << 8) | data[offset + 1]!, verdict);
+        if (verdict & MEMO_RELEASED) {
+          this.#settleReleased(upstream!.slot, (data[offset]! << 8) | data[offset + 1]!, verdict);
           continue;
         }
         onDatagram(data.subarray(offset, offset + meta[at + 1]!), port & UDP_FROM_V6 ? hosts6![i]! : meta[at + 3]!, port & 0xffff, verdict);
@@ -739,7 +742,7 @@ export class DnsProxy {
     if (batch) {
       for (let i = 0; i < POOL_SIZE; i++) {
         const index = i;
-        pool.push(this.#batched(batch, batch.bind(family), (m, address, port, verdict) => this.#udpAnswer(poolSlot(family, index), m, address, port, verdict), this.#deps.answerMemo?.memo, poolSlot(family, index)));
+        pool.push(this.#batched(batch, batch.bind(family), (m, address, port, verdict) => this.#udpAnswer(poolSlot(family, index), m, address, port, verdict), { slot: poolSlot(family, index), memo: this.#deps.answerMemo?.memo }));
       }
       this.#pools.set(family, pool);
       return pool;
@@ -780,7 +783,7 @@ export class DnsProxy {
       let sock: UdpLike;
       const batch = this.#deps.batch;
       if (batch) {
-        sock = this.#batched(batch, fd, (m, address, port, verdict) => this.#udpAnswer(slot, m, address, port, verdict), this.#deps.answerMemo?.memo, slot);
+        sock = this.#batched(batch, fd, (m, address, port, verdict) => this.#udpAnswer(slot, m, address, port, verdict), { slot, memo: this.#deps.answerMemo?.memo });
       } else {
         const d = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
         d.on('message', (m, r) => this.#udpAnswer(slot, m, r.address, r.port));
@@ -862,7 +865,6 @@ export class DnsProxy {
     }
     const id = (msg[0]! << 8) | msg[1]!;
     const key = slot * 65536 + id;
-    if (verdict & MEMO_RELEASED) return this.#settleReleased(slot, id, verdict);
     const p = this.#pending.get(key);
     if (!p || port !== this.#upstreamPort || (typeof address === 'number' ? address !== p.upstream4 : address !== p.upstream)) {
       this.stats.spoofed++;
