@@ -26,7 +26,7 @@ export interface ProxyHost {
 }
 
 /** Answers the proxy's memo keeps at most (one per slot: a newer answer takes its slot). */
-const ANSWER_MEMO_SLOTS = 32_768;
+const ANSWER_MEMO_SLOTS = 65_536;
 
 /**
  * The proxy's addresses are `local` routes on lo, not interface addresses:

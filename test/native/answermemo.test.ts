@@ -161,20 +161,20 @@ describe('AnswerMemo', () => {
     }
   });
 
-  it('keeps two answers per set: the older goes when a third comes', () => {
-    memoOf(2); // one set of two
-    const a = response({ name: 'a.example', answers: [] });
-    const b = response({ name: 'b.example', answers: [] });
-    const c = response({ name: 'c.example', answers: [] });
+  it('keeps four answers per set: the oldest goes when a fifth comes', () => {
+    memoOf(4); // one set of four
     const none = new Float64Array(0);
-    expect(memo.remember(a, none, 0) && memo.remember(b, none, 0)).toBe(true);
-    expect([memo.check(a, NOW), memo.check(b, NOW)]).toEqual([MEMO_HIT, MEMO_HIT]);
-    memo.remember(c, none, 0);
-    expect([memo.check(a, NOW), memo.check(b, NOW), memo.check(c, NOW)]).toEqual([0, MEMO_HIT, MEMO_HIT]);
+    const [a, b, c, d, e] = ['a', 'b', 'c', 'd', 'e'].map((n) => response({ name: `${n}.example`, answers: [] }));
+    for (const m of [a, b, c, d]) expect(memo.remember(m!, none, 0)).toBe(true);
+    expect([a, b, c, d].map((m) => memo.check(m!, NOW))).toEqual([MEMO_HIT, MEMO_HIT, MEMO_HIT, MEMO_HIT]);
+    memo.remember(a!, none, 0); // a again: its own slot, now the newest
+    memo.remember(e!, none, 0); // over b, the oldest
+    expect([a, b, c, d, e].map((m) => memo.check(m!, NOW))).toEqual([MEMO_HIT, 0, MEMO_HIT, MEMO_HIT, MEMO_HIT]);
   });
 
   it('rejects a slot count that is not a power of two', () => {
     expect(() => new (native().AnswerMemo)(3, 0, 0)).toThrow(/power of two/);
+    expect(() => new (native().AnswerMemo)(2, 0, 0)).toThrow(/from 4/);
   });
 });
 
