@@ -139,10 +139,14 @@ void RegisterAnswerMemo(Napi::Env env, Napi::Object exports);
 class AnswerMemoCore;
 constexpr uint32_t kMemoHit = 1;
 constexpr uint32_t kMemoAddresses = 2;
+// Not a hit, but safe to release before it is learned (native/answermemo.cc, REFRESH).
+constexpr uint32_t kMemoRefresh = 8;
 // The memo behind a JS AnswerMemo, or null when `v` is not one.
 AnswerMemoCore* AnswerMemoOf(Napi::Env env, Napi::Value v);
 // 0, or kMemoHit (| kMemoAddresses: it has A/AAAA records) when `msg` repeats a
-// remembered answer and changes nothing at `nowMs` (CLOCK_MONOTONIC ms).
+// remembered answer and changes nothing at `nowMs` (CLOCK_MONOTONIC ms), or
+// kMemoRefresh (| kMemoAddresses) when it would move an expiry but its allows
+// are programmed for at least the grace from `nowMs`.
 uint32_t AnswerMemoCheck(AnswerMemoCore* memo, const uint8_t* msg, size_t len, double nowMs);
 
 // CLOCK_MONOTONIC in milliseconds (fractional): deadlines, and the clock the

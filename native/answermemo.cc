@@ -9,15 +9,22 @@
 //   new AnswerMemo(slots, minTtlMs, graceMs)     slots: a power of two from 4, in sets of four
 //       (an answer goes in its set's empty slot, else over the oldest one)
 //   remember(msg, ranges: Float64Array, count) → boolean
-//       after `msg` was learned and its allows written: ranges[2k], ranges[2k+1]
+//       after `msg` was learned and its allows written: ranges[3k], ranges[3k+1]
 //       is the window [lo, hi) of CLOCK_MONOTONIC ms within which a repeat's
-//       expiry for the k-th A/AAAA record of the answer section changes nothing;
+//       expiry for the k-th A/AAAA record of the answer section changes nothing,
+//       and ranges[3k+2] the earliest expiry its allows were programmed with;
 //       count must be the number of A/AAAA records. False: not memoizable.
-//   check(msg, nowMs) → 0 | HIT | HIT|ADDRESSES      (tests; the sockets call it natively)
+//   check(msg, nowMs) → 0 | HIT | REFRESH (| ADDRESSES)   (tests; the sockets call it natively)
 //   forget(name)     the memo's answers whose question or a CNAME target is `name`
 //                    (normalized text) change something now: they miss from here on
 //   clear()          all of them
 //   hits, misses, stored
+//
+// REFRESH: a repeat with every byte and name a hit needs, but an expiry
+// outside its window (it would move an expiry: it must be learned), while
+// every address's allows are programmed for at least the grace from now. It
+// may go to its pod before it is learned: what it opens is open, and its
+// learning (the expiries moved later) follows at once (src/dns/proxy.ts).
 //
 // What makes a hit safe (fail closed: a hit writes nothing, so at worst it
 // releases an answer whose allows the agent would have written again):
@@ -203,8 +210,9 @@ uint64_t Key(const uint8_t* b, size_t len) {
 }
 
 // One remembered answer, in one allocation: its bytes, then per answer
-// record its TTL field's offset (u16, kAddressRecord set for an A or AAAA)
-// and its expiry window (lo, hi: two doubles; unbounded for a CNAME), then per
+// record its TTL field's offset (u16, kAddressRecord set for an A or AAAA),
+// its expiry window (lo, hi) and the earliest expiry its allows were
+// programmed with (until): three doubles, unbounded for a CNAME; then per
 // name its generation slot and the generation it was remembered at (two u32).
 //
 // A repeat is judged without walking it: equal to the remembered bytes at
@@ -224,11 +232,12 @@ struct Entry {
   bool addresses;
 
   size_t TtlAt(int i) const { return len + 2u * i; }
-  size_t RangeAt(int i) const { return len + 2u * records + 16u * i; }
-  size_t NameAt(int i) const { return len + 18u * records + 8u * i; }
+  size_t RangeAt(int i) const { return len + 2u * records + 24u * i; }
+  size_t NameAt(int i) const { return len + 26u * records + 8u * i; }
   uint16_t Ttl(int i) const { return At<uint16_t>(TtlAt(i)); }
   double Lo(int i) const { return At<double>(RangeAt(i)); }
   double Hi(int i) const { return At<double>(RangeAt(i) + 8); }
+  double Until(int i) const { return At<double>(RangeAt(i) + 16); }
   uint32_t NameSlot(int i) const { return At<uint32_t>(NameAt(i)); }
   uint32_t NameGeneration(int i) const { return At<uint32_t>(NameAt(i) + 4); }
 
@@ -281,6 +290,8 @@ class AnswerMemoCore {
     if (memcmp(b + from, e.blob + from, len - from) != 0) return Miss();
     for (int i = 0; i < e.names; i++)
       if (names_[e.NameSlot(i)] != e.NameGeneration(i)) return Miss();
+    bool inWindows = true;
+    bool programmed = true;
     for (int i = 0; i < e.records; i++) {
       uint16_t at = e.Ttl(i);
       if (!(at & kAddressRecord)) continue;
@@ -289,10 +300,17 @@ class AnswerMemoCore {
       double lifetime = static_cast<double>(ttl) * 1000.0;
       if (lifetime < minTtlMs_) lifetime = minTtlMs_;
       double expires = nowMs + lifetime + graceMs_;
-      if (!(expires >= e.Lo(i) && expires < e.Hi(i))) return Miss();
+      if (!(expires >= e.Lo(i) && expires < e.Hi(i))) inWindows = false;
+      if (!(e.Until(i) >= nowMs + graceMs_)) programmed = false;
     }
-    hits_++;
-    return kMemoHit | (e.addresses ? kMemoAddresses : 0);
+    uint32_t addresses = e.addresses ? kMemoAddresses : 0;
+    if (inWindows) {
+      hits_++;
+      return kMemoHit | addresses;
+    }
+    if (!programmed) return Miss();
+    refreshes_++;
+    return kMemoRefresh | addresses;
   }
 
   bool Remember(const uint8_t* b, size_t len, const double* ranges, size_t count) {
@@ -319,7 +337,7 @@ class AnswerMemoCore {
     e.records = static_cast<uint8_t>(l.records);
     e.names = static_cast<uint8_t>(l.names);
     e.addresses = l.addresses > 0;
-    auto* p = static_cast<uint8_t*>(realloc(e.blob, len + 18u * l.records + 8u * l.names));
+    auto* p = static_cast<uint8_t*>(realloc(e.blob, len + 26u * l.records + 8u * l.names));
     if (!p) {
       e.generation = 0;  // its old blob is still e.blob: freed with the table
       return false;
@@ -327,16 +345,18 @@ class AnswerMemoCore {
     e.blob = p;
     memcpy(p, b, len);
     for (int i = 0, k = 0; i < l.records; i++) {
-      double lo = -1.0 / 0.0, hi = 1.0 / 0.0;
+      double lo = -1.0 / 0.0, hi = 1.0 / 0.0, until = 1.0 / 0.0;
       if (l.address[i]) {
-        lo = ranges[2 * k];
-        hi = ranges[2 * k + 1];
+        lo = ranges[3 * k];
+        hi = ranges[3 * k + 1];
+        until = ranges[3 * k + 2];
         k++;
       }
       uint16_t at = static_cast<uint16_t>(l.ttl[i] | (l.address[i] ? kAddressRecord : 0));
       memcpy(p + e.TtlAt(i), &at, 2);
       memcpy(p + e.RangeAt(i), &lo, 8);
       memcpy(p + e.RangeAt(i) + 8, &hi, 8);
+      memcpy(p + e.RangeAt(i) + 16, &until, 8);
     }
     for (int i = 0; i < l.names; i++) {
       uint64_t nh = 0;
@@ -361,6 +381,7 @@ class AnswerMemoCore {
 
   uint64_t hits() const { return hits_; }
   uint64_t misses() const { return misses_; }
+  uint64_t refreshes() const { return refreshes_; }
   uint64_t stored() const { return stored_; }
 
  private:
@@ -379,6 +400,7 @@ class AnswerMemoCore {
   bool disabled_ = false;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
+  uint64_t refreshes_ = 0;
   uint64_t stored_ = 0;
 };
 
@@ -393,6 +415,7 @@ class AnswerMemo : public Napi::ObjectWrap<AnswerMemo> {
                        {InstanceMethod("remember", &AnswerMemo::Remember), InstanceMethod("check", &AnswerMemo::Check),
                         InstanceMethod("forget", &AnswerMemo::Forget), InstanceMethod("clear", &AnswerMemo::Clear),
                         InstanceAccessor("hits", &AnswerMemo::Hits, nullptr), InstanceAccessor("misses", &AnswerMemo::Misses, nullptr),
+                        InstanceAccessor("refreshes", &AnswerMemo::Refreshes, nullptr),
                         InstanceAccessor("stored", &AnswerMemo::Stored, nullptr)});
   }
 
@@ -421,7 +444,7 @@ class AnswerMemo : public Napi::ObjectWrap<AnswerMemo> {
     auto msg = info[0].As<Napi::Buffer<uint8_t>>();
     auto ranges = info[1].As<Napi::Float64Array>();
     uint32_t count = info[2].As<Napi::Number>().Uint32Value();
-    if (2 * static_cast<size_t>(count) > ranges.ElementLength()) return ThrowRange(env, "remember: count is beyond ranges");
+    if (3 * static_cast<size_t>(count) > ranges.ElementLength()) return ThrowRange(env, "remember: count is beyond ranges");
     return Napi::Boolean::New(env, core_->Remember(msg.Data(), msg.Length(), ranges.Data(), count));
   }
 
@@ -447,6 +470,7 @@ class AnswerMemo : public Napi::ObjectWrap<AnswerMemo> {
 
   Napi::Value Hits(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), core_ ? static_cast<double>(core_->hits()) : 0); }
   Napi::Value Misses(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), core_ ? static_cast<double>(core_->misses()) : 0); }
+  Napi::Value Refreshes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), core_ ? static_cast<double>(core_->refreshes()) : 0); }
   Napi::Value Stored(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), core_ ? static_cast<double>(core_->stored()) : 0); }
 
   std::unique_ptr<AnswerMemoCore> core_;

@@ -39,12 +39,14 @@
 // the query's id) → the listener it came in on (`via`, a UdpBatch), the pod's
 // address, port and id, the question's bytes (buf[12, 12 + questionLength))
 // and the largest answer the pod's path carries. A datagram read here that
-// the memo judges a hit, with an expected id, from the address and port the
-// query went to, whose question bytes are the query's and that fits, is
-// queued on `via` to the pod with the pod's id in place (sent with the
-// batch's other sends) and is expected no more; its verdict then has
-// kReleased, and JavaScript only settles the query. Anything else is
-// JavaScript's, as without it. The expectations are a fixed table
+// the memo judges a hit or a refresh, with an expected id, from the address
+// and port the query went to, whose question bytes are the query's and that
+// fits, is queued on `via` to the pod with the pod's id in place and is
+// expected no more; its verdict then has kReleased. What a read released is
+// sent before JavaScript sees the batch (nothing JavaScript does can change a
+// verdict already given), then JavaScript settles a hit's query, and learns
+// a refresh (without sending it again). Anything else is JavaScript's, as
+// without it. The expectations are a fixed table
 // (kExpectSlots, open addressing): a query that does not fit is not expected
 // and its answer takes JavaScript's path. Closing either socket forgets its
 // expectations.
@@ -405,6 +407,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
       Napi::Value hosts6 = env.Undefined();
       double nowMs = memo_ ? MonotonicMs() : 0;
       uint32_t k = 0;
+      bool released = false;
       for (int i = 0; i < n; i++) {
         if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
           truncated_++;
@@ -431,11 +434,15 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
         if (memo_) {
           const uint8_t* msg = reinterpret_cast<const uint8_t*>(area.data) + m[0];
           uint32_t verdict = AnswerMemoCheck(memo_, msg, m[1], nowMs);
-          if ((verdict & kMemoHit) && Release(msg, m[1], addrs[i])) verdict |= kReleased;
+          if ((verdict & (kMemoHit | kMemoRefresh)) && Release(msg, m[1], addrs[i])) {
+            verdict |= kReleased;
+            released = true;
+          }
           m[2] |= verdict << kMemoShift;
         }
         k++;
       }
+      if (released) FlushAll(env);  // the pods' answers first (Read runs from the loop, never inside a batch)
       if (k) {
         g_inBatch++;
         cb_.MakeCallback(Value(), {Napi::Number::New(env, k), Data(env)->udp_read_area.Value(), meta_.Value(), hosts6});

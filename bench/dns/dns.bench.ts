@@ -359,8 +359,17 @@ async function table1(
       fail(c, 'fixed-rate run', err);
     }
   }
+  const s2 = fqdnStatus(sluice.node);
   const px = s1.proxy;
   const p0 = s0.proxy;
+  const pl = s2.proxy;
+  const sluiceCase = cases[2]!;
+  if (sluiceCase.lat) {
+    notes.push(
+      `Sluice proxy during its fixed-rate run: ${pl.answered! - px.answered!} answered, ${(pl.unchanged ?? 0) - (px.unchanged ?? 0)} released unchanged, ` +
+        `${(pl.releasedBeforeLearning ?? 0) - (px.releasedBeforeLearning ?? 0)} released before learning (a refresh), ${pl.learnedAnswers! - px.learnedAnswers!} learned answers in all.`,
+    );
+  }
   notes.push(
     `Sluice proxy during the qps runs (learning and diag): ${px.queries! - p0.queries!} queries, ${px.answered! - p0.answered!} answered, ` +
       `${px.learnedAnswers! - p0.learnedAnswers!} learned answers (${(px.unchanged ?? 0) - (p0.unchanged ?? 0)} released unchanged by the answer memo), servfail ${px.servfail! - p0.servfail!}, refused ${px.refused! - p0.refused!}, ` +

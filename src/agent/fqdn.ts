@@ -374,8 +374,10 @@ export class FqdnService {
    * MEMO: for each address of `l` (just programmed), the window its next
    * expiry may fall in and change nothing: at or after what the cache holds
    * for it under every name of the chain (and for the backends it opens), and
-   * less than the refresh slack past the earliest of those. False while
-   * anything is left unprogrammed (every answer must then be learned again).
+   * less than the refresh slack past the earliest of those; and that
+   * earliest, which its allows (each the latest of its rule's names) are at
+   * or after (REFRESH). False while anything is left unprogrammed (every
+   * answer must then be learned again).
    */
   #windows(l: Learned, into: Float64Array): boolean {
     if (this.#unprogrammed.size || this.#resyncPending) return false;
@@ -385,18 +387,19 @@ export class FqdnService {
       const ip = l.addresses[k]!.ip;
       const backends = backendsOf?.(ip);
       let lo = -Infinity;
-      let hi = Infinity;
+      let until = Infinity;
       for (const name of l.names) {
         // The address itself (b = -1), then each backend it opens.
         for (let b = -1; b < (backends?.length ?? 0); b++) {
           const had = this.cache.expiryOf(name, b < 0 ? ip : backends![b]!);
           if (had === undefined) return false;
           if (had > lo) lo = had;
-          if (had + slack < hi) hi = had + slack;
+          if (had < until) until = had;
         }
       }
-      into[2 * k] = lo;
-      into[2 * k + 1] = hi;
+      into[3 * k] = lo;
+      into[3 * k + 1] = until + slack;
+      into[3 * k + 2] = until;
     }
     return true;
   }

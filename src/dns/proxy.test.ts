@@ -11,6 +11,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { native, type NativeAnswerMemo } from '../native/index.js';
 import type { Learned } from './message.js';
+import { monoNowMs } from './clock.js';
 import { DnsProxy, type ClientPolicy, type NatInfo, type ProxyDeps, type ProxyObserver, type UdpSockets } from './proxy.js';
 
 const UDP = 17;
@@ -758,18 +759,26 @@ describe('DnsProxy learning a batch of answers at once (flushLearned)', () => {
 });
 
 describe('DnsProxy releasing repeats of a learned answer (MEMO)', () => {
-  /** A proxy on batched sockets with a real memo; `vouch` says whether the windows may be given (then unbounded). */
-  async function withMemo(vouch: () => boolean = () => true) {
+  /**
+   * A proxy on batched sockets with a real memo; `vouch` says whether the
+   * windows may be given (then unbounded); `stale`: they are passed, and the
+   * allows programmed for ever (every repeat a refresh).
+   */
+  async function withMemo(vouch: () => boolean = () => true, opts: { stale?: boolean; flushLearned?: ProxyDeps['flushLearned'] } = {}) {
     const memo = new (native().AnswerMemo)(64, 0, 0);
     const windowsAsked: string[][] = [];
     const h = await startProxy('refuse', {
       batch: nativeBatch(),
+      ...(opts.flushLearned ? { flushLearned: opts.flushLearned } : {}),
       answerMemo: {
         memo,
         windows: (l, into) => {
           windowsAsked.push(l.names);
-          into.fill(Infinity, 0, 2 * l.addresses.length);
-          for (let k = 0; k < l.addresses.length; k++) into[2 * k] = -Infinity;
+          into.fill(Infinity, 0, 3 * l.addresses.length);
+          for (let k = 0; k < l.addresses.length; k++) {
+            into[3 * k] = -Infinity;
+            if (opts.stale) into[3 * k + 1] = -Infinity;
+          }
           return vouch();
         },
       },
@@ -812,6 +821,65 @@ describe('DnsProxy releasing repeats of a learned answer (MEMO)', () => {
     await pod.ask(h, query('api.github.com', 6));
     expect(h.learned).toHaveLength(5);
     expect(h.proxy.stats).toMatchObject({ answered: 6, unchanged: 1, errors: 0 });
+  });
+
+  it('sends a refresh to the pod from the upstream socket, then learns it without sending it again (REFRESH)', async () => {
+    const { h, pod, memo } = await withMemo(() => true, { stale: true });
+    for (let id = 1; id <= 3; id++) {
+      expect(await pod.ask(h, query('api.github.com', id))).toMatchObject({ id, rcode: 'NOERROR', answers: [{ data: '192.0.2.10' }] });
+    }
+    // Each repeat learned (its expiries move) yet answered once: no second copy arrives.
+    expect(h.learned).toHaveLength(3);
+    expect(memo.refreshes).toBe(2);
+    await pod.ask(h, query('api.github.com', 4));
+    expect(pod.inbox.count).toBe(4);
+    expect(h.proxy.stats).toMatchObject({ forwarded: 4, answered: 4, learnedAnswers: 4, releasedBeforeLearning: 3, unchanged: 0, servfail: 0, spoofed: 0, errors: 0 });
+    expect(h.proxy.inflight()).toBe(0);
+  });
+
+  it('keeps a released refresh when its learning fails: no SERVFAIL after it, counted and logged', async () => {
+    let fail = false;
+    const { h, pod } = await withMemo(() => true, {
+      stale: true,
+      flushLearned: () => (fail ? new Map(h.learned.slice(-1).map((l) => [l, new Error('sluice_fqdn_v1 is full')])) : undefined),
+    });
+    await pod.ask(h, query('api.github.com', 1));
+    fail = true;
+    expect(await pod.ask(h, query('api.github.com', 2))).toMatchObject({ id: 2, rcode: 'NOERROR', answers: [{ data: '192.0.2.10' }] });
+    await until('the refresh settled', () => h.proxy.inflight() === 0);
+    // A third query proves the order: had a SERVFAIL followed the second answer, it would come first here.
+    fail = false;
+    expect(await pod.ask(h, query('api.github.com', 3))).toMatchObject({ id: 3, rcode: 'NOERROR' });
+    expect(pod.inbox.count).toBe(3);
+    expect(h.proxy.stats).toMatchObject({ releasedBeforeLearning: 2, refreshFailed: 1, servfail: 0, answered: 3 });
+    expect(h.errors.join('')).toContain('already released');
+  });
+
+  it('learns before release a repeat whose allows have less than the grace left (not a refresh)', async () => {
+    const memo = new (native().AnswerMemo)(64, 0, 60_000);
+    const h = await startProxy('refuse', {
+      batch: nativeBatch(),
+      answerMemo: {
+        memo,
+        windows: (l, into) => {
+          // Windows passed; the allows end within the minute of grace the memo asks for.
+          for (let k = 0; k < l.addresses.length; k++) into.set([-Infinity, -Infinity, monoNowMs() + 1_000], 3 * k);
+          return true;
+        },
+      },
+    });
+    h.trusted.zone.set('api.github.com', [{ name: 'api.github.com', type: 'A', ttl: 60, data: '192.0.2.10' }]);
+    const pod = await UdpPod.open(h, h.trusted.address);
+    const order: string[] = [];
+    h.onLearn = () => order.push('learned');
+    for (let id = 1; id <= 2; id++) {
+      pod.send(h, query('api.github.com', id));
+      await pod.inbox.next('the answer');
+      order.push('answered');
+    }
+    expect(order).toEqual(['learned', 'answered', 'learned', 'answered']);
+    expect(memo.refreshes).toBe(0);
+    expect(h.proxy.stats).toMatchObject({ releasedBeforeLearning: 0, answered: 2 });
   });
 
   it('never releases a remembered answer for another question: one echoing the wrong question is spoofed', async () => {

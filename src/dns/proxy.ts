@@ -32,6 +32,14 @@
 // (FqdnService forgets their names' memo entries) cannot have happened yet.
 // A hit writes nothing, so a wrong one could only release an answer whose
 // allows the agent would have written again: fail closed.
+//
+// REFRESH: a repeat that would move an expiry (it must be learned) while its
+// allows are still programmed for at least the grace is released by the
+// upstream socket before it is learned, and learned right after as any
+// answer, but not sent again. What it opens is open when it reaches the pod;
+// only the later expiries follow, microseconds on. Should that write fail,
+// the allows keep their earlier expiry (at least the grace away) and the pod
+// keeps its answer: counted and logged, no SERVFAIL.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../log/index.js';
@@ -116,8 +124,9 @@ export interface ProxyDeps {
     readonly memo: AnswerMemo;
     /**
      * After `learned` was programmed (and before anything else is learned):
-     * into[2k], into[2k + 1] is the window [lo, hi) of monotonic ms within
-     * which a repeat's expiry for learned.addresses[k] changes nothing; false
+     * into[3k], into[3k + 1] is the window [lo, hi) of monotonic ms within
+     * which a repeat's expiry for learned.addresses[k] changes nothing, and
+     * into[3k + 2] the earliest expiry its allows have (REFRESH); false
      * when nothing may be remembered now.
      */
     windows(learned: Learned, into: Float64Array): boolean;
@@ -177,7 +186,7 @@ export interface BatchSocket {
   send(buf: Buffer, address: string, port: number): boolean;
   /**
    * RELEASE: send(), and the answer expected: one the socket's memo judges a
-   * hit, from address:port with the query's id and question bytes and at
+   * hit or a refresh, from address:port with the query's id and question bytes and at
    * most maxBytes long, goes to clientAddress:clientPort through `via` (a
    * socket of the same kind) with id clientId as it is read; its verdict then
    * has MEMO_RELEASED.
@@ -191,14 +200,16 @@ export interface BatchSocket {
 
 /** In a UdpSockets batch's port field: the datagram came from IPv6. */
 export const UDP_FROM_V6 = 1 << 16;
-/** In a UdpSockets batch's port field, from this bit: the memo's verdict (MEMO_HIT, MEMO_ADDRESSES). */
+/** In a UdpSockets batch's port field, from this bit: the memo's verdict (MEMO_HIT, MEMO_REFRESH, MEMO_ADDRESSES, MEMO_RELEASED). */
 export const UDP_MEMO_SHIFT = 17;
 /** The memo's verdict: the answer repeats a remembered one and changes nothing. */
 export const MEMO_HIT = 1;
 /** … and it has addresses (it counts as learned). */
 export const MEMO_ADDRESSES = 2;
-/** … and the socket already sent it to its pod (RELEASE): the query is only settled. */
+/** … and the socket already sent it to its pod (RELEASE): the query is only settled (a refresh: learned, not sent). */
 export const MEMO_RELEASED = 4;
+/** The memo's verdict: a repeat that moves an expiry, whose allows are programmed for at least the grace (REFRESH). */
+export const MEMO_REFRESH = 8;
 
 /** The native memo of answers that change nothing, as the proxy uses it (src/native NativeAnswerMemo). */
 export interface AnswerMemo {
@@ -307,6 +318,10 @@ export interface ProxyStats {
   sendFailed: number;
   /** Trusted answers released without parsing or learning: they repeated a learned one and changed nothing (MEMO). */
   unchanged: number;
+  /** Trusted answers released before they were learned: repeats whose allows were programmed for at least the grace (REFRESH). */
+  releasedBeforeLearning: number;
+  /** … whose learning then failed (map full): their allows kept their earlier expiry. */
+  refreshFailed: number;
 }
 
 /**
@@ -344,6 +359,8 @@ interface Pending {
   receivedMs: number;
   /** RELEASE: the socket that expects its answer (told when the query settles otherwise). */
   expectedBy?: Replier['batch'];
+  /** REFRESH: the answer is at the pod already; it is learned, not sent. */
+  released?: boolean;
 }
 
 type Refusal = { rcode: number; why: string; reason: AnswerReason };
@@ -351,7 +368,7 @@ type Refusal = { rcode: number; why: string; reason: AnswerReason };
 type Decision = string | Refusal;
 
 function newStats(): ProxyStats {
-  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0, sendFailed: 0, unchanged: 0 };
+  return { queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0, learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0, sendFailed: 0, unchanged: 0, releasedBeforeLearning: 0, refreshFailed: 0 };
 }
 
 /** The pending-key slot of socket `index` of the IPv`family` pool. */
@@ -434,7 +451,7 @@ export class DnsProxy {
   readonly #heldLearned: Array<Learned | undefined> = [];
   #heldCount = 0;
   /** MEMO: the windows of one answer to remember (reused). */
-  readonly #windows = new Float64Array(2 * MEMO_MAX_ADDRESSES);
+  readonly #windows = new Float64Array(3 * MEMO_MAX_ADDRESSES);
 
   constructor(deps: ProxyDeps, log: Logger) {
     this.#deps = deps;
@@ -559,8 +576,8 @@ export class DnsProxy {
         const verdict = port >>> UDP_MEMO_SHIFT;
         if (memo && (verdict & MEMO_HIT) !== 0 !== hits) continue;
         const offset = meta[at]!;
-        // Already at its pod (RELEASE): settled by the id alone, no view of it made.
-        if (verdict & MEMO_RELEASED) {
+        // Already at its pod (RELEASE), and a hit: settled by the id alone, no view of it made.
+        if ((verdict & (MEMO_RELEASED | MEMO_HIT)) === (MEMO_RELEASED | MEMO_HIT)) {
           this.#settleReleased(upstream!.slot, (data[offset]! << 8) | data[offset + 1]!, verdict);
           continue;
         }
@@ -876,7 +893,14 @@ export class DnsProxy {
       this.stats.unchanged++;
       if (verdict & MEMO_ADDRESSES) this.stats.learnedAnswers++;
       this.#sendAnswer(msg, p);
-    } else if (!this.#release(msg, p)) return;
+    } else {
+      // REFRESH: the socket sent it (it checked source, id and question); learned here, settled whatever the parse says.
+      if (verdict & MEMO_RELEASED) {
+        p.released = true;
+        this.stats.releasedBeforeLearning++;
+      }
+      if (!this.#release(msg, p) && !p.released) return;
+    }
     this.#pending.delete(key);
     p.pod.inflight--;
     p.expectedBy?.unexpect(id);
@@ -991,15 +1015,23 @@ export class DnsProxy {
   }
 
   #learnFailed(msg: Buffer, p: Pending, err: unknown): void {
+    if (p.released) {
+      // REFRESH: the pod has the answer, and its allows their earlier expiry (at least the grace away).
+      this.stats.refreshFailed++;
+      this.stats.answered++;
+      this.#rlog.error('learn-failed', { err, dns: { qname: p.question.name } }, 'could not program the later expiries of a DNS answer already released: its allows keep their earlier ones');
+      return this.#answered('forwarded', 'upstream', p.receivedMs);
+    }
     this.#rlog.error('learn-failed', { err, dns: { qname: p.question.name } }, 'could not program what a DNS answer allows: answering SERVFAIL');
     this.stats.servfail++;
     p.via.send(errorResponse({ id: p.clientId, flags: msg.readUInt16BE(2) & 0x7900, questionWire: p.questionWire }, RCODE_SERVFAIL), p.clientPort, p.clientAddress);
     this.#answered('servfail', 'learn-failed', p.receivedMs);
   }
 
-  /** The upstream's answer to the pod (truncated if it does not fit the pod's UDP path). */
+  /** The upstream's answer to the pod (truncated if it does not fit the pod's UDP path); REFRESH: already there. */
   #sendAnswer(msg: Buffer, p: Pending): void {
     this.stats.answered++;
+    if (p.released) return this.#answered('forwarded', 'upstream', p.receivedMs);
     if (p.maxBytes !== undefined && msg.length > p.maxBytes) {
       this.stats.truncated++;
       p.via.send(truncatedResponse(p.clientId, msg.readUInt16BE(2), p.questionWire), p.clientPort, p.clientAddress);

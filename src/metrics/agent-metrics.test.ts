@@ -18,7 +18,7 @@ afterEach(() => {
 
 const PROXY: FqdnNumbers['proxy'] = {
   queries: 0, forwarded: 0, answered: 0, refused: 0, servfail: 0, malformed: 0, spoofed: 0, unattributed: 0, upstreamTimeouts: 0,
-  learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0, sendFailed: 0, unchanged: 0, rateLimited: 0,
+  learnedAnswers: 0, truncated: 0, errors: 0, overInflight: 0, tcpOverLimit: 0, fromPod: 0, fromPodFailed: 0, sendFailed: 0, unchanged: 0, releasedBeforeLearning: 0, refreshFailed: 0, rateLimited: 0,
 };
 
 async function metrics(sources: Partial<MetricSources> = {}): Promise<AgentMetrics> {
@@ -106,12 +106,14 @@ describe('DNS and FQDN', () => {
   });
 
   it('the FQDN state and the proxy\'s drop counters are read at scrape time', async () => {
-    const m = await metrics({ fqdn: () => ({ names: 3, ips: 5, entries: 8, proxy: { ...PROXY, learnedAnswers: 4, unchanged: 3, malformed: 2, spoofed: 1, upstreamTimeouts: 6, rateLimited: 9 } }) });
+    const m = await metrics({ fqdn: () => ({ names: 3, ips: 5, entries: 8, proxy: { ...PROXY, learnedAnswers: 4, unchanged: 3, releasedBeforeLearning: 7, refreshFailed: 1, malformed: 2, spoofed: 1, upstreamTimeouts: 6, rateLimited: 9 } }) });
     expect(await value(m, 'sluice_fqdn_names')).toBe(3);
     expect(await value(m, 'sluice_fqdn_addresses')).toBe(5);
     expect(await value(m, 'sluice_fqdn_datapath_entries')).toBe(8);
     expect(await value(m, 'sluice_fqdn_learned_answers_total')).toBe(4);
     expect(await value(m, 'sluice_dns_unchanged_answers_total')).toBe(3);
+    expect(await value(m, 'sluice_dns_released_before_learning_total')).toBe(7);
+    expect(await value(m, 'sluice_dns_refresh_failed_total')).toBe(1);
     expect(await value(m, 'sluice_dns_dropped_total', { reason: 'malformed' })).toBe(2);
     expect(await value(m, 'sluice_dns_dropped_total', { reason: 'spoofed' })).toBe(1);
     expect(await value(m, 'sluice_dns_dropped_total', { reason: 'upstream-timeout' })).toBe(6);

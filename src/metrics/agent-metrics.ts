@@ -248,6 +248,10 @@ export class AgentMetrics {
           learned.inc(f.proxy.learnedAnswers);
           unchanged.reset();
           unchanged.inc(f.proxy.unchanged);
+          releasedFirst.reset();
+          releasedFirst.inc(f.proxy.releasedBeforeLearning);
+          refreshFailed.reset();
+          refreshFailed.inc(f.proxy.refreshFailed);
           names.set(f.names);
           addresses.set(f.ips);
           entries.set(f.entries);
@@ -258,6 +262,16 @@ export class AgentMetrics {
     const unchanged = new Counter({
       name: 'sluice_dns_unchanged_answers_total',
       help: 'Trusted DNS answers released as they came, without parsing or learning: they repeated an answer learned before and changed nothing.',
+      registers,
+    });
+    const releasedFirst = new Counter({
+      name: 'sluice_dns_released_before_learning_total',
+      help: 'Trusted DNS answers released before they were learned: repeats that move an expiry, whose allows were programmed for at least the grace (learned right after).',
+      registers,
+    });
+    const refreshFailed = new Counter({
+      name: 'sluice_dns_refresh_failed_total',
+      help: 'Of those, answers whose learning then failed (map full): their allows kept their earlier expiry.',
       registers,
     });
     const names = new Gauge({ name: 'sluice_fqdn_names', help: 'Names in the node-wide FQDN cache.', registers });

@@ -374,9 +374,15 @@ export type UdpBatchData = (count: number, data: Buffer, meta: Uint32Array, host
 
 /** See native/answermemo.cc and src/dns/proxy.ts (MEMO). */
 export interface NativeAnswerMemo {
-  /** After `msg` was learned and programmed: ranges[2k], ranges[2k + 1] is the window [lo, hi) (monotonic ms) of the k-th A/AAAA record's expiry; false: not memoizable. */
+  /**
+   * After `msg` was learned and programmed: ranges[3k], ranges[3k + 1] is the window [lo, hi) (monotonic ms) of the
+   * k-th A/AAAA record's expiry, ranges[3k + 2] the earliest expiry its allows have; false: not memoizable.
+   */
   remember(msg: Buffer, ranges: Float64Array, count: number): boolean;
-  /** 0, or MEMO_HIT (| MEMO_ADDRESSES) when `msg` repeats a remembered answer and changes nothing at `nowMs`. */
+  /**
+   * 0, or MEMO_HIT (| MEMO_ADDRESSES) when `msg` repeats a remembered answer and changes nothing at `nowMs`, or
+   * MEMO_REFRESH (| MEMO_ADDRESSES) when it would move an expiry but its allows have at least the grace left.
+   */
   check(msg: Buffer, nowMs: number): number;
   /** The remembered answers whose question or a CNAME target is `name` (normalized) miss from now on. */
   forget(name: string): void;
@@ -384,6 +390,8 @@ export interface NativeAnswerMemo {
   clear(): void;
   readonly hits: number;
   readonly misses: number;
+  /** Checks that found a refresh (neither hits nor misses). */
+  readonly refreshes: number;
   readonly stored: number;
 }
 
@@ -391,7 +399,7 @@ export interface UdpBatchSocket {
   send(buf: Buffer, address: string, port: number): boolean;
   /**
    * send(), and (when the query was accepted and its question is at most 100
-   * bytes) its answer expected: an answer this socket's memo judges a hit,
+   * bytes) its answer expected: an answer this socket's memo judges a hit or a refresh,
    * with the query's id (buf's first two bytes), from address:port, with the
    * query's question bytes (buf[12, 12 + questionLength)) and at most
    * maxBytes long, is sent to clientAddress:clientPort through `via` with id

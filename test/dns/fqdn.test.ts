@@ -395,7 +395,7 @@ print(json.dumps({'a':a.decode(),'b':b.decode(),'fresh':fresh}))`;
     expect(reach(client, '198.18.1.40', 80)).toBe(true);
   }, 30_000);
 
-  it('releases a repeat of a learned answer as it came (the answer memo), and learns one that moves the expiry', async () => {
+  it('releases a repeat of a learned answer as it came (the answer memo), and learns one that moves the expiry (released first: its allows have more than the grace left)', async () => {
     const first = await lookup(client, 'nagain.fq.test');
     expect(addresses(first)).toEqual(['198.18.1.87']);
     const s0 = await proxyStats();
@@ -407,11 +407,14 @@ print(json.dumps({'a':a.decode(),'b':b.decode(),'fresh':fresh}))`;
     expect(s1.unchanged! - s0.unchanged!).toBe(1);
     expect(s1.learnedAnswers! - s0.learnedAnswers!).toBe(1);
     expect(reach(client, '198.18.1.87', 80)).toBe(true);
-    // Past it: learned again, the expiry moved by about the time that passed.
+    // Past it: learned again, the expiry moved by about the time that passed. Its allows
+    // had ~299 s left (TTL 300 s), more than the 1 s grace: released before it was learned.
     await new Promise((r) => setTimeout(r, 1_500));
     expect(addresses(await lookup(client, 'nagain.fq.test'))).toEqual(['198.18.1.87']);
     const s2 = await proxyStats();
     expect(s2.unchanged).toBe(s1.unchanged);
+    expect(s2.releasedBeforeLearning! - s1.releasedBeforeLearning!).toBe(1);
+    expect(s2.learnedAnswers! - s1.learnedAnswers!).toBe(1);
     const e2 = await expiry();
     expect(e2).toBeGreaterThan(e0 - 500); // unrefreshed it would have counted down ≥1.5 s; refreshed it is back near the full lifetime
     expect(reach(client, '198.18.1.87', 80)).toBe(true);

@@ -6,12 +6,14 @@
 // read differently from the memo (other record types, compression pointers
 // into a TTL, names with escapes) is never remembered. A socket given a memo
 // reports its verdict per datagram, and sends a hit that answers a query it
-// expects straight to the pod (RELEASE), and nothing else.
+// expects straight to the pod (RELEASE), and nothing else. A repeat that
+// would move an expiry while its allows have at least the grace left is a
+// refresh (REFRESH), released the same way.
 import dgram from 'node:dgram';
 import * as dnsPacket from 'dns-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { native, type NativeAnswerMemo, type UdpBatchSocket } from '../../src/native/index.js';
-import { MEMO_ADDRESSES, MEMO_HIT, MEMO_RELEASED, UDP_MEMO_SHIFT } from '../../src/dns/proxy.js';
+import { MEMO_ADDRESSES, MEMO_HIT, MEMO_REFRESH, MEMO_RELEASED, UDP_MEMO_SHIFT } from '../../src/dns/proxy.js';
 import { until } from '../helpers/wait.js';
 
 const HIT = MEMO_HIT | MEMO_ADDRESSES;
@@ -33,8 +35,8 @@ function response(opts: { id?: number; name?: string; answers?: dnsPacket.Answer
   });
 }
 
-/** The windows of an answer's addresses, flat (lo, hi per address). */
-const windows = (...w: Array<[number, number]>): Float64Array => Float64Array.from(w.flat());
+/** The windows of an answer's addresses, flat (lo, hi, until per address; until, the allows' earliest expiry, -∞ unless given: never a refresh). */
+const windows = (...w: Array<[number, number, number?]>): Float64Array => Float64Array.from(w.flatMap(([lo, hi, until]) => [lo, hi, until ?? -Infinity]));
 
 /** The expiry the memo computes for a TTL at `now`, as the FQDN cache does. */
 const expiry = (now: number, ttl: number): number => now + Math.max(ttl * 1000, MIN_TTL_MS) + GRACE_MS;
@@ -62,6 +64,29 @@ describe('AnswerMemo', () => {
     expect(memo.check(shorter, NOW)).toBe(0);
     expect(memo.hits).toBe(2);
     expect(memo.misses).toBe(2);
+  });
+
+  it('judges a repeat that would move an expiry a refresh while every address\'s allows have at least the grace left, then a miss', () => {
+    memoOf();
+    // As the cache gives them right after learning at NOW: [expiry, expiry + slack), and the allows programmed until expiry.
+    const [e60, e30] = [expiry(NOW, 60), expiry(NOW, 30)];
+    expect(memo.remember(response(), windows([e60, e60 + 950, e60], [e30, e30 + 950, e30]), 2)).toBe(true);
+    expect(memo.check(response({ id: 5 }), NOW + 500)).toBe(HIT);
+    // Past the windows: the expiries would move, yet the earlier of the two allows (e30) is more than the grace away.
+    const REFRESH = MEMO_REFRESH | MEMO_ADDRESSES;
+    expect(memo.check(response({ id: 6 }), NOW + 950)).toBe(REFRESH);
+    expect(memo.check(response({ id: 7 }), e30 - GRACE_MS)).toBe(REFRESH);
+    // Less than the grace left on one address's allows: a miss (learned before release).
+    expect(memo.check(response({ id: 8 }), e30 - GRACE_MS + 1)).toBe(0);
+    // Any other byte, or a forgotten name, is a miss as for a hit.
+    expect(memo.check(response({ answers: [{ type: 'A', name: 'api.example', ttl: 60, data: '192.0.2.1' }, { type: 'A', name: 'api.example', ttl: 30, data: '192.0.2.3' }] }), NOW + 950)).toBe(0);
+    memo.forget('api.example');
+    expect(memo.check(response(), NOW + 950)).toBe(0);
+    expect([memo.hits, memo.refreshes, memo.misses]).toEqual([1, 2, 3]);
+    // An answer without addresses has no expiry to move: always a hit.
+    const nx = response({ rcode: 'NXDOMAIN', answers: [] });
+    memo.remember(nx, new Float64Array(0), 0);
+    expect(memo.check(nx, NOW + 1e9)).toBe(MEMO_HIT);
   });
 
   it('computes a TTL under the minimum, and one with the top bit set, as the cache does (max(TTL, min TTL) + grace; RFC 2181: 0)', () => {
@@ -246,6 +271,8 @@ describe('UdpBatch with an AnswerMemo', () => {
     memoOf();
     memo.remember(response({ name: 'known.example' }), windows([-Infinity, Infinity], [-Infinity, Infinity]), 2);
     memo.remember(response({ name: 'other.example' }), windows([-Infinity, Infinity], [-Infinity, Infinity]), 2);
+    // Its windows passed, its allows programmed for ever: every repeat a refresh.
+    memo.remember(response({ name: 'stale.example' }), windows([-Infinity, -Infinity, Infinity], [-Infinity, -Infinity, Infinity]), 2);
     const [resolver, rogue, pod] = [await peer(family), await peer(family), await peer(family)];
     const verdicts: Array<{ id: number; verdict: number }> = [];
     const listener = new (native().UdpBatch)(native().socketBind(family, 'udp', lo, 0), () => {});
@@ -283,6 +310,12 @@ describe('UdpBatch with an AnswerMemo', () => {
     expect(pod.inbox[0]!.msg.subarray(2)).toEqual(response({ id: 0x1234, name: 'known.example' }).subarray(2));
     // Once: a repeat of it is only a hit.
     expect(await reply(resolver, to, response({ id: 0x1234, name: 'known.example' }))).toBe(HIT);
+    // A refresh is released as a hit is (then learned by JavaScript).
+    await expect_(0x1235, 'stale.example');
+    expect(await reply(resolver, to, response({ id: 0x1235, name: 'stale.example' }))).toBe(MEMO_REFRESH | MEMO_ADDRESSES | MEMO_RELEASED);
+    await until('the released refresh at the pod', () => pod.inbox.length === 2, 2000, 10);
+    expect(pod.inbox[1]!.msg.readUInt16BE(0)).toBe(0x0042);
+    pod.inbox.pop();
     // From another port, or echoing another (remembered) question, or longer than the pod's path takes: not released.
     await expect_(0x2345);
     expect(await reply(rogue, to, response({ id: 0x2345, name: 'known.example' }))).toBe(HIT);
