@@ -239,6 +239,33 @@ describe('FqdnCache sweep', () => {
   });
 
 
+  it('walks nothing while nothing can have expired by the limit (SKIP), and walks again once something may have', () => {
+    const c = cache();
+    /** One sweep with a yield per name walked: how many names it walked, and what it forgot. */
+    const sweep = (nowMs: number, keepMs = 1_000): { walked: number; forgot: Set<string> } => {
+      const steps = c.sweepSteps(nowMs, keepMs, 1);
+      let walked = 0;
+      for (let r = steps.next(); ; r = steps.next(), walked++) if (r.done) return { walked, forgot: r.value };
+    };
+    expect(sweep(1e9).walked).toBe(0); // empty
+    c.learnAbsolute(['a.example'], [{ ip: '192.0.2.1', expiresMs: 20_000 }]);
+    c.learnAbsolute(['b.example'], [{ ip: '192.0.2.2', expiresMs: 30_000 }]);
+    expect(sweep(20_000)).toEqual({ walked: 0, forgot: new Set() }); // limit 19,000: before the earliest
+    expect(sweep(21_001)).toEqual({ walked: 2, forgot: new Set(['192.0.2.1']) });
+    // The walk kept 30,000 as the earliest: nothing to walk before it.
+    expect(sweep(30_999).walked).toBe(0);
+    // A shorter expiry written since lowers it at once.
+    c.learnAbsolute(['c.example'], [{ ip: '192.0.2.3', expiresMs: 5_000 }]);
+    expect(sweep(6_001)).toEqual({ walked: 2, forgot: new Set(['192.0.2.3']) });
+    expect(sweep(31_001)).toEqual({ walked: 1, forgot: new Set(['192.0.2.2']) });
+    expect(c.size).toEqual({ names: 0, ips: 0 });
+    // A walk cut short leaves the bound as it was: the next one still walks.
+    c.learnAbsolute(['d.example', 'e.example'], [{ ip: '192.0.2.4', expiresMs: 1_000 }]);
+    const cut = c.sweepSteps(10_000, 1_000, 1);
+    cut.next();
+    expect(sweep(10_000).forgot).toEqual(new Set(['192.0.2.4']));
+  });
+
   it('forgets addresses expired more than keepMs ago, and names left empty', () => {
     const c = cache();
     c.learnAbsolute(['a.example'], [{ ip: '192.0.2.1', expiresMs: 1_000 }, { ip: '192.0.2.2', expiresMs: 5_000 }]);

@@ -66,6 +66,14 @@ export class FqdnCache {
   readonly #byIp = new Map<string, string | Set<string>>();
   /** Names evicted so far to stay within maxNames (the DNS proxy's memo forgets on a change). */
   evictedNames = 0;
+  /**
+   * At or before every expiry the cache holds (SKIP): a sweep whose limit is
+   * before it has nothing to forget and walks nothing. Each expiry written
+   * lowers it; a whole walk sets it to the earliest it kept (and what was
+   * written meanwhile, #earliestSinceWalk).
+   */
+  #earliest = Infinity;
+  #earliestSinceWalk = Infinity;
 
   constructor(opts: CacheOptions) {
     this.opts = opts;
@@ -114,6 +122,8 @@ export class FqdnCache {
         if (had !== undefined && expiresMs >= had && expiresMs - had < this.refreshSlackMs) continue;
         if (had !== undefined) ips.delete(ip); // to the end: most recently answered last
         ips.set(ip, expiresMs);
+        if (expiresMs < this.#earliest) this.#earliest = expiresMs;
+        if (expiresMs < this.#earliestSinceWalk) this.#earliestSinceWalk = expiresMs;
         if (had === undefined) this.#index(ip, name);
         touched.add(ip);
         changed = true;
@@ -160,28 +170,38 @@ export class FqdnCache {
    * DNS proxy, so a cache of 100,000 names never holds a lookup for the whole
    * walk (~3–5 ms). The walk follows the live cache: a name learned or moved
    * meanwhile comes again at the end (sweeping is idempotent), one removed
-   * before its turn never comes. The names are walked by key, not by entry,
-   * so the walk allocates no [key, value] pair per name (young garbage is what
-   * the proxy's pauses are made of).
+   * before its turn never comes. The names are walked by key, not by entry:
+   * no [key, value] pair per name (~140 bytes a name against ~40; young
+   * garbage is what the proxy's pauses are made of). SKIP: with nothing
+   * expired by the limit, there is no walk at all.
    */
   *sweepSteps(nowMs: number, keepMs: number, step = 256): Generator<void, Set<string>, void> {
     const touched = new Set<string>();
     const limit = nowMs - keepMs;
+    if (this.#earliest > limit) return touched;
+    this.#earliestSinceWalk = Infinity;
+    let kept = Infinity;
     // One callback for every name's addresses (the name it is walking set beside it), not one per name.
     let name = '';
     const sweepIp = (exp: number, ip: string, ips: Map<string, number>): void => {
-      if (exp > limit) return;
+      if (exp > limit) {
+        if (exp < kept) kept = exp;
+        return;
+      }
       ips.delete(ip);
       this.#unindex(ip, name);
       touched.add(ip);
     };
     let n = 0;
-    for (const [key, ips] of this.#names) {
+    for (const key of this.#names.keys()) {
+      const ips = this.#names.get(key)!;
       name = key;
       ips.forEach(sweepIp);
       if (!ips.size) this.#names.delete(key);
       if (++n % step === 0) yield;
     }
+    // Every expiry now held was kept by this walk or written during it (a walk cut short changes nothing).
+    this.#earliest = Math.min(kept, this.#earliestSinceWalk);
     return touched;
   }
 
