@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FqdnCache, type CacheOptions } from './cache.js';
 import { monoNowMs } from './clock.js';
 import { FqdnJournal } from './journal.js';
@@ -221,19 +221,49 @@ describe('FqdnJournal', () => {
     expect(second.cache.entries().map((e) => e.name)).toContain('left.example');
   });
 
-  it('replays twice harmlessly (crash between snapshot and journal truncation)', () => {
-    const now = monoNowMs();
-    const first = start();
-    first.learn(['a.example'], [{ ip: '192.0.2.1', expiresMs: now + HOUR_MS }]);
-    first.learn(['b.example'], [{ ip: '192.0.2.2', expiresMs: now + HOUR_MS }]);
-    const journalBefore = readFileSync(journalFile());
-    first.journal.maybeCompact(first.cache, true);
-    first.journal.close();
-    writeFileSync(journalFile(), journalBefore); // the truncation never happened
+  it('replays twice harmlessly (crash between snapshot and journal truncation), whatever millisecond Date.now() reads', () => {
+    // Date.now() counts whole milliseconds, and a reading can be held up: a line and the snapshot
+    // written a moment apart read the two clocks a little apart (here 5 ms). One expiry must still be
+    // written as one wall time, or the replayed line reads as a shorter expiry and moves its name
+    // (with the natural millisecond of jitter this failed ~1 run in 10).
+    const realNow = Date.now.bind(Date);
+    let skew = -5;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + skew);
+    try {
+      const now = monoNowMs();
+      const first = start();
+      first.learn(['a.example'], [{ ip: '192.0.2.1', expiresMs: now + HOUR_MS }]);
+      skew = 0;
+      first.learn(['b.example'], [{ ip: '192.0.2.2', expiresMs: now + HOUR_MS }]);
+      const journalBefore = readFileSync(journalFile());
+      first.journal.maybeCompact(first.cache, true);
+      first.journal.close();
+      writeFileSync(journalFile(), journalBefore); // the truncation never happened
 
-    const second = start();
-    expect(second.restored).toEqual({ names: 2, skipped: 0 });
-    expectSameContent(second.cache, first.cache);
+      const second = start();
+      expect(second.restored).toEqual({ names: 2, skipped: 0 });
+      expectSameContent(second.cache, first.cache);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
+  it('follows a wall clock stepped while it runs (a new offset for what it writes from then on)', () => {
+    const realNow = Date.now.bind(Date);
+    let step = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + step);
+    try {
+      const now = monoNowMs();
+      const first = start();
+      first.learn(['a.example'], [{ ip: '192.0.2.1', expiresMs: now + HOUR_MS }]);
+      step = 60_000; // NTP stepped the clock a minute ahead: the wall time written moves with it
+      first.learn(['b.example'], [{ ip: '192.0.2.2', expiresMs: now + HOUR_MS }]);
+      const walls = readFileSync(journalFile(), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as [string[], Array<[string, number]>])[1][0]![1]);
+      expect(walls[1]! - walls[0]!).toBeGreaterThanOrEqual(60_000 - 2);
+      expect(walls[1]! - walls[0]!).toBeLessThanOrEqual(60_000 + 2);
+    } finally {
+      clock.mockRestore();
+    }
   });
 
   it('skips an unreadable snapshot and still replays the journal', () => {

@@ -24,8 +24,27 @@ interface Snapshot {
 /** One journal line: names of a chain, [ip, wall-clock expiry] pairs. */
 type Line = [readonly string[], Array<[string, number]>];
 
-/** #line's clock reading, one object for every line. */
-const JOURNAL_CLOCK = { mono: 0, wall: 0 };
+/**
+ * The clock reading expiries are written with (lines and snapshots): its
+ * offset between the two clocks is kept while a fresh reading agrees with it
+ * within CLOCK_STEP_MS, so one expiry is always written as one wall time. A
+ * fresh reading each time jittered by a millisecond (Date.now() counts whole
+ * ones), and a replay of a snapshot and a journal line of the same answer
+ * then read it as shortened, which moved its name (ORDER). A wall clock
+ * stepped by more than that is followed at once.
+ */
+const WRITE_CLOCK = { mono: 0, wall: 0 };
+const CLOCK_STEP_MS = 20;
+
+function writeClock(): { mono: number; wall: number } {
+  const mono = monoNowMs();
+  const wall = Date.now();
+  if (WRITE_CLOCK.wall === 0 || Math.abs(wall - mono - (WRITE_CLOCK.wall - WRITE_CLOCK.mono)) > CLOCK_STEP_MS) {
+    WRITE_CLOCK.mono = mono;
+    WRITE_CLOCK.wall = wall;
+  }
+  return WRITE_CLOCK;
+}
 
 /**
  * Names are stored as learned: normalized presentation format (`\.` for a
@@ -201,9 +220,7 @@ export class FqdnJournal {
 
   /** One answer's line (appendSoon writes one per learned answer: no copies, no closure). */
   #line(names: readonly string[], addresses: ReadonlyArray<{ ip: string; expiresMs: number }>): string {
-    const clock = JOURNAL_CLOCK;
-    clock.mono = monoNowMs();
-    clock.wall = Date.now();
+    const clock = writeClock();
     const pairs: Line[1] = new Array(addresses.length);
     for (let i = 0; i < addresses.length; i++) pairs[i] = [addresses[i]!.ip, wallFromMono(addresses[i]!.expiresMs, clock)];
     const line: Line = [names, pairs];
@@ -247,7 +264,7 @@ export class FqdnJournal {
       this.#fd = openSync(this.#journal, 'a');
       this.#lines = 0;
       out = openSync(tmp, 'w');
-      const clock = { mono: monoNowMs(), wall: Date.now() };
+      const clock = { ...writeClock() };
       writeSync(out, '{"version":1,"names":[');
       let n = 0;
       let chunk = '';
