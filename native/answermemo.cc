@@ -6,14 +6,19 @@
 // here as it is read, so JavaScript skips parsing and learning for it and only
 // matches it to its query and releases it (src/dns/proxy.ts, MEMO).
 //
-//   new AnswerMemo(slots, minTtlMs, graceMs)     slots: a power of two from 4, in sets of four
-//       (an answer goes in its set's empty slot, else over the oldest one)
+//   new AnswerMemo(slots, minTtlMs, graceMs[, secondSight])
+//       slots: a power of two from 4, in sets of four (an answer goes in its
+//       set's empty slot, else over the oldest one). secondSight: an answer is
+//       remembered the second time it is learned, not the first (SECOND
+//       SIGHT: a name asked once costs the memo nothing; its table's pages
+//       stay untouched and no copy of the answer is made)
 //   remember(msg, ranges: Float64Array, count) → boolean
 //       after `msg` was learned and its allows written: ranges[3k], ranges[3k+1]
 //       is the window [lo, hi) of CLOCK_MONOTONIC ms within which a repeat's
 //       expiry for the k-th A/AAAA record of the answer section changes nothing,
 //       and ranges[3k+2] the earliest expiry its allows were programmed with;
-//       count must be the number of A/AAAA records. False: not memoizable.
+//       count must be the number of A/AAAA records. False: not memoizable, or
+//       its first sight.
 //   check(msg, nowMs) → 0 | HIT | REFRESH (| ADDRESSES)   (tests; the sockets call it natively)
 //   forget(name)     the memo's answers whose question or a CNAME target is `name`
 //                    (normalized text) change something now: they miss from here on
@@ -57,12 +62,17 @@ constexpr size_t kMaxMessage = 4096;
 constexpr uint16_t kTypeA = 1;
 constexpr uint16_t kTypeCname = 5;
 constexpr uint16_t kTypeAaaa = 28;
-// Generations of names by hash (a collision only forgets more): 1 MiB. Every
+// Generations of names by hash (a collision only forgets more): 512 KiB. Every
 // answer that moves an expiry forgets its names, so a slot shared with a name
 // answered often forgets the other's answers as often: 8,192 slots for the
 // qps bench's 22,000 names left a remembered answer a few seconds, not the
 // minutes its allows last.
-constexpr uint32_t kNameGenerations = 1u << 18;
+constexpr uint32_t kNameGenerations = 1u << 17;
+// SECOND SIGHT: answers learned once, one bit per key hash, 128 KiB: a
+// collision only remembers an answer at its first sight (a table of keys
+// would let two answers that collide erase each other's mark for ever). The
+// bits are cleared when a quarter of them are set.
+constexpr uint32_t kSeenBits = 1u << 20;
 constexpr uint16_t kAddressRecord = 0x8000;
 // Slots per set. Two were too few: the qps bench's 11,000 answers in 16,384
 // sets of two left ~15% of them in sets of three or more, where a round of
@@ -210,10 +220,11 @@ uint64_t Key(const uint8_t* b, size_t len) {
 }
 
 // One remembered answer, in one allocation: its bytes, then per answer
-// record its TTL field's offset (u16, kAddressRecord set for an A or AAAA),
-// its expiry window (lo, hi) and the earliest expiry its allows were
-// programmed with (until): three doubles, unbounded for a CNAME; then per
-// name its generation slot and the generation it was remembered at (two u32).
+// record its TTL field's offset (u16, kAddressRecord set for an A or AAAA)
+// and its expiry window (lo, hi: two doubles; unbounded for a CNAME), then per
+// name its generation slot and the generation it was remembered at (two u32),
+// then the earliest expiry any of its addresses' allows were programmed with
+// (until, one double for the answer: its addresses were learned together).
 //
 // A repeat is judged without walking it: equal to the remembered bytes at
 // every offset but the id and those TTL fields, it has the same records at
@@ -232,12 +243,13 @@ struct Entry {
   bool addresses;
 
   size_t TtlAt(int i) const { return len + 2u * i; }
-  size_t RangeAt(int i) const { return len + 2u * records + 24u * i; }
-  size_t NameAt(int i) const { return len + 26u * records + 8u * i; }
+  size_t RangeAt(int i) const { return len + 2u * records + 16u * i; }
+  size_t NameAt(int i) const { return len + 18u * records + 8u * i; }
+  size_t UntilAt() const { return len + 18u * records + 8u * names; }
   uint16_t Ttl(int i) const { return At<uint16_t>(TtlAt(i)); }
   double Lo(int i) const { return At<double>(RangeAt(i)); }
   double Hi(int i) const { return At<double>(RangeAt(i) + 8); }
-  double Until(int i) const { return At<double>(RangeAt(i) + 16); }
+  double Until() const { return At<double>(UntilAt()); }
   uint32_t NameSlot(int i) const { return At<uint32_t>(NameAt(i)); }
   uint32_t NameGeneration(int i) const { return At<uint32_t>(NameAt(i) + 4); }
 
@@ -255,12 +267,18 @@ struct Entry {
 
 class AnswerMemoCore {
  public:
-  AnswerMemoCore(uint32_t slots, double minTtlMs, double graceMs)
-      : entries_(static_cast<Entry*>(calloc(slots, sizeof(Entry)))), mask_(slots - 1), minTtlMs_(minTtlMs), graceMs_(graceMs), names_(kNameGenerations, 0) {
-    if (!entries_) mask_ = 0, disabled_ = true;  // no table: every answer misses
+  AnswerMemoCore(uint32_t slots, double minTtlMs, double graceMs, bool secondSight)
+      : entries_(static_cast<Entry*>(calloc(slots, sizeof(Entry)))),
+        mask_(slots - 1),
+        minTtlMs_(minTtlMs),
+        graceMs_(graceMs),
+        names_(kNameGenerations, 0),
+        seen_(secondSight ? static_cast<uint64_t*>(calloc(kSeenBits / 64, sizeof(uint64_t))) : nullptr) {
+    if (!entries_ || (secondSight && !seen_)) mask_ = 0, disabled_ = true;  // no table: every answer misses
   }
 
   ~AnswerMemoCore() {
+    free(seen_);
     if (!entries_) return;
     for (uint32_t i = 0; i <= mask_; i++) free(entries_[i].blob);
     free(entries_);
@@ -291,7 +309,6 @@ class AnswerMemoCore {
     for (int i = 0; i < e.names; i++)
       if (names_[e.NameSlot(i)] != e.NameGeneration(i)) return Miss();
     bool inWindows = true;
-    bool programmed = true;
     for (int i = 0; i < e.records; i++) {
       uint16_t at = e.Ttl(i);
       if (!(at & kAddressRecord)) continue;
@@ -301,14 +318,13 @@ class AnswerMemoCore {
       if (lifetime < minTtlMs_) lifetime = minTtlMs_;
       double expires = nowMs + lifetime + graceMs_;
       if (!(expires >= e.Lo(i) && expires < e.Hi(i))) inWindows = false;
-      if (!(e.Until(i) >= nowMs + graceMs_)) programmed = false;
     }
     uint32_t addresses = e.addresses ? kMemoAddresses : 0;
     if (inWindows) {
       hits_++;
       return kMemoHit | addresses;
     }
-    if (!programmed) return Miss();
+    if (!(e.Until() >= nowMs + graceMs_)) return Miss();
     refreshes_++;
     return kMemoRefresh | addresses;
   }
@@ -322,6 +338,20 @@ class AnswerMemoCore {
     Entry* slot = nullptr;
     for (size_t i = set; i < set + kWays && !slot; i++)
       if (entries_[i].generation == generation_ && entries_[i].hash == h) slot = &entries_[i];
+    if (!slot && seen_) {
+      // SECOND SIGHT: not remembered now; noted, so that its next learning is.
+      uint32_t bit = static_cast<uint32_t>(h >> 32) & (kSeenBits - 1);
+      uint64_t& word = seen_[bit / 64];
+      uint64_t mask = uint64_t{1} << (bit % 64);
+      if (!(word & mask)) {
+        word |= mask;
+        if (++seenSet_ > kSeenBits / 4) {
+          memset(seen_, 0, kSeenBits / 8);
+          seenSet_ = 0;
+        }
+        return false;
+      }
+    }
     for (size_t i = set; i < set + kWays && !slot; i++)
       if (entries_[i].generation != generation_) slot = &entries_[i];
     if (!slot) {
@@ -337,26 +367,26 @@ class AnswerMemoCore {
     e.records = static_cast<uint8_t>(l.records);
     e.names = static_cast<uint8_t>(l.names);
     e.addresses = l.addresses > 0;
-    auto* p = static_cast<uint8_t*>(realloc(e.blob, len + 26u * l.records + 8u * l.names));
+    auto* p = static_cast<uint8_t*>(realloc(e.blob, len + 18u * l.records + 8u * l.names + 8u));
     if (!p) {
       e.generation = 0;  // its old blob is still e.blob: freed with the table
       return false;
     }
     e.blob = p;
     memcpy(p, b, len);
+    double until = 1.0 / 0.0;
     for (int i = 0, k = 0; i < l.records; i++) {
-      double lo = -1.0 / 0.0, hi = 1.0 / 0.0, until = 1.0 / 0.0;
+      double lo = -1.0 / 0.0, hi = 1.0 / 0.0;
       if (l.address[i]) {
         lo = ranges[3 * k];
         hi = ranges[3 * k + 1];
-        until = ranges[3 * k + 2];
+        if (!(ranges[3 * k + 2] >= until)) until = ranges[3 * k + 2];  // the earliest (a NaN too: never a refresh)
         k++;
       }
       uint16_t at = static_cast<uint16_t>(l.ttl[i] | (l.address[i] ? kAddressRecord : 0));
       memcpy(p + e.TtlAt(i), &at, 2);
       memcpy(p + e.RangeAt(i), &lo, 8);
       memcpy(p + e.RangeAt(i) + 8, &hi, 8);
-      memcpy(p + e.RangeAt(i) + 16, &until, 8);
     }
     for (int i = 0; i < l.names; i++) {
       uint64_t nh = 0;
@@ -365,6 +395,7 @@ class AnswerMemoCore {
       memcpy(p + e.NameAt(i), &nslot, 4);
       memcpy(p + e.NameAt(i) + 4, &names_[nslot], 4);
     }
+    memcpy(p + e.UntilAt(), &until, 8);
     stored_++;
     return true;
   }
@@ -395,6 +426,8 @@ class AnswerMemoCore {
   double minTtlMs_;
   double graceMs_;
   std::vector<uint32_t> names_;
+  uint64_t* seen_;  // calloc'ed (its pages resident as answers mark them); null: remembered at first sight
+  uint32_t seenSet_ = 0;
   uint32_t generation_ = 1;
   uint32_t stamp_ = 0;
   bool disabled_ = false;
@@ -430,7 +463,8 @@ class AnswerMemo : public Napi::ObjectWrap<AnswerMemo> {
       ThrowRange(env, "AnswerMemo: slots must be a power of two from 4 to 2^20");
       return;
     }
-    core_ = std::make_unique<AnswerMemoCore>(slots, info[1].As<Napi::Number>().DoubleValue(), info[2].As<Napi::Number>().DoubleValue());
+    bool secondSight = info.Length() > 3 && info[3].ToBoolean().Value();
+    core_ = std::make_unique<AnswerMemoCore>(slots, info[1].As<Napi::Number>().DoubleValue(), info[2].As<Napi::Number>().DoubleValue(), secondSight);
   }
 
   AnswerMemoCore* core() { return core_.get(); }

@@ -68,5 +68,6 @@ export const nativeProxyHost: ProxyHost = {
     open: (fd, onBatch, onSendFailed, memo) => new (native().UdpBatch)(fd, onBatch, onSendFailed, memo as NativeAnswerMemo | undefined),
     bind: (family) => native().socketBind(family, 'udp', family === 6 ? '::' : '0.0.0.0', 0),
   },
-  answerMemo: (minTtlMs, graceMs) => new (native().AnswerMemo)(ANSWER_MEMO_SLOTS, minTtlMs, graceMs),
+  // Answers are remembered the second time they are learned: a name asked once costs the memo nothing.
+  answerMemo: (minTtlMs, graceMs) => new (native().AnswerMemo)(ANSWER_MEMO_SLOTS, minTtlMs, graceMs, true),
 };

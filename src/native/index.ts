@@ -343,7 +343,8 @@ export interface NativeAddon {
    * minTtlMs) + graceMs, as the FQDN cache's. A UdpBatch given one judges
    * each datagram it reads by it (the verdict in bits 17 and up of its port field).
    */
-  AnswerMemo: new (slots: number, minTtlMs: number, graceMs: number) => NativeAnswerMemo;
+  /** secondSight: an answer is remembered the second time it is learned (native/answermemo.cc, SECOND SIGHT). */
+  AnswerMemo: new (slots: number, minTtlMs: number, graceMs: number, secondSight?: boolean) => NativeAnswerMemo;
 
   // --- handing the proxy's sockets to a successor agent (native/handover.cc)
   /** A copy of `fd` (close-on-exec): the socket lives on while either is open. */

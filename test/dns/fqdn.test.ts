@@ -398,6 +398,8 @@ print(json.dumps({'a':a.decode(),'b':b.decode(),'fresh':fresh}))`;
   it('releases a repeat of a learned answer as it came (the answer memo), and learns one that moves the expiry (released first: its allows have more than the grace left)', async () => {
     const first = await lookup(client, 'nagain.fq.test');
     expect(addresses(first)).toEqual(['198.18.1.87']);
+    // Learned again (the agent's memo keeps an answer from its second learning on).
+    expect(addresses(await lookup(client, 'nagain.fq.test'))).toEqual(['198.18.1.87']);
     const s0 = await proxyStats();
     const expiry = async () => (await learned('fq/client')).find((n) => n.name === 'nagain.fq.test')!.ips[0]!.expiresInMs;
     const e0 = await expiry();

@@ -186,6 +186,23 @@ describe('AnswerMemo', () => {
     }
   });
 
+  it('remembers an answer at its second learning, not its first, with secondSight; once remembered, at once again', () => {
+    memo = new (native().AnswerMemo)(64, MIN_TTL_MS, GRACE_MS, true);
+    const wide = windows([-Infinity, Infinity], [-Infinity, Infinity]);
+    expect(memo.remember(response(), wide, 2)).toBe(false); // first sight: noted, not remembered
+    expect(memo.check(response(), NOW)).toBe(0);
+    expect(memo.remember(response({ name: 'other.example' }), wide, 2)).toBe(false);
+    expect(memo.remember(response(), wide, 2)).toBe(true);
+    expect(memo.check(response({ id: 9 }), NOW)).toBe(HIT);
+    expect(memo.stored).toBe(1);
+    // Remembered again (its windows moved): in its own slot at once.
+    expect(memo.remember(response(), windows([-Infinity, -Infinity], [-Infinity, -Infinity]), 2)).toBe(true);
+    expect(memo.check(response(), NOW)).toBe(0);
+    // Not memoizable is not a sight: a TXT answer stays unremembered.
+    const txt = response({ answers: [{ type: 'TXT', name: 'api.example', ttl: 60, data: 'x' }] });
+    expect([memo.remember(txt, wide, 0), memo.remember(txt, wide, 0)]).toEqual([false, false]);
+  });
+
   it('keeps four answers per set: the oldest goes when a fifth comes', () => {
     memoOf(4); // one set of four
     const none = new Float64Array(0);
