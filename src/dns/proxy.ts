@@ -890,8 +890,7 @@ export class DnsProxy {
     // MEMO: the memo vouches for everything after the question; the question's bytes are the query's.
     const qw = p.questionWire;
     if (verdict & MEMO_HIT && msg.length >= 12 + qw.length && msg.compare(qw, 0, qw.length, 12, 12 + qw.length) === 0) {
-      this.stats.unchanged++;
-      if (verdict & MEMO_ADDRESSES) this.stats.learnedAnswers++;
+      this.#countUnchanged(verdict);
       this.#sendAnswer(msg, p);
     } else {
       // REFRESH: the socket sent it (it checked source, id and question); learned here, settled whatever the parse says.
@@ -918,13 +917,18 @@ export class DnsProxy {
       if (!p) return;
       this.#pending.delete(key);
       p.pod.inflight--;
-      this.stats.unchanged++;
-      if (verdict & MEMO_ADDRESSES) this.stats.learnedAnswers++;
+      this.#countUnchanged(verdict);
       this.stats.answered++;
       this.#answered('forwarded', 'upstream', p.receivedMs);
     } catch (err) {
       this.#handlerError(err);
     }
+  }
+
+  /** MEMO: an answer released as it came (one with addresses counts as learned: what it teaches is programmed). */
+  #countUnchanged(verdict: number): void {
+    this.stats.unchanged++;
+    if (verdict & MEMO_ADDRESSES) this.stats.learnedAnswers++;
   }
 
   /**

@@ -9,6 +9,7 @@ import dgram from 'node:dgram';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { native, type UdpBatchData, type UdpBatchSocket } from '../../src/native/index.js';
+import { until } from '../helpers/wait.js';
 
 const open: Array<UdpBatchSocket | dgram.Socket> = [];
 afterEach(() => {
@@ -68,10 +69,6 @@ function client(family: 4 | 6): Promise<dgram.Socket> {
   return new Promise((r) => c.bind(0, family === 4 ? '127.0.0.1' : '::1', () => r(c)));
 }
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-}
-
 describe('UdpBatch', () => {
   it.each([4, 6] as const)('IPv%s: a burst of 200 datagrams arrives whole, in batches, each with its source; send() answers each', async (family) => {
     const got: Array<{ text: string; host: string; port: number }> = [];
@@ -88,7 +85,7 @@ describe('UdpBatch', () => {
     c.on('message', (m) => answers.push(m.toString()));
     const host = family === 4 ? '127.0.0.1' : '::1';
     for (let i = 0; i < 200; i++) c.send(`q${i}`, port, host);
-    await until(() => answers.length === 200);
+    await until('the 200 answers', () => answers.length === 200, 2000, 10);
     expect(got.map((g) => g.text).sort()).toEqual(Array.from({ length: 200 }, (_, i) => `q${i}`).sort());
     expect(new Set(got.map((g) => `${g.host}|${g.port}`))).toEqual(new Set([`${host}|${c.address().port}`]));
     expect(answers.sort()).toEqual(Array.from({ length: 200 }, (_, i) => `re:q${i}`).sort());
@@ -112,7 +109,7 @@ describe('UdpBatch', () => {
     for (let round = 0; round < 2; round++) {
       const at = seen.length;
       for (const [i, size] of sizes.entries()) c.send(Buffer.alloc(size, 97 + i + round), port, family === 4 ? '127.0.0.1' : '::1');
-      await until(() => seen.slice(at).reduce((n, b) => n + b.rows.length, 0) === sizes.length);
+      await until('this round\'s datagrams', () => seen.slice(at).reduce((n, b) => n + b.rows.length, 0) === sizes.length, 2000, 10);
     }
     const rows = seen.flatMap((b) => b.rows);
     expect(seen.flatMap((b) => b.texts)).toEqual([0, 1].flatMap((round) => sizes.map((size, i) => String.fromCharCode(97 + i + round).repeat(size))));
@@ -132,7 +129,7 @@ describe('UdpBatch', () => {
     let other: { data: Buffer; meta: Uint32Array } | undefined;
     const second = batchedRaw(family, (_count, data, meta) => (other = { data, meta }));
     c.send('x', second.port, family === 4 ? '127.0.0.1' : '::1');
-    await until(() => other !== undefined);
+    await until('the other socket\'s batch', () => other !== undefined, 2000, 10);
     expect(other!.data).toBe(seen[0]!.data);
     expect(other!.meta).not.toBe(seen[0]!.meta);
   });
@@ -144,7 +141,7 @@ describe('UdpBatch', () => {
     expect(inode).toBeDefined();
     const c = await client(4);
     c.send('one', port, '127.0.0.1');
-    await until(() => seen === 1);
+    await until('the datagram', () => seen === 1, 2000, 10);
     sock.close();
     c.send('two', port, '127.0.0.1');
     await new Promise((r) => setTimeout(r, 100));
@@ -173,7 +170,7 @@ describe('UdpBatch', () => {
     const c = await client(4);
     c.on('message', (m) => answers.push(m.toString()));
     for (let i = 0; i < 20; i++) c.send(`q${i}`, port, '127.0.0.1');
-    await until(() => answers.length === 20);
+    await until('the 20 answers', () => answers.length === 20, 2000, 10);
     expect(answers).toEqual(Array.from({ length: 20 }, (_, i) => `re:q${i}`)); // one sender, one receiver: in order
     // Sent as queued (send() said true): refused only at the flush, and counted there.
     expect(failed.reduce((a, b) => a + b, 0)).toBe(20);
