@@ -464,9 +464,26 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
   }
 
   // send(), and the answer expected (RELEASE) when the query was accepted and fits.
+  // An address argument: text, or an IPv4 address as a number (a.b.c.d = a << 24 | …; no text made or parsed).
+  static bool AddressArg(Napi::Env env, Napi::Value v, uint32_t port, sockaddr_storage* ss, socklen_t* len) {
+    if (!v.IsNumber()) return SockAddr(env, 0, v.As<Napi::String>().Utf8Value(), port, ss, len);
+    double n = v.As<Napi::Number>().DoubleValue();
+    if (!(n >= 0 && n <= 4294967295.0) || n != static_cast<double>(static_cast<uint32_t>(n)) || port > 0xffff) {
+      ThrowRange(env, "sendExpecting: an IPv4 address as a number is 0 to 2^32 - 1, a port 0 to 65535");
+      return false;
+    }
+    memset(ss, 0, sizeof *ss);
+    auto* sin = reinterpret_cast<sockaddr_in*>(ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(static_cast<uint16_t>(port));
+    sin->sin_addr.s_addr = htonl(static_cast<uint32_t>(n));
+    *len = sizeof(sockaddr_in);
+    return true;
+  }
+
   Napi::Value SendExpecting(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsBuffer() || !info[1].IsString() || !info[2].IsNumber() || !info[4].IsString()) {
+    if (!info[0].IsBuffer() || !(info[1].IsString() || info[1].IsNumber()) || !info[2].IsNumber() || !(info[4].IsString() || info[4].IsNumber())) {
       return ThrowType(env, "sendExpecting(buf, address, port, via, clientAddress, clientPort, clientId, questionLength, maxBytes)");
     }
     UdpBatch* via = Of(env, info[3]);
@@ -477,8 +494,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
     auto buf = info[0].As<Napi::Buffer<char>>();
     sockaddr_storage upstream, client;
     socklen_t upstreamLen, clientLen;
-    if (!SockAddr(env, 0, info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Number>().Uint32Value(), &upstream, &upstreamLen) ||
-        !SockAddr(env, 0, info[4].As<Napi::String>().Utf8Value(), clientPort, &client, &clientLen)) {
+    if (!AddressArg(env, info[1], info[2].As<Napi::Number>().Uint32Value(), &upstream, &upstreamLen) || !AddressArg(env, info[4], clientPort, &client, &clientLen)) {
       return env.Undefined();
     }
     if (!SendTo(buf.Data(), buf.Length(), upstream, upstreamLen)) return Napi::Boolean::New(env, false);

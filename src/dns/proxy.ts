@@ -191,7 +191,7 @@ export interface BatchSocket {
    * socket of the same kind) with id clientId as it is read; its verdict then
    * has MEMO_RELEASED.
    */
-  sendExpecting?(buf: Buffer, address: string, port: number, via: BatchSocket, clientAddress: string, clientPort: number, clientId: number, questionLength: number, maxBytes: number): boolean;
+  sendExpecting?(buf: Buffer, address: string | number, port: number, via: BatchSocket, clientAddress: string | number, clientPort: number, clientId: number, questionLength: number, maxBytes: number): boolean;
   /** The query with this id settled otherwise: its answer is expected no more. */
   unexpect?(id: number): void;
   pause(): void;
@@ -543,7 +543,9 @@ export class DnsProxy {
     const fd = bindFd?.(family, 'udp', address, port);
     const batch = this.#deps.batch;
     if (batch && fd !== undefined) {
-      const sock: UdpLike = this.#batched(batch, fd, (msg, address, port) => this.#udpQuery(msg, typeof address === 'number' ? this.#podAddressTexts.of(address) : address, port, sock));
+      const sock: UdpLike = this.#batched(batch, fd, (msg, address, port) =>
+        typeof address === 'number' ? this.#udpQuery(msg, this.#podAddressTexts.of(address), port, sock, address) : this.#udpQuery(msg, address, port, sock),
+      );
       return sock;
     }
     const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
@@ -705,9 +707,10 @@ export class DnsProxy {
 
   // The handlers of every datagram guard themselves (no closure per datagram for #guard).
 
-  #udpQuery(msg: Buffer, address: string, port: number, via: Replier): void {
+  /** `address4`: the source as a number when it is IPv4 and the socket reported it so (else -1). */
+  #udpQuery(msg: Buffer, address: string, port: number, via: Replier, address4 = -1): void {
     try {
-      this.#onUdpQuery(msg, address, port, via);
+      this.#onUdpQuery(msg, address, port, via, address4);
     } catch (err) {
       this.#handlerError(err);
     }
@@ -722,7 +725,7 @@ export class DnsProxy {
     }
   }
 
-  #onUdpQuery(msg: Buffer, address: string, port: number, via: Replier): void {
+  #onUdpQuery(msg: Buffer, address: string, port: number, via: Replier, address4: number): void {
     const receivedMs = performance.now();
     this.stats.queries++;
     this.#observer?.query('udp');
@@ -738,7 +741,7 @@ export class DnsProxy {
     if (!q) return;
     const d = this.#decide(nat, q);
     if (typeof d !== 'string') return this.#refuse(q, d, via, port, address, receivedMs);
-    this.#forwardUdp(msg, q, d, via, port, address, pod, nat.ifindex, receivedMs);
+    this.#forwardUdp(msg, q, d, via, port, address, address4, pod, nat.ifindex, receivedMs);
   }
 
   #parseQuery(msg: Buffer): ParsedQuery | undefined {
@@ -828,7 +831,7 @@ export class DnsProxy {
     }
   }
 
-  #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, via: Replier, podPort: number, podAddress: string, pod: PodDnsStats, ifindex: number, receivedMs: number): void {
+  #forwardUdp(msg: Buffer, q: ParsedQuery, upstream: string, via: Replier, podPort: number, podAddress: string, podAddress4: number, pod: PodDnsStats, ifindex: number, receivedMs: number): void {
     const family = upstream.includes(':') ? 6 : 4; // a valid address (the NAT entry's, or a trusted one)
     const ps = this.#podSocket(family, podAddress, upstream, ifindex);
     let sock: UdpLike;
@@ -853,10 +856,11 @@ export class DnsProxy {
     out.writeUInt16BE(id, 0);
     // RELEASE: an answer the memo vouches for goes back from the upstream socket itself.
     const expectedBy = sock.batch && via.batch ? sock.batch : undefined;
+    const upstream4 = ipv4Number(upstream);
     this.#pending.set(slot * 65536 + id, {
       deadline: Date.now() + this.#upstreamTimeoutMs,
       upstream,
-      upstream4: ipv4Number(upstream),
+      upstream4,
       question: q.question,
       questionWire: q.questionWire,
       clientId: q.id,
@@ -872,7 +876,9 @@ export class DnsProxy {
     this.stats.forwarded++;
     if (ps) this.stats.fromPod++;
     if (!expectedBy) return sock.send(out, this.#upstreamPort, upstream);
-    if (!expectedBy.sendExpecting(out, upstream, this.#upstreamPort, via.batch!, podAddress, podPort, q.id, q.questionWire.length, MAX_UDP_ANSWER)) this.stats.sendFailed++;
+    // IPv4 addresses as numbers: the socket makes no text of them and parses none.
+    const to = upstream4 >= 0 ? upstream4 : upstream;
+    if (!expectedBy.sendExpecting(out, to, this.#upstreamPort, via.batch!, podAddress4 >= 0 ? podAddress4 : podAddress, podPort, q.id, q.questionWire.length, MAX_UDP_ANSWER)) this.stats.sendFailed++;
   }
 
   #onUdpAnswer(slot: number, msg: Buffer, address: number | string, port: number, verdict: number): void {

@@ -405,9 +405,10 @@ export interface UdpBatchSocket {
    * query's question bytes (buf[12, 12 + questionLength)) and at most
    * maxBytes long, is sent to clientAddress:clientPort through `via` with id
    * clientId as it is read, and its verdict has MEMO_RELEASED
-   * (native/udpbatch.cc, RELEASE).
+   * (native/udpbatch.cc, RELEASE). address and clientAddress: text, or IPv4
+   * addresses as numbers (a.b.c.d = a << 24 | b << 16 | c << 8 | d).
    */
-  sendExpecting(buf: Buffer, address: string, port: number, via: UdpBatchSocket, clientAddress: string, clientPort: number, clientId: number, questionLength: number, maxBytes: number): boolean;
+  sendExpecting(buf: Buffer, address: string | number, port: number, via: UdpBatchSocket, clientAddress: string | number, clientPort: number, clientId: number, questionLength: number, maxBytes: number): boolean;
   /** The query with this id is settled otherwise: its answer is expected no more. */
   unexpect(id: number): void;
   /** Stops reading: datagrams wait in the socket's queue (for whoever holds it next); send() still works. */

@@ -353,6 +353,19 @@ describe('UdpBatch with an AnswerMemo', () => {
     expect(pod.inbox).toHaveLength(2);
     expect(pod.inbox.map((m) => m.msg.readUInt16BE(0))).toEqual([0x0042, 0x0042]);
     expect(() => upstream.sendExpecting(Buffer.alloc(12), lo, resolver.port, {} as UdpBatchSocket, lo, 1, 1, 0, 512)).toThrow(/UdpBatch/);
+    if (family === 4) {
+      // IPv4 addresses as numbers: the same expectation, no text made or parsed; a number no address is refused.
+      const live = new (native().UdpBatch)(native().socketBind(4, 'udp', lo, 0), () => {});
+      open.push(live);
+      const q = dnsPacket.encode({ type: 'query', id: 0x6789, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'known.example' }] });
+      const before = resolver.inbox.length;
+      expect(upstream.sendExpecting(q, 0x7f000001, resolver.port, live, 0x7f000001, pod.port, 0x0043, q.length - 12, 1232)).toBe(true);
+      await until('the query at the resolver', () => resolver.inbox.length > before, 2000, 10);
+      expect(await reply(resolver, to, response({ id: 0x6789, name: 'known.example' }))).toBe(HIT | MEMO_RELEASED);
+      await until('the released answer at the pod', () => pod.inbox.length === 3, 2000, 10);
+      expect(pod.inbox[2]!.msg.readUInt16BE(0)).toBe(0x0043);
+      for (const bad of [-1, 2 ** 32, 1.5, NaN]) expect(() => upstream.sendExpecting(q, bad, resolver.port, live, 0x7f000001, pod.port, 1, 0, 512)).toThrow(/IPv4 address as a number/);
+    }
   });
 
   it('keeps hundreds of expectations of one socket apart through expecting, unexpecting and releasing in any order', async () => {
