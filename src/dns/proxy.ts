@@ -871,6 +871,7 @@ export class DnsProxy {
       pod,
       receivedMs,
       expectedBy,
+      released: false, // set here, not added later: one shape for every pending query
     });
     pod.inflight++;
     this.stats.forwarded++;
