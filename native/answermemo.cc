@@ -317,7 +317,10 @@ class AnswerMemoCore {
       double lifetime = static_cast<double>(ttl) * 1000.0;
       if (lifetime < minTtlMs_) lifetime = minTtlMs_;
       double expires = nowMs + lifetime + graceMs_;
-      if (!(expires >= e.Lo(i) && expires < e.Hi(i))) inWindows = false;
+      if (!(expires >= e.Lo(i) && expires < e.Hi(i))) {
+        inWindows = false;  // a refresh at most: that needs no more windows
+        break;
+      }
     }
     uint32_t addresses = e.addresses ? kMemoAddresses : 0;
     if (inWindows) {

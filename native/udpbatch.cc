@@ -463,7 +463,6 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
     return Napi::Boolean::New(env, SendTo(buf.Data(), buf.Length(), ss, len));
   }
 
-  // send(), and the answer expected (RELEASE) when the query was accepted and fits.
   // An address argument: text, or an IPv4 address as a number (a.b.c.d = a << 24 | …; no text made or parsed).
   static bool AddressArg(Napi::Env env, Napi::Value v, uint32_t port, sockaddr_storage* ss, socklen_t* len) {
     if (!v.IsNumber()) return SockAddr(env, 0, v.As<Napi::String>().Utf8Value(), port, ss, len);
@@ -481,6 +480,7 @@ class UdpBatch : public Napi::ObjectWrap<UdpBatch> {
     return true;
   }
 
+  // send(), and the answer expected (RELEASE) when the query was accepted and fits.
   Napi::Value SendExpecting(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsBuffer() || !(info[1].IsString() || info[1].IsNumber()) || !info[2].IsNumber() || !(info[4].IsString() || info[4].IsNumber())) {

@@ -264,7 +264,7 @@ export class FqdnJournal {
       this.#fd = openSync(this.#journal, 'a');
       this.#lines = 0;
       out = openSync(tmp, 'w');
-      const clock = { ...writeClock() };
+      const clock = { ...writeClock() }; // a copy: lines appended between the slices may move the shared one
       writeSync(out, '{"version":1,"names":[');
       let n = 0;
       let chunk = '';
